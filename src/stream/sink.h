@@ -1,0 +1,48 @@
+/* Where a stream's bytes go. Two implementations: a file committed with the crash-safe order
+ * of chains.md (this library), and a zip entry on a pipe (src/common). */
+#ifndef VB_SINK_H
+#define VB_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct stream_sink;
+
+struct stream_sink_ops {
+    int (*write)(struct stream_sink *sink, const void *buf, size_t len, struct vb_error *err);
+    /* Makes the stream durable and visible under its final name. With have_checksum, the
+     * adler32 of all bytes written is stored beside it (as <name>.chksum for files). */
+    int (*commit)(struct stream_sink *sink, bool have_checksum, uint32_t checksum,
+                  struct vb_error *err);
+    /* Discards everything written; nothing that looks complete remains. */
+    void (*abort)(struct stream_sink *sink);
+    void (*free)(struct stream_sink *sink);
+};
+
+struct stream_sink {
+    const struct stream_sink_ops *ops;
+    char *name; /* for messages: the final path or entry name */
+};
+
+static inline int stream_sink_write(struct stream_sink *s, const void *buf, size_t len,
+                                    struct vb_error *err)
+{
+    return s->ops->write(s, buf, len, err);
+}
+
+/* Frees the sink; if it was neither committed nor aborted, aborts it first. */
+void stream_sink_free(struct stream_sink *sink);
+
+/* A file sink: writes <path>.partial; commit = fsync, <path>.chksum via a temporary name,
+ * rename to <path>, fsync the directory. Refuses to start if <path> exists. */
+struct stream_sink *stream_sink_file_open(const char *path, struct vb_error *err);
+
+/* The commit order of chains.md for any fd already fully written to <path>.partial. Shared by
+ * the stream writer and the raw-image writer. */
+int stream_commit_file(int fd, const char *path, bool have_checksum, uint32_t checksum,
+                       struct vb_error *err);
+
+#endif

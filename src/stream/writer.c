@@ -1,0 +1,324 @@
+#include "writer.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "frame.h"
+#include "stream_lz4.h"
+
+/* One element of the compression trailer per DATA frame (reference §1.5). */
+struct trailer_entry {
+    size_t first; /* index into sizes */
+    size_t count;
+    bool chunked; /* {"total": [..]} form, for extents of 32 MiB or more */
+};
+
+struct stream_writer {
+    struct stream_sink *sink;
+    struct stream_meta meta;
+    bool compressed;
+    uint32_t adler;
+    uint64_t bytes;
+    uint64_t next_start;    /* frames must ascend and not overlap */
+    uint64_t data_total;    /* uncompressed DATA bytes written */
+    /* the DATA frame in progress */
+    bool in_data;
+    uint64_t data_length, data_done;
+    /* trailer */
+    uint64_t *sizes;
+    size_t nsizes, sizes_cap;
+    struct trailer_entry *entries;
+    size_t nentries, entries_cap;
+    /* compression scratch */
+    void *cbuf;
+    size_t cbuf_cap;
+    bool finished, failed;
+};
+
+static int emit(struct stream_writer *w, const void *buf, size_t len, struct vb_error *err)
+{
+    if (stream_sink_write(w->sink, buf, len, err) < 0) {
+        w->failed = true;
+        return -1;
+    }
+    const uint8_t *p = buf;
+    size_t left = len;
+    while (left) { /* adler32 takes 32-bit lengths */
+        uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
+        w->adler = (uint32_t)adler32(w->adler, p, n);
+        p += n;
+        left -= n;
+    }
+    w->bytes += len;
+    return 0;
+}
+
+static int emit_frame(struct stream_writer *w, enum stream_frame_kind kind, uint64_t start,
+                      uint64_t length, struct vb_error *err)
+{
+    char hdr[STREAM_FRAME_LEN];
+    stream_frame_format(hdr, kind, start, length);
+    return emit(w, hdr, sizeof hdr, err);
+}
+
+struct stream_writer *stream_writer_new(struct stream_sink *sink, const struct stream_meta *meta,
+                                        struct vb_error *err)
+{
+    struct stream_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        vb_error_set(err, "out of memory");
+        stream_sink_free(sink);
+        return NULL;
+    }
+    w->sink = sink;
+    w->meta = *meta;
+    w->compressed = meta->compressed != STREAM_META_COMPRESSED_FALSE;
+    w->adler = (uint32_t)adler32(0, NULL, 0);
+    size_t jlen;
+    char *json = stream_meta_to_json(meta, &jlen, err);
+    if (!json)
+        goto fail;
+    int rc = emit_frame(w, STREAM_FRAME_META, 0, jlen, err);
+    if (rc == 0)
+        rc = emit(w, json, jlen, err);
+    if (rc == 0)
+        rc = emit(w, STREAM_TERM, STREAM_TERM_LEN, err);
+    free(json);
+    if (rc < 0)
+        goto fail;
+    return w;
+fail:
+    vb_error_prefix(err, "%s", sink->name);
+    stream_writer_free(w);
+    return NULL;
+}
+
+static int check_range(struct stream_writer *w, const char *what, uint64_t start, uint64_t length,
+                       struct vb_error *err)
+{
+    if (w->finished || w->failed)
+        return vb_error_set(err, "%s: stream already finished or failed", w->sink->name);
+    if (w->in_data)
+        return vb_error_set(err, "%s: %s frame inside an unfinished DATA frame", w->sink->name,
+                            what);
+    if (length == 0)
+        return vb_error_set(err, "%s: empty %s frame at %" PRIu64, w->sink->name, what, start);
+    if (start < w->next_start || start + length < start || start + length > w->meta.virtual_size)
+        return vb_error_set(err,
+                            "%s: %s frame %" PRIu64 "+%" PRIu64
+                            " is out of order or beyond the disk size %" PRIu64,
+                            w->sink->name, what, start, length, w->meta.virtual_size);
+    return 0;
+}
+
+int stream_writer_zero(struct stream_writer *w, uint64_t start, uint64_t length,
+                       struct vb_error *err)
+{
+    if (check_range(w, "ZERO", start, length, err) < 0)
+        return -1;
+    w->next_start = start + length;
+    return emit_frame(w, STREAM_FRAME_ZERO, start, length, err);
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem, struct vb_error *err)
+{
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 64;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = realloc(*arr, ncap * elem);
+    if (!p)
+        return vb_error_set(err, "out of memory");
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+int stream_writer_data_begin(struct stream_writer *w, uint64_t start, uint64_t length,
+                             struct vb_error *err)
+{
+    if (check_range(w, "DATA", start, length, err) < 0)
+        return -1;
+    if (emit_frame(w, STREAM_FRAME_DATA, start, length, err) < 0)
+        return -1;
+    w->in_data = true;
+    w->next_start = start + length;
+    w->data_length = length;
+    w->data_done = 0;
+    if (w->compressed) {
+        if (grow((void **)&w->entries, &w->entries_cap, w->nentries + 1, sizeof *w->entries,
+                 err) < 0)
+            return -1;
+        w->entries[w->nentries++] = (struct trailer_entry){
+            .first = w->nsizes, .count = 0, .chunked = length >= STREAM_SLICE_SIZE};
+    }
+    return 0;
+}
+
+int stream_writer_data_append_compressed(struct stream_writer *w, const void *frame,
+                                         size_t frame_len, size_t raw_len, struct vb_error *err)
+{
+    if (!w->in_data || !w->compressed)
+        return vb_error_set(err, "%s: compressed slice outside a compressed DATA frame",
+                            w->sink->name);
+    uint64_t left = w->data_length - w->data_done;
+    size_t want = left < STREAM_SLICE_SIZE ? (size_t)left : STREAM_SLICE_SIZE;
+    if (raw_len != want)
+        return vb_error_set(err,
+                            "%s: compressed slice of %zu bytes where the framing needs %zu "
+                            "(DATA frames are sliced at 32 MiB)",
+                            w->sink->name, raw_len, want);
+    if (grow((void **)&w->sizes, &w->sizes_cap, w->nsizes + 1, sizeof *w->sizes, err) < 0)
+        return -1;
+    if (emit(w, frame, frame_len, err) < 0)
+        return -1;
+    w->sizes[w->nsizes++] = frame_len;
+    w->entries[w->nentries - 1].count++;
+    w->data_done += raw_len;
+    return 0;
+}
+
+int stream_writer_data_append(struct stream_writer *w, const void *buf, size_t len,
+                              struct vb_error *err)
+{
+    if (!w->in_data)
+        return vb_error_set(err, "%s: data outside a DATA frame", w->sink->name);
+    if (len > w->data_length - w->data_done)
+        return vb_error_set(err, "%s: more data than the DATA frame's length %" PRIu64,
+                            w->sink->name, w->data_length);
+    if (!w->compressed) {
+        if (emit(w, buf, len, err) < 0)
+            return -1;
+        w->data_done += len;
+        return 0;
+    }
+    size_t bound = stream_lz4_bound(len);
+    if (bound > w->cbuf_cap) {
+        free(w->cbuf);
+        w->cbuf = malloc(bound);
+        w->cbuf_cap = w->cbuf ? bound : 0;
+        if (!w->cbuf)
+            return vb_error_set(err, "out of memory");
+    }
+    size_t clen = stream_lz4_compress(buf, len, w->meta.compressed, w->cbuf, w->cbuf_cap, err);
+    if (!clen)
+        return vb_error_prefix(err, "%s", w->sink->name);
+    return stream_writer_data_append_compressed(w, w->cbuf, clen, len, err);
+}
+
+int stream_writer_data_end(struct stream_writer *w, struct vb_error *err)
+{
+    if (!w->in_data)
+        return vb_error_set(err, "%s: no DATA frame to end", w->sink->name);
+    if (w->data_done != w->data_length)
+        return vb_error_set(err, "%s: DATA frame got %" PRIu64 " of its %" PRIu64 " bytes",
+                            w->sink->name, w->data_done, w->data_length);
+    w->in_data = false;
+    w->data_total += w->data_length;
+    return emit(w, STREAM_TERM, STREAM_TERM_LEN, err);
+}
+
+int stream_writer_data(struct stream_writer *w, uint64_t start, const void *buf, uint64_t length,
+                       struct vb_error *err)
+{
+    if (stream_writer_data_begin(w, start, length, err) < 0)
+        return -1;
+    const uint8_t *p = buf;
+    uint64_t done = 0;
+    while (done < length) {
+        uint64_t n = length - done;
+        if (w->compressed && n > STREAM_SLICE_SIZE)
+            n = STREAM_SLICE_SIZE;
+        if (stream_writer_data_append(w, p + done, (size_t)n, err) < 0)
+            return -1;
+        done += n;
+    }
+    return stream_writer_data_end(w, err);
+}
+
+/* The trailer exactly as Python's json.dumps(list) writes it. */
+static char *format_trailer(const struct stream_writer *w, size_t *len)
+{
+    char *out = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&out, &size);
+    if (!f)
+        return NULL;
+    fputc('[', f);
+    for (size_t i = 0; i < w->nentries; i++) {
+        const struct trailer_entry *e = &w->entries[i];
+        if (i)
+            fputs(", ", f);
+        if (!e->chunked) {
+            fprintf(f, "%" PRIu64, w->sizes[e->first]);
+            continue;
+        }
+        uint64_t total = 0;
+        for (size_t j = 0; j < e->count; j++)
+            total += w->sizes[e->first + j];
+        fprintf(f, "{\"%" PRIu64 "\": [", total);
+        for (size_t j = 0; j < e->count; j++)
+            fprintf(f, j ? ", %" PRIu64 : "%" PRIu64, w->sizes[e->first + j]);
+        fputs("]}", f);
+    }
+    fputc(']', f);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    *len = size;
+    return out;
+}
+
+int stream_writer_finish(struct stream_writer *w, uint32_t *checksum, struct vb_error *err)
+{
+    if (w->finished || w->failed || w->in_data)
+        return vb_error_set(err, "%s: cannot finish: stream %s", w->sink->name,
+                            w->in_data ? "has an unfinished DATA frame" : "already ended");
+    if (w->data_total != w->meta.data_size)
+        return vb_error_set(err,
+                            "%s: wrote %" PRIu64 " DATA bytes but META announced dataSize %" PRIu64,
+                            w->sink->name, w->data_total, w->meta.data_size);
+    if (emit_frame(w, STREAM_FRAME_STOP, 0, 0, err) < 0)
+        return -1;
+    if (w->compressed) {
+        size_t tlen;
+        char *trailer = format_trailer(w, &tlen);
+        if (!trailer)
+            return vb_error_set(err, "out of memory");
+        int rc = emit(w, trailer, tlen, err);
+        free(trailer);
+        if (rc < 0 || emit(w, STREAM_TERM, STREAM_TERM_LEN, err) < 0 ||
+            emit_frame(w, STREAM_FRAME_COMP, 0, tlen, err) < 0)
+            return -1;
+    }
+    if (w->sink->ops->commit(w->sink, true, w->adler, err) < 0) {
+        w->failed = true;
+        return -1;
+    }
+    w->finished = true;
+    if (checksum)
+        *checksum = w->adler;
+    return 0;
+}
+
+uint64_t stream_writer_bytes(const struct stream_writer *w)
+{
+    return w->bytes;
+}
+
+void stream_writer_free(struct stream_writer *w)
+{
+    if (!w)
+        return;
+    stream_sink_free(w->sink);
+    free(w->sizes);
+    free(w->entries);
+    free(w->cbuf);
+    free(w);
+}
