@@ -9,11 +9,16 @@
 const char *chain_file_kind_name(enum chain_file_kind kind)
 {
     switch (kind) {
-    case CHAIN_FILE_FULL: return "full";
-    case CHAIN_FILE_COPY: return "copy";
-    case CHAIN_FILE_INC: return "inc";
-    case CHAIN_FILE_NEW_BASE: return "new base";
-    case CHAIN_FILE_DIFF: return "diff";
+    case CHAIN_FILE_FULL:
+        return "full";
+    case CHAIN_FILE_COPY:
+        return "copy";
+    case CHAIN_FILE_INC:
+        return "inc";
+    case CHAIN_FILE_NEW_BASE:
+        return "new base";
+    case CHAIN_FILE_DIFF:
+        return "diff";
     }
     return "?";
 }
@@ -162,8 +167,9 @@ int chain_plan_build(struct chain_file *files, size_t nfiles, const char *until,
         for (size_t j = 0; j < nlinks; j++)
             present |= strcmp(files[links[j]].meta.checkpoint_name, parent) == 0;
         if (!present)
-            vb_error_set(err, "gap in the chain: %s (checkpoint %s) needs its parent checkpoint %s, "
-                              "which no file holds",
+            vb_error_set(err,
+                         "gap in the chain: %s (checkpoint %s) needs its parent checkpoint %s, "
+                         "which no file holds",
                          f->path, f->meta.checkpoint_name, parent[0] ? parent : "(none)");
         else
             vb_error_set(err, "%s (checkpoint %s) has parent %s, but the file before it holds %s",

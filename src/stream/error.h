@@ -16,10 +16,12 @@ struct vb_error {
 int vb_error_set(struct vb_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Like vb_error_set, appending ": strerror(errno)" and recording errno. */
-int vb_error_errno(struct vb_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int vb_error_errno(struct vb_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Prepends context ("<context>: <old message>"). Returns -1. */
-int vb_error_prefix(struct vb_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int vb_error_prefix(struct vb_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 void vb_error_clear(struct vb_error *err);
 

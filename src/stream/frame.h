@@ -10,9 +10,9 @@
 
 #include "error.h"
 
-#define STREAM_FRAME_LEN  40
-#define STREAM_TERM       "\r\n"
-#define STREAM_TERM_LEN   2
+#define STREAM_FRAME_LEN 40
+#define STREAM_TERM      "\r\n"
+#define STREAM_TERM_LEN  2
 /* The NBD request size of qemu's servers; the compressed-frame framing depends on it
  * (chains.md "Compressed DATA frames"). */
 #define STREAM_SLICE_SIZE (32u * 1024 * 1024)

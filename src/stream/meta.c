@@ -99,14 +99,29 @@ int stream_json_quote(const char *s, char *buf, size_t buflen)
             return -1;
         p += n;
         switch (cp) {
-        case '"': PUT("\\\"", 2); continue;
-        case '\\': PUT("\\\\", 2); continue;
-        case '\n': PUT("\\n", 2); continue;
-        case '\r': PUT("\\r", 2); continue;
-        case '\t': PUT("\\t", 2); continue;
-        case '\b': PUT("\\b", 2); continue;
-        case '\f': PUT("\\f", 2); continue;
-        default: break;
+        case '"':
+            PUT("\\\"", 2);
+            continue;
+        case '\\':
+            PUT("\\\\", 2);
+            continue;
+        case '\n':
+            PUT("\\n", 2);
+            continue;
+        case '\r':
+            PUT("\\r", 2);
+            continue;
+        case '\t':
+            PUT("\\t", 2);
+            continue;
+        case '\b':
+            PUT("\\b", 2);
+            continue;
+        case '\f':
+            PUT("\\f", 2);
+            continue;
+        default:
+            break;
         }
         if (cp >= 0x20 && cp <= 0x7e) {
             char c = (char)cp;
@@ -129,8 +144,12 @@ int stream_json_quote(const char *s, char *buf, size_t buflen)
 
 char *stream_meta_to_json(const struct stream_meta *meta, size_t *len, struct vb_error *err)
 {
-    const char *strs[] = {meta->date, meta->disk_name, meta->disk_format, meta->checkpoint_name,
-                          meta->compression_method, meta->parent_checkpoint};
+    const char *strs[] = {meta->date,
+                          meta->disk_name,
+                          meta->disk_format,
+                          meta->checkpoint_name,
+                          meta->compression_method,
+                          meta->parent_checkpoint};
     char quoted[6][sizeof meta->checkpoint_name * 12 + 3];
     for (size_t i = 0; i < 6; i++) {
         if (stream_json_quote(strs[i], quoted[i], sizeof quoted[i]) < 0) {
@@ -145,23 +164,23 @@ char *stream_meta_to_json(const struct stream_meta *meta, size_t *len, struct vb
         snprintf(compressed, sizeof compressed, "%d", meta->compressed);
 
     char *out = NULL;
-    int n = asprintf(&out,
-                     "{\n"
-                     "    \"virtualSize\": %" PRIu64 ",\n"
-                     "    \"dataSize\": %" PRIu64 ",\n"
-                     "    \"date\": %s,\n"
-                     "    \"diskName\": %s,\n"
-                     "    \"diskFormat\": %s,\n"
-                     "    \"checkpointName\": %s,\n"
-                     "    \"compressed\": %s,\n"
-                     "    \"compressionMethod\": %s,\n"
-                     "    \"parentCheckpoint\": %s,\n"
-                     "    \"incremental\": %s,\n"
-                     "    \"streamVersion\": 2\n"
-                     "}",
-                     meta->virtual_size, meta->data_size, quoted[0], quoted[1], quoted[2],
-                     quoted[3], compressed, quoted[4], quoted[5],
-                     meta->incremental ? "true" : "false");
+    int n =
+        asprintf(&out,
+                 "{\n"
+                 "    \"virtualSize\": %" PRIu64 ",\n"
+                 "    \"dataSize\": %" PRIu64 ",\n"
+                 "    \"date\": %s,\n"
+                 "    \"diskName\": %s,\n"
+                 "    \"diskFormat\": %s,\n"
+                 "    \"checkpointName\": %s,\n"
+                 "    \"compressed\": %s,\n"
+                 "    \"compressionMethod\": %s,\n"
+                 "    \"parentCheckpoint\": %s,\n"
+                 "    \"incremental\": %s,\n"
+                 "    \"streamVersion\": 2\n"
+                 "}",
+                 meta->virtual_size, meta->data_size, quoted[0], quoted[1], quoted[2], quoted[3],
+                 compressed, quoted[4], quoted[5], meta->incremental ? "true" : "false");
     if (n < 0) {
         vb_error_set(err, "out of memory");
         return NULL;

@@ -20,11 +20,11 @@ struct stream_meta {
     char disk_format[32];
     char checkpoint_name[256];
     char parent_checkpoint[256];
-    bool parent_is_false;  /* v1 streams may say "parentCheckpoint": false */
-    int compressed;        /* STREAM_META_COMPRESSED_FALSE, or the lz4 level */
+    bool parent_is_false; /* v1 streams may say "parentCheckpoint": false */
+    int compressed;       /* STREAM_META_COMPRESSED_FALSE, or the lz4 level */
     char compression_method[16];
     bool incremental;
-    int stream_version;    /* 1 or 2 */
+    int stream_version;      /* 1 or 2 */
     bool legacy_version_key; /* the file used "stream-version" */
 };
 

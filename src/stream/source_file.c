@@ -84,8 +84,9 @@ int stream_source_read_exact(struct stream_source *src, void *buf, size_t len, u
     if (n < 0)
         return -1;
     if ((size_t)n != len)
-        return vb_error_set(err, "%s: offset %" PRIu64 ": truncated (wanted %zu bytes, file ends "
-                                 "at %" PRIu64 ")",
+        return vb_error_set(err,
+                            "%s: offset %" PRIu64 ": truncated (wanted %zu bytes, file ends "
+                            "at %" PRIu64 ")",
                             src->name, off, len, src->size);
     return 0;
 }

@@ -208,21 +208,23 @@ static int read_trailer(struct header_reader *hr, uint64_t meta_end, struct trai
     struct stream_source *src = hr->src;
     const uint64_t minimum = meta_end + STREAM_FRAME_LEN + 2 + STREAM_TERM_LEN + STREAM_FRAME_LEN;
     if (src->size < minimum)
-        return vb_error_set(err, "%s: offset %" PRIu64 ": truncated: too short for a compressed "
-                                 "stream",
+        return vb_error_set(err,
+                            "%s: offset %" PRIu64 ": truncated: too short for a compressed "
+                            "stream",
                             src->name, src->size);
     uint64_t comp_off = src->size - STREAM_FRAME_LEN;
     struct stream_frame f;
     if (read_header(hr, comp_off, &f, err) < 0)
         return vb_error_prefix(err, "compressed stream has no valid COMP frame at its end");
     if (f.kind != STREAM_FRAME_COMP || f.start != 0)
-        return vb_error_set(err, "%s: offset %" PRIu64 ": compressed stream does not end with a "
-                                 "COMP frame (truncated?)",
+        return vb_error_set(err,
+                            "%s: offset %" PRIu64 ": compressed stream does not end with a "
+                            "COMP frame (truncated?)",
                             src->name, comp_off);
     if (f.length > comp_off - STREAM_TERM_LEN - meta_end - STREAM_FRAME_LEN)
-        return vb_error_set(err, "%s: offset %" PRIu64 ": COMP frame length %" PRIu64
-                                 " exceeds the file",
-                            src->name, comp_off, f.length);
+        return vb_error_set(
+            err, "%s: offset %" PRIu64 ": COMP frame length %" PRIu64 " exceeds the file",
+            src->name, comp_off, f.length);
     uint64_t json_off = comp_off - STREAM_TERM_LEN - f.length;
     if (expect_term(hr, comp_off - STREAM_TERM_LEN, "the compression trailer", err) < 0)
         return -1;
@@ -254,8 +256,7 @@ static int push_extent(struct stream_index *idx, size_t *cap, const struct strea
 
 /* Slices of a compressed DATA frame from its trailer entry. */
 static int add_slices(struct stream_index *idx, const struct trailer *t, size_t entry,
-                      struct stream_extent *e, const char *name, uint64_t off,
-                      struct vb_error *err)
+                      struct stream_extent *e, const char *name, uint64_t off, struct vb_error *err)
 {
     size_t count = t->count[entry];
     uint64_t want = (e->length + STREAM_SLICE_SIZE - 1) / STREAM_SLICE_SIZE;
@@ -389,7 +390,8 @@ struct stream_index *stream_index_build(struct stream_source *src, struct vb_err
             goto fail;
     }
     if (pos != frames_end) {
-        vb_error_set(err, "%s: offset %" PRIu64 ": %" PRIu64 " unexpected bytes after the STOP frame",
+        vb_error_set(err,
+                     "%s: offset %" PRIu64 ": %" PRIu64 " unexpected bytes after the STOP frame",
                      name, pos, frames_end - pos);
         goto fail;
     }
@@ -494,9 +496,8 @@ static int read_blocks(const uint8_t *frame, size_t n, uint64_t off, size_t len,
         if (word == 0)
             return vb_error_set(err, "lz4 frame ends before byte %" PRIu64 " of its content",
                                 off + len);
-        struct stream_lz4_block blk = {.offset = (uint32_t)(p + 4),
-                                       .size = word & 0x7fffffffu,
-                                       .uncompressed = word >> 31};
+        struct stream_lz4_block blk = {
+            .offset = (uint32_t)(p + 4), .size = word & 0x7fffffffu, .uncompressed = word >> 31};
         size_t next = p + 4 + blk.size + (lay.block_checksum ? 4 : 0);
         if (blk.size > lay.block_max || next > n)
             return vb_error_set(err, "lz4 block at byte %zu is corrupt", p);
@@ -520,8 +521,8 @@ static int read_blocks(const uint8_t *frame, size_t n, uint64_t off, size_t len,
     return 1;
 }
 
-int stream_index_read(const struct stream_index *idx, size_t e, uint64_t off, size_t len,
-                      void *dst, struct stream_read_buf *buf, struct vb_error *err)
+int stream_index_read(const struct stream_index *idx, size_t e, uint64_t off, size_t len, void *dst,
+                      struct stream_read_buf *buf, struct vb_error *err)
 {
     const struct stream_extent *x = &idx->extents[e];
     const char *name = idx->source->name;

@@ -22,7 +22,7 @@ struct stream_extent {
     uint64_t stored;      /* DATA: payload bytes in the file */
     uint32_t slice_first; /* compressed DATA: index into stream_index.slices */
     uint32_t slice_count;
-    bool zero;            /* ZERO frame (no payload) */
+    bool zero; /* ZERO frame (no payload) */
 };
 
 /* One LZ4 frame of a compressed DATA frame: raw bytes [raw_offset, raw_offset + raw_length)
@@ -70,7 +70,7 @@ void stream_read_buf_free(struct stream_read_buf *buf);
 
 /* Reads [off, off+len) of extent e's uncompressed content into dst (ZERO extents give zeroes),
  * decoding and verifying LZ4 as needed. Thread-safe with one stream_read_buf per thread. */
-int stream_index_read(const struct stream_index *idx, size_t e, uint64_t off, size_t len,
-                      void *dst, struct stream_read_buf *buf, struct vb_error *err);
+int stream_index_read(const struct stream_index *idx, size_t e, uint64_t off, size_t len, void *dst,
+                      struct stream_read_buf *buf, struct vb_error *err);
 
 #endif

@@ -35,8 +35,7 @@ size_t stream_lz4_compress(const void *src, size_t n, int level, void *dst, size
     return r;
 }
 
-int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect,
-                          struct vb_error *err)
+int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect, struct vb_error *err)
 {
     LZ4F_dctx *dctx;
     if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))

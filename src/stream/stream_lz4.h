@@ -27,16 +27,16 @@ int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect,
 
 /* The layout of one LZ4 frame, from its header and block headers only. */
 struct stream_lz4_block {
-    uint32_t offset;      /* of the block's data, from the frame start */
-    uint32_t size;        /* stored bytes (without the 4-byte header and checksum) */
-    bool uncompressed;    /* stored as-is */
+    uint32_t offset;   /* of the block's data, from the frame start */
+    uint32_t size;     /* stored bytes (without the 4-byte header and checksum) */
+    bool uncompressed; /* stored as-is */
 };
 
 struct stream_lz4_layout {
-    bool independent;     /* blocks decodable on their own */
+    bool independent; /* blocks decodable on their own */
     bool block_checksum;
     bool content_checksum;
-    uint32_t block_max;   /* maximum uncompressed block size */
+    uint32_t block_max;    /* maximum uncompressed block size */
     uint64_t content_size; /* from the header, or UINT64_MAX if absent */
     size_t nblocks;
     struct stream_lz4_block *blocks; /* malloc'ed */

@@ -23,8 +23,8 @@ struct stream_writer {
     bool compressed;
     uint32_t adler;
     uint64_t bytes;
-    uint64_t next_start;    /* frames must ascend and not overlap */
-    uint64_t data_total;    /* uncompressed DATA bytes written */
+    uint64_t next_start; /* frames must ascend and not overlap */
+    uint64_t data_total; /* uncompressed DATA bytes written */
     /* the DATA frame in progress */
     bool in_data;
     uint64_t data_length, data_done;
@@ -151,8 +151,8 @@ int stream_writer_data_begin(struct stream_writer *w, uint64_t start, uint64_t l
     w->data_length = length;
     w->data_done = 0;
     if (w->compressed) {
-        if (grow((void **)&w->entries, &w->entries_cap, w->nentries + 1, sizeof *w->entries,
-                 err) < 0)
+        if (grow((void **)&w->entries, &w->entries_cap, w->nentries + 1, sizeof *w->entries, err) <
+            0)
             return -1;
         w->entries[w->nentries++] = (struct trailer_entry){
             .first = w->nsizes, .count = 0, .chunked = length >= STREAM_SLICE_SIZE};

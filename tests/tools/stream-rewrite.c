@@ -56,9 +56,8 @@ static int rewrite(struct stream_index *idx, const char *out, int level, int new
 int main(int argc, char **argv)
 {
     int level = STREAM_META_COMPRESSED_FALSE, new_date = 0, c;
-    static const struct option opts[] = {{"compress", optional_argument, NULL, 'z'},
-                                         {"new-date", no_argument, NULL, 'd'},
-                                         {0}};
+    static const struct option opts[] = {
+        {"compress", optional_argument, NULL, 'z'}, {"new-date", no_argument, NULL, 'd'}, {0}};
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'z')
             level = optarg ? atoi(optarg) : 2;

@@ -1,0 +1,29 @@
+/* Builds stream files for tests from a list of extents over an in-memory disk image. */
+#ifndef VB_STREAMGEN_H
+#define VB_STREAMGEN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "meta.h"
+
+struct gen_extent {
+    uint64_t start, length;
+    bool zero;
+};
+
+struct gen_stream {
+    const char *path;
+    const uint8_t *disk; /* DATA bytes come from disk[start..] */
+    uint64_t virtual_size;
+    int compressed; /* STREAM_META_COMPRESSED_FALSE or level */
+    bool incremental;
+    const char *checkpoint, *parent, *disk_name;
+    const struct gen_extent *extents;
+    size_t nextents;
+};
+
+/* Writes the stream (and its .chksum); returns 0, or -1 printing the error. */
+int gen_write(const struct gen_stream *g);
+
+#endif
