@@ -35,6 +35,57 @@ size_t stream_lz4_compress(const void *src, size_t n, int level, void *dst, size
     return r;
 }
 
+int stream_lz4_encoder_init(struct stream_lz4_encoder *enc, int level, struct vb_error *err)
+{
+    LZ4F_cctx *cctx;
+    if (LZ4F_isError(LZ4F_createCompressionContext(&cctx, LZ4F_VERSION)))
+        return vb_error_set(err, "out of memory for the lz4 encoder");
+    enc->cctx = cctx;
+    enc->level = level;
+    return 0;
+}
+
+void stream_lz4_encoder_free(struct stream_lz4_encoder *enc)
+{
+    if (enc->cctx)
+        LZ4F_freeCompressionContext(enc->cctx);
+    enc->cctx = NULL;
+}
+
+size_t stream_lz4_encoder_bound(size_t n)
+{
+    LZ4F_preferences_t prefs = prefs_for(0, 0);
+    return LZ4F_HEADER_SIZE_MAX + LZ4F_compressBound(n, &prefs);
+}
+
+int64_t stream_lz4_encoder_begin(struct stream_lz4_encoder *enc, uint64_t content_size, void *dst,
+                                 size_t cap, struct vb_error *err)
+{
+    LZ4F_preferences_t prefs = prefs_for((size_t)content_size, enc->level);
+    size_t r = LZ4F_compressBegin(enc->cctx, dst, cap, &prefs);
+    if (LZ4F_isError(r))
+        return vb_error_set(err, "lz4 compression failed: %s", LZ4F_getErrorName(r));
+    return (int64_t)r;
+}
+
+int64_t stream_lz4_encoder_update(struct stream_lz4_encoder *enc, const void *src, size_t n,
+                                  void *dst, size_t cap, struct vb_error *err)
+{
+    size_t r = LZ4F_compressUpdate(enc->cctx, dst, cap, src, n, NULL);
+    if (LZ4F_isError(r))
+        return vb_error_set(err, "lz4 compression failed: %s", LZ4F_getErrorName(r));
+    return (int64_t)r;
+}
+
+int64_t stream_lz4_encoder_end(struct stream_lz4_encoder *enc, void *dst, size_t cap,
+                               struct vb_error *err)
+{
+    size_t r = LZ4F_compressEnd(enc->cctx, dst, cap, NULL);
+    if (LZ4F_isError(r))
+        return vb_error_set(err, "lz4 compression failed: %s", LZ4F_getErrorName(r));
+    return (int64_t)r;
+}
+
 int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect, struct vb_error *err)
 {
     LZ4F_dctx *dctx;

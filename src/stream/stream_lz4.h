@@ -20,6 +20,24 @@ size_t stream_lz4_bound(size_t n);
 size_t stream_lz4_compress(const void *src, size_t n, int level, void *dst, size_t cap,
                            struct vb_error *err);
 
+/* Streaming encoder: one LZ4 frame built from pieces of any size (so a 32 MiB slice never has
+ * to be held in memory). Output goes to the caller's buffer at each step. */
+struct stream_lz4_encoder {
+    void *cctx; /* LZ4F_cctx */
+    int level;
+};
+int stream_lz4_encoder_init(struct stream_lz4_encoder *enc, int level, struct vb_error *err);
+void stream_lz4_encoder_free(struct stream_lz4_encoder *enc);
+/* Output bytes any single begin/update/end step with n input bytes may produce. */
+size_t stream_lz4_encoder_bound(size_t n);
+/* Each returns the bytes written to dst, or -1. */
+int64_t stream_lz4_encoder_begin(struct stream_lz4_encoder *enc, uint64_t content_size, void *dst,
+                                 size_t cap, struct vb_error *err);
+int64_t stream_lz4_encoder_update(struct stream_lz4_encoder *enc, const void *src, size_t n,
+                                  void *dst, size_t cap, struct vb_error *err);
+int64_t stream_lz4_encoder_end(struct stream_lz4_encoder *enc, void *dst, size_t cap,
+                               struct vb_error *err);
+
 /* Decodes exactly one LZ4 frame of n bytes into exactly expect bytes, verifying the
  * checksums the frame carries. Errors give the byte position inside the frame. */
 int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect,

@@ -33,7 +33,10 @@ struct stream_writer {
     size_t nsizes, sizes_cap;
     struct trailer_entry *entries;
     size_t nentries, entries_cap;
-    /* compression scratch */
+    /* compression: the LZ4 frame of the current slice is built as data arrives */
+    struct stream_lz4_encoder enc;
+    bool slice_open;
+    uint64_t slice_raw, slice_done, slice_stored;
     void *cbuf;
     size_t cbuf_cap;
     bool finished, failed;
@@ -77,6 +80,11 @@ struct stream_writer *stream_writer_new(struct stream_sink *sink, const struct s
     w->sink = sink;
     w->meta = *meta;
     w->compressed = meta->compressed != STREAM_META_COMPRESSED_FALSE;
+    if (w->compressed && stream_lz4_encoder_init(&w->enc, meta->compressed, err) < 0) {
+        stream_sink_free(sink);
+        free(w);
+        return NULL;
+    }
     w->adler = (uint32_t)adler32(0, NULL, 0);
     size_t jlen;
     char *json = stream_meta_to_json(meta, &jlen, err);
@@ -160,26 +168,68 @@ int stream_writer_data_begin(struct stream_writer *w, uint64_t start, uint64_t l
     return 0;
 }
 
-int stream_writer_data_append_compressed(struct stream_writer *w, const void *frame,
-                                         size_t frame_len, size_t raw_len, struct vb_error *err)
+static int ensure_cbuf(struct stream_writer *w, size_t n, struct vb_error *err)
 {
-    if (!w->in_data || !w->compressed)
-        return vb_error_set(err, "%s: compressed slice outside a compressed DATA frame",
-                            w->sink->name);
-    uint64_t left = w->data_length - w->data_done;
-    size_t want = left < STREAM_SLICE_SIZE ? (size_t)left : STREAM_SLICE_SIZE;
-    if (raw_len != want)
-        return vb_error_set(err,
-                            "%s: compressed slice of %zu bytes where the framing needs %zu "
-                            "(DATA frames are sliced at 32 MiB)",
-                            w->sink->name, raw_len, want);
-    if (grow((void **)&w->sizes, &w->sizes_cap, w->nsizes + 1, sizeof *w->sizes, err) < 0)
+    size_t bound = stream_lz4_encoder_bound(n);
+    if (bound <= w->cbuf_cap)
+        return 0;
+    free(w->cbuf);
+    w->cbuf = malloc(bound);
+    w->cbuf_cap = w->cbuf ? bound : 0;
+    return w->cbuf ? 0 : vb_error_set(err, "out of memory");
+}
+
+/* Emits encoder output of one step (r bytes in cbuf) as part of the current slice. */
+static int emit_slice_bytes(struct stream_writer *w, int64_t r, struct vb_error *err)
+{
+    if (r < 0)
+        return vb_error_prefix(err, "%s", w->sink->name);
+    if (r > 0 && emit(w, w->cbuf, (size_t)r, err) < 0)
         return -1;
-    if (emit(w, frame, frame_len, err) < 0)
-        return -1;
-    w->sizes[w->nsizes++] = frame_len;
-    w->entries[w->nentries - 1].count++;
-    w->data_done += raw_len;
+    w->slice_stored += (uint64_t)r;
+    return 0;
+}
+
+/* Compressed DATA: each 32 MiB slice (or the whole frame below 32 MiB) is one LZ4 frame. */
+static int append_compressed(struct stream_writer *w, const uint8_t *p, size_t len,
+                             struct vb_error *err)
+{
+    /* bounded steps keep the output buffer small */
+    const size_t step = 1024 * 1024;
+    while (len) {
+        if (!w->slice_open) {
+            uint64_t left = w->data_length - w->data_done;
+            w->slice_raw = left < STREAM_SLICE_SIZE ? left : STREAM_SLICE_SIZE;
+            w->slice_done = 0;
+            w->slice_stored = 0;
+            if (ensure_cbuf(w, step, err) < 0 ||
+                emit_slice_bytes(
+                    w, stream_lz4_encoder_begin(&w->enc, w->slice_raw, w->cbuf, w->cbuf_cap, err),
+                    err) < 0)
+                return -1;
+            w->slice_open = true;
+        }
+        size_t n = len < step ? len : step;
+        if (n > w->slice_raw - w->slice_done)
+            n = (size_t)(w->slice_raw - w->slice_done);
+        if (emit_slice_bytes(w, stream_lz4_encoder_update(&w->enc, p, n, w->cbuf, w->cbuf_cap, err),
+                             err) < 0)
+            return -1;
+        p += n;
+        len -= n;
+        w->slice_done += n;
+        w->data_done += n;
+        if (w->slice_done == w->slice_raw) {
+            if (emit_slice_bytes(w, stream_lz4_encoder_end(&w->enc, w->cbuf, w->cbuf_cap, err),
+                                 err) < 0)
+                return -1;
+            if (grow((void **)&w->sizes, &w->sizes_cap, w->nsizes + 1, sizeof *w->sizes, err) < 0)
+                return -1;
+            w->sizes[w->nsizes++] = w->slice_stored;
+            w->entries[w->nentries - 1].count++;
+            w->slice_open = false;
+        }
+    }
     return 0;
 }
 
@@ -191,24 +241,12 @@ int stream_writer_data_append(struct stream_writer *w, const void *buf, size_t l
     if (len > w->data_length - w->data_done)
         return vb_error_set(err, "%s: more data than the DATA frame's length %" PRIu64,
                             w->sink->name, w->data_length);
-    if (!w->compressed) {
-        if (emit(w, buf, len, err) < 0)
-            return -1;
-        w->data_done += len;
-        return 0;
-    }
-    size_t bound = stream_lz4_bound(len);
-    if (bound > w->cbuf_cap) {
-        free(w->cbuf);
-        w->cbuf = malloc(bound);
-        w->cbuf_cap = w->cbuf ? bound : 0;
-        if (!w->cbuf)
-            return vb_error_set(err, "out of memory");
-    }
-    size_t clen = stream_lz4_compress(buf, len, w->meta.compressed, w->cbuf, w->cbuf_cap, err);
-    if (!clen)
-        return vb_error_prefix(err, "%s", w->sink->name);
-    return stream_writer_data_append_compressed(w, w->cbuf, clen, len, err);
+    if (w->compressed)
+        return append_compressed(w, buf, len, err);
+    if (emit(w, buf, len, err) < 0)
+        return -1;
+    w->data_done += len;
+    return 0;
 }
 
 int stream_writer_data_end(struct stream_writer *w, struct vb_error *err)
@@ -320,5 +358,6 @@ void stream_writer_free(struct stream_writer *w)
     free(w->sizes);
     free(w->entries);
     free(w->cbuf);
+    stream_lz4_encoder_free(&w->enc);
     free(w);
 }

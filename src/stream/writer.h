@@ -26,16 +26,12 @@ int stream_writer_zero(struct stream_writer *w, uint64_t start, uint64_t length,
 int stream_writer_data(struct stream_writer *w, uint64_t start, const void *buf, uint64_t length,
                        struct vb_error *err);
 
-/* A DATA extent delivered in pieces (for extents too large to hold, or produced by a pipeline).
- * Uncompressed streams: append any number of bytes per call. Compressed streams: each call is
- * one slice, of STREAM_SLICE_SIZE bytes except the last; append_compressed takes a slice that
- * was compressed elsewhere (stream_lz4_compress), append compresses it here. */
+/* A DATA extent delivered in pieces of any size (extents too large to hold, or produced by a
+ * pipeline). In compressed streams the LZ4 frames are built as the pieces arrive. */
 int stream_writer_data_begin(struct stream_writer *w, uint64_t start, uint64_t length,
                              struct vb_error *err);
 int stream_writer_data_append(struct stream_writer *w, const void *buf, size_t len,
                               struct vb_error *err);
-int stream_writer_data_append_compressed(struct stream_writer *w, const void *frame,
-                                         size_t frame_len, size_t raw_len, struct vb_error *err);
 int stream_writer_data_end(struct stream_writer *w, struct vb_error *err);
 
 /* Writes STOP (and trailer/COMP), checks dataSize, commits the sink. */

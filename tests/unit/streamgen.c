@@ -34,8 +34,17 @@ int gen_write(const struct gen_stream *g)
         const struct gen_extent *e = &g->extents[i];
         if (e->zero)
             rc = stream_writer_zero(w, e->start, e->length, &err);
-        else
+        else if (!g->piece)
             rc = stream_writer_data(w, e->start, g->disk + e->start, e->length, &err);
+        else {
+            rc = stream_writer_data_begin(w, e->start, e->length, &err);
+            for (uint64_t p = 0; rc == 0 && p < e->length; p += g->piece) {
+                uint64_t n = e->length - p < g->piece ? e->length - p : g->piece;
+                rc = stream_writer_data_append(w, g->disk + e->start + p, n, &err);
+            }
+            if (rc == 0)
+                rc = stream_writer_data_end(w, &err);
+        }
     }
     if (rc == 0)
         rc = stream_writer_finish(w, NULL, &err);

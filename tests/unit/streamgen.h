@@ -21,6 +21,7 @@ struct gen_stream {
     const char *checkpoint, *parent, *disk_name;
     const struct gen_extent *extents;
     size_t nextents;
+    size_t piece; /* nonzero: deliver DATA in pieces of this size (streaming path) */
 };
 
 /* Writes the stream (and its .chksum); returns 0, or -1 printing the error. */
