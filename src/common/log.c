@@ -3,10 +3,12 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 static const char *prog = "virtbackup";
 static bool show_debug, errors_only;
 static unsigned counts[VB_LOG_DEBUG + 1];
+static FILE *logfile;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 void vb_log_init(const char *program, bool verbose, bool quiet)
@@ -33,6 +35,38 @@ void vb_log(enum vb_log_level level, const char *fmt, ...)
         fputc('\n', stderr);
         va_end(ap);
     }
+    if (logfile) {
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+        va_list ap;
+        va_start(ap, fmt);
+        fprintf(logfile, "%s %s: ", stamp, names[level]);
+        vfprintf(logfile, fmt, ap);
+        fputc('\n', logfile);
+        fflush(logfile);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void vb_log_set_file(const char *path)
+{
+    pthread_mutex_lock(&lock);
+    if (logfile)
+        fclose(logfile);
+    logfile = fopen(path, "a");
+    pthread_mutex_unlock(&lock);
+}
+
+void vb_log_close(void)
+{
+    pthread_mutex_lock(&lock);
+    if (logfile)
+        fclose(logfile);
+    logfile = NULL;
     pthread_mutex_unlock(&lock);
 }
 

@@ -1,0 +1,97 @@
+/* virtbackup's internal interfaces: options, the run, and the parts of a run. */
+#ifndef VB_BACKUP_H
+#define VB_BACKUP_H
+
+#include <libvirt/libvirt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "lock.h"
+#include "meta.h"
+#include "virt.h"
+
+#define CHECKPOINT_PREFIX "virtnbdbackup"
+
+enum backup_level { LEVEL_COPY, LEVEL_FULL, LEVEL_INC, LEVEL_DIFF, LEVEL_AUTO };
+
+const char *backup_level_name(enum backup_level level);
+
+struct backup_opts {
+    const char *domain;
+    enum backup_level level;
+    const char *level_arg; /* as given, for the log file name */
+    const char *output;    /* directory, or "-" for a zip on stdout */
+    const char *checkpointdir;
+    const char *scratchdir;
+    const char *socketfile;
+    const char *uri;
+    const char *include, *exclude, *freeze;
+    const char *json_file;
+    bool json;
+    bool raw, type_raw;
+    bool start_domain, no_start_domain, pause;
+    bool noprogress, quiet, verbose, strict, syslog;
+    bool no_sparse_detection, compat_zeroes;
+    bool startonly, killonly, printonly, qemu_extents;
+    int compress;        /* STREAM_META_COMPRESSED_FALSE or the level */
+    int workers;         /* 0: one per disk */
+    long long threshold; /* -1: none */
+    int freeze_timeout;  /* seconds */
+    const char *user, *password;
+};
+
+/* One disk of the run, and what became of it. */
+struct disk_job {
+    const struct vb_disk *disk;
+    char *file;   /* the data file's final path */
+    char *socket; /* NBD unix socket to read from */
+    char *export_name;
+    const char *bitmap;      /* dirty-bitmap meta context, or NULL for full/copy */
+    struct stream_meta meta; /* prepared by the run; sizes filled by the copy */
+    bool incremental;
+    bool raw_output; /* -t raw / raw disk: plain sparse image */
+    /* results */
+    int status; /* 0 ok, -1 failed */
+    struct vb_error err;
+    uint64_t extents, bytes_read, bytes_written;
+    uint32_t checksum;
+    double seconds;
+};
+
+/* Copies one disk from its NBD export into its stream file (extent map, async reads, writer
+ * thread, commit). Fills the job's results. */
+int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct vb_error *err);
+
+/* Extent map of one export: DATA and ZERO runs, merged, ascending. */
+struct extent {
+    uint64_t start, length;
+    bool zero;  /* ZERO frame */
+    bool synth; /* DATA frame of zeroes that need not be read (--compat-zeroes) */
+};
+
+struct extent_list {
+    struct extent *v;
+    size_t n, cap;
+};
+
+struct nbd_handle;
+/* full/copy (bitmap NULL): base:allocation. inc/diff: dirty ranges of the bitmap context,
+ * split by base:allocation into DATA and ZERO (exact incrementals), or with compat_zeroes
+ * zeroed dirty ranges as synthesised DATA, or with no_sparse all dirty ranges as DATA. */
+int extents_query(struct nbd_handle *nbd, uint64_t size, const char *bitmap, bool no_sparse,
+                  bool compat_zeroes, struct extent_list *out, struct vb_error *err);
+void extent_list_free(struct extent_list *l);
+
+/* Checkpoint bookkeeping: the <domain>.cpt list and the checkpoints/ XML store. */
+struct cpt_list {
+    char **names;
+    size_t n;
+};
+int cpt_load(const char *path, struct cpt_list *list, struct vb_error *err);
+int cpt_save(const char *path, const struct cpt_list *list, struct vb_error *err);
+void cpt_free(struct cpt_list *list);
+long checkpoint_number(const char *name);
+
+#endif

@@ -1,0 +1,522 @@
+/* Copies one disk: extent map, then reads in flight over several NBD connections (libnbd's
+ * asynchronous API), handed in stream order to a writer thread that frames, compresses,
+ * checksums and writes. The main thread only drives NBD; the writer thread does the CPU work
+ * (lz4, adler32) and the file writes, so both cores are busy and reads overlap writes.
+ *
+ * Buffers form a ring of slots; chunk k always uses slot k % NSLOTS, so memory is bounded
+ * (NSLOTS x request size) and the writer finds chunks in order without a queue. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libnbd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backup.h"
+#include "frame.h"
+#include "log.h"
+#include "sink.h"
+#include "writer.h"
+
+#define MAX_CONNS 4
+/* qemu's NBD server handles at most 16 requests per connection */
+#define MAX_PER_CONN 16
+
+extern volatile sig_atomic_t backup_interrupted;
+
+enum slot_state { SLOT_FREE, SLOT_READING, SLOT_DONE, SLOT_FAILED };
+
+struct slot {
+    uint8_t *buf;
+    uint64_t offset;
+    size_t length;
+    int conn;
+    enum slot_state state;
+    int error;
+    struct copy *copy;
+};
+
+/* Walks the DATA chunks of the extent map in stream order. */
+struct chunk_iter {
+    const struct extent_list *ext;
+    size_t e;
+    uint64_t pos;
+};
+
+struct copy {
+    struct disk_job *job;
+    const struct backup_opts *opts;
+    struct extent_list ext;
+    struct nbd_handle *nbd[MAX_CONNS];
+    int nconns;
+    int in_flight[MAX_CONNS];
+    size_t request;
+    size_t nslots;
+    struct slot *slots;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int wake_fd;          /* eventfd: the writer freed a slot or failed */
+    atomic_bool failed;   /* either side gave up */
+    struct vb_error werr; /* the writer thread's error */
+    uint64_t bytes_read;
+    atomic_uint_least64_t bytes_written;
+};
+
+static size_t env_size(const char *name, size_t def, size_t min, size_t max)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return def;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*end == 'k' || *end == 'K')
+        n <<= 10;
+    else if (*end == 'm' || *end == 'M')
+        n <<= 20;
+    return n < min ? min : n > max ? max : (size_t)n;
+}
+
+static bool next_chunk(struct chunk_iter *it, size_t request, uint64_t *off, size_t *len)
+{
+    while (it->e < it->ext->n) {
+        const struct extent *x = &it->ext->v[it->e];
+        if (x->zero || x->synth) {
+            it->e++;
+            continue;
+        }
+        if (it->pos < x->start)
+            it->pos = x->start;
+        uint64_t end = x->start + x->length;
+        if (it->pos >= end) {
+            it->e++;
+            continue;
+        }
+        /* chunks never cross a 32 MiB boundary of the extent: requests stay within qemu's
+         * maximum and compressed slices line up with reads */
+        uint64_t rel = it->pos - x->start;
+        uint64_t slice_end = x->start + (rel / STREAM_SLICE_SIZE + 1) * STREAM_SLICE_SIZE;
+        uint64_t stop = it->pos + request;
+        if (stop > slice_end)
+            stop = slice_end;
+        if (stop > end)
+            stop = end;
+        *off = it->pos;
+        *len = (size_t)(stop - it->pos);
+        it->pos = stop;
+        return true;
+    }
+    return false;
+}
+
+static void wake_main(struct copy *c)
+{
+    uint64_t one = 1;
+    if (write(c->wake_fd, &one, sizeof one) < 0) {
+        /* the counter cannot overflow in practice; the main loop also polls with a timeout */
+    }
+}
+
+/* ---- writer thread ---------------------------------------------------------------- */
+
+static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_fd,
+                              const struct extent *x, uint64_t *seq, struct vb_error *err)
+{
+    uint64_t pos = x->start, end = x->start + x->length;
+    while (pos < end) {
+        struct slot *s = &c->slots[*seq % c->nslots];
+        pthread_mutex_lock(&c->lock);
+        while (s->state == SLOT_READING || s->state == SLOT_FREE) {
+            if (atomic_load(&c->failed)) {
+                pthread_mutex_unlock(&c->lock);
+                return vb_error_set(err, "copy aborted");
+            }
+            pthread_cond_wait(&c->cond, &c->lock);
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (s->state == SLOT_FAILED)
+            return vb_error_set(err, "NBD read at offset %" PRIu64 " failed: %s", s->offset,
+                                strerror(s->error));
+        if (s->offset != pos)
+            return vb_error_set(err, "internal error: chunk order %" PRIu64 " != %" PRIu64,
+                                s->offset, pos);
+        int rc;
+        if (w) {
+            rc = stream_writer_data_append(w, s->buf, s->length, err);
+        } else {
+            ssize_t n = pwrite(raw_fd, s->buf, s->length, (off_t)s->offset);
+            rc = n == (ssize_t)s->length ? 0 : vb_error_errno(err, "%s: write", c->job->file);
+        }
+        if (rc < 0)
+            return -1;
+        pos += s->length;
+        atomic_fetch_add(&c->bytes_written, s->length);
+        pthread_mutex_lock(&c->lock);
+        s->state = SLOT_FREE;
+        pthread_mutex_unlock(&c->lock);
+        wake_main(c);
+        (*seq)++;
+    }
+    return 0;
+}
+
+static int write_synth_zeroes(struct stream_writer *w, const struct extent *x, struct vb_error *err)
+{
+    static const uint8_t zeroes[1 << 20];
+    for (uint64_t done = 0; done < x->length;) {
+        size_t n = x->length - done < sizeof zeroes ? (size_t)(x->length - done) : sizeof zeroes;
+        if (stream_writer_data_append(w, zeroes, n, err) < 0)
+            return -1;
+        done += n;
+    }
+    return 0;
+}
+
+static int writer_stream(struct copy *c, struct vb_error *err)
+{
+    struct disk_job *job = c->job;
+    struct stream_sink *sink = stream_sink_file_open(job->file, err);
+    if (!sink)
+        return -1;
+    struct stream_writer *w = stream_writer_new(sink, &job->meta, err);
+    if (!w)
+        return -1;
+    uint64_t seq = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < c->ext.n; i++) {
+        const struct extent *x = &c->ext.v[i];
+        if (x->zero) {
+            rc = stream_writer_zero(w, x->start, x->length, err);
+            continue;
+        }
+        rc = stream_writer_data_begin(w, x->start, x->length, err);
+        if (rc == 0)
+            rc = x->synth ? write_synth_zeroes(w, x, err)
+                          : writer_data_chunks(c, w, -1, x, &seq, err);
+        if (rc == 0)
+            rc = stream_writer_data_end(w, err);
+    }
+    if (rc == 0 && backup_interrupted)
+        rc = vb_error_set(err, "interrupted");
+    if (rc == 0)
+        rc = stream_writer_finish(w, &job->checksum, err);
+    if (rc == 0)
+        job->bytes_written = stream_writer_bytes(w);
+    stream_writer_free(w); /* removes the .partial file unless committed */
+    return rc;
+}
+
+/* -t raw: a plain sparse image of the disk, no stream headers (reference §1.7). */
+static int writer_raw(struct copy *c, struct vb_error *err)
+{
+    struct disk_job *job = c->job;
+    char partial[4200];
+    snprintf(partial, sizeof partial, "%s.partial", job->file);
+    if (access(job->file, F_OK) == 0)
+        return vb_error_set(err, "%s: already exists, refusing to overwrite", job->file);
+    int fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return vb_error_errno(err, "%s: create", partial);
+    int rc = 0;
+    if (ftruncate(fd, (off_t)job->meta.virtual_size) < 0)
+        rc = vb_error_errno(err, "%s: truncate", partial);
+    uint64_t seq = 0;
+    for (size_t i = 0; rc == 0 && i < c->ext.n; i++)
+        if (!c->ext.v[i].zero && !c->ext.v[i].synth)
+            rc = writer_data_chunks(c, NULL, fd, &c->ext.v[i], &seq, err);
+    if (rc == 0)
+        rc = stream_commit_file(fd, job->file, false, 0, err);
+    close(fd);
+    if (rc < 0)
+        unlink(partial);
+    job->bytes_written = job->meta.data_size;
+    return rc;
+}
+
+static void *writer_main(void *arg)
+{
+    struct copy *c = arg;
+    int rc = c->job->raw_output ? writer_raw(c, &c->werr) : writer_stream(c, &c->werr);
+    if (rc < 0) {
+        atomic_store(&c->failed, true);
+        pthread_mutex_lock(&c->lock);
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        wake_main(c);
+    }
+    return (void *)(intptr_t)rc;
+}
+
+/* ---- NBD side --------------------------------------------------------------------- */
+
+static int read_done(void *user_data, int *error)
+{
+    struct slot *s = user_data;
+    struct copy *c = s->copy;
+    pthread_mutex_lock(&c->lock);
+    c->in_flight[s->conn]--;
+    if (*error) {
+        s->error = *error;
+        s->state = SLOT_FAILED;
+    } else {
+        s->state = SLOT_DONE;
+    }
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    return 1; /* retire the command */
+}
+
+static int connect_all(struct copy *c, struct vb_error *err)
+{
+    struct disk_job *job = c->job;
+    int want = (int)env_size("VIRTBACKUP_CONNECTIONS", MAX_CONNS, 1, MAX_CONNS);
+    for (int i = 0; i < want; i++) {
+        struct nbd_handle *h = nbd_create();
+        if (!h)
+            return vb_error_set(err, "%s: nbd_create: %s", job->disk->target, nbd_get_error());
+        c->nbd[c->nconns++] = h;
+        if (nbd_set_export_name(h, job->export_name) == -1 ||
+            (i == 0 && (!job->bitmap || !c->opts->no_sparse_detection) &&
+             nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1) ||
+            (i == 0 && job->bitmap && nbd_add_meta_context(h, job->bitmap) == -1) ||
+            nbd_connect_unix(h, job->socket) == -1)
+            return vb_error_set(err, "%s: NBD connection to %s: %s", job->disk->target, job->socket,
+                                nbd_get_error());
+        if (i == 0) {
+            if (job->bitmap && nbd_can_meta_context(h, job->bitmap) != 1)
+                return vb_error_set(err, "%s: the NBD export does not offer the dirty bitmap %s",
+                                    job->disk->target, job->bitmap);
+            if (nbd_can_multi_conn(h) != 1)
+                break; /* one connection only: several would not be coherent */
+        }
+    }
+    return 0;
+}
+
+static int pick_conn(struct copy *c)
+{
+    int best = -1;
+    int limit = (int)((c->nslots + (size_t)c->nconns - 1) / (size_t)c->nconns);
+    if (limit > MAX_PER_CONN)
+        limit = MAX_PER_CONN;
+    for (int i = 0; i < c->nconns; i++)
+        if (c->in_flight[i] < limit && (best < 0 || c->in_flight[i] < c->in_flight[best]))
+            best = i;
+    return best;
+}
+
+static int pump(struct copy *c, struct vb_error *err)
+{
+    struct chunk_iter it = {.ext = &c->ext};
+    uint64_t seq = 0;
+    bool more = true;
+    uint64_t off = 0;
+    size_t len = 0;
+    bool have = next_chunk(&it, c->request, &off, &len);
+    int rc = 0;
+    for (;;) {
+        /* issue reads into free slots, in chunk order */
+        while (have && !atomic_load(&c->failed) && !backup_interrupted) {
+            struct slot *s = &c->slots[seq % c->nslots];
+            pthread_mutex_lock(&c->lock);
+            int conn = s->state == SLOT_FREE ? pick_conn(c) : -1;
+            if (conn >= 0) {
+                s->state = SLOT_READING;
+                c->in_flight[conn]++;
+            }
+            pthread_mutex_unlock(&c->lock);
+            if (conn < 0)
+                break;
+            s->offset = off;
+            s->length = len;
+            s->conn = conn;
+            if (nbd_aio_pread(c->nbd[conn], s->buf, len, off,
+                              (nbd_completion_callback){.callback = read_done, .user_data = s},
+                              0) == -1) {
+                rc = vb_error_set(err, "%s: NBD read at offset %" PRIu64 ": %s",
+                                  c->job->disk->target, off, nbd_get_error());
+                atomic_store(&c->failed, true);
+                pthread_mutex_lock(&c->lock);
+                c->in_flight[conn]--;
+                s->state = SLOT_FAILED;
+                s->error = EIO;
+                pthread_cond_broadcast(&c->cond);
+                pthread_mutex_unlock(&c->lock);
+                break;
+            }
+            c->bytes_read += len;
+            seq++;
+            have = next_chunk(&it, c->request, &off, &len);
+        }
+        if (backup_interrupted && !atomic_load(&c->failed)) {
+            rc = vb_error_set(err, "interrupted");
+            atomic_store(&c->failed, true);
+            pthread_mutex_lock(&c->lock);
+            pthread_cond_broadcast(&c->cond);
+            pthread_mutex_unlock(&c->lock);
+        }
+        int busy = 0;
+        for (int i = 0; i < c->nconns; i++)
+            busy += nbd_aio_in_flight(c->nbd[i]) > 0;
+        more = have && !atomic_load(&c->failed);
+        if (!busy && !more)
+            break;
+        /* wait for NBD progress or a slot freed by the writer */
+        struct pollfd pfd[MAX_CONNS + 1];
+        for (int i = 0; i < c->nconns; i++) {
+            unsigned dir = nbd_aio_get_direction(c->nbd[i]);
+            pfd[i].fd = nbd_aio_get_fd(c->nbd[i]);
+            pfd[i].events = (short)(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+                                    ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
+            pfd[i].revents = 0;
+        }
+        pfd[c->nconns] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
+        if (poll(pfd, (nfds_t)c->nconns + 1, 500) < 0 && errno != EINTR) {
+            rc = vb_error_errno(err, "poll");
+            atomic_store(&c->failed, true);
+            continue;
+        }
+        for (int i = 0; i < c->nconns; i++) {
+            int r = 0;
+            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+                r = nbd_aio_notify_read(c->nbd[i]);
+            else if (pfd[i].revents & POLLOUT)
+                r = nbd_aio_notify_write(c->nbd[i]);
+            if (r == -1) {
+                if (rc == 0)
+                    rc = vb_error_set(err, "%s: NBD connection failed: %s", c->job->disk->target,
+                                      nbd_get_error());
+                atomic_store(&c->failed, true);
+                pthread_mutex_lock(&c->lock);
+                /* reads on a dead connection never complete: fail their slots */
+                for (size_t k = 0; k < c->nslots; k++)
+                    if (c->slots[k].state == SLOT_READING && c->slots[k].conn == i) {
+                        c->slots[k].state = SLOT_FAILED;
+                        c->slots[k].error = EIO;
+                        c->in_flight[i]--;
+                    }
+                pthread_cond_broadcast(&c->cond);
+                pthread_mutex_unlock(&c->lock);
+                nbd_close(c->nbd[i]);
+                c->nbd[i] = c->nbd[--c->nconns];
+                break;
+            }
+        }
+        if (pfd[c->nconns].revents & POLLIN) {
+            uint64_t v;
+            if (read(c->wake_fd, &v, sizeof v) < 0) {
+                /* spurious wakeup */
+            }
+        }
+    }
+    return rc;
+}
+
+int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct vb_error *err)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct copy *c = calloc(1, sizeof *c);
+    if (!c)
+        return vb_error_set(err, "out of memory");
+    c->job = job;
+    c->opts = opts;
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    c->request = env_size("VIRTBACKUP_REQUEST_SIZE", 1 << 20, 4096, STREAM_SLICE_SIZE);
+    c->nslots = env_size("VIRTBACKUP_REQUESTS", 32, 1, 1024);
+    int rc = -1;
+    pthread_t writer;
+    bool writer_started = false;
+
+    if (c->wake_fd < 0) {
+        vb_error_errno(err, "eventfd");
+        goto out;
+    }
+    if (connect_all(c, err) < 0)
+        goto out;
+    int64_t size = nbd_get_size(c->nbd[0]);
+    if (size < 0) {
+        vb_error_set(err, "%s: NBD size: %s", job->disk->target, nbd_get_error());
+        goto out;
+    }
+    if (extents_query(c->nbd[0], (uint64_t)size, job->bitmap,
+                      opts->no_sparse_detection && job->bitmap, opts->compat_zeroes, &c->ext,
+                      err) < 0) {
+        vb_error_prefix(err, "%s", job->disk->target);
+        goto out;
+    }
+    job->meta.virtual_size = (uint64_t)size;
+    job->meta.data_size = 0;
+    for (size_t i = 0; i < c->ext.n; i++)
+        if (!c->ext.v[i].zero)
+            job->meta.data_size += c->ext.v[i].length;
+    job->extents = c->ext.n;
+    vb_info("%s: %zu extents, %" PRIu64 " bytes of data to save of %" PRIu64, job->disk->target,
+            c->ext.n, job->meta.data_size, (uint64_t)size);
+
+    c->slots = calloc(c->nslots, sizeof *c->slots);
+    if (!c->slots) {
+        vb_error_set(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < c->nslots; i++) {
+        c->slots[i].copy = c;
+        if (posix_memalign((void **)&c->slots[i].buf, 4096, c->request) != 0) {
+            vb_error_set(err, "out of memory for read buffers");
+            goto out;
+        }
+    }
+    if (pthread_create(&writer, NULL, writer_main, c) != 0) {
+        vb_error_set(err, "cannot start the writer thread");
+        goto out;
+    }
+    writer_started = true;
+    int prc = pump(c, err);
+    void *wret;
+    pthread_join(writer, &wret);
+    writer_started = false;
+    if ((intptr_t)wret != 0) {
+        if (prc == 0 || strcmp(err->msg, "interrupted") == 0)
+            *err = c->werr;
+        goto out;
+    }
+    if (prc < 0)
+        goto out;
+    job->bytes_read = c->bytes_read;
+    rc = 0;
+out:
+    if (writer_started) {
+        atomic_store(&c->failed, true);
+        pthread_mutex_lock(&c->lock);
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(writer, NULL);
+    }
+    for (int i = 0; i < c->nconns; i++) {
+        if (rc == 0)
+            nbd_shutdown(c->nbd[i], 0);
+        nbd_close(c->nbd[i]);
+    }
+    if (c->slots)
+        for (size_t i = 0; i < c->nslots; i++)
+            free(c->slots[i].buf);
+    free(c->slots);
+    extent_list_free(&c->ext);
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    job->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    return rc;
+}

@@ -1,0 +1,187 @@
+/* The extent map of one export, computed completely before the stream starts (chains.md:
+ * the META header with dataSize comes first). */
+#include <errno.h>
+#include <inttypes.h>
+#include <libnbd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backup.h"
+
+/* NBD block status requests are 32-bit; ask for 2 GiB at a time. */
+#define STATUS_REQUEST (1ull << 31)
+
+struct ctx_entries {
+    uint64_t *len;
+    uint32_t *flags;
+    size_t n, cap;
+};
+
+struct status_reply {
+    const char *bitmap;
+    struct ctx_entries alloc, dirty;
+    struct vb_error *err;
+};
+
+static int push_entries(struct ctx_entries *c, const uint32_t *entries, size_t nr)
+{
+    if (c->n + nr / 2 > c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 1024;
+        while (ncap < c->n + nr / 2)
+            ncap *= 2;
+        uint64_t *l = realloc(c->len, ncap * sizeof *l);
+        if (l)
+            c->len = l;
+        uint32_t *f = realloc(c->flags, ncap * sizeof *f);
+        if (f)
+            c->flags = f;
+        if (!l || !f)
+            return -1;
+        c->cap = ncap;
+    }
+    for (size_t i = 0; i + 1 < nr; i += 2) {
+        c->len[c->n] = entries[i];
+        c->flags[c->n] = entries[i + 1];
+        c->n++;
+    }
+    return 0;
+}
+
+static int status_cb(void *user_data, const char *metacontext, uint64_t offset, uint32_t *entries,
+                     size_t nr_entries, int *error)
+{
+    (void)offset;
+    struct status_reply *r = user_data;
+    struct ctx_entries *c = NULL;
+    if (strcmp(metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0)
+        c = &r->alloc;
+    else if (r->bitmap && strcmp(metacontext, r->bitmap) == 0)
+        c = &r->dirty;
+    if (c && push_entries(c, entries, nr_entries) < 0) {
+        *error = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+static int push_extent(struct extent_list *l, uint64_t start, uint64_t length, bool zero,
+                       bool synth)
+{
+    if (l->n) {
+        struct extent *last = &l->v[l->n - 1];
+        if (last->start + last->length == start && last->zero == zero && last->synth == synth) {
+            last->length += length;
+            return 0;
+        }
+    }
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 1024;
+        struct extent *v = realloc(l->v, ncap * sizeof *v);
+        if (!v)
+            return -1;
+        l->v = v;
+        l->cap = ncap;
+    }
+    l->v[l->n++] = (struct extent){start, length, zero, synth};
+    return 0;
+}
+
+static uint64_t covered(const struct ctx_entries *c)
+{
+    uint64_t s = 0;
+    for (size_t i = 0; i < c->n; i++)
+        s += c->len[i];
+    return s;
+}
+
+/* Only NBD_STATE_ZERO guarantees zeroes on read; a hole without it is read as data. */
+static bool is_zero(uint32_t flags)
+{
+    return flags & LIBNBD_STATE_ZERO;
+}
+
+int extents_query(struct nbd_handle *nbd, uint64_t size, const char *bitmap, bool no_sparse,
+                  bool compat_zeroes, struct extent_list *out, struct vb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    struct status_reply r = {.bitmap = bitmap, .err = err};
+    bool want_alloc = !bitmap || !no_sparse;
+    uint64_t offset = 0;
+    int rc = -1;
+    while (offset < size) {
+        uint64_t count = size - offset < STATUS_REQUEST ? size - offset : STATUS_REQUEST;
+        r.alloc.n = r.dirty.n = 0;
+        if (nbd_block_status(nbd, count, offset,
+                             (nbd_extent_callback){.callback = status_cb, .user_data = &r},
+                             0) == -1) {
+            vb_error_set(err, "NBD block status at offset %" PRIu64 ": %s", offset,
+                         nbd_get_error());
+            goto out;
+        }
+        /* advance by what every context we need has described */
+        uint64_t end = offset + count;
+        if (want_alloc) {
+            uint64_t c = offset + covered(&r.alloc);
+            end = c < end ? c : end;
+        }
+        if (bitmap) {
+            uint64_t c = offset + covered(&r.dirty);
+            end = c < end ? c : end;
+        }
+        if (end <= offset || (want_alloc && r.alloc.n == 0) || (bitmap && r.dirty.n == 0)) {
+            vb_error_set(err, "NBD server described no extents at offset %" PRIu64 " (context %s)",
+                         offset,
+                         bitmap && r.dirty.n == 0 ? bitmap : LIBNBD_CONTEXT_BASE_ALLOCATION);
+            goto out;
+        }
+        size_t ia = 0, id = 0;
+        uint64_t pa = offset, pd = offset; /* end of the current entry of each context */
+        if (want_alloc)
+            pa += r.alloc.len[0];
+        if (bitmap)
+            pd += r.dirty.len[0];
+        for (uint64_t pos = offset; pos < end;) {
+            uint64_t stop = end;
+            if (want_alloc && pa < stop)
+                stop = pa;
+            if (bitmap && pd < stop)
+                stop = pd;
+            bool zero = want_alloc && is_zero(r.alloc.flags[ia]);
+            bool dirty = !bitmap || (r.dirty.flags[id] & 1);
+            int prc = 0;
+            if (dirty) {
+                if (!zero)
+                    prc = push_extent(out, pos, stop - pos, false, false);
+                else if (bitmap && compat_zeroes)
+                    prc = push_extent(out, pos, stop - pos, false, true);
+                else
+                    prc = push_extent(out, pos, stop - pos, true, false);
+            }
+            if (prc < 0) {
+                vb_error_set(err, "out of memory for the extent map");
+                goto out;
+            }
+            pos = stop;
+            if (want_alloc && pos == pa && ++ia < r.alloc.n)
+                pa += r.alloc.len[ia];
+            if (bitmap && pos == pd && ++id < r.dirty.n)
+                pd += r.dirty.len[id];
+        }
+        offset = end;
+    }
+    rc = 0;
+out:
+    free(r.alloc.len);
+    free(r.alloc.flags);
+    free(r.dirty.len);
+    free(r.dirty.flags);
+    if (rc < 0)
+        extent_list_free(out);
+    return rc;
+}
+
+void extent_list_free(struct extent_list *l)
+{
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}

@@ -1,0 +1,393 @@
+#include "job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+char *job_dir_create(const char *parent, int uid, int gid, struct vb_error *err)
+{
+    char *dir = NULL;
+    if (asprintf(&dir, "%s/virtbackup.%ld.XXXXXX", parent, (long)getpid()) < 0) {
+        vb_error_set(err, "out of memory");
+        return NULL;
+    }
+    if (!mkdtemp(dir)) {
+        vb_error_errno(err, "cannot create the job directory in %s", parent);
+        free(dir);
+        return NULL;
+    }
+    /* qemu creates the socket and scratch files here as its own user; root enters anyway */
+    if (uid >= 0 && chown(dir, (uid_t)uid, (gid_t)gid) < 0) {
+        vb_error_errno(err, "%s: chown to the domain's qemu user %d:%d", dir, uid, gid);
+        rmdir(dir);
+        free(dir);
+        return NULL;
+    }
+    if (chmod(dir, 0700) < 0) {
+        vb_error_errno(err, "%s: chmod", dir);
+        rmdir(dir);
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+void job_dir_remove(const char *dir)
+{
+    if (!dir)
+        return;
+    char cmd[4200];
+    /* scratch files and the socket belong to qemu and are normally gone with the job */
+    snprintf(cmd, sizeof cmd, "%s/nbd.sock", dir);
+    unlink(cmd);
+    rmdir(dir);
+}
+
+static void xml_escape(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '\'':
+            fputs("&apos;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        default:
+            fputc(*s, f);
+        }
+    }
+}
+
+static bool in_job(const struct job_spec *spec, const char *target)
+{
+    for (size_t i = 0; i < spec->ndisks; i++)
+        if (strcmp(spec->disks[i]->disk->target, target) == 0)
+            return true;
+    return false;
+}
+
+char *job_backup_xml(const struct job_spec *spec)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    fputs("<domainbackup mode='pull'>\n  <server transport='unix' socket='", f);
+    xml_escape(f, spec->socket);
+    fputs("'/>\n", f);
+    if (spec->incremental) {
+        fputs("  <incremental>", f);
+        xml_escape(f, spec->incremental);
+        fputs("</incremental>\n", f);
+    }
+    fputs("  <disks>\n", f);
+    for (size_t i = 0; i < spec->info->ndisks; i++) {
+        const struct vb_disk *d = &spec->info->disks[i];
+        if (strcmp(d->device, "disk") != 0 && strcmp(d->device, "lun") != 0)
+            continue;
+        fputs("    <disk name='", f);
+        xml_escape(f, d->target);
+        if (!in_job(spec, d->target)) {
+            fputs("' backup='no'/>\n", f);
+            continue;
+        }
+        fputs("' backup='yes' type='file'>\n      <scratch file='", f);
+        xml_escape(f, spec->dir);
+        fputs("/scratch.", f);
+        xml_escape(f, d->target);
+        fputs("'/>\n    </disk>\n", f);
+    }
+    fputs("  </disks>\n</domainbackup>\n", f);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+char *job_checkpoint_xml(const struct job_spec *spec)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    if (!f)
+        return NULL;
+    fputs("<domaincheckpoint>\n  <description>Backup checkpoint</description>\n  <name>", f);
+    xml_escape(f, spec->checkpoint);
+    fputs("</name>\n  <disks>\n", f);
+    for (size_t i = 0; i < spec->info->ndisks; i++) {
+        const struct vb_disk *d = &spec->info->disks[i];
+        if (strcmp(d->device, "disk") != 0 && strcmp(d->device, "lun") != 0)
+            continue;
+        bool bitmap = false;
+        for (size_t k = 0; k < spec->nbitmap_disks; k++)
+            bitmap |= strcmp(spec->bitmap_disks[k], d->target) == 0;
+        fputs("    <disk name='", f);
+        xml_escape(f, d->target);
+        fputs(bitmap ? "' checkpoint='bitmap'/>\n" : "' checkpoint='no'/>\n", f);
+    }
+    fputs("  </disks>\n</domaincheckpoint>\n", f);
+    if (fclose(f) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+int job_begin(virDomainPtr dom, const struct job_spec *spec, struct vb_error *err)
+{
+    char *bxml = job_backup_xml(spec);
+    char *cxml = spec->checkpoint ? job_checkpoint_xml(spec) : NULL;
+    int rc = 0;
+    if (!bxml || (spec->checkpoint && !cxml)) {
+        rc = vb_error_set(err, "out of memory");
+    } else {
+        vb_debug("backup XML:\n%s", bxml);
+        if (cxml)
+            vb_debug("checkpoint XML:\n%s", cxml);
+        if (virDomainBackupBegin(dom, bxml, cxml, 0) < 0) {
+            virErrorPtr e = virGetLastError();
+            if (e && e->code == VIR_ERR_CHECKPOINT_INCONSISTENT)
+                rc = vb_virt_error(err,
+                                   "cannot start the backup job: the dirty bitmaps are "
+                                   "inconsistent with checkpoint %s (run a full backup)",
+                                   spec->incremental ? spec->incremental : "?");
+            else
+                rc = vb_virt_error(err, "cannot start the backup job");
+        }
+    }
+    free(bxml);
+    free(cxml);
+    return rc;
+}
+
+int job_end(virDomainPtr dom, struct vb_error *err)
+{
+    if (virDomainAbortJob(dom) < 0)
+        return vb_virt_error(err, "cannot end the backup job");
+    return 0;
+}
+
+char *job_running_socket(virDomainPtr dom)
+{
+    char *xml = virDomainBackupGetXMLDesc(dom, 0);
+    if (!xml)
+        return NULL;
+    char *sock = NULL;
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "backup.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (doc) {
+        xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+        xmlXPathObjectPtr o =
+            xmlXPathEvalExpression((const xmlChar *)"string(/domainbackup/server/@socket)", ctx);
+        if (o && o->stringval)
+            sock = strdup((const char *)o->stringval);
+        xmlXPathFreeObject(o);
+        xmlXPathFreeContext(ctx);
+        xmlFreeDoc(doc);
+    }
+    free(xml);
+    if (!sock)
+        sock = strdup("");
+    return sock;
+}
+
+int checkpoints_list(virDomainPtr dom, char ***names, size_t *n, struct vb_error *err)
+{
+    virDomainCheckpointPtr *cps = NULL;
+    int count = virDomainListAllCheckpoints(dom, &cps, VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL);
+    if (count < 0)
+        return vb_virt_error(err, "cannot list the domain's checkpoints");
+    *names = calloc((size_t)count + 1, sizeof **names);
+    *n = 0;
+    for (int i = 0; i < count; i++) {
+        if (*names)
+            (*names)[(*n)++] = strdup(virDomainCheckpointGetName(cps[i]));
+        virDomainCheckpointFree(cps[i]);
+    }
+    free(cps);
+    return *names ? 0 : vb_error_set(err, "out of memory");
+}
+
+void checkpoints_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+int checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, struct vb_error *err)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    if (!cp)
+        return vb_virt_error(err, "checkpoint %s", name);
+    unsigned flags = metadata_only ? VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY : 0;
+    int rc = virDomainCheckpointDelete(cp, flags);
+    if (rc < 0 && !metadata_only) {
+        /* a checkpoint whose bitmap is gone can only be forgotten */
+        rc = virDomainCheckpointDelete(cp, VIR_DOMAIN_CHECKPOINT_DELETE_METADATA_ONLY);
+        if (rc == 0)
+            vb_warn("checkpoint %s: bitmap could not be removed, removed its metadata only", name);
+    }
+    virDomainCheckpointFree(cp);
+    return rc < 0 ? vb_virt_error(err, "cannot delete checkpoint %s", name) : 0;
+}
+
+bool checkpoint_valid(virDomainPtr dom, const char *name, struct vb_error *err)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    if (!cp) {
+        vb_virt_error(err, "checkpoint %s", name);
+        return false;
+    }
+    char *xml = virDomainCheckpointGetXMLDesc(cp, 0);
+    bool ok = false;
+    if (!xml) {
+        vb_virt_error(err, "checkpoint %s", name);
+    } else {
+        virDomainCheckpointPtr again = virDomainCheckpointCreateXML(
+            dom, xml,
+            VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE | VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE_VALIDATE);
+        if (again) {
+            ok = true;
+            virDomainCheckpointFree(again);
+        } else {
+            vb_virt_error(err, "checkpoint %s is inconsistent", name);
+        }
+    }
+    free(xml);
+    virDomainCheckpointFree(cp);
+    return ok;
+}
+
+static bool known(char **names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+int checkpoints_redefine(virDomainPtr dom, const char *dir, const struct cpt_list *cpt,
+                         struct vb_error *err)
+{
+    char **names;
+    size_t n;
+    if (checkpoints_list(dom, &names, &n, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < cpt->n; i++) {
+        if (known(names, n, cpt->names[i]))
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s.xml", dir, cpt->names[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            vb_debug("checkpoint %s is unknown to libvirt and has no saved XML", cpt->names[i]);
+            continue;
+        }
+        char *xml = NULL;
+        size_t cap = 0;
+        ssize_t len = getdelim(&xml, &cap, '\0', f);
+        fclose(f);
+        if (len <= 0) {
+            free(xml);
+            continue;
+        }
+        virDomainCheckpointPtr cp =
+            virDomainCheckpointCreateXML(dom, xml, VIR_DOMAIN_CHECKPOINT_CREATE_REDEFINE);
+        if (cp) {
+            vb_info("redefined checkpoint %s from %s", cpt->names[i], path);
+            virDomainCheckpointFree(cp);
+        } else {
+            vb_warn("cannot redefine checkpoint %s from %s: %s", cpt->names[i], path,
+                    vb_virt_last_error());
+        }
+        free(xml);
+    }
+    checkpoints_free(names, n);
+    return rc;
+}
+
+int checkpoint_save_xml(virDomainPtr dom, const char *name, const char *dir, struct vb_error *err)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    if (!cp)
+        return vb_virt_error(err, "checkpoint %s", name);
+    char *xml = virDomainCheckpointGetXMLDesc(cp, VIR_DOMAIN_CHECKPOINT_XML_SIZE);
+    if (!xml)
+        xml = virDomainCheckpointGetXMLDesc(cp, 0);
+    virDomainCheckpointFree(cp);
+    if (!xml)
+        return vb_virt_error(err, "checkpoint %s: cannot read its XML", name);
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        free(xml);
+        return vb_error_errno(err, "%s: mkdir", dir);
+    }
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/%s.xml", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.partial", path);
+    FILE *f = fopen(tmp, "w");
+    int rc = 0;
+    if (!f || fputs(xml, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0)
+        rc = vb_error_errno(err, "%s: write", tmp);
+    if (f)
+        fclose(f);
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = vb_error_errno(err, "%s: rename", path);
+    if (rc < 0)
+        unlink(tmp);
+    free(xml);
+    return rc;
+}
+
+int checkpoint_size(virDomainPtr dom, const char *name, unsigned long long *bytes,
+                    struct vb_error *err)
+{
+    virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
+    if (!cp)
+        return vb_virt_error(err, "checkpoint %s", name);
+    char *xml = virDomainCheckpointGetXMLDesc(cp, VIR_DOMAIN_CHECKPOINT_XML_SIZE);
+    virDomainCheckpointFree(cp);
+    if (!xml)
+        return vb_virt_error(err, "checkpoint %s: cannot read its size", name);
+    *bytes = 0;
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "checkpoint.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (doc) {
+        xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+        xmlXPathObjectPtr o =
+            xmlXPathEvalExpression((const xmlChar *)"/domaincheckpoint/disks/disk/@size", ctx);
+        for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr; i++) {
+            xmlChar *v = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
+            if (v)
+                *bytes += strtoull((const char *)v, NULL, 10);
+            xmlFree(v);
+        }
+        xmlXPathFreeObject(o);
+        xmlXPathFreeContext(ctx);
+        xmlFreeDoc(doc);
+    }
+    free(xml);
+    return 0;
+}

@@ -1,0 +1,49 @@
+/* The libvirt side of a run: the per-job directory, the pull-mode backup job and the
+ * checkpoints (reference §4.2, §4.3). */
+#ifndef VB_BACKUP_JOB_H
+#define VB_BACKUP_JOB_H
+
+#include "backup.h"
+
+/* A directory only root and the domain's qemu user can enter, for the NBD socket and the
+ * scratch files (qemu must create both). */
+char *job_dir_create(const char *parent, int uid, int gid, struct vb_error *err);
+void job_dir_remove(const char *dir);
+
+struct job_spec {
+    const char *socket;
+    const char *dir;         /* for scratch files */
+    struct disk_job **disks; /* the disks in the job */
+    size_t ndisks;
+    const struct vb_domain_info *info; /* every disk of the domain (others are excluded) */
+    const char *incremental;           /* parent checkpoint, or NULL */
+    const char *checkpoint;            /* checkpoint to create, or NULL */
+    const char **bitmap_disks;         /* disks that get a bitmap in the checkpoint */
+    size_t nbitmap_disks;
+};
+
+char *job_backup_xml(const struct job_spec *spec);
+char *job_checkpoint_xml(const struct job_spec *spec);
+
+/* virDomainBackupBegin with the checkpoint; explains bitmap inconsistencies. */
+int job_begin(virDomainPtr dom, const struct job_spec *spec, struct vb_error *err);
+/* Ends the pull job (virDomainAbortJob is how a pull job is finished). */
+int job_end(virDomainPtr dom, struct vb_error *err);
+/* The socket path of the domain's running backup job, or NULL if there is none. */
+char *job_running_socket(virDomainPtr dom);
+
+/* Checkpoints known to libvirt. */
+int checkpoints_list(virDomainPtr dom, char ***names, size_t *n, struct vb_error *err);
+void checkpoints_free(char **names, size_t n);
+int checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, struct vb_error *err);
+/* True if libvirt knows the checkpoint and its bitmaps are consistent (REDEFINE_VALIDATE). */
+bool checkpoint_valid(virDomainPtr dom, const char *name, struct vb_error *err);
+/* Redefines checkpoints from XML files (as saved in checkpoints/) that libvirt forgot. */
+int checkpoints_redefine(virDomainPtr dom, const char *dir, const struct cpt_list *cpt,
+                         struct vb_error *err);
+int checkpoint_save_xml(virDomainPtr dom, const char *name, const char *dir, struct vb_error *err);
+/* Sum of the disk sizes libvirt reports for changes since the checkpoint. */
+int checkpoint_size(virDomainPtr dom, const char *name, unsigned long long *bytes,
+                    struct vb_error *err);
+
+#endif

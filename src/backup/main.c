@@ -1,0 +1,378 @@
+/* virtbackup: command line, then the run (run.c). Options follow virtnbdbackup 2.47
+ * (reference §3.1) and cli.md. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backup.h"
+#include "log.h"
+#include "options.h"
+#include "run.h"
+
+static const char usage_line[] =
+    "usage: virtbackup -d DOMAIN -o OUTPUT [-l copy|full|inc|diff|auto] [options]";
+
+static void usage(FILE *f)
+{
+    fprintf(f, "%s\n", usage_line);
+    fputs("\n"
+          "Back up a libvirt/qemu domain's disks, online (checkpoints and dirty bitmaps) or\n"
+          "offline, into a directory of thin stream files that virtrestore and virtmap read.\n"
+          "Compatible with virtnbdbackup: same options, layout and stream format.\n"
+          "\n"
+          "Backup:\n"
+          "  -d, --domain NAME          domain to back up (required)\n"
+          "  -l, --level LEVEL          copy (default; no checkpoint), full (starts a chain),\n"
+          "                             inc (changes since the last checkpoint), diff (changes\n"
+          "                             since the last full/inc, no new checkpoint), auto (full\n"
+          "                             into an empty directory, inc into one with a full)\n"
+          "  -o, --output DIR           backup directory (created if missing)\n"
+          "  -z, --compress[=N]         lz4-compress the data (level N, default 2)\n"
+          "  -t, --type stream|raw      stream format (default) or a plain raw image (copy/full)\n"
+          "  -r, --raw                  include raw disks (saved as full sparse copies)\n"
+          "  -i, --include DEV          back up only disk DEV (e.g. vda)\n"
+          "  -x, --exclude DEV[,DEV]    skip these disks\n"
+          "  -w, --worker N             disks copied in parallel (default: all)\n"
+          "  -C, --checkpointdir DIR    where checkpoint XML is kept (default OUTPUT/checkpoints)\n"
+          "      --scratchdir DIR       where qemu keeps scratch files during the job (/var/tmp)\n"
+          "  -F, --freeze-mountpoint M  guest filesystems to freeze (comma list; default all)\n"
+          "      --freeze-timeout SEC   guest agent timeout for freeze/thaw (default 30)\n"
+          "      --pause                pause the domain while the job starts\n"
+          "  -S, --start-domain         accepted: shut-off domains are started paused anyway\n"
+          "      --no-start-domain      never start a shut-off domain (full becomes copy)\n"
+          "      --no-sparse-detection  inc/diff: save every dirty range as data\n"
+          "      --compat-zeroes        inc/diff: zeroed ranges as zero-filled data, so that\n"
+          "                             virtnbdrestore (which ignores ZERO frames) restores them\n"
+          "  -T, --threshold BYTES      inc/diff: skip (exit 0) if fewer bytes changed\n"
+          "\n"
+          "Connection:\n"
+          "  -U, --uri URI              libvirt URI (default qemu:///system)\n"
+          "      --user USER, --password PW, --password-file FILE  SASL credentials\n"
+          "\n"
+          "Job control:\n"
+          "  -s, --startonly            start the backup job and exit (for external tools)\n"
+          "  -k, --killonly             end a running backup job of the domain\n"
+          "  -p, --printonly            print the bytes changed since the last checkpoint\n"
+          "\n"
+          "Output:\n"
+          "  -n, --noprogress           no progress output\n"
+          "      --quiet                errors only (implies -n)\n"
+          "      --json[=FILE]          a JSON summary at the end (stdout or FILE)\n"
+          "  -e, --strict               exit 2 if warnings were logged\n"
+          "  -v, --verbose              debug messages\n"
+          "  -L, --syslog, --nocolor, -q, --qemu   accepted for compatibility\n"
+          "  -V, --version              print the version\n"
+          "  -h, --help                 this help\n"
+          "\n"
+          "Exit status: 0 success (also a -T skip), 1 error, 2 warnings with --strict.\n"
+          "Files: <dev>.full.data, <dev>.inc.virtnbdbackup.N.data, <dev>.diff.<time>.data,\n"
+          "<dev>.copy.data, each with a .chksum (adler32); <domain>.cpt, checkpoints/,\n"
+          "vmconfig.*.xml, *.qcow.json, backup.<level>.<time>.log. See virtbackup(1).\n",
+          f);
+}
+
+static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("virtbackup: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%s\n", usage_line);
+    return 1;
+}
+
+static bool parse_level(const char *s, enum backup_level *level)
+{
+    static const char *const names[] = {"copy", "full", "inc", "diff", "auto"};
+    for (int i = 0; i < 5; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *level = (enum backup_level)i;
+            return true;
+        }
+    return false;
+}
+
+static char *read_password_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, f);
+    fclose(f);
+    if (n < 0) {
+        free(line);
+        return strdup("");
+    }
+    line[strcspn(line, "\r\n")] = '\0';
+    return line;
+}
+
+enum {
+    OPT_SCRATCHDIR = 256,
+    OPT_NO_START,
+    OPT_PAUSE,
+    OPT_NO_SPARSE,
+    OPT_COMPAT_ZEROES,
+    OPT_USER,
+    OPT_PASSWORD,
+    OPT_PASSWORD_FILE,
+    OPT_QUIET,
+    OPT_NOCOLOR,
+    OPT_JSON,
+    OPT_FREEZE_TIMEOUT,
+    OPT_SSH_USER,
+    OPT_SSH_PORT,
+    OPT_SSH_KEY,
+    OPT_TLS,
+    OPT_TLS_CERT,
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"domain", required_argument, NULL, 'd'},
+        {"level", required_argument, NULL, 'l'},
+        {"type", required_argument, NULL, 't'},
+        {"raw", no_argument, NULL, 'r'},
+        {"output", required_argument, NULL, 'o'},
+        {"checkpointdir", required_argument, NULL, 'C'},
+        {"scratchdir", required_argument, NULL, OPT_SCRATCHDIR},
+        {"start-domain", no_argument, NULL, 'S'},
+        {"no-start-domain", no_argument, NULL, OPT_NO_START},
+        {"pause", no_argument, NULL, OPT_PAUSE},
+        {"include", required_argument, NULL, 'i'},
+        {"exclude", required_argument, NULL, 'x'},
+        {"socketfile", required_argument, NULL, 'f'},
+        {"noprogress", no_argument, NULL, 'n'},
+        {"compress", optional_argument, NULL, 'z'},
+        {"worker", required_argument, NULL, 'w'},
+        {"freeze-mountpoint", required_argument, NULL, 'F'},
+        {"freeze-timeout", required_argument, NULL, OPT_FREEZE_TIMEOUT},
+        {"strict", no_argument, NULL, 'e'},
+        {"no-sparse-detection", no_argument, NULL, OPT_NO_SPARSE},
+        {"compat-zeroes", no_argument, NULL, OPT_COMPAT_ZEROES},
+        {"threshold", required_argument, NULL, 'T'},
+        {"uri", required_argument, NULL, 'U'},
+        {"user", required_argument, NULL, OPT_USER},
+        {"password", required_argument, NULL, OPT_PASSWORD},
+        {"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
+        {"ssh-user", required_argument, NULL, OPT_SSH_USER},
+        {"ssh-port", required_argument, NULL, OPT_SSH_PORT},
+        {"ssh-private-key", required_argument, NULL, OPT_SSH_KEY},
+        {"nbd-port", required_argument, NULL, 'P'},
+        {"nbd-ip", required_argument, NULL, 'I'},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"syslog", no_argument, NULL, 'L'},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"nocolor", no_argument, NULL, OPT_NOCOLOR},
+        {"qemu", no_argument, NULL, 'q'},
+        {"startonly", no_argument, NULL, 's'},
+        {"killonly", no_argument, NULL, 'k'},
+        {"printonly", no_argument, NULL, 'p'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"json", optional_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    struct backup_opts o = {
+        .level = LEVEL_COPY,
+        .level_arg = "copy",
+        .scratchdir = "/var/tmp",
+        .compress = STREAM_META_COMPRESSED_FALSE,
+        .threshold = -1,
+        .freeze_timeout = 30,
+    };
+    char *password_from_file = NULL;
+    opterr = 0;
+    int c;
+    /* '+': stop at the first non-option (there are no positional arguments) */
+    while ((c = getopt_long(argc, argv, "+d:l:t:ro:C:Si:x:f:nz::w:F:eT:U:P:I:LqskpvVh", longopts,
+                            NULL)) != -1) {
+        long long num;
+        bool bad;
+        struct stat st;
+        switch (c) {
+        case 'd':
+            o.domain = optarg;
+            break;
+        case 'l':
+            if (!parse_level(optarg, &o.level))
+                return bad_usage("invalid level '%s' (copy, full, inc, diff or auto)", optarg);
+            o.level_arg = optarg;
+            break;
+        case 't':
+            if (strcmp(optarg, "stream") == 0)
+                o.type_raw = false;
+            else if (strcmp(optarg, "raw") == 0)
+                o.type_raw = true;
+            else
+                return bad_usage("invalid type '%s' (stream or raw)", optarg);
+            break;
+        case 'r':
+            o.raw = true;
+            break;
+        case 'o':
+            o.output = optarg;
+            break;
+        case 'C':
+            o.checkpointdir = optarg;
+            break;
+        case OPT_SCRATCHDIR:
+            o.scratchdir = optarg;
+            break;
+        case 'S':
+            /* 1.9.15's -S DIR (--scratchdir) in existing cron lines */
+            if (optind < argc && stat(argv[optind], &st) == 0 && S_ISDIR(st.st_mode)) {
+                o.scratchdir = argv[optind++];
+                fprintf(stderr, "virtbackup: warning: '-S DIR' is deprecated, use "
+                                "--scratchdir DIR\n");
+            } else {
+                o.start_domain = true;
+            }
+            break;
+        case OPT_NO_START:
+            o.no_start_domain = true;
+            break;
+        case OPT_PAUSE:
+            o.pause = true;
+            break;
+        case 'i':
+            o.include = optarg;
+            break;
+        case 'x':
+            o.exclude = optarg;
+            break;
+        case 'f':
+            o.socketfile = optarg;
+            break;
+        case 'n':
+            o.noprogress = true;
+            break;
+        case 'z':
+            o.compress = (int)vb_opt_optional_number(argc, argv, optarg, 2, &bad);
+            if (bad || o.compress > 12)
+                return bad_usage("invalid compression level '%s' (0-12)", optarg);
+            break;
+        case 'w':
+            if (!vb_opt_parse_number(optarg, &num) || num > 1024)
+                return bad_usage("invalid worker count '%s'", optarg);
+            o.workers = num < 1 ? 1 : (int)num;
+            break;
+        case 'F':
+            o.freeze = optarg;
+            break;
+        case OPT_FREEZE_TIMEOUT:
+            if (!vb_opt_parse_number(optarg, &num) || num < 1 || num > 3600)
+                return bad_usage("invalid freeze timeout '%s'", optarg);
+            o.freeze_timeout = (int)num;
+            break;
+        case 'e':
+            o.strict = true;
+            break;
+        case OPT_NO_SPARSE:
+            o.no_sparse_detection = true;
+            break;
+        case OPT_COMPAT_ZEROES:
+            o.compat_zeroes = true;
+            break;
+        case 'T':
+            if (!vb_opt_parse_number(optarg, &num))
+                return bad_usage("invalid threshold '%s' (bytes)", optarg);
+            o.threshold = num;
+            break;
+        case 'U':
+            o.uri = optarg;
+            break;
+        case OPT_USER:
+            o.user = optarg;
+            break;
+        case OPT_PASSWORD:
+            o.password = strdup(optarg);
+            break;
+        case OPT_PASSWORD_FILE:
+            password_from_file = read_password_file(optarg);
+            if (!password_from_file)
+                return bad_usage("cannot read password file '%s'", optarg);
+            o.password = password_from_file;
+            break;
+        case OPT_SSH_USER:
+        case OPT_SSH_PORT:
+        case OPT_SSH_KEY:
+        case 'P':
+        case 'I':
+        case OPT_TLS:
+        case OPT_TLS_CERT:
+            fprintf(stderr, "virtbackup: remote backups (%s) are not supported yet\n",
+                    argv[optind - 1]);
+            return 1;
+        case 'L':
+        case OPT_NOCOLOR:
+        case 'q':
+            break; /* accepted for compatibility */
+        case OPT_QUIET:
+            o.quiet = true;
+            o.noprogress = true;
+            break;
+        case 's':
+            o.startonly = true;
+            break;
+        case 'k':
+            o.killonly = true;
+            break;
+        case 'p':
+            o.printonly = true;
+            break;
+        case 'v':
+            o.verbose = true;
+            break;
+        case OPT_JSON:
+            o.json = true;
+            o.json_file = optarg;
+            break;
+        case 'V':
+            printf("virtbackup %s\n", VB_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            if (optopt && strchr("dltoCixfwFTUPI", optopt))
+                return bad_usage("option -%c requires a value", optopt);
+            return bad_usage("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return bad_usage("unexpected argument '%s'", argv[optind]);
+    vb_opt_scrub(argc, argv, "password");
+    if (!o.password && getenv("VIRTBACKUP_PASSWORD"))
+        o.password = getenv("VIRTBACKUP_PASSWORD");
+    if (!o.domain)
+        return bad_usage("%s", "a domain is required (-d DOMAIN)");
+    if (!o.output && !o.killonly && !o.printonly)
+        return bad_usage("%s", "an output directory is required (-o DIR)");
+    if (o.type_raw && o.compress != STREAM_META_COMPRESSED_FALSE)
+        return bad_usage("%s", "-t raw cannot be compressed");
+    if (o.type_raw && (o.level == LEVEL_INC || o.level == LEVEL_DIFF))
+        return bad_usage("%s", "-t raw is only possible for copy and full backups");
+    if (o.output && strcmp(o.output, "-") == 0) {
+        fprintf(stderr, "virtbackup: output to stdout (-o -) is not supported yet\n");
+        return 1;
+    }
+    if (o.json && (!o.json_file || strcmp(o.json_file, "-") == 0) && o.output &&
+        strcmp(o.output, "-") == 0)
+        return bad_usage("%s", "--json to stdout cannot be combined with -o -");
+
+    vb_log_init("virtbackup", o.verbose, o.quiet);
+    int rc = backup_main(&o);
+    free(password_from_file);
+    return rc;
+}

@@ -1,0 +1,11 @@
+#ifndef VB_BACKUP_METADATA_H
+#define VB_BACKUP_METADATA_H
+
+#include "backup.h"
+
+/* Saves vmconfig.<ident>.xml, <dev>.<ident>.qcow.json, boot files and autostart.<ident>. */
+int metadata_save(virDomainPtr dom, const struct vb_domain_info *info, struct disk_job **disks,
+                  size_t ndisks, const char *outdir, const char *ident, bool is_copy,
+                  struct vb_error *err);
+
+#endif

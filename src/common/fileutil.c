@@ -1,0 +1,198 @@
+#include "fileutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int vb_write_file_atomic(const char *path, const void *data, size_t len, struct vb_error *err)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.partial", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return vb_error_errno(err, "%s: create", tmp);
+    if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+        vb_error_errno(err, "%s: write", tmp);
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        vb_error_errno(err, "%s: rename", path);
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int vb_copy_file_atomic(const char *from, const char *to, struct vb_error *err)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return vb_error_errno(err, "%s: open", from);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.partial", to);
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        close(in);
+        return vb_error_errno(err, "%s: create", tmp);
+    }
+    char buf[1 << 16];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = vb_error_errno(err, "%s: read", from);
+            break;
+        }
+        if (n == 0)
+            break;
+        if (write_all(out, buf, (size_t)n) < 0) {
+            rc = vb_error_errno(err, "%s: write", tmp);
+            break;
+        }
+    }
+    if (rc == 0 && fsync(out) < 0)
+        rc = vb_error_errno(err, "%s: fsync", tmp);
+    close(in);
+    close(out);
+    if (rc == 0 && rename(tmp, to) < 0)
+        rc = vb_error_errno(err, "%s: rename", to);
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}
+
+int vb_run_capture(char *const argv[], char **out, size_t *len, struct vb_error *err)
+{
+    int opipe[2], epipe[2];
+    *out = NULL;
+    *len = 0;
+    if (pipe2(opipe, O_CLOEXEC) < 0)
+        return vb_error_errno(err, "pipe");
+    if (pipe2(epipe, O_CLOEXEC) < 0) {
+        close(opipe[0]);
+        close(opipe[1]);
+        return vb_error_errno(err, "pipe");
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(opipe[0]);
+        close(opipe[1]);
+        close(epipe[0]);
+        close(epipe[1]);
+        return vb_error_errno(err, "fork");
+    }
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        dup2(opipe[1], 1);
+        dup2(epipe[1], 2);
+        signal(SIGPIPE, SIG_DFL);
+        execvp(argv[0], argv);
+        dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(opipe[1]);
+    close(epipe[1]);
+    char *obuf = NULL, ebuf[4096] = "";
+    size_t olen = 0, ocap = 0, elen = 0;
+    struct pollfd pfd[2] = {{.fd = opipe[0], .events = POLLIN}, {.fd = epipe[0], .events = POLLIN}};
+    int open_fds = 2;
+    while (open_fds) {
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int i = 0; i < 2; i++) {
+            if (pfd[i].fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char chunk[8192];
+            ssize_t n = read(pfd[i].fd, chunk, sizeof chunk);
+            if (n <= 0) {
+                close(pfd[i].fd);
+                pfd[i].fd = -1;
+                open_fds--;
+                continue;
+            }
+            if (i == 0) {
+                if (olen + (size_t)n + 1 > ocap) {
+                    ocap = (olen + (size_t)n + 1) * 2;
+                    char *p = realloc(obuf, ocap);
+                    if (!p)
+                        continue;
+                    obuf = p;
+                }
+                memcpy(obuf + olen, chunk, (size_t)n);
+                olen += (size_t)n;
+            } else if (elen < sizeof ebuf - 1) {
+                size_t k = (size_t)n < sizeof ebuf - 1 - elen ? (size_t)n : sizeof ebuf - 1 - elen;
+                memcpy(ebuf + elen, chunk, k);
+                elen += k;
+            }
+        }
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    ebuf[elen] = '\0';
+    ebuf[strcspn(ebuf, "\n")] = '\0';
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        free(obuf);
+        return vb_error_set(
+            err, "%s failed (%s %d)%s%s", argv[0], WIFEXITED(status) ? "exit status" : "signal",
+            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), ebuf[0] ? ": " : "", ebuf);
+    }
+    if (!obuf)
+        obuf = calloc(1, 1);
+    else
+        obuf[olen] = '\0';
+    *out = obuf;
+    *len = olen;
+    return 0;
+}
+
+int vb_mkdir_p(const char *path, struct vb_error *err)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return vb_error_errno(err, "%s: mkdir", buf);
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+        return vb_error_errno(err, "%s: mkdir", buf);
+    return 0;
+}

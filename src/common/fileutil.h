@@ -1,0 +1,24 @@
+/* Small file helpers: atomic writes (temporary name, fsync, rename) and running a program
+ * without a shell while capturing its output. */
+#ifndef VB_FILEUTIL_H
+#define VB_FILEUTIL_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+/* Writes data to path through <path>.partial, fsync, rename (never half a file). */
+int vb_write_file_atomic(const char *path, const void *data, size_t len, struct vb_error *err);
+
+/* Copies a file the same way. */
+int vb_copy_file_atomic(const char *from, const char *to, struct vb_error *err);
+
+/* Runs argv[0] (searched in PATH) with argv, stdin from /dev/null; returns its stdout
+ * (malloc'ed, NUL-terminated) in *out. Fails naming the program and its stderr's first line
+ * when it exits non-zero. */
+int vb_run_capture(char *const argv[], char **out, size_t *len, struct vb_error *err);
+
+/* mkdir -p */
+int vb_mkdir_p(const char *path, struct vb_error *err);
+
+#endif
