@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metadata.h"
 #include "progress.h"
+#include "qemu_nbd.h"
 #include "summary.h"
 
 volatile sig_atomic_t backup_interrupted;
@@ -46,6 +47,8 @@ struct run {
     enum backup_level level; /* resolved */
     bool new_base;           /* lost bitmap: a full recorded under an inc name */
     bool started_domain;     /* we started a shut-off domain (paused, auto-destroy) */
+    bool offline;            /* reading the images through our own qemu-nbd */
+    struct qemu_nbd **servers;
     bool job_running;
     bool checkpoint_created;
     char checkpoint[128]; /* the checkpoint this run creates (or names, for diff) */
@@ -57,6 +60,9 @@ struct run {
     size_t njobs;
     struct summary *summary;
 };
+
+static int prepare_offline_diff(struct run *r, struct vb_error *err);
+static void prepare_jobs(struct run *r);
 
 static bool list_contains(const char *list, const char *item)
 {
@@ -212,6 +218,8 @@ static int prepare_checkpoints(struct run *r, struct vb_error *err)
         snprintf(r->ident, sizeof r->ident, "copy");
         return 0;
     }
+    if (r->offline)
+        return prepare_offline_diff(r, err);
     char **names;
     size_t n;
     if (checkpoints_list(r->dom, &names, &n, err) < 0)
@@ -317,7 +325,7 @@ static void prepare_jobs(struct run *r)
             asprintf(&j->file, "%s/%s.diff.%s.data", r->o->output, t, r->ident);
         else
             asprintf(&j->file, "%s/%s.inc.%s.data", r->o->output, t, r->checkpoint);
-        j->socket = strdup(r->socket);
+        j->socket = r->socket ? strdup(r->socket) : NULL;
         j->export_name = strdup(t);
         j->incremental = inc;
         if (inc && asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
@@ -429,9 +437,31 @@ static void thaw(struct run *r)
         vb_warn("cannot thaw the guest's filesystems: %s", vb_virt_last_error());
 }
 
+/* The domain's qemu user and group, from the DAC label of the running domain (its XML was
+ * read before we may have started it). */
+static void qemu_owner(struct run *r, int *uid, int *gid)
+{
+    *uid = r->info.qemu_uid;
+    *gid = r->info.qemu_gid;
+    if (*uid >= 0)
+        return;
+    char *xml = virDomainGetXMLDesc(r->dom, 0);
+    struct vb_domain_info live;
+    struct vb_error e = {0};
+    if (xml && vb_domain_info_parse(xml, NULL, &live, &e) == 0) {
+        *uid = live.qemu_uid;
+        *gid = live.qemu_gid;
+        vb_domain_info_free(&live);
+    }
+    free(xml);
+    if (*uid < 0)
+        vb_warn("domain %s: no DAC label, the job directory stays root-only", r->info.name);
+}
+
 static int start_job(struct run *r, struct vb_error *err)
 {
-    int uid = r->info.qemu_uid, gid = r->info.qemu_gid;
+    int uid, gid;
+    qemu_owner(r, &uid, &gid);
     r->jobdir = job_dir_create(r->o->scratchdir, uid, gid, err);
     if (!r->jobdir)
         return -1;
@@ -487,25 +517,112 @@ static int start_job(struct run *r, struct vb_error *err)
     return 0;
 }
 
-/* A shut-off domain: start it paused and auto-destroyed (cli.md "Shut-off domains"). */
-static int ensure_running(struct run *r, struct vb_error *err)
+/* A shut-off domain (cli.md "Shut-off domains"): copy reads the images offline; levels that
+ * need a checkpoint start the domain paused and auto-destroyed; if that is not possible (or
+ * not wanted), inc/diff read the images offline through the last checkpoint's persistent
+ * bitmap and are recorded as a diff, and full becomes copy only with --no-start-domain. */
+static int choose_mode(struct run *r, struct vb_error *err)
 {
     int state, reason;
     if (virDomainGetState(r->dom, &state, &reason, 0) < 0)
         return vb_virt_error(err, "domain %s: state", r->info.name);
-    if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED)
+    if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED || state == VIR_DOMAIN_BLOCKED)
         return 0;
-    if (r->o->no_start_domain)
-        return vb_error_set(err,
-                            "domain %s is not running and --no-start-domain was given; "
-                            "offline backups are not supported yet",
-                            r->info.name);
-    vb_info("domain %s is shut off: starting it paused for the backup", r->info.name);
-    if (virDomainCreateWithFlags(r->dom, VIR_DOMAIN_START_PAUSED | VIR_DOMAIN_START_AUTODESTROY) <
-        0)
-        return vb_virt_error(err, "cannot start domain %s paused", r->info.name);
-    r->started_domain = true;
+    if (r->level == LEVEL_COPY) {
+        vb_info("domain %s is not running: reading its images offline", r->info.name);
+        r->offline = true;
+        return 0;
+    }
+    if (!r->o->no_start_domain) {
+        vb_info("domain %s is shut off: starting it paused for the backup", r->info.name);
+        if (virDomainCreateWithFlags(r->dom,
+                                     VIR_DOMAIN_START_PAUSED | VIR_DOMAIN_START_AUTODESTROY) == 0) {
+            r->started_domain = true;
+            return 0;
+        }
+        if (r->level == LEVEL_FULL)
+            return vb_virt_error(err, "cannot start domain %s paused for a full backup",
+                                 r->info.name);
+        vb_warn("cannot start domain %s paused (%s): reading its images offline", r->info.name,
+                vb_virt_last_error());
+    } else if (r->level == LEVEL_FULL) {
+        vb_warn("domain %s is not running and --no-start-domain was given: taking a copy "
+                "backup instead of a full one",
+                r->info.name);
+        r->level = LEVEL_COPY;
+        r->offline = true;
+        return 0;
+    }
+    /* inc/diff offline: changes since the last checkpoint, recorded as a diff */
+    if (r->level == LEVEL_INC)
+        vb_warn("offline backups create no checkpoint: recording the changes as a diff");
+    r->level = LEVEL_DIFF;
+    r->offline = true;
     return 0;
+}
+
+/* Offline diff: the chain's names without touching libvirt's checkpoints. */
+static int prepare_offline_diff(struct run *r, struct vb_error *err)
+{
+    if (r->cpt.n == 0)
+        return vb_error_set(err, "no checkpoints in %s: run a full backup first", r->cpt_path);
+    long next = 0;
+    for (size_t i = 0; i < r->cpt.n; i++) {
+        long num = checkpoint_number(r->cpt.names[i]);
+        if (num >= next)
+            next = num + 1;
+    }
+    snprintf(r->checkpoint, sizeof r->checkpoint, "%s.%ld", CHECKPOINT_PREFIX, next);
+    snprintf(r->parent, sizeof r->parent, "%s", r->cpt.names[r->cpt.n - 1]);
+    snprintf(r->ident, sizeof r->ident, "%ld", (long)time(NULL));
+    return 0;
+}
+
+static int start_servers(struct run *r, struct vb_error *err)
+{
+    r->servers = calloc(r->njobs, sizeof *r->servers);
+    if (!r->servers)
+        return vb_error_set(err, "out of memory");
+    prepare_jobs(r);
+    for (size_t i = 0; i < r->njobs; i++) {
+        struct disk_job *j = &r->jobs[i];
+        if (!j->disk->path)
+            return vb_error_set(err, "%s: the disk has no image path to read offline",
+                                j->disk->target);
+        struct qemu_nbd_opts qo = {
+            .image = j->disk->path,
+            .format = j->disk->format ? j->disk->format : "raw",
+            .export_name = j->disk->target,
+            .connections = 4,
+            .read_only = true,
+            .bitmap = j->bitmap ? r->parent : NULL,
+        };
+        r->servers[i] = qemu_nbd_start(&qo, err);
+        if (!r->servers[i])
+            return vb_error_prefix(err, "%s: cannot serve %s offline", j->disk->target,
+                                   j->disk->path);
+        free(j->socket);
+        j->socket = strdup(qemu_nbd_socket(r->servers[i]));
+        if (j->bitmap) {
+            free((char *)j->bitmap);
+            if (asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:%s", r->parent) < 0)
+                j->bitmap = NULL;
+        }
+    }
+    return 0;
+}
+
+static void stop_servers(struct run *r)
+{
+    if (!r->servers)
+        return;
+    for (size_t i = 0; i < r->njobs; i++) {
+        struct vb_error e = {0};
+        if (r->servers[i] && qemu_nbd_stop(r->servers[i], &e) < 0)
+            vb_warn("%s", e.msg);
+    }
+    free(r->servers);
+    r->servers = NULL;
 }
 
 static int commit_chain(struct run *r, struct vb_error *err)
@@ -589,6 +706,19 @@ static void rollback(struct run *r)
     }
 }
 
+static int save_metadata(struct run *r, struct vb_error *err)
+{
+    struct disk_job **jp = calloc(r->njobs, sizeof *jp);
+    if (!jp)
+        return vb_error_set(err, "out of memory");
+    for (size_t i = 0; i < r->njobs; i++)
+        jp[i] = &r->jobs[i];
+    int rc = metadata_save(r->dom, &r->info, jp, r->njobs, r->o->output, r->ident,
+                           r->level == LEVEL_COPY, err);
+    free(jp);
+    return rc;
+}
+
 static int run(struct run *r, struct vb_error *err)
 {
     struct backup_opts *o = r->o;
@@ -668,10 +798,21 @@ static int run(struct run *r, struct vb_error *err)
             return -1;
     }
 
-    if (ensure_running(r, err) < 0)
+    if (choose_mode(r, err) < 0)
         return -1;
     if (prepare_checkpoints(r, err) < 0)
         return -1;
+    if (r->offline) {
+        if (o->startonly)
+            return vb_error_set(err, "-s needs a running domain");
+        if (start_servers(r, err) < 0)
+            return -1;
+        rc = copy_disks(r);
+        stop_servers(r);
+        if (rc < 0)
+            return vb_error_set(err, "%s", backup_interrupted ? "interrupted" : "backup failed");
+        return save_metadata(r, err);
+    }
     if ((r->level == LEVEL_INC || r->level == LEVEL_DIFF) && !r->new_base && o->threshold >= 0) {
         unsigned long long bytes;
         if (checkpoint_size(r->dom, r->parent, &bytes, err) < 0)
@@ -722,6 +863,7 @@ static int run(struct run *r, struct vb_error *err)
 static void cleanup(struct run *r)
 {
     rollback(r);
+    stop_servers(r);
     if (r->started_domain && r->dom) {
         if (virDomainDestroy(r->dom) < 0)
             vb_warn("cannot stop domain %s again: %s", r->info.name, vb_virt_last_error());

@@ -1,0 +1,87 @@
+#!/bin/bash
+# Shut-off domains (cli.md "Shut-off domains") and the lost-bitmap fallback (chains.md):
+#  - copy of a shut-off domain reads the image offline;
+#  - full and inc start the domain paused for the job and leave it shut off again;
+#  - --no-start-domain: inc reads the last checkpoint's persistent bitmap offline, recorded
+#    as a diff; full becomes copy;
+#  - a bitmap lost while shut off: inc falls back to a full recorded as a new base, and the
+#    next inc continues from it.
+# Every file's metadata is asserted; every chain is applied and compared with the disk.
+set -euo pipefail
+source "$(dirname "$0")/../lib/testbed.sh"
+source "$(dirname "$0")/../lib/chain.sh"
+tb_init
+
+tb_create_domain off 96M
+DOM=$TB_DOMAIN
+IMG=${TB_IMAGES[0]}
+SNAP=$TB_WORKDIR/snap
+OUT=$TB_WORKDIR/out
+mkdir -p "$SNAP"
+
+shut_off() { tb_virsh destroy "$DOM" >/dev/null; }
+state() { tb_virsh domstate "$DOM" | head -1; }
+# offline writes and snapshots go straight to the image
+offline_write() { qemu-io -f qcow2 "$IMG" -c "$1" >/dev/null || tb_fail "qemu-io $1"; }
+offline_snap() { qemu-img convert -f qcow2 -O raw "$IMG" "$SNAP/$1.raw"; }
+
+tb_qemu_io "$DOM" vda "write -P 0x21 0 2M"
+tb_qemu_io "$DOM" vda "write -P 0x22 40M 3M"
+tb_flush "$DOM"
+shut_off
+
+tb_step "copy of a shut-off domain reads the image offline"
+vb_backup -d "$DOM" -l copy -o "$TB_WORKDIR/copy"
+assert_meta "$TB_WORKDIR/copy/vda.copy.data" false virtnbdbackup.0 "" false
+offline_snap copy
+apply_compare "$SNAP/copy.raw" "offline copy" "$TB_WORKDIR/copy/vda.copy.data"
+tb_assert_eq "$(state)" "shut off" "domain state after an offline copy"
+
+tb_step "full of a shut-off domain: started paused for the job, shut off afterwards"
+vb_backup -d "$DOM" -l full -o "$OUT"
+tb_assert_eq "$(state)" "shut off" "domain state after the full"
+assert_meta "$OUT/vda.full.data" false virtnbdbackup.0 "" false
+offline_snap full
+apply_compare "$SNAP/full.raw" "full of a shut-off domain" "$OUT/vda.full.data"
+
+tb_step "inc of a shut-off domain (changes made offline) continues the chain"
+offline_write "write -P 0x23 8M 1M"
+offline_write "write -z 40M 1M"
+vb_backup -d "$DOM" -l inc -o "$OUT"
+tb_assert_eq "$(state)" "shut off" "domain state after the inc"
+assert_meta "$OUT/vda.inc.virtnbdbackup.1.data" true virtnbdbackup.1 virtnbdbackup.0 false
+offline_snap inc1
+apply_compare "$SNAP/inc1.raw" "inc of a shut-off domain" "$OUT"/vda.*.data
+
+tb_step "--no-start-domain: inc reads the persistent bitmap offline, recorded as a diff"
+offline_write "write -P 0x24 20M 512k"
+vb_backup -d "$DOM" -l inc --no-start-domain -o "$OUT"
+tb_assert_eq "$(state)" "shut off" "domain state after the offline diff"
+diff_file=$(ls "$OUT"/vda.diff.*.data)
+assert_meta "$diff_file" true virtnbdbackup.2 virtnbdbackup.1 false
+offline_snap diff
+apply_compare "$SNAP/diff.raw" "offline diff" "$OUT"/vda.*.data
+tb_assert_eq "$(cat "$OUT/$DOM.cpt")" '["virtnbdbackup.0", "virtnbdbackup.1"]' ".cpt after the offline diff"
+
+tb_step "--no-start-domain full becomes copy (with a warning)"
+out=$("$VIRTBACKUP" -n -d "$DOM" -l full --no-start-domain -o "$TB_WORKDIR/copy2" 2>&1) ||
+    tb_fail "virtbackup --no-start-domain -l full failed: $out"
+grep -q "taking a copy backup" <<<"$out" || tb_fail "no warning about full becoming copy: $out"
+assert_meta "$TB_WORKDIR/copy2/vda.copy.data" false virtnbdbackup.0 "" false
+
+tb_step "a bitmap lost while the domain was off: inc falls back to a full as a new base"
+qemu-img bitmap --remove "$IMG" virtnbdbackup.1 || tb_fail "cannot remove the bitmap"
+offline_write "write -P 0x25 30M 1M"
+out=$("$VIRTBACKUP" -n -d "$DOM" -l inc -o "$OUT" 2>&1) || tb_fail "fallback inc failed: $out"
+grep -q "new base" <<<"$out" || tb_fail "the fallback was not reported: $out"
+assert_meta "$OUT/vda.inc.virtnbdbackup.2.data" false virtnbdbackup.2 "" false
+offline_snap base2
+apply_compare "$SNAP/base2.raw" "new base after a lost bitmap" "$OUT"/vda.*.data
+
+tb_step "the next inc continues from the new base"
+offline_write "write -P 0x26 50M 1M"
+vb_backup -d "$DOM" -l auto -o "$OUT"
+assert_meta "$OUT/vda.inc.virtnbdbackup.3.data" true virtnbdbackup.3 virtnbdbackup.2 false
+offline_snap inc3
+apply_compare "$SNAP/inc3.raw" "inc after the new base" "$OUT"/vda.*.data
+apply_compare "$SNAP/inc1.raw" "until inc 1 (before the new base)" "$OUT"/vda.*.data -- --until virtnbdbackup.1
