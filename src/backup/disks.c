@@ -1,0 +1,158 @@
+/* Which disks take part, their files and metadata, and the workers that copy them. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "run_internal.h"
+
+struct worker_ctx {
+    struct run *r;
+    size_t next;
+    pthread_mutex_t lock;
+};
+
+static bool list_contains(const char *list, const char *item)
+{
+    if (!list)
+        return false;
+    size_t n = strlen(item);
+    for (const char *p = list; *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == n && strncmp(p, item, n) == 0)
+            return true;
+        p += len + (comma ? 1 : 0);
+    }
+    return false;
+}
+
+/* Which disks take part, and how (reference §4.1 step 5). */
+int select_disks(struct run *r, struct vb_error *err)
+{
+    r->jobs = calloc(r->info.ndisks ? r->info.ndisks : 1, sizeof *r->jobs);
+    if (!r->jobs)
+        return vb_error_set(err, "out of memory");
+    for (size_t i = 0; i < r->info.ndisks; i++) {
+        const struct vb_disk *d = &r->info.disks[i];
+        if (r->o->include && strcmp(r->o->include, d->target) != 0)
+            continue;
+        if (list_contains(r->o->exclude, d->target)) {
+            vb_info("%s: excluded", d->target);
+            continue;
+        }
+        if (strcmp(d->device, "cdrom") == 0 || strcmp(d->device, "floppy") == 0) {
+            vb_info("%s: %s device, skipped", d->target, d->device);
+            continue;
+        }
+        if (d->kind == VB_DISK_NETWORK || d->kind == VB_DISK_OTHER) {
+            vb_info("%s: network disks cannot be backed up, skipped", d->target);
+            continue;
+        }
+        bool raw = !d->format || strcmp(d->format, "raw") == 0 || strcmp(d->device, "lun") == 0;
+        if (raw && !r->o->raw) {
+            vb_info("%s: raw disk, skipped (use --raw to include it as a full copy)", d->target);
+            continue;
+        }
+        if (raw && (r->level == LEVEL_INC || r->level == LEVEL_DIFF)) {
+            vb_warn("%s: raw disks have no checkpoints, not part of an incremental backup",
+                    d->target);
+            continue;
+        }
+        struct disk_job *j = &r->jobs[r->njobs++];
+        j->disk = d;
+        j->raw_output = raw || r->o->type_raw;
+    }
+    if (r->njobs == 0)
+        return vb_error_set(err, "domain %s: no disk to back up", r->info.name);
+    return 0;
+}
+
+bool has_qcow_disk(const struct run *r)
+{
+    for (size_t i = 0; i < r->njobs; i++)
+        if (!r->jobs[i].raw_output)
+            return true;
+    return false;
+}
+
+void prepare_jobs(struct run *r)
+{
+    bool inc = (r->level == LEVEL_INC || r->level == LEVEL_DIFF) && !r->new_base;
+    for (size_t i = 0; i < r->njobs; i++) {
+        struct disk_job *j = &r->jobs[i];
+        const char *t = j->disk->target;
+        if (j->raw_output || r->level == LEVEL_COPY)
+            asprintf(&j->file, "%s/%s.copy.data", r->o->output, t);
+        else if (r->level == LEVEL_FULL)
+            asprintf(&j->file, "%s/%s.full.data", r->o->output, t);
+        else if (r->level == LEVEL_DIFF)
+            asprintf(&j->file, "%s/%s.diff.%s.data", r->o->output, t, r->ident);
+        else
+            asprintf(&j->file, "%s/%s.inc.%s.data", r->o->output, t, r->checkpoint);
+        j->socket = r->socket ? strdup(r->socket) : NULL;
+        j->export_name = strdup(t);
+        j->incremental = inc;
+        if (inc && asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
+            j->bitmap = NULL;
+        stream_meta_init(&j->meta);
+        snprintf(j->meta.disk_name, sizeof j->meta.disk_name, "%s", t);
+        snprintf(j->meta.disk_format, sizeof j->meta.disk_format, "%s",
+                 j->disk->format ? j->disk->format : "raw");
+        snprintf(j->meta.checkpoint_name, sizeof j->meta.checkpoint_name, "%s", r->checkpoint);
+        snprintf(j->meta.parent_checkpoint, sizeof j->meta.parent_checkpoint, "%s",
+                 inc ? r->parent : "");
+        j->meta.incremental = inc;
+        j->meta.compressed = r->o->compress;
+    }
+}
+
+static void *disk_worker(void *arg)
+{
+    struct worker_ctx *w = arg;
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        size_t i = w->next++;
+        pthread_mutex_unlock(&w->lock);
+        if (i >= w->r->njobs)
+            break;
+        struct disk_job *j = &w->r->jobs[i];
+        if (backup_interrupted) {
+            j->status = vb_error_set(&j->err, "%s: interrupted", j->disk->target);
+            continue;
+        }
+        j->status = disk_copy_run(j, w->r->o, &j->err);
+        if (j->status == 0)
+            vb_info("%s: saved %s (%" PRIu64 " bytes, %.1f s)", j->disk->target, j->file,
+                    j->bytes_written, j->seconds);
+        else
+            vb_error_log("%s", j->err.msg);
+    }
+    return NULL;
+}
+
+int copy_disks(struct run *r)
+{
+    int n = r->o->workers > 0 ? r->o->workers : (int)r->njobs;
+    if (n > (int)r->njobs)
+        n = (int)r->njobs;
+    struct worker_ctx w = {.r = r};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_t *t = calloc((size_t)n, sizeof *t);
+    int started = 0;
+    for (int i = 0; t && i < n; i++)
+        if (pthread_create(&t[i], NULL, disk_worker, &w) == 0)
+            started++;
+    if (started == 0)
+        disk_worker(&w);
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    free(t);
+    pthread_mutex_destroy(&w.lock);
+    int failed = 0;
+    for (size_t i = 0; i < r->njobs; i++)
+        failed += r->jobs[i].status != 0;
+    return failed ? -1 : 0;
+}

@@ -1,0 +1,207 @@
+/* Levels and the chain's bookkeeping: -l auto, checkpoint names and parents, orphan and
+ * foreign checkpoints, the lost-bitmap fallback, .cpt and checkpoints/ after success. */
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "job.h"
+#include "log.h"
+#include "run_internal.h"
+
+static int prepare_offline_diff(struct run *r, struct vb_error *err);
+
+static size_t count_glob(const char *dir, const char *pattern)
+{
+    char pat[4200];
+    snprintf(pat, sizeof pat, "%s/%s", dir, pattern);
+    glob_t g;
+    size_t n = 0;
+    if (glob(pat, 0, NULL, &g) == 0)
+        n = g.gl_pathc;
+    globfree(&g);
+    return n;
+}
+
+/* -l auto and the directory rules (cli.md). */
+int resolve_level(struct run *r, struct vb_error *err)
+{
+    const char *out = r->o->output;
+    size_t data = count_glob(out, "*.data");
+    r->level = r->o->level;
+    if (r->level == LEVEL_AUTO) {
+        if (data == 0) {
+            r->level = LEVEL_FULL;
+        } else if (count_glob(out, "*.full.data") > 0) {
+            r->level = LEVEL_INC;
+        } else {
+            return vb_error_set(err,
+                                "-l auto: %s holds %zu data files but no full backup (*.full.data)"
+                                "; use a new directory or -l full into an empty one",
+                                out, data);
+        }
+        vb_info("auto level: %s", backup_level_name(r->level));
+    }
+    if ((r->level == LEVEL_FULL || r->level == LEVEL_COPY) && data > 0)
+        return vb_error_set(err,
+                            "%s already holds a backup (%zu data files): a %s backup needs "
+                            "an empty directory",
+                            out, data, backup_level_name(r->level));
+    return 0;
+}
+
+int prepare_checkpoints(struct run *r, struct vb_error *err)
+{
+    struct backup_opts *o = r->o;
+    if (asprintf(&r->cpt_path, "%s/%s.cpt", o->output, r->info.name) < 0 ||
+        asprintf(&r->checkpointdir, "%s", o->checkpointdir ? o->checkpointdir : "") < 0)
+        return vb_error_set(err, "out of memory");
+    if (!o->checkpointdir) {
+        free(r->checkpointdir);
+        if (asprintf(&r->checkpointdir, "%s/checkpoints", o->output) < 0)
+            return vb_error_set(err, "out of memory");
+    }
+    if (cpt_load(r->cpt_path, &r->cpt, err) < 0)
+        return -1;
+
+    if (r->level == LEVEL_COPY) {
+        snprintf(r->checkpoint, sizeof r->checkpoint, "%s.0", CHECKPOINT_PREFIX);
+        snprintf(r->ident, sizeof r->ident, "copy");
+        return 0;
+    }
+    if (r->offline)
+        return prepare_offline_diff(r, err);
+    char **names;
+    size_t n;
+    if (checkpoints_list(r->dom, &names, &n, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (strncmp(names[i], CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) != 0)
+            rc = vb_error_set(err,
+                              "domain %s has checkpoint %s, not made by virtbackup or "
+                              "virtnbdbackup: remove it or use -l copy",
+                              r->info.name, names[i]);
+    if (rc < 0) {
+        checkpoints_free(names, n);
+        return -1;
+    }
+
+    if (r->level == LEVEL_FULL) {
+        /* a new chain: forget the old checkpoints, with their bitmaps */
+        for (size_t i = 0; i < n; i++) {
+            if (checkpoint_delete(r->dom, names[i], false, err) < 0) {
+                checkpoints_free(names, n);
+                return -1;
+            }
+            vb_info("removed checkpoint %s of the previous chain", names[i]);
+        }
+        checkpoints_free(names, n);
+        snprintf(r->checkpoint, sizeof r->checkpoint, "%s.0", CHECKPOINT_PREFIX);
+        snprintf(r->ident, sizeof r->ident, "%s", r->checkpoint);
+        return 0;
+    }
+
+    /* inc / diff */
+    if (r->cpt.n == 0) {
+        checkpoints_free(names, n);
+        return vb_error_set(err,
+                            "no checkpoints in %s: run a full backup first (-l full or "
+                            "-l auto)",
+                            r->cpt_path);
+    }
+    /* orphans: checkpoints of a crashed run, whose data was never committed */
+    for (size_t i = 0; i < n; i++) {
+        bool listed = false;
+        for (size_t k = 0; k < r->cpt.n; k++)
+            listed |= strcmp(names[i], r->cpt.names[k]) == 0;
+        if (!listed) {
+            vb_warn("removing checkpoint %s left by an interrupted run (no data file for it)",
+                    names[i]);
+            if (checkpoint_delete(r->dom, names[i], false, err) < 0) {
+                checkpoints_free(names, n);
+                return -1;
+            }
+        }
+    }
+    checkpoints_free(names, n);
+    if (checkpoints_redefine(r->dom, r->checkpointdir, &r->cpt, err) < 0)
+        return -1;
+
+    long next = 0;
+    for (size_t i = 0; i < r->cpt.n; i++) {
+        long num = checkpoint_number(r->cpt.names[i]);
+        if (num >= next)
+            next = num + 1;
+    }
+    snprintf(r->checkpoint, sizeof r->checkpoint, "%s.%ld", CHECKPOINT_PREFIX, next);
+    snprintf(r->parent, sizeof r->parent, "%s", r->cpt.names[r->cpt.n - 1]);
+
+    struct vb_error verr = {0};
+    if (!checkpoint_valid(r->dom, r->parent, &verr)) {
+        if (r->level == LEVEL_DIFF)
+            return vb_error_set(err, "cannot take a differential backup: %s; run a full backup",
+                                verr.msg);
+        /* lost bitmap (chains.md): a full, recorded as a new base under the inc's name */
+        vb_warn("%s; switching to a full backup recorded as a new base (%s)", verr.msg,
+                r->checkpoint);
+        char **all;
+        size_t na;
+        if (checkpoints_list(r->dom, &all, &na, err) < 0)
+            return -1;
+        for (size_t i = 0; i < na; i++)
+            checkpoint_delete(r->dom, all[i], true, &verr);
+        checkpoints_free(all, na);
+        r->new_base = true;
+        r->parent[0] = '\0';
+    }
+    if (r->level == LEVEL_DIFF)
+        snprintf(r->ident, sizeof r->ident, "%ld", (long)time(NULL));
+    else
+        snprintf(r->ident, sizeof r->ident, "%s", r->checkpoint);
+    return 0;
+}
+
+/* Offline diff: the chain's names without touching libvirt's checkpoints. */
+static int prepare_offline_diff(struct run *r, struct vb_error *err)
+{
+    if (r->cpt.n == 0)
+        return vb_error_set(err, "no checkpoints in %s: run a full backup first", r->cpt_path);
+    long next = 0;
+    for (size_t i = 0; i < r->cpt.n; i++) {
+        long num = checkpoint_number(r->cpt.names[i]);
+        if (num >= next)
+            next = num + 1;
+    }
+    snprintf(r->checkpoint, sizeof r->checkpoint, "%s.%ld", CHECKPOINT_PREFIX, next);
+    snprintf(r->parent, sizeof r->parent, "%s", r->cpt.names[r->cpt.n - 1]);
+    snprintf(r->ident, sizeof r->ident, "%ld", (long)time(NULL));
+    return 0;
+}
+
+int commit_chain(struct run *r, struct vb_error *err)
+{
+    if (r->level == LEVEL_FULL) {
+        cpt_free(&r->cpt);
+        /* a new chain: old checkpoint XML is of no use any more */
+        char pat[4200];
+        snprintf(pat, sizeof pat, "%s/*.xml", r->checkpointdir);
+        glob_t g;
+        if (glob(pat, 0, NULL, &g) == 0)
+            for (size_t i = 0; i < g.gl_pathc; i++)
+                unlink(g.gl_pathv[i]);
+        globfree(&g);
+    }
+    if (r->level != LEVEL_FULL && r->level != LEVEL_INC)
+        return 0;
+    if (checkpoint_save_xml(r->dom, r->checkpoint, r->checkpointdir, err) < 0)
+        return -1;
+    char **names = realloc(r->cpt.names, (r->cpt.n + 1) * sizeof *names);
+    if (!names)
+        return vb_error_set(err, "out of memory");
+    r->cpt.names = names;
+    r->cpt.names[r->cpt.n++] = strdup(r->checkpoint);
+    return cpt_save(r->cpt_path, &r->cpt, err);
+}

@@ -1,0 +1,222 @@
+/* How the disks are read: a libvirt pull job on a running domain (started paused if it was
+ * shut off), or our own read-only qemu-nbd on the images of a shut-off domain. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "job.h"
+#include "log.h"
+#include "run_internal.h"
+
+/* A shut-off domain (cli.md "Shut-off domains"): copy reads the images offline; levels that
+ * need a checkpoint start the domain paused and auto-destroyed; if that is not possible (or
+ * not wanted), inc/diff read the images offline through the last checkpoint's persistent
+ * bitmap and are recorded as a diff, and full becomes copy only with --no-start-domain. */
+int choose_mode(struct run *r, struct vb_error *err)
+{
+    int state, reason;
+    if (virDomainGetState(r->dom, &state, &reason, 0) < 0)
+        return vb_virt_error(err, "domain %s: state", r->info.name);
+    if (state == VIR_DOMAIN_RUNNING || state == VIR_DOMAIN_PAUSED || state == VIR_DOMAIN_BLOCKED)
+        return 0;
+    if (r->level == LEVEL_COPY) {
+        vb_info("domain %s is not running: reading its images offline", r->info.name);
+        r->offline = true;
+        return 0;
+    }
+    if (!r->o->no_start_domain) {
+        vb_info("domain %s is shut off: starting it paused for the backup", r->info.name);
+        if (virDomainCreateWithFlags(r->dom,
+                                     VIR_DOMAIN_START_PAUSED | VIR_DOMAIN_START_AUTODESTROY) == 0) {
+            r->started_domain = true;
+            return 0;
+        }
+        if (r->level == LEVEL_FULL)
+            return vb_virt_error(err, "cannot start domain %s paused for a full backup",
+                                 r->info.name);
+        vb_warn("cannot start domain %s paused (%s): reading its images offline", r->info.name,
+                vb_virt_last_error());
+    } else if (r->level == LEVEL_FULL) {
+        vb_warn("domain %s is not running and --no-start-domain was given: taking a copy "
+                "backup instead of a full one",
+                r->info.name);
+        r->level = LEVEL_COPY;
+        r->offline = true;
+        return 0;
+    }
+    /* inc/diff offline: changes since the last checkpoint, recorded as a diff */
+    if (r->level == LEVEL_INC)
+        vb_warn("offline backups create no checkpoint: recording the changes as a diff");
+    r->level = LEVEL_DIFF;
+    r->offline = true;
+    return 0;
+}
+
+int start_servers(struct run *r, struct vb_error *err)
+{
+    r->servers = calloc(r->njobs, sizeof *r->servers);
+    if (!r->servers)
+        return vb_error_set(err, "out of memory");
+    prepare_jobs(r);
+    for (size_t i = 0; i < r->njobs; i++) {
+        struct disk_job *j = &r->jobs[i];
+        if (!j->disk->path)
+            return vb_error_set(err, "%s: the disk has no image path to read offline",
+                                j->disk->target);
+        struct qemu_nbd_opts qo = {
+            .image = j->disk->path,
+            .format = j->disk->format ? j->disk->format : "raw",
+            .export_name = j->disk->target,
+            .connections = 4,
+            .read_only = true,
+            .bitmap = j->bitmap ? r->parent : NULL,
+        };
+        r->servers[i] = qemu_nbd_start(&qo, err);
+        if (!r->servers[i])
+            return vb_error_prefix(err, "%s: cannot serve %s offline", j->disk->target,
+                                   j->disk->path);
+        free(j->socket);
+        j->socket = strdup(qemu_nbd_socket(r->servers[i]));
+        if (j->bitmap) {
+            free((char *)j->bitmap);
+            if (asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:%s", r->parent) < 0)
+                j->bitmap = NULL;
+        }
+    }
+    return 0;
+}
+
+void stop_servers(struct run *r)
+{
+    if (!r->servers)
+        return;
+    for (size_t i = 0; i < r->njobs; i++) {
+        struct vb_error e = {0};
+        if (r->servers[i] && qemu_nbd_stop(r->servers[i], &e) < 0)
+            vb_warn("%s", e.msg);
+    }
+    free(r->servers);
+    r->servers = NULL;
+}
+
+static int has_guest_agent(virDomainPtr dom)
+{
+    char *xml = virDomainGetXMLDesc(dom, 0);
+    int yes = xml && strstr(xml, "org.qemu.guest_agent.0") != NULL;
+    free(xml);
+    return yes;
+}
+
+static int freeze(struct run *r, bool *frozen)
+{
+    *frozen = false;
+    int state, reason;
+    if (virDomainGetState(r->dom, &state, &reason, 0) < 0 || state != VIR_DOMAIN_RUNNING)
+        return 0;
+    if (!has_guest_agent(r->dom)) {
+        vb_debug("no guest agent channel: filesystems are not frozen");
+        return 0;
+    }
+    virDomainAgentSetResponseTimeout(r->dom, r->o->freeze_timeout, 0);
+    const char *mounts[64];
+    unsigned nm = 0;
+    char *copy = r->o->freeze ? strdup(r->o->freeze) : NULL;
+    for (char *s = copy ? strtok(copy, ",") : NULL; s && nm < 64; s = strtok(NULL, ","))
+        mounts[nm++] = s;
+    int n = virDomainFSFreeze(r->dom, nm ? mounts : NULL, nm, 0);
+    free(copy);
+    if (n < 0) {
+        vb_warn("cannot freeze the guest's filesystems (guest agent): %s", vb_virt_last_error());
+        return 0;
+    }
+    vb_info("froze %d guest filesystem(s)", n);
+    *frozen = true;
+    return 0;
+}
+
+static void thaw(struct run *r)
+{
+    if (virDomainFSThaw(r->dom, NULL, 0, 0) < 0)
+        vb_warn("cannot thaw the guest's filesystems: %s", vb_virt_last_error());
+}
+
+/* The domain's qemu user and group, from the DAC label of the running domain (its XML was
+ * read before we may have started it). */
+static void qemu_owner(struct run *r, int *uid, int *gid)
+{
+    *uid = r->info.qemu_uid;
+    *gid = r->info.qemu_gid;
+    if (*uid >= 0)
+        return;
+    char *xml = virDomainGetXMLDesc(r->dom, 0);
+    struct vb_domain_info live;
+    struct vb_error e = {0};
+    if (xml && vb_domain_info_parse(xml, NULL, &live, &e) == 0) {
+        *uid = live.qemu_uid;
+        *gid = live.qemu_gid;
+        vb_domain_info_free(&live);
+    }
+    free(xml);
+    if (*uid < 0)
+        vb_warn("domain %s: no DAC label, the job directory stays root-only", r->info.name);
+}
+
+int start_job(struct run *r, struct vb_error *err)
+{
+    int uid, gid;
+    qemu_owner(r, &uid, &gid);
+    r->jobdir = job_dir_create(r->o->scratchdir, uid, gid, err);
+    if (!r->jobdir)
+        return -1;
+    if (r->o->socketfile)
+        r->socket = strdup(r->o->socketfile);
+    else if (asprintf(&r->socket, "%s/nbd.sock", r->jobdir) < 0)
+        r->socket = NULL;
+    prepare_jobs(r);
+
+    struct disk_job **jp = calloc(r->njobs, sizeof *jp);
+    const char **bitmaps = calloc(r->njobs, sizeof *bitmaps);
+    size_t nb = 0;
+    for (size_t i = 0; i < r->njobs; i++) {
+        jp[i] = &r->jobs[i];
+        if (!r->jobs[i].raw_output)
+            bitmaps[nb++] = r->jobs[i].disk->target;
+    }
+    bool make_checkpoint = r->level == LEVEL_FULL || r->level == LEVEL_INC;
+    struct job_spec spec = {
+        .socket = r->socket,
+        .dir = r->jobdir,
+        .disks = jp,
+        .ndisks = r->njobs,
+        .info = &r->info,
+        .incremental =
+            (r->level == LEVEL_INC || r->level == LEVEL_DIFF) && !r->new_base ? r->parent : NULL,
+        .checkpoint = make_checkpoint ? r->checkpoint : NULL,
+        .bitmap_disks = bitmaps,
+        .nbitmap_disks = nb,
+    };
+    bool paused = false, frozen = false;
+    if (r->o->pause) {
+        if (virDomainSuspend(r->dom) < 0)
+            vb_warn("cannot pause the domain: %s", vb_virt_last_error());
+        else
+            paused = true;
+    }
+    freeze(r, &frozen);
+    int rc = job_begin(r->dom, &spec, err);
+    if (frozen)
+        thaw(r);
+    if (paused && virDomainResume(r->dom) < 0)
+        vb_warn("cannot resume the domain: %s", vb_virt_last_error());
+    free(jp);
+    free(bitmaps);
+    if (rc < 0)
+        return -1;
+    r->job_running = true;
+    r->checkpoint_created = make_checkpoint;
+    vb_info("backup job started: level %s%s, checkpoint %s%s%s", backup_level_name(r->level),
+            r->new_base ? " (new base)" : "", make_checkpoint ? r->checkpoint : "(none)",
+            spec.incremental ? ", changes since " : "", spec.incremental ? spec.incremental : "");
+    return 0;
+}

@@ -1,0 +1,55 @@
+/* The state of one virtbackup run, shared by the files that make up a run:
+ * run.c (the sequence and cleanup), levels.c (levels, checkpoints, chain bookkeeping),
+ * mode.c (online job or offline qemu-nbd, freeze), disks.c (disk selection and workers). */
+#ifndef VB_BACKUP_RUN_INTERNAL_H
+#define VB_BACKUP_RUN_INTERNAL_H
+
+#include <signal.h>
+
+#include "backup.h"
+#include "qemu_nbd.h"
+#include "summary.h"
+
+extern volatile sig_atomic_t backup_interrupted;
+
+struct run {
+    struct backup_opts *o;
+    virConnectPtr conn;
+    virDomainPtr dom;
+    struct vb_domain_info info;
+    struct vb_lock dom_lock, dir_lock;
+    enum backup_level level; /* resolved */
+    bool new_base;           /* lost bitmap: a full recorded under an inc name */
+    bool started_domain;     /* we started a shut-off domain (paused, auto-destroy) */
+    bool offline;            /* reading the images through our own qemu-nbd */
+    struct qemu_nbd **servers;
+    bool job_running;
+    bool checkpoint_created;
+    char checkpoint[128]; /* the checkpoint this run creates (or names, for diff) */
+    char parent[128];
+    char ident[128]; /* suffix of the metadata files */
+    struct cpt_list cpt;
+    char *cpt_path, *checkpointdir, *jobdir, *socket;
+    struct disk_job *jobs;
+    size_t njobs;
+    struct summary *summary;
+};
+
+/* levels.c */
+int resolve_level(struct run *r, struct vb_error *err);
+int prepare_checkpoints(struct run *r, struct vb_error *err);
+int commit_chain(struct run *r, struct vb_error *err);
+
+/* mode.c */
+int choose_mode(struct run *r, struct vb_error *err);
+int start_servers(struct run *r, struct vb_error *err);
+void stop_servers(struct run *r);
+int start_job(struct run *r, struct vb_error *err);
+
+/* disks.c */
+int select_disks(struct run *r, struct vb_error *err);
+bool has_qcow_disk(const struct run *r);
+void prepare_jobs(struct run *r);
+int copy_disks(struct run *r);
+
+#endif
