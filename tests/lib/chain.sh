@@ -58,3 +58,35 @@ apply_compare() {
     tb_compare_raw "$out" "$snap" "$what"
     rm -f "$out" "$out.log"
 }
+
+# ref_restore IN OUT [ARGS...]: the reference's restore (virtnbdrestore 1.9.15). It can exit
+# 0 after a failed disk (it only logs an error), so its log is checked too. Prints the path
+# of the restored image of the first disk (named after the source file in vmconfig).
+ref_restore() {
+    local in="$1" out="$2"
+    shift 2
+    local log="$out.log" rc=0
+    virtnbdrestore -i "$in" -o "$out" -n -f "$TB_WORKDIR/restore.$$.sock" -L "$log" "$@" \
+        >"$out.stdout" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ] || grep -qE 'ERROR|CRITICAL|FATAL|Traceback' "$log" "$out.stdout"; then
+        tail -n 30 "$out.stdout" >&2
+        tb_fail "virtnbdrestore -i $in -o $out $* failed (exit $rc)"
+    fi
+    local img i
+    img="$out/$(basename "${TB_IMAGES[0]}")"
+    [ -f "$img" ] || tb_fail "virtnbdrestore made no $img (files: $(ls "$out"))"
+    # its qemu-nbd may still hold the image's lock for a moment after it returns
+    for i in $(seq 1 100); do
+        qemu-img info "$img" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    echo "$img"
+}
+
+# compare_qcow_raw IMAGE.qcow2 SNAPSHOT.raw WHAT
+compare_qcow_raw() {
+    local out
+    out=$(qemu-img compare -f qcow2 -F raw "$1" "$2" 2>&1) ||
+        tb_fail "$3: $1 differs from $2: $out"
+    tb_log "identical: $(basename "$1") == $(basename "$2") ($3)"
+}

@@ -1,0 +1,101 @@
+#!/bin/bash
+# Restore throughput, side by side on one chain (informal: figures are logged, and the test
+# fails only if virtrestore is not faster than the reference):
+#   - virtnbdrestore 1.9.15 (the reference) and virtrestore, plain and compressed (-z) full
+#     backups made by the reference of a 4 GiB disk with ~1 GiB of random data;
+#   - the practical limit: nbdcopy from a raw image of the same content into the same kind
+#     of target (a fresh qcow2 behind qemu-nbd -e 4).
+# Every result is compared with the source image. VB_BENCH_SIZE / VB_BENCH_PERCENT change
+# the disk.
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/testbed.sh"
+tb_init
+
+VR="$VB_BUILD_DIR/src/restore/virtrestore"
+[ -x "$VR" ] || tb_fail "$VR not built"
+W="$TB_WORKDIR"
+SIZE="${VB_BENCH_SIZE:-4G}"
+PERCENT="${VB_BENCH_PERCENT:-25}"
+DOM="vbtest-$$-bench"
+IMG="$W/bench-vda.qcow2"
+
+tb_step "source disk: $SIZE, $PERCENT% random data"
+nbdkit -U - sparse-random "$SIZE" percent="$PERCENT" seed=42 random-content=true \
+    --run "qemu-img convert -O qcow2 -o compat=1.1 \"\$uri\" $IMG"
+chown libvirt-qemu:kvm "$IMG" 2>/dev/null || true
+cat >"$W/bench.xml" <<XML
+<domain type='$(tb_domain_type)'>
+  <name>$DOM</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64'>hvm</type></os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$IMG'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <graphics type='vnc' listen='127.0.0.1' autoport='yes'/>
+  </devices>
+</domain>
+XML
+tb_virsh define "$W/bench.xml" >/dev/null
+tb_virsh start --paused "$DOM" >/dev/null
+virtnbdbackup -d "$DOM" -l full -o "$W/B" -S "$W" -f "$W/b.sock" -n >/dev/null 2>&1 ||
+    tb_fail "reference full backup failed"
+virtnbdbackup -d "$DOM" -l full -o "$W/BZ" -S "$W" -f "$W/b.sock" -n -z >/dev/null 2>&1 ||
+    tb_fail "reference compressed full backup failed"
+tb_virsh destroy "$DOM" >/dev/null
+qemu-img convert -O raw "$IMG" "$W/src.raw"
+DATA=$(qemu-img map --output=json "$IMG" | jq '[.[] | select(.data) | .length] | add')
+tb_log "allocated data: $DATA bytes; backup sizes: $(du -sh "$W/B" "$W/BZ" | awk '{print $1}' | xargs)"
+
+timeit() { # timeit VAR CMD...: wall seconds (page cache dropped first) into VAR
+    local var="$1" s e
+    shift
+    sync
+    echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    s=$(date +%s.%N)
+    "$@" >/dev/null 2>"$W/last.err" || {
+        cat "$W/last.err" >&2
+        tb_fail "$* failed"
+    }
+    e=$(date +%s.%N)
+    printf -v "$var" '%.2f' "$(echo "$e - $s" | bc)"
+}
+
+check() {
+    local r
+    r=$(qemu-img compare -f qcow2 -F qcow2 "$1" "$IMG" 2>&1) || tb_fail "$1 differs: $r"
+}
+
+tb_step "nbdcopy raw -> qemu-nbd -e 4 qcow2 (the practical limit)"
+qemu-img create -q -f qcow2 "$W/nc.qcow2" "$SIZE"
+qemu-nbd -t -e 4 --cache=writeback -f qcow2 -k "$W/nc.sock" "$W/nc.qcow2" &
+NBDPID=$!
+tb_on_exit "kill $NBDPID"
+for _ in $(seq 100); do [ -S "$W/nc.sock" ] && break; sleep 0.05; done
+timeit t_nbdcopy nbdcopy --target-is-zero "$W/src.raw" "nbd+unix:///?socket=$W/nc.sock"
+kill "$NBDPID"
+wait "$NBDPID" || true
+check "$W/nc.qcow2"
+
+tb_step "plain chain"
+timeit t_ref virtnbdrestore -n -i "$W/B" -o "$W/R1"
+timeit t_our "$VR" -n -i "$W/B" -o "$W/R2"
+check "$W/R1/bench-vda.qcow2"
+check "$W/R2/bench-vda.qcow2"
+
+tb_step "compressed chain"
+timeit t_refz virtnbdrestore -n -i "$W/BZ" -o "$W/R3"
+timeit t_ourz "$VR" -n -i "$W/BZ" -o "$W/R4"
+check "$W/R3/bench-vda.qcow2"
+check "$W/R4/bench-vda.qcow2"
+
+mbs() { echo "scale=0; $DATA / 1048576 / $1" | bc; }
+tb_log "RESULT data=$((DATA / 1048576)) MiB: nbdcopy ${t_nbdcopy}s ($(mbs "$t_nbdcopy") MiB/s)"
+tb_log "RESULT plain: virtnbdrestore ${t_ref}s ($(mbs "$t_ref") MiB/s), virtrestore ${t_our}s ($(mbs "$t_our") MiB/s)"
+tb_log "RESULT lz4:   virtnbdrestore ${t_refz}s ($(mbs "$t_refz") MiB/s), virtrestore ${t_ourz}s ($(mbs "$t_ourz") MiB/s)"
+[ "$(echo "$t_our < $t_ref && $t_ourz < $t_refz" | bc)" = 1 ] || tb_fail "virtrestore is not faster than virtnbdrestore"
+tb_pass "restore_bench"
