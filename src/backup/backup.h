@@ -11,6 +11,7 @@
 #include "lock.h"
 #include "meta.h"
 #include "virt.h"
+#include "zip_sink.h"
 
 #define CHECKPOINT_PREFIX "virtnbdbackup"
 
@@ -40,6 +41,7 @@ struct backup_opts {
     long long threshold; /* -1: none */
     int freeze_timeout;  /* seconds */
     const char *user, *password;
+    bool zip; /* -o -: a zip archive on stdout; bookkeeping stays in "." */
 };
 
 /* One disk of the run, and what became of it. */
@@ -51,7 +53,8 @@ struct disk_job {
     const char *bitmap;      /* dirty-bitmap meta context, or NULL for full/copy */
     struct stream_meta meta; /* prepared by the run; sizes filled by the copy */
     bool incremental;
-    bool raw_output; /* -t raw / raw disk: plain sparse image */
+    bool raw_output;           /* -t raw / raw disk: plain sparse image */
+    struct vb_zip_writer *zip; /* -o -: the entry goes into this archive */
     /* results */
     int status; /* 0 ok, -1 failed */
     struct vb_error err;

@@ -182,7 +182,9 @@ static int write_synth_zeroes(struct stream_writer *w, const struct extent *x, s
 static int writer_stream(struct copy *c, struct vb_error *err)
 {
     struct disk_job *job = c->job;
-    struct stream_sink *sink = stream_sink_file_open(job->file, err);
+    const char *base = strrchr(job->file, '/') ? strrchr(job->file, '/') + 1 : job->file;
+    struct stream_sink *sink =
+        job->zip ? vb_zip_entry_sink(job->zip, base, err) : stream_sink_file_open(job->file, err);
     if (!sink)
         return -1;
     struct stream_writer *w = stream_writer_new(sink, &job->meta, err);

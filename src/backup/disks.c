@@ -93,6 +93,7 @@ void prepare_jobs(struct run *r)
         else
             asprintf(&j->file, "%s/%s.inc.%s.data", r->o->output, t, r->checkpoint);
         j->socket = r->socket ? strdup(r->socket) : NULL;
+        j->zip = r->zip;
         j->export_name = strdup(t);
         j->incremental = inc;
         if (inc && asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)

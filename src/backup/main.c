@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "backup.h"
 #include "log.h"
@@ -364,12 +365,17 @@ int main(int argc, char **argv)
     if (o.type_raw && (o.level == LEVEL_INC || o.level == LEVEL_DIFF))
         return bad_usage("%s", "-t raw is only possible for copy and full backups");
     if (o.output && strcmp(o.output, "-") == 0) {
-        fprintf(stderr, "virtbackup: output to stdout (-o -) is not supported yet\n");
-        return 1;
+        if (o.json && (!o.json_file || strcmp(o.json_file, "-") == 0))
+            return bad_usage("%s", "--json to stdout cannot be combined with -o -");
+        if (o.type_raw || o.raw)
+            return bad_usage("%s", "raw output cannot go into the zip stream (-o -)");
+        if (isatty(STDOUT_FILENO))
+            return bad_usage("%s", "-o - writes a zip archive: redirect stdout to a file or pipe");
+        /* as the reference: one worker, bookkeeping (.cpt, checkpoints/) in "." */
+        o.zip = true;
+        o.output = ".";
+        o.workers = 1;
     }
-    if (o.json && (!o.json_file || strcmp(o.json_file, "-") == 0) && o.output &&
-        strcmp(o.output, "-") == 0)
-        return bad_usage("%s", "--json to stdout cannot be combined with -o -");
 
     vb_log_init("virtbackup", o.verbose, o.quiet);
     int rc = backup_main(&o);

@@ -82,6 +82,7 @@ static void open_log_file(struct run *r)
     for (int i = 1; access(path, F_OK) == 0 && i < 100; i++)
         snprintf(path, sizeof path, "%s/backup.%s.%s.%d.log", r->o->output, r->o->level_arg, stamp,
                  i);
+    snprintf(r->logpath, sizeof r->logpath, "%s", path);
     vb_log_set_file(path);
 }
 
@@ -134,10 +135,26 @@ static int save_metadata(struct run *r, struct vb_error *err)
         return vb_error_set(err, "out of memory");
     for (size_t i = 0; i < r->njobs; i++)
         jp[i] = &r->jobs[i];
-    int rc = metadata_save(r->dom, &r->info, jp, r->njobs, r->o->output, r->ident,
+    int rc = metadata_save(r->dom, &r->info, jp, r->njobs, r->o->output, r->zip, r->ident,
                            r->level == LEVEL_COPY, err);
     free(jp);
     return rc;
+}
+
+/* -o -: the chain's bookkeeping stays in "." (as the reference does) and is also added to
+ * the archive, so that the archive alone restores. */
+static int zip_chain_files(struct run *r, struct vb_error *err)
+{
+    if (!r->zip || (r->level != LEVEL_FULL && r->level != LEVEL_INC))
+        return 0;
+    char name[4200];
+    snprintf(name, sizeof name, "%s.cpt", r->info.name);
+    if (vb_zip_add_file(r->zip, name, r->cpt_path, err) < 0)
+        return -1;
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s.xml", r->checkpointdir, r->checkpoint);
+    snprintf(name, sizeof name, "checkpoints/%s.xml", r->checkpoint);
+    return vb_zip_add_file(r->zip, name, path, err);
 }
 
 static int run(struct run *r, struct vb_error *err)
@@ -223,6 +240,8 @@ static int run(struct run *r, struct vb_error *err)
         return -1;
     if (prepare_checkpoints(r, err) < 0)
         return -1;
+    if (o->zip && !(r->zip = vb_zip_writer_open_fd(STDOUT_FILENO, err)))
+        return -1;
     if (r->offline) {
         if (o->startonly)
             return vb_error_set(err, "-s needs a running domain");
@@ -267,18 +286,12 @@ static int run(struct run *r, struct vb_error *err)
         return -1;
     }
     r->job_running = false;
-    struct disk_job **jp = calloc(r->njobs, sizeof *jp);
-    for (size_t i = 0; jp && i < r->njobs; i++)
-        jp[i] = &r->jobs[i];
-    rc = metadata_save(r->dom, &r->info, jp, r->njobs, o->output, r->ident, r->level == LEVEL_COPY,
-                       err);
-    free(jp);
-    if (rc < 0)
+    if (save_metadata(r, err) < 0)
         return -1;
     if (commit_chain(r, err) < 0)
         return -1;
     r->checkpoint_created = false;
-    return 0;
+    return zip_chain_files(r, err);
 }
 
 static void cleanup(struct run *r)
@@ -327,6 +340,24 @@ int backup_main(struct backup_opts *o)
         vb_error_log("%s", err.msg);
     fill_summary(&r);
     cleanup(&r);
+    if (r.zip) {
+        struct vb_error zerr = {0};
+        bool ok = rc == 0 && vb_log_count(VB_LOG_ERROR) == 0;
+        if (ok) {
+            vb_info("backup of %s finished", o->domain);
+            vb_log_close();
+            const char *base = strrchr(r.logpath, '/');
+            ok = vb_zip_add_file(r.zip, base ? base + 1 : r.logpath, r.logpath, &zerr) == 0;
+        }
+        if (vb_zip_writer_close(r.zip, ok, &zerr) < 0 || (!ok && zerr.msg[0])) {
+            fprintf(stderr, "virtbackup: error: %s\n", zerr.msg);
+            rc = -1;
+        }
+        if (!ok)
+            fprintf(stderr, "virtbackup: error: the zip archive on stdout is incomplete "
+                            "(no central directory): do not use it\n");
+        r.zip = NULL;
+    }
     int status = rc < 0 || vb_log_count(VB_LOG_ERROR) ? 1 : 0;
     if (status == 0 && o->strict && vb_log_count(VB_LOG_WARNING))
         status = 2;
@@ -342,7 +373,7 @@ int backup_main(struct backup_opts *o)
         }
     }
     summary_free(r.summary);
-    if (status == 0 && !skipped)
+    if (status == 0 && !skipped && !o->zip)
         vb_info("backup of %s finished", o->domain);
     vb_log_close();
     return status;

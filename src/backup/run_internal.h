@@ -33,6 +33,8 @@ struct run {
     struct disk_job *jobs;
     size_t njobs;
     struct summary *summary;
+    struct vb_zip_writer *zip; /* -o - */
+    char logpath[4300];
 };
 
 /* levels.c */
