@@ -23,6 +23,7 @@
 #include "backup.h"
 #include "frame.h"
 #include "log.h"
+#include "progress.h"
 #include "sink.h"
 #include "writer.h"
 
@@ -66,6 +67,7 @@ struct copy {
     int wake_fd;          /* eventfd: the writer freed a slot or failed */
     atomic_bool failed;   /* either side gave up */
     struct vb_error werr; /* the writer thread's error */
+    struct progress *progress;
     uint64_t bytes_read;
     atomic_uint_least64_t bytes_written;
 };
@@ -126,6 +128,18 @@ static void wake_main(struct copy *c)
 
 /* ---- writer thread ---------------------------------------------------------------- */
 
+/* Tests of signals and crashes need a backup that is surely still running: debug builds
+ * pause here (after the .partial file exists) for VIRTBACKUP_DEBUG_STALL seconds. Release
+ * builds (NDEBUG) do not contain this. */
+static void debug_stall(void)
+{
+#ifndef NDEBUG
+    const char *v = getenv("VIRTBACKUP_DEBUG_STALL");
+    for (int i = v ? atoi(v) * 10 : 0; i > 0 && !backup_interrupted; i--)
+        usleep(100000);
+#endif
+}
+
 static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_fd,
                               const struct extent *x, uint64_t *seq, struct vb_error *err)
 {
@@ -158,6 +172,7 @@ static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_f
             return -1;
         pos += s->length;
         atomic_fetch_add(&c->bytes_written, s->length);
+        progress_add(c->progress, s->length);
         pthread_mutex_lock(&c->lock);
         s->state = SLOT_FREE;
         pthread_mutex_unlock(&c->lock);
@@ -190,6 +205,7 @@ static int writer_stream(struct copy *c, struct vb_error *err)
     struct stream_writer *w = stream_writer_new(sink, &job->meta, err);
     if (!w)
         return -1;
+    debug_stall();
     uint64_t seq = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < c->ext.n; i++) {
@@ -202,6 +218,8 @@ static int writer_stream(struct copy *c, struct vb_error *err)
         if (rc == 0)
             rc = x->synth ? write_synth_zeroes(w, x, err)
                           : writer_data_chunks(c, w, -1, x, &seq, err);
+        if (rc == 0 && x->synth)
+            progress_add(c->progress, x->length);
         if (rc == 0)
             rc = stream_writer_data_end(w, err);
     }
@@ -465,6 +483,8 @@ int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct v
     vb_info("%s: %zu extents, %" PRIu64 " bytes of data to save of %" PRIu64, job->disk->target,
             c->ext.n, job->meta.data_size, (uint64_t)size);
 
+    c->progress = progress_new(job->disk->target, job->meta.data_size,
+                               progress_mode_for_stderr(opts->noprogress || opts->quiet));
     c->slots = calloc(c->nslots, sizeof *c->slots);
     if (!c->slots) {
         vb_error_set(err, "out of memory");
@@ -513,6 +533,10 @@ out:
             free(c->slots[i].buf);
     free(c->slots);
     extent_list_free(&c->ext);
+    if (c->progress) {
+        progress_finish(c->progress, rc == 0);
+        progress_free(c->progress);
+    }
     if (c->wake_fd >= 0)
         close(c->wake_fd);
     pthread_mutex_destroy(&c->lock);

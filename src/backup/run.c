@@ -141,6 +141,18 @@ static int save_metadata(struct run *r, struct vb_error *err)
     return rc;
 }
 
+/* The job directory of a job started by -s or left by a killed run (ours by its name). */
+static void remove_job_dir_of(const char *sock)
+{
+    char *dir = strdup(sock);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash && strstr(dir, "/virtbackup.")) {
+        *slash = '\0';
+        job_dir_remove(dir);
+    }
+    free(dir);
+}
+
 /* -o -: the chain's bookkeeping stays in "." (as the reference does) and is also added to
  * the archive, so that the archive alone restores. */
 static int zip_chain_files(struct run *r, struct vb_error *err)
@@ -181,8 +193,10 @@ static int run(struct run *r, struct vb_error *err)
             vb_info("domain %s has no backup job running", r->info.name);
             return 0;
         }
+        int rc2 = job_end(r->dom, err);
+        remove_job_dir_of(sock);
         free(sock);
-        if (job_end(r->dom, err) < 0)
+        if (rc2 < 0)
             return -1;
         vb_info("backup job of domain %s ended", r->info.name);
         return 0;
@@ -231,8 +245,10 @@ static int run(struct run *r, struct vb_error *err)
                                 r->info.name);
         }
         vb_warn("ending a backup job left by an interrupted run (socket %s)", sock);
+        int rc2 = job_end(r->dom, err);
+        remove_job_dir_of(sock);
         free(sock);
-        if (job_end(r->dom, err) < 0)
+        if (rc2 < 0)
             return -1;
     }
 
@@ -270,6 +286,8 @@ static int run(struct run *r, struct vb_error *err)
         vb_info("job started, NBD socket %s (end it with -k)", r->socket);
         r->job_running = false;
         r->checkpoint_created = false;
+        free(r->jobdir); /* the job goes on: its socket and scratch files stay */
+        r->jobdir = NULL;
         return 0;
     }
     rc = copy_disks(r);
@@ -373,7 +391,7 @@ int backup_main(struct backup_opts *o)
         }
     }
     summary_free(r.summary);
-    if (status == 0 && !skipped && !o->zip)
+    if (status == 0 && !skipped && !o->zip && !o->startonly && !o->killonly && !o->printonly)
         vb_info("backup of %s finished", o->domain);
     vb_log_close();
     return status;
