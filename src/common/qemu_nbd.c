@@ -1,0 +1,302 @@
+#include "qemu_nbd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define READY_TIMEOUT_MS 30000
+#define STOP_GRACE_MS    10000
+
+struct qemu_nbd {
+    pid_t pid;
+    char *socket;
+    char *dir;     /* private directory we made, or NULL */
+    char *errfile; /* qemu-nbd's stderr, shown when it fails */
+    bool exited;   /* reaped already */
+    int status;
+};
+
+char *qemu_opt_escape(const char *value)
+{
+    size_t n = strlen(value), extra = 0;
+    for (size_t i = 0; i < n; i++)
+        extra += value[i] == ',';
+    char *out = malloc(n + extra + 1);
+    if (!out)
+        return NULL;
+    char *p = out;
+    for (size_t i = 0; i < n; i++) {
+        *p++ = value[i];
+        if (value[i] == ',')
+            *p++ = ',';
+    }
+    *p = '\0';
+    return out;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The last line qemu-nbd wrote to stderr, for error messages. */
+static void read_errfile(const struct qemu_nbd *srv, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    FILE *f = srv->errfile ? fopen(srv->errfile, "r") : NULL;
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        if (line[0] != '\n')
+            snprintf(buf, len, "%s", line);
+    fclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+static bool socket_accepts(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+static void free_srv(struct qemu_nbd *srv)
+{
+    if (srv->socket)
+        unlink(srv->socket);
+    if (srv->errfile)
+        unlink(srv->errfile);
+    if (srv->dir)
+        rmdir(srv->dir);
+    free(srv->socket);
+    free(srv->errfile);
+    free(srv->dir);
+    free(srv);
+}
+
+static int build_argv(const struct qemu_nbd_opts *o, const char *sock, char **argv, size_t max,
+                      char **imageopts, char *shared, size_t sharedlen, struct vb_error *err)
+{
+    size_t n = 0;
+    argv[n++] = "qemu-nbd";
+    argv[n++] = "-t"; /* keep serving across clients; we stop it ourselves */
+    argv[n++] = "-k";
+    argv[n++] = (char *)sock;
+    argv[n++] = "-x";
+    argv[n++] = (char *)(o->export_name ? o->export_name : "");
+    snprintf(shared, sharedlen, "%d", o->connections > 0 ? o->connections : 1);
+    argv[n++] = "-e";
+    argv[n++] = shared;
+    argv[n++] = "--cache=writeback";
+    if (o->discard)
+        argv[n++] = "--discard=unmap";
+    if (o->read_only)
+        argv[n++] = "-r";
+    if (o->bitmap) {
+        argv[n++] = "-B";
+        argv[n++] = (char *)o->bitmap;
+    }
+    const char *format = o->format ? o->format : "qcow2";
+    if (o->compress) {
+        if (strcmp(format, "qcow2") != 0)
+            return vb_error_set(err, "%s: --compress needs a qcow2 image, not %s", o->image,
+                                format);
+        char *esc = qemu_opt_escape(o->image);
+        if (!esc || asprintf(imageopts,
+                             "driver=compress,file.driver=qcow2,file.file.driver=file,"
+                             "file.file.filename=%s",
+                             esc) < 0) {
+            free(esc);
+            return vb_error_set(err, "out of memory");
+        }
+        free(esc);
+        argv[n++] = "--image-opts";
+        argv[n++] = "--";
+        argv[n++] = *imageopts;
+    } else {
+        argv[n++] = "-f";
+        argv[n++] = (char *)format;
+        argv[n++] = "--";
+        argv[n++] = (char *)o->image;
+    }
+    argv[n] = NULL;
+    (void)max;
+    return 0;
+}
+
+struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *err)
+{
+    struct qemu_nbd *srv = calloc(1, sizeof *srv);
+    char *imageopts = NULL;
+    if (!srv) {
+        vb_error_set(err, "out of memory");
+        return NULL;
+    }
+    srv->pid = -1;
+    const char *tmp = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/vb-qemu-nbd.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    /* The private directory holds qemu-nbd's stderr, and the socket unless the caller chose
+     * one (-f): 0700, so no other user can connect to a writable export. */
+    if (!mkdtemp(tmpl)) {
+        vb_error_errno(err, "%s: cannot create a private directory", tmpl);
+        free(srv);
+        return NULL;
+    }
+    srv->dir = strdup(tmpl);
+    if (o->socket_path) {
+        srv->socket = strdup(o->socket_path);
+        if (access(o->socket_path, F_OK) == 0) {
+            vb_error_set(err, "%s: socket file exists already, refusing to replace it",
+                         o->socket_path);
+            free(srv->socket);
+            srv->socket = NULL; /* not ours: do not unlink */
+            free_srv(srv);
+            return NULL;
+        }
+    } else if (asprintf(&srv->socket, "%s/nbd.sock", tmpl) < 0) {
+        srv->socket = NULL;
+    }
+    if (asprintf(&srv->errfile, "%s/qemu-nbd.err", tmpl) < 0)
+        srv->errfile = NULL;
+    if (!srv->dir || !srv->socket || !srv->errfile) {
+        vb_error_set(err, "out of memory");
+        free_srv(srv);
+        return NULL;
+    }
+    if (strlen(srv->socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        vb_error_set(err, "%s: socket path too long", srv->socket);
+        free_srv(srv);
+        return NULL;
+    }
+
+    char *argv[24];
+    char shared[16];
+    if (build_argv(o, srv->socket, argv, 24, &imageopts, shared, sizeof shared, err) < 0) {
+        free_srv(srv);
+        return NULL;
+    }
+    int errfd = open(srv->errfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (errfd < 0) {
+        vb_error_errno(err, "%s", srv->errfile);
+        free(imageopts);
+        free_srv(srv);
+        return NULL;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* child: stdin from /dev/null, stdout and stderr into the error file */
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0)
+            dup2(nul, 0);
+        dup2(errfd, 1);
+        dup2(errfd, 2);
+        /* Its own process group: a Ctrl-C on the terminal goes to the tool only, which
+         * then stops the server in order (qemu-nbd would otherwise exit on SIGINT while
+         * writes are in flight). */
+        setpgid(0, 0);
+        execvp("qemu-nbd", argv);
+        fprintf(stderr, "cannot execute qemu-nbd: %s\n", strerror(errno));
+        _exit(127);
+    }
+    close(errfd);
+    free(imageopts);
+    if (pid < 0) {
+        vb_error_errno(err, "fork");
+        free_srv(srv);
+        return NULL;
+    }
+    srv->pid = pid;
+
+    for (int waited = 0;; waited += 20) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            char msg[512];
+            srv->exited = true;
+            read_errfile(srv, msg, sizeof msg);
+            vb_error_set(err, "qemu-nbd for %s exited before serving (status %d): %s", o->image,
+                         WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+                         msg[0] ? msg : "no message");
+            free_srv(srv);
+            return NULL;
+        }
+        if (socket_accepts(srv->socket))
+            return srv;
+        if (waited >= READY_TIMEOUT_MS) {
+            vb_error_set(err, "qemu-nbd for %s: socket %s not ready after %d s", o->image,
+                         srv->socket, READY_TIMEOUT_MS / 1000);
+            qemu_nbd_stop(srv, NULL);
+            return NULL;
+        }
+        sleep_ms(20);
+    }
+}
+
+const char *qemu_nbd_socket(const struct qemu_nbd *srv)
+{
+    return srv->socket;
+}
+
+pid_t qemu_nbd_pid(const struct qemu_nbd *srv)
+{
+    return srv->pid;
+}
+
+int qemu_nbd_stop(struct qemu_nbd *srv, struct vb_error *err)
+{
+    if (!srv)
+        return 0;
+    int rc = 0;
+    if (!srv->exited && srv->pid > 0) {
+        /* An exit before we asked is a crash as far as the image is concerned. */
+        int status = 0;
+        pid_t r = waitpid(srv->pid, &status, WNOHANG);
+        bool early = r == srv->pid;
+        if (!early) {
+            kill(srv->pid, SIGTERM);
+            for (int waited = 0;; waited += 10) {
+                r = waitpid(srv->pid, &status, WNOHANG);
+                if (r == srv->pid || (r < 0 && errno != EINTR))
+                    break;
+                if (waited >= STOP_GRACE_MS) {
+                    kill(srv->pid, SIGKILL);
+                    waitpid(srv->pid, &status, 0);
+                    status = -1;
+                    break;
+                }
+                sleep_ms(10);
+            }
+        }
+        bool clean = !early && status != -1 &&
+                     ((WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
+                      (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM));
+        if (!clean) {
+            char msg[512];
+            read_errfile(srv, msg, sizeof msg);
+            if (err)
+                vb_error_set(err, "qemu-nbd (pid %d) %s: %s", (int)srv->pid,
+                             early ? "exited unexpectedly" : "did not stop cleanly",
+                             msg[0] ? msg : "no message");
+            rc = -1;
+        }
+        srv->exited = true;
+    }
+    free_srv(srv);
+    return rc;
+}

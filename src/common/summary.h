@@ -1,0 +1,50 @@
+/* The --json run summary of cli.md: one JSON object written at the end of a run (also after a
+ * failure or a skip), with one record per disk. Shared by virtbackup and virtrestore.
+ *
+ *   {"tool": "virtrestore", "status": "ok", "exit_code": 0, "warnings": 0,
+ *    "disks": [{"disk": "vda", "level": "inc", "file": "...", "extents": 12,
+ *               "bytes_read": 1, "bytes_written": 1, "seconds": 0.5, "checksum": null,
+ *               "incremental": true, "checkpoint": "virtnbdbackup.2",
+ *               "parent": "virtnbdbackup.1", "status": "ok", "error": null}, ...]}
+ *
+ * "warnings" is the number of warnings logged; "error" is the disk's error message. */
+#ifndef VB_SUMMARY_H
+#define VB_SUMMARY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+
+enum summary_status { SUMMARY_OK, SUMMARY_ERROR, SUMMARY_SKIPPED };
+
+struct summary_disk {
+    char disk[64];
+    char level[32];
+    char file[4096];
+    uint64_t extents;
+    uint64_t bytes_read;
+    uint64_t bytes_written;
+    double seconds;
+    bool have_checksum;
+    uint32_t checksum;
+    bool incremental;
+    char checkpoint[256];
+    char parent[256];
+    enum summary_status status;
+    char error[VB_ERROR_MAX];
+};
+
+struct summary;
+
+struct summary *summary_new(const char *tool);
+void summary_free(struct summary *s);
+/* A new zeroed record (status ok) owned by s; the pointer stays valid until summary_free.
+ * Thread-safe. NULL when out of memory. */
+struct summary_disk *summary_add_disk(struct summary *s, const char *disk);
+const char *summary_status_name(enum summary_status st);
+/* Writes the object to path, or to stdout when path is NULL or "-". */
+int summary_write(struct summary *s, const char *path, enum summary_status status, int exit_code,
+                  unsigned warnings, struct vb_error *err);
+
+#endif

@@ -1,0 +1,313 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_CONFIG (16 * 1024 * 1024)
+
+/* Order of a vmconfig ident along the chain: checkpoints by number, then diffs by time;
+ * "copy" first. Higher is newer. */
+static long long ident_rank(const char *ident)
+{
+    const char *p = "virtnbdbackup.";
+    if (strncmp(ident, p, strlen(p)) == 0)
+        return atoll(ident + strlen(p));
+    if (strcmp(ident, "copy") == 0)
+        return -1;
+    return -2; /* a diff timestamp: ranked below checkpoints, see below */
+}
+
+static char *ident_of(const char *name)
+{
+    const char *pre = "vmconfig.", *suf = ".xml";
+    size_t l = strlen(name);
+    if (strncmp(name, pre, strlen(pre)) != 0 || l <= strlen(pre) + strlen(suf) ||
+        strcmp(name + l - strlen(suf), suf) != 0)
+        return NULL;
+    return strndup(name + strlen(pre), l - strlen(pre) - strlen(suf));
+}
+
+static char *newest_config(struct restore_input *in)
+{
+    char *best = NULL;
+    long long best_rank = -3, best_ts = -1;
+    for (size_t i = 0; i < restore_input_count(in); i++) {
+        char *id = ident_of(restore_input_name(in, i));
+        if (!id)
+            continue;
+        long long r = ident_rank(id), ts = r == -2 ? atoll(id) : -1;
+        if (r > best_rank || (r == best_rank && ts > best_ts)) {
+            free(best);
+            best = id;
+            best_rank = r;
+            best_ts = ts;
+        } else {
+            free(id);
+        }
+    }
+    return best;
+}
+
+int config_load(struct restore_input *in, const char *ident, struct restore_config **cfg,
+                struct vb_error *err)
+{
+    *cfg = NULL;
+    char name[512];
+    snprintf(name, sizeof name, "vmconfig.%s.xml", ident);
+    char *use = NULL;
+    if (restore_input_has(in, name)) {
+        use = strdup(ident);
+    } else {
+        use = newest_config(in);
+        if (!use) {
+            vb_warn("%s: no vmconfig.*.xml in the backup: disks are restored under their "
+                    "target names, no config is written",
+                    restore_input_describe(in));
+            return 0;
+        }
+        vb_warn("%s: no %s for the point restored, using vmconfig.%s.xml",
+                restore_input_describe(in), name, use);
+        snprintf(name, sizeof name, "vmconfig.%s.xml", use);
+    }
+    struct restore_config *c = calloc(1, sizeof *c);
+    char *xml = NULL;
+    size_t len = 0;
+    if (!c || !use) {
+        free(c);
+        free(use);
+        return vb_error_set(err, "out of memory");
+    }
+    c->ident = use;
+    c->name = strdup(name);
+    if (restore_input_read(in, name, MAX_CONFIG, &xml, &len, err) < 0 ||
+        !(c->dom = domxml_parse(xml, len, err)) ||
+        domxml_disks(c->dom, &c->disks, &c->ndisks, err) < 0) {
+        free(xml);
+        vb_error_prefix(err, "%s", name);
+        config_free(c);
+        return -1;
+    }
+    free(xml);
+    vb_info("using domain config %s", name);
+    *cfg = c;
+    return 0;
+}
+
+void config_free(struct restore_config *cfg)
+{
+    if (!cfg)
+        return;
+    domxml_disks_free(cfg->disks, cfg->ndisks);
+    domxml_free(cfg->dom);
+    free(cfg->ident);
+    free(cfg->name);
+    free(cfg);
+}
+
+const struct domxml_disk *config_disk(const struct restore_config *cfg, const char *dev)
+{
+    for (size_t i = 0; cfg && i < cfg->ndisks; i++)
+        if (cfg->disks[i].target && strcmp(cfg->disks[i].target, dev) == 0)
+            return &cfg->disks[i];
+    return NULL;
+}
+
+static const struct restored_disk *find_restored(const struct restored_disk *rd, size_t n,
+                                                 const char *dev)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(rd[i].dev, dev) == 0)
+            return &rd[i];
+    return NULL;
+}
+
+/* Copies <basename>[.<ident>] from the backup to <out>/<basename>; with adjust, points the
+ * config there. The original VM's file is never written. */
+static int restore_boot_files(const struct restore_opts *o, struct restore_input *in,
+                              struct restore_config *cfg, struct vb_error *err)
+{
+    for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
+        char *path = domxml_boot_file(cfg->dom, (enum domxml_boot_kind)k);
+        if (!path)
+            continue;
+        char *tmp = strdup(path);
+        const char *base = tmp ? basename(tmp) : NULL;
+        char saved[600], dest[4096 + 600];
+        int rc = 0;
+        if (!base) {
+            rc = vb_error_set(err, "out of memory");
+        } else {
+            snprintf(saved, sizeof saved, "%s.%s", base, cfg->ident);
+            if (!restore_input_has(in, saved))
+                snprintf(saved, sizeof saved, "%s", base);
+            snprintf(dest, sizeof dest, "%s/%s", o->output, base);
+            if (!restore_input_has(in, saved)) {
+                vb_warn("%s %s: not in the backup; the config keeps the original path",
+                        domxml_boot_kind_name((enum domxml_boot_kind)k), path);
+            } else if (access(dest, F_OK) == 0) {
+                vb_warn("%s: exists already, not overwritten", dest);
+                if (o->adjust_config)
+                    rc = domxml_set_boot_file(cfg->dom, (enum domxml_boot_kind)k, dest, err);
+            } else {
+                rc = restore_input_copy(in, saved, dest, 0644, err);
+                if (rc == 0) {
+                    vb_info("restored %s %s to %s", domxml_boot_kind_name((enum domxml_boot_kind)k),
+                            saved, dest);
+                    if (o->adjust_config)
+                        rc = domxml_set_boot_file(cfg->dom, (enum domxml_boot_kind)k, dest, err);
+                }
+            }
+        }
+        free(tmp);
+        free(path);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int adjust(const struct restore_opts *o, struct restore_config *cfg,
+                  const struct restored_disk *rd, size_t nrd, struct vb_error *err)
+{
+    for (size_t i = 0; i < cfg->ndisks; i++) {
+        const struct domxml_disk *d = &cfg->disks[i];
+        if (!d->target)
+            continue;
+        const struct restored_disk *r = find_restored(rd, nrd, d->target);
+        const char *why = NULL;
+        if (strcmp(d->device, "cdrom") == 0 || strcmp(d->device, "floppy") == 0)
+            why = d->device;
+        else if (r && r->ok)
+            why = NULL;
+        else if (d->format && strcmp(d->format, "raw") == 0 && !o->raw)
+            why = "raw disk, not restored without --raw";
+        else
+            why = "not restored";
+        if (why) {
+            vb_info("config: removing disk %s (%s)", d->target, why);
+            if (domxml_remove_disk(cfg->dom, d->target, err) < 0)
+                return -1;
+        } else if (domxml_set_disk_file(cfg->dom, d->target, r->path, r->format, r->data_file,
+                                        err) < 0) {
+            return -1;
+        }
+    }
+    domxml_drop_backing_stores(cfg->dom);
+    domxml_remove_uuid(cfg->dom);
+    char *old = domxml_name(cfg->dom), *newname = NULL;
+    if (o->name)
+        newname = strdup(o->name);
+    else if (asprintf(&newname, "restore_%s", old ? old : "vm") < 0)
+        newname = NULL;
+    int rc = newname ? domxml_set_name(cfg->dom, newname, err) : vb_error_set(err, "oom");
+    if (rc == 0)
+        vb_info("config: domain name %s (was %s), uuid removed", newname, old ? old : "?");
+    free(old);
+    free(newname);
+    return rc;
+}
+
+static int write_file_excl(const char *path, const char *data, struct vb_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return vb_error_errno(err, "%s: cannot create (it is never overwritten)", path);
+    size_t len = strlen(data);
+    int rc = 0;
+    for (size_t done = 0; done < len && rc == 0;) {
+        ssize_t n = write(fd, data + done, len - done);
+        if (n < 0)
+            rc = vb_error_errno(err, "%s: write", path);
+        else
+            done += (size_t)n;
+    }
+    if (close(fd) < 0 && rc == 0)
+        rc = vb_error_errno(err, "%s: close", path);
+    if (rc < 0)
+        unlink(path);
+    return rc;
+}
+
+static void silent_virt_error(void *opaque, virErrorPtr e)
+{
+    (void)opaque;
+    (void)e;
+}
+
+static int define_domain(const struct restore_opts *o, struct restore_input *in,
+                         struct restore_config *cfg, const char *xml, struct vb_error *err)
+{
+    virSetErrorFunc(NULL, silent_virt_error);
+    const char *uri = o->uri ? o->uri : "qemu:///system";
+    virConnectPtr conn = virConnectOpen(uri);
+    if (!conn) {
+        const char *m = virGetLastErrorMessage();
+        return vb_error_set(err, "%s: cannot connect to libvirt: %s", uri, m ? m : "?");
+    }
+    int rc = 0;
+    virDomainPtr dom = virDomainDefineXMLFlags(conn, xml, 0);
+    if (!dom) {
+        const char *m = virGetLastErrorMessage();
+        rc = vb_error_set(err, "cannot define the restored domain: %s", m ? m : "?");
+    } else {
+        vb_info("defined domain %s", virDomainGetName(dom));
+        char name[512], *flag = NULL;
+        size_t len;
+        snprintf(name, sizeof name, "autostart.%s", cfg->ident);
+        if (restore_input_has(in, name) &&
+            restore_input_read(in, name, 64, &flag, &len, err) == 0 &&
+            strncmp(flag, "True", 4) == 0) {
+            if (virDomainSetAutostart(dom, 1) < 0)
+                vb_warn("cannot set autostart: %s", virGetLastErrorMessage());
+            else
+                vb_info("autostart enabled, as recorded in %s", name);
+        }
+        free(flag);
+        virDomainFree(dom);
+    }
+    virConnectClose(conn);
+    return rc;
+}
+
+int config_finish(const struct restore_opts *o, struct restore_input *in,
+                  struct restore_config *cfg, const struct restored_disk *rd, size_t nrd,
+                  struct vb_error *err)
+{
+    if (!cfg) {
+        if (o->adjust_config || o->define)
+            return vb_error_set(err, "no domain config in the backup: cannot %s",
+                                o->define ? "define a domain" : "adjust a config");
+        return 0;
+    }
+    if (restore_boot_files(o, in, cfg, err) < 0)
+        return -1;
+    if (o->adjust_config && adjust(o, cfg, rd, nrd, err) < 0)
+        return -1;
+    char *xml = domxml_format(cfg->dom, err);
+    if (!xml)
+        return -1;
+    char path[4096 + 256];
+    snprintf(path, sizeof path, "%s/%s", o->output,
+             o->config_file ? o->config_file : "vmconfig.xml");
+    int rc = 0;
+    if (access(path, F_OK) == 0 && !o->adjust_config) {
+        vb_warn("%s: exists already, not overwritten", path);
+    } else {
+        rc = write_file_excl(path, xml, err);
+        if (rc == 0)
+            vb_info("wrote %s domain config %s", o->adjust_config ? "adjusted" : "original", path);
+    }
+    if (rc == 0 && o->define)
+        rc = define_domain(o, in, cfg, xml, err);
+    free(xml);
+    return rc;
+}

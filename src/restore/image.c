@@ -1,0 +1,197 @@
+#include "image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "qemu_nbd.h"
+
+int run_command(char *const argv[], struct vb_error *err)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return vb_error_errno(err, "pipe");
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return vb_error_errno(err, "fork");
+    }
+    if (pid == 0) {
+        dup2(pipefd[1], 1);
+        dup2(pipefd[1], 2);
+        execvp(argv[0], argv);
+        fprintf(stderr, "cannot execute %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(pipefd[1]);
+    char out[4096], last[512] = "";
+    size_t have = 0;
+    ssize_t n;
+    while ((n = read(pipefd[0], out + have, sizeof out - 1 - have)) > 0) {
+        have += (size_t)n;
+        out[have] = '\0';
+        char *nl;
+        while ((nl = strchr(out, '\n'))) {
+            *nl = '\0';
+            if (*out)
+                snprintf(last, sizeof last, "%.500s", out);
+            vb_debug("%s: %s", argv[0], out);
+            memmove(out, nl + 1, strlen(nl + 1) + 1);
+            have = strlen(out);
+        }
+        if (have == sizeof out - 1)
+            have = 0; /* an endless line: keep only what follows */
+    }
+    if (have)
+        snprintf(last, sizeof last, "%.500s", out);
+    close(pipefd[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    return vb_error_set(
+        err, "%s failed (%s %d): %s", argv[0], WIFEXITED(status) ? "exit" : "signal",
+        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), last[0] ? last : "no message");
+}
+
+/* Appends "key=value" to a comma-separated -o list. */
+static int append(char **opts, const char *key, const char *value)
+{
+    char *joined = NULL;
+    int r =
+        asprintf(&joined, "%s%s%s=%s", *opts ? *opts : "", *opts && **opts ? "," : "", key, value);
+    if (r < 0)
+        return -1;
+    free(*opts);
+    *opts = joined;
+    return 0;
+}
+
+int image_options(const char *qcow_json, const char *data_dir, char **options, char **data_file,
+                  struct vb_error *err)
+{
+    *options = strdup("");
+    *data_file = NULL;
+    if (!*options)
+        return vb_error_set(err, "out of memory");
+    if (!qcow_json)
+        return 0;
+    json_error_t je;
+    json_t *root = json_loads(qcow_json, 0, &je);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return vb_error_set(err, "invalid qemu-img info JSON: %s (line %d)", je.text, je.line);
+    }
+    int rc = 0;
+    json_t *data = json_object_get(json_object_get(root, "format-specific"), "data");
+    const char *compat = json_string_value(json_object_get(data, "compat"));
+    json_t *cluster = json_object_get(root, "cluster-size");
+    const char *ctype = json_string_value(json_object_get(data, "compression-type"));
+    const char *dfile = json_string_value(json_object_get(data, "data-file"));
+    char num[32];
+    /* Escape commas: values end up in one -o list. */
+    if (compat && strspn(compat, "0123456789.v") == strlen(compat))
+        rc |= append(options, "compat", compat);
+    if (json_is_integer(cluster)) {
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(cluster));
+        rc |= append(options, "cluster_size", num);
+    }
+    if (json_is_true(json_object_get(data, "lazy-refcounts")))
+        rc |= append(options, "lazy_refcounts", "on");
+    if (ctype && strspn(ctype, "abcdefghijklmnopqrstuvwxyz0123456789") == strlen(ctype))
+        rc |= append(options, "compression_type", ctype);
+    if (json_is_true(json_object_get(data, "extended-l2")))
+        rc |= append(options, "extended_l2", "on");
+    if (dfile) {
+        /* Recreated next to the restored image, never at the original VM's path. */
+        char *copy = strdup(dfile);
+        char *esc = NULL;
+        if (copy && asprintf(data_file, "%s/%s", data_dir, basename(copy)) >= 0)
+            esc = qemu_opt_escape(*data_file);
+        else
+            *data_file = NULL;
+        free(copy);
+        if (!esc)
+            rc = -1;
+        else
+            rc |= append(options, "data_file", esc);
+        free(esc);
+        if (json_is_true(json_object_get(data, "data-file-raw")))
+            rc |= append(options, "data_file_raw", "on");
+    }
+    json_decref(root);
+    if (rc) {
+        free(*options);
+        free(*data_file);
+        *options = *data_file = NULL;
+        return vb_error_set(err, "out of memory");
+    }
+    return 0;
+}
+
+int image_create(const struct image_spec *spec, struct image_created *made, struct vb_error *err)
+{
+    made->data_file = NULL;
+    char *opts = NULL, *data_file = NULL;
+    bool qcow = strncmp(spec->format, "qcow", 4) == 0;
+    if (image_options(qcow ? spec->qcow_json : NULL, spec->data_dir, &opts, &data_file, err) < 0)
+        return -1;
+    if (spec->preallocate && append(&opts, "preallocation", "full") < 0) {
+        free(opts);
+        free(data_file);
+        return vb_error_set(err, "out of memory");
+    }
+    if (data_file && access(data_file, F_OK) == 0) {
+        vb_error_set(err, "%s: external data file exists already, refusing to overwrite it",
+                     data_file);
+        free(opts);
+        free(data_file);
+        return -1;
+    }
+    char size[32];
+    snprintf(size, sizeof size, "%" PRIu64, spec->size);
+    char *argv[12];
+    size_t n = 0;
+    argv[n++] = "qemu-img";
+    argv[n++] = "create";
+    argv[n++] = "-q";
+    argv[n++] = "-f";
+    argv[n++] = (char *)spec->format;
+    if (*opts) {
+        argv[n++] = "-o";
+        argv[n++] = opts;
+    }
+    argv[n++] = (char *)spec->path;
+    argv[n++] = size;
+    argv[n] = NULL;
+    vb_debug("qemu-img create -f %s %s%s%s %s", spec->format, *opts ? "-o " : "", opts, spec->path,
+             size);
+    int rc = run_command(argv, err);
+    if (rc < 0) {
+        vb_error_prefix(err, "%s: cannot create the image", spec->path);
+        unlink(spec->path);
+        if (data_file)
+            unlink(data_file);
+        free(data_file);
+    } else {
+        made->data_file = data_file;
+    }
+    free(opts);
+    return rc;
+}
+
+void image_created_free(struct image_created *made)
+{
+    free(made->data_file);
+    made->data_file = NULL;
+}

@@ -1,0 +1,299 @@
+#include "plan.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "stream_index.h"
+
+bool plan_data_name(const char *name, char *dev, size_t devlen)
+{
+    size_t len = strlen(name);
+    if (strchr(name, '/') || len < 6 || strcmp(name + len - 5, ".data") != 0)
+        return false;
+    const char *dot = strchr(name, '.');
+    if (!dot || dot == name || (size_t)(dot - name) >= devlen)
+        return false;
+    const char *rest = dot + 1;
+    bool ok = strcmp(rest, "full.data") == 0 || strcmp(rest, "copy.data") == 0 ||
+              (strncmp(rest, "inc.", 4) == 0 && strlen(rest) > 9) ||
+              (strncmp(rest, "diff.", 5) == 0 && strlen(rest) > 10);
+    if (ok) {
+        memcpy(dev, name, (size_t)(dot - name));
+        dev[dot - name] = '\0';
+    }
+    return ok;
+}
+
+int plan_data_files(struct restore_input *in, char ***names, size_t *n, struct vb_error *err)
+{
+    *names = NULL;
+    *n = 0;
+    char dev[64];
+    size_t total = restore_input_count(in);
+    *names = calloc(total + 1, sizeof **names);
+    if (!*names)
+        return vb_error_set(err, "out of memory");
+    for (size_t i = 0; i < total; i++) {
+        const char *name = restore_input_name(in, i);
+        if (!plan_data_name(name, dev, sizeof dev))
+            continue;
+        if (!((*names)[*n] = strdup(name)))
+            return vb_error_set(err, "out of memory");
+        (*n)++;
+    }
+    return 0;
+}
+
+void plan_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; names && i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static void chain_free(struct disk_chain *dc)
+{
+    chain_index_free(dc->ci);
+    for (size_t k = 0; dc->applied && k < dc->plan.n; k++)
+        stream_index_free(dc->applied[k]);
+    free(dc->applied);
+    chain_plan_free(&dc->plan);
+    plan_names_free(dc->names, dc->nfiles);
+    free(dc->files);
+}
+
+void plan_chains_free(struct disk_chain *chains, size_t n)
+{
+    for (size_t i = 0; chains && i < n; i++)
+        chain_free(&chains[i]);
+    free(chains);
+}
+
+/* Reads the META frame of every file of the chain; a raw image (no META) is only allowed as
+ * the single copy of a raw disk. */
+static int read_metas(struct restore_input *in, struct disk_chain *dc, struct vb_error *err)
+{
+    dc->files = calloc(dc->nfiles, sizeof *dc->files);
+    if (!dc->files)
+        return vb_error_set(err, "out of memory");
+    for (size_t i = 0; i < dc->nfiles; i++) {
+        struct stream_source *src = restore_input_source(in, dc->names[i], err);
+        if (!src)
+            return -1;
+        char magic[4] = {0};
+        ssize_t got = src->size >= 4 ? src->ops->pread(src, magic, 4, 0, err) : 0;
+        size_t nl = strlen(dc->names[i]);
+        if (got == 4 && memcmp(magic, "meta", 4) != 0 && nl > 10 &&
+            strcmp(dc->names[i] + nl - 10, ".copy.data") == 0 && dc->nfiles == 1) {
+            dc->raw_image = true;
+            stream_source_free(src);
+            dc->files[i].path = dc->names[i];
+            return 0;
+        }
+        uint64_t end;
+        int rc = stream_read_meta(src, &dc->files[i].meta, &end, err);
+        stream_source_free(src);
+        if (rc < 0)
+            return -1;
+        dc->files[i].path = dc->names[i];
+        if (strcmp(dc->files[i].meta.disk_name, dc->dev) != 0)
+            return vb_error_set(err, "%s: metadata names disk '%s', the file name says '%s'",
+                                dc->names[i], dc->files[i].meta.disk_name, dc->dev);
+        if (chain_classify(&dc->files[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int plan_chains(struct restore_input *in, const char *disk, const char *until,
+                struct disk_chain **chains, size_t *n, struct vb_error *err)
+{
+    char **names;
+    size_t nnames;
+    *chains = NULL;
+    *n = 0;
+    if (plan_data_files(in, &names, &nnames, err) < 0) {
+        plan_names_free(names, nnames);
+        return -1;
+    }
+    int rc = 0;
+    struct disk_chain *dcs = calloc(nnames + 1, sizeof *dcs);
+    size_t ndc = 0;
+    if (!dcs)
+        rc = vb_error_set(err, "out of memory");
+    /* names are sorted, so the files of one disk are adjacent */
+    for (size_t i = 0; rc == 0 && i < nnames;) {
+        char dev[64], dev2[64];
+        plan_data_name(names[i], dev, sizeof dev);
+        size_t j = i;
+        while (j < nnames && plan_data_name(names[j], dev2, sizeof dev2) && strcmp(dev, dev2) == 0)
+            j++;
+        if (!disk || strcmp(disk, dev) == 0) {
+            struct disk_chain *dc = &dcs[ndc++];
+            snprintf(dc->dev, sizeof dc->dev, "%s", dev);
+            dc->nfiles = j - i;
+            dc->names = calloc(dc->nfiles, sizeof *dc->names);
+            if (!dc->names) {
+                rc = vb_error_set(err, "out of memory");
+                break;
+            }
+            for (size_t k = i; k < j; k++) {
+                dc->names[k - i] = names[k];
+                names[k] = NULL;
+            }
+            if (read_metas(in, dc, err) < 0) {
+                rc = -1;
+                break;
+            }
+            if (dc->raw_image) {
+                if (until && strcmp(until, "copy") != 0)
+                    rc = vb_error_set(err, "disk %s: a raw image has no checkpoint '%s'", dev,
+                                      until);
+                dc->plan.n = 1;
+                dc->plan.order = calloc(1, sizeof *dc->plan.order);
+                if (!dc->plan.order && rc == 0)
+                    rc = vb_error_set(err, "out of memory");
+            } else if (chain_plan_build(dc->files, dc->nfiles, until, &dc->plan, err) < 0) {
+                rc = vb_error_prefix(err, "disk %s", dev);
+            }
+        }
+        i = j;
+    }
+    plan_names_free(names, nnames);
+    if (rc == 0 && ndc == 0) {
+        if (disk)
+            rc = vb_error_set(err, "%s: no backup data of disk '%s'", restore_input_describe(in),
+                              disk);
+        else
+            rc = vb_error_set(err, "%s: no backup data files (*.data) found",
+                              restore_input_describe(in));
+    }
+    if (rc < 0) {
+        plan_chains_free(dcs, ndc);
+        return -1;
+    }
+    *chains = dcs;
+    *n = ndc;
+    return 0;
+}
+
+int plan_sequence(struct restore_input *in, const char *list, struct disk_chain **chain,
+                  struct vb_error *err)
+{
+    struct disk_chain *dc = calloc(1, sizeof *dc);
+    char *copy = strdup(list), *save = NULL;
+    int rc = dc && copy ? 0 : vb_error_set(err, "out of memory");
+    size_t cap = 0;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; rc == 0 && tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (dc->nfiles == cap) {
+            cap = cap ? cap * 2 : 8;
+            char **nn = realloc(dc->names, cap * sizeof *nn);
+            if (!nn) {
+                rc = vb_error_set(err, "out of memory");
+                break;
+            }
+            dc->names = nn;
+        }
+        /* accept "dir/name" as given to the reference: names are relative to the input */
+        const char *base = strrchr(tok, '/') ? strrchr(tok, '/') + 1 : tok;
+        if (!restore_input_has(in, base)) {
+            rc = vb_error_set(err, "--sequence: %s has no file '%s'", restore_input_describe(in),
+                              base);
+            break;
+        }
+        dc->names[dc->nfiles] = strdup(base);
+        if (!dc->names[dc->nfiles++])
+            rc = vb_error_set(err, "out of memory");
+    }
+    free(copy);
+    if (rc == 0 && (!dc->nfiles))
+        rc = vb_error_set(err, "--sequence: no files given");
+    if (rc == 0 && !plan_data_name(dc->names[0], dc->dev, sizeof dc->dev))
+        snprintf(dc->dev, sizeof dc->dev, "%s", "");
+    if (rc == 0) {
+        dc->files = calloc(dc->nfiles, sizeof *dc->files);
+        dc->plan.order = calloc(dc->nfiles, sizeof *dc->plan.order);
+        if (!dc->files || !dc->plan.order)
+            rc = vb_error_set(err, "out of memory");
+    }
+    for (size_t i = 0; rc == 0 && i < dc->nfiles; i++) {
+        struct stream_source *src = restore_input_source(in, dc->names[i], err);
+        uint64_t end;
+        if (!src || stream_read_meta(src, &dc->files[i].meta, &end, err) < 0)
+            rc = -1;
+        stream_source_free(src);
+        dc->files[i].path = dc->names[i];
+        if (rc == 0 && chain_classify(&dc->files[i], err) < 0)
+            rc = -1;
+        if (rc == 0 && i == 0 && dc->files[0].meta.incremental)
+            rc = vb_error_set(err,
+                              "--sequence: the first file %s is incremental; it must be a "
+                              "full or copy backup",
+                              dc->names[0]);
+        if (rc == 0 && strcmp(dc->files[i].meta.disk_name, dc->files[0].meta.disk_name) != 0)
+            rc = vb_error_set(err, "--sequence: %s is of disk '%s', %s of disk '%s'", dc->names[i],
+                              dc->files[i].meta.disk_name, dc->names[0],
+                              dc->files[0].meta.disk_name);
+        if (rc == 0 && i > 0 && dc->files[i].meta.incremental &&
+            strcmp(dc->files[i].meta.parent_checkpoint, dc->files[i - 1].meta.checkpoint_name))
+            vb_warn("--sequence: %s follows checkpoint '%s' but %s is checkpoint '%s'",
+                    dc->names[i], dc->files[i].meta.parent_checkpoint, dc->names[i - 1],
+                    dc->files[i - 1].meta.checkpoint_name);
+        dc->plan.order[i] = i;
+    }
+    if (rc == 0) {
+        dc->plan.n = dc->nfiles;
+        snprintf(dc->dev, sizeof dc->dev, "%.63s", dc->files[0].meta.disk_name);
+        *chain = dc;
+        return 0;
+    }
+    if (dc)
+        plan_chains_free(dc, 1);
+    return -1;
+}
+
+int plan_index(struct restore_input *in, struct disk_chain *dc, struct vb_error *err)
+{
+    dc->applied = calloc(dc->plan.n + 1, sizeof *dc->applied);
+    if (!dc->applied)
+        return vb_error_set(err, "out of memory");
+    for (size_t k = 0; k < dc->plan.n; k++) {
+        const char *name = dc->names[dc->plan.order[k]];
+        struct stream_source *src = restore_input_source(in, name, err);
+        if (!src)
+            return -1;
+        dc->applied[k] = stream_index_build(src, err); /* owns src, also on failure */
+        if (!dc->applied[k])
+            return -1;
+        vb_debug("%s: %zu: %s, %zu data / %zu zero frames, %" PRIu64 " data bytes", dc->dev, k + 1,
+                 name, dc->applied[k]->data_frames, dc->applied[k]->zero_frames,
+                 dc->applied[k]->data_bytes);
+    }
+    dc->ci = chain_index_build(dc->applied, dc->plan.n, err);
+    return dc->ci ? 0 : -1;
+}
+
+const struct chain_file *plan_last(const struct disk_chain *dc)
+{
+    return dc->plan.n ? &dc->files[dc->plan.order[dc->plan.n - 1]] : NULL;
+}
+
+const char *plan_ident(const struct disk_chain *dc, char *buf, size_t len)
+{
+    const struct chain_file *f = plan_last(dc);
+    buf[0] = '\0';
+    if (!f)
+        return buf;
+    if (dc->raw_image || f->kind == CHAIN_FILE_COPY) {
+        snprintf(buf, len, "copy");
+    } else if (f->kind == CHAIN_FILE_DIFF) {
+        snprintf(buf, len, "%" PRIu64, f->diff_time);
+    } else {
+        snprintf(buf, len, "%s", f->meta.checkpoint_name);
+    }
+    return buf;
+}

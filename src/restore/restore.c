@@ -1,0 +1,362 @@
+/* The restore action: plan every disk, create its image, write the final content in one
+ * pass through a private qemu-nbd, commit the image by renaming it, then the config. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "image.h"
+#include "log.h"
+#include "plan.h"
+#include "progress.h"
+#include "qemu_nbd.h"
+#include "restore.h"
+#include "work.h"
+#include "writer_nbd.h"
+
+#define MAX_QCOW_JSON (1024 * 1024)
+/* Uncompressed pieces: big enough for few, long reads; small enough to overlap well. */
+#define UNCOMPRESSED_PIECE (8u * 1024 * 1024)
+
+volatile sig_atomic_t restore_stop;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int mkdir_p(const char *path, struct vb_error *err)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+            return vb_error_errno(err, "%s: cannot create directory", tmp);
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return vb_error_errno(err, "%s: cannot create directory", tmp);
+    return 0;
+}
+
+static void fsync_dir(const char *file)
+{
+    char *copy = strdup(file);
+    if (!copy)
+        return;
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+/* <dev>.<ident>.qcow.json for the point restored; else the newest one of the disk. */
+static char *load_qcow_json(struct restore_input *in, const char *dev, const char *ident)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s.%s.qcow.json", dev, ident);
+    if (!restore_input_has(in, name)) {
+        const char *found = NULL;
+        size_t l = strlen(dev);
+        for (size_t i = 0; i < restore_input_count(in); i++) {
+            const char *n = restore_input_name(in, i);
+            size_t nl = strlen(n);
+            if (strncmp(n, dev, l) == 0 && n[l] == '.' && nl > 10 &&
+                strcmp(n + nl - 10, ".qcow.json") == 0)
+                found = n; /* names are sorted; any will do for the image options */
+        }
+        if (!found) {
+            vb_info("%s: no saved image options (%s), using qemu-img defaults", dev, name);
+            return NULL;
+        }
+        vb_warn("%s: no %s, using the image options of %s", dev, name, found);
+        snprintf(name, sizeof name, "%s", found);
+    }
+    char *data = NULL;
+    size_t len;
+    struct vb_error err = {0};
+    if (restore_input_read(in, name, MAX_QCOW_JSON, &data, &len, &err) < 0) {
+        vb_warn("%s: %s; using qemu-img defaults", name, err.msg);
+        return NULL;
+    }
+    vb_debug("%s: image options from %s", dev, name);
+    return data;
+}
+
+static void remove_partial(const char *partial, struct image_created *made)
+{
+    unlink(partial);
+    if (made->data_file)
+        unlink(made->data_file);
+}
+
+static int restore_stream_disk(const struct restore_opts *o, struct restore_input *in,
+                               struct disk_chain *dc, const char *target, struct restored_disk *rd,
+                               struct summary_disk *sd, struct vb_error *err)
+{
+    if (plan_index(in, dc, err) < 0)
+        return -1;
+    const struct chain_file *last = plan_last(dc);
+    char ident[256];
+    plan_ident(dc, ident, sizeof ident);
+    const char *format = last->meta.disk_format[0] ? last->meta.disk_format : "qcow2";
+    snprintf(sd->level, sizeof sd->level, "%s", chain_file_kind_name(last->kind));
+    snprintf(sd->checkpoint, sizeof sd->checkpoint, "%s", last->meta.checkpoint_name);
+    snprintf(sd->parent, sizeof sd->parent, "%s", last->meta.parent_checkpoint);
+    sd->incremental = last->meta.incremental;
+    for (size_t k = 0; k < dc->plan.n; k++)
+        vb_info("%s: %zu/%zu: %s (%s, checkpoint %s)", dc->dev, k + 1, dc->plan.n,
+                dc->names[dc->plan.order[k]],
+                chain_file_kind_name(dc->files[dc->plan.order[k]].kind),
+                dc->files[dc->plan.order[k]].meta.checkpoint_name);
+
+    struct restore_work w;
+    if (restore_work_build(dc->ci, UNCOMPRESSED_PIECE, &w, err) < 0)
+        return -1;
+    char partial[4096 + 16];
+    snprintf(partial, sizeof partial, "%s.partial", target);
+    if (access(partial, F_OK) == 0) {
+        restore_work_free(&w);
+        return vb_error_set(err, "%s: exists (left by a failed restore?); remove it first",
+                            partial);
+    }
+    char *qjson = load_qcow_json(in, dc->dev, ident);
+    struct image_spec spec = {.path = partial,
+                              .format = format,
+                              .size = dc->ci->virtual_size,
+                              .preallocate = o->preallocate,
+                              .qcow_json = qjson,
+                              .data_dir = o->output};
+    struct image_created made = {0};
+    char sizebuf[32], databuf[32];
+    vb_info("%s: creating %s (%s, %s), %s of data to write", dc->dev, target, format,
+            progress_format_bytes(dc->ci->virtual_size, sizebuf, sizeof sizebuf),
+            progress_format_bytes(w.bytes, databuf, sizeof databuf));
+    int rc = image_create(&spec, &made, err);
+    free(qjson);
+    if (rc < 0) {
+        restore_work_free(&w);
+        return -1;
+    }
+
+    struct nbd_write_opts wo;
+    nbd_write_opts_default(&wo);
+    if (o->connections > 0)
+        wo.connections = o->connections;
+    if (o->decoders > 0)
+        wo.decoders = o->decoders;
+    wo.stop = &restore_stop;
+    wo.export_name = dc->dev;
+    struct qemu_nbd_opts qo = {.image = partial,
+                               .format = format,
+                               .export_name = dc->dev,
+                               .socket_path = o->socketfile,
+                               .connections = wo.connections,
+                               .compress = o->compress,
+                               .discard = true};
+    double t0 = now_s();
+    struct qemu_nbd *srv = qemu_nbd_start(&qo, err);
+    struct nbd_write_stats st = {0};
+    struct progress *prog = NULL;
+    if (!srv) {
+        rc = -1;
+    } else {
+        wo.socket = qemu_nbd_socket(srv);
+        prog = progress_new(dc->dev, w.bytes, progress_mode_for_stderr(o->noprogress));
+        wo.progress = prog;
+        rc = restore_write_nbd(dc->ci, &w, &wo, &st, err);
+        progress_finish(prog, rc == 0);
+        struct vb_error serr = {0};
+        if (qemu_nbd_stop(srv, &serr) < 0 && rc == 0) {
+            *err = serr;
+            rc = -1;
+        }
+    }
+    progress_free(prog);
+    double secs = now_s() - t0;
+    if (rc == 0 && rename(partial, target) < 0)
+        rc = vb_error_errno(err, "%s: cannot rename to %s", partial, target);
+    if (rc == 0) {
+        fsync_dir(target);
+        char a[32], b[32];
+        vb_info("%s: restored %s in %.2f s (%s written, %s of zeroes skipped, %s/s)", dc->dev,
+                target, secs, progress_format_bytes(st.bytes_written, a, sizeof a),
+                progress_format_bytes(st.bytes_zero, b, sizeof b),
+                progress_format_bytes(secs > 0 ? (uint64_t)((double)w.bytes / secs) : 0, sizebuf,
+                                      sizeof sizebuf));
+        rd->ok = true;
+        rd->path = strdup(target);
+        rd->format = strdup(format);
+        rd->data_file = made.data_file;
+        made.data_file = NULL;
+    } else {
+        /* nothing that looks complete stays behind */
+        remove_partial(partial, &made);
+    }
+    sd->extents = w.n;
+    sd->bytes_read = w.stored;
+    sd->bytes_written = st.bytes_written;
+    sd->seconds = secs;
+    image_created_free(&made);
+    restore_work_free(&w);
+    return rc;
+}
+
+static int restore_raw_disk(struct restore_input *in, struct disk_chain *dc, const char *target,
+                            struct restored_disk *rd, struct summary_disk *sd, struct vb_error *err)
+{
+    char partial[4096 + 16];
+    snprintf(partial, sizeof partial, "%s.partial", target);
+    double t0 = now_s();
+    vb_info("%s: copying raw image %s to %s", dc->dev, dc->names[0], target);
+    int rc = restore_input_copy(in, dc->names[0], partial, 0600, err);
+    if (rc == 0 && rename(partial, target) < 0) {
+        rc = vb_error_errno(err, "%s: cannot rename to %s", partial, target);
+        unlink(partial);
+    }
+    sd->seconds = now_s() - t0;
+    snprintf(sd->level, sizeof sd->level, "copy");
+    if (rc == 0) {
+        fsync_dir(target);
+        rd->ok = true;
+        rd->path = strdup(target);
+        rd->format = strdup("raw");
+    }
+    return rc;
+}
+
+/* <out>/<basename of the disk's source path>, or <out>/<dev> without one. */
+static void target_path(const struct restore_opts *o, const struct domxml_disk *d, const char *dev,
+                        char *buf, size_t len)
+{
+    const char *base = dev;
+    char *copy = d && d->source ? strdup(d->source) : NULL;
+    if (copy && *copy)
+        base = basename(copy);
+    snprintf(buf, len, "%s/%s", o->output, base);
+    free(copy);
+}
+
+static void restored_free(struct restored_disk *rd, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(rd[i].path);
+        free(rd[i].format);
+        free(rd[i].data_file);
+    }
+    free(rd);
+}
+
+int restore_run(const struct restore_opts *o, struct restore_input *in, struct summary *sum)
+{
+    struct vb_error err = {0};
+    struct disk_chain *chains = NULL;
+    size_t n = 0;
+    struct restore_config *cfg = NULL;
+    struct restored_disk *rd = NULL;
+    int failed = 0;
+
+    if (o->sequence) {
+        if (plan_sequence(in, o->sequence, &chains, &err) == 0)
+            n = 1;
+    } else {
+        plan_chains(in, o->disk, o->until, &chains, &n, &err);
+    }
+    if (!chains) {
+        vb_error_log("%s", err.msg);
+        struct summary_disk *sd = summary_add_disk(sum, o->disk ? o->disk : "");
+        if (sd) {
+            sd->status = SUMMARY_ERROR;
+            snprintf(sd->error, sizeof sd->error, "%s", err.msg);
+        }
+        return -1;
+    }
+    if (mkdir_p(o->output, &err) < 0) {
+        vb_error_log("%s", err.msg);
+        plan_chains_free(chains, n);
+        return -1;
+    }
+    if (!o->sequence) {
+        char ident[256];
+        plan_ident(&chains[0], ident, sizeof ident);
+        if (config_load(in, ident, &cfg, &err) < 0) {
+            vb_error_log("%s", err.msg);
+            failed++;
+        }
+    }
+    rd = calloc(n, sizeof *rd);
+    for (size_t i = 0; rd && i < n && !restore_stop; i++) {
+        struct disk_chain *dc = &chains[i];
+        snprintf(rd[i].dev, sizeof rd[i].dev, "%s", dc->dev);
+        struct summary_disk *sd = summary_add_disk(sum, dc->dev);
+        struct summary_disk dummy = {0};
+        if (!sd)
+            sd = &dummy;
+        const struct domxml_disk *d = o->sequence ? NULL : config_disk(cfg, dc->dev);
+        if (cfg && !d && !o->sequence)
+            vb_warn("%s: disk is not in the domain config %s; restoring it as %s/%s", dc->dev,
+                    cfg->name, o->output, dc->dev);
+        char target[4096];
+        target_path(o, d, dc->dev, target, sizeof target);
+        snprintf(sd->file, sizeof sd->file, "%s", target);
+        if (d && (strcmp(d->device, "cdrom") == 0 || strcmp(d->device, "floppy") == 0)) {
+            vb_info("%s: %s, skipped", dc->dev, d->device);
+            sd->status = SUMMARY_SKIPPED;
+            continue;
+        }
+        bool raw = dc->raw_image || (d && d->format && strcmp(d->format, "raw") == 0);
+        if (raw && !o->raw) {
+            vb_info("%s: raw disk, skipped (use --raw to copy it)", dc->dev);
+            sd->status = SUMMARY_SKIPPED;
+            continue;
+        }
+        int rc;
+        if (access(target, F_OK) == 0)
+            rc = vb_error_set(&err, "%s: target exists already, refusing to overwrite it", target);
+        else if (dc->raw_image)
+            rc = restore_raw_disk(in, dc, target, &rd[i], sd, &err);
+        else
+            rc = restore_stream_disk(o, in, dc, target, &rd[i], sd, &err);
+        if (rc < 0) {
+            vb_error_log("%s: %s", dc->dev, err.msg);
+            sd->status = SUMMARY_ERROR;
+            snprintf(sd->error, sizeof sd->error, "%s", err.msg);
+            failed++;
+        }
+    }
+    if (restore_stop) {
+        vb_error_log("interrupted");
+        failed++;
+    }
+    if (!o->sequence && !restore_stop && rd && failed) {
+        vb_warn("domain config not written%s: not every disk was restored",
+                o->define ? " nor defined" : "");
+    } else if (!o->sequence && !restore_stop && rd) {
+        if (config_finish(o, in, cfg, rd, n, &err) < 0) {
+            vb_error_log("%s", err.msg);
+            failed++;
+        }
+    }
+    if (!rd) {
+        vb_error_log("out of memory");
+        failed++;
+    }
+    restored_free(rd, rd ? n : 0);
+    config_free(cfg);
+    plan_chains_free(chains, n);
+    return failed ? -1 : 0;
+}

@@ -1,0 +1,174 @@
+/* The verify action: for every data file, the adler32 of the whole file against its .chksum
+ * (when one exists), and always the structural check: every frame header, the metadata,
+ * dataSize, the trailer, and every LZ4 frame decoded with its checksums. So corruption is
+ * found in backups that have no .chksum (the reference 1.9.15 writes none) too. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "frame.h"
+#include "log.h"
+#include "plan.h"
+#include "restore.h"
+#include "stream_index.h"
+
+#define DEFAULT_READ (1024 * 1024)
+
+static int file_adler32(struct restore_input *in, const char *name, size_t bufsize, uint32_t *sum,
+                        struct vb_error *err)
+{
+    struct stream_source *src = restore_input_source(in, name, err);
+    if (!src)
+        return -1;
+    char *buf = malloc(bufsize);
+    int rc = buf ? 0 : vb_error_set(err, "out of memory");
+    uLong a = adler32(0L, Z_NULL, 0);
+    for (uint64_t off = 0; rc == 0 && off < src->size;) {
+        size_t n = src->size - off < bufsize ? (size_t)(src->size - off) : bufsize;
+        if (stream_source_read_exact(src, buf, n, off, err) < 0)
+            rc = -1;
+        else
+            a = adler32(a, (const Bytef *)buf, (uInt)n);
+        off += n;
+    }
+    *sum = (uint32_t)a;
+    free(buf);
+    stream_source_free(src);
+    return rc;
+}
+
+/* Decodes every LZ4 frame (their block and content checksums are checked while decoding). */
+static int check_payloads(struct stream_index *idx, struct vb_error *err)
+{
+    if (!idx->compressed)
+        return 0; /* the bytes themselves are covered by the adler32, if any */
+    struct stream_read_buf rb = {0};
+    void *out = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    for (size_t e = 0; rc == 0 && e < idx->nextents; e++) {
+        const struct stream_extent *x = &idx->extents[e];
+        for (uint32_t s = 0; rc == 0 && !x->zero && s < x->slice_count; s++) {
+            const struct stream_slice *sl = &idx->slices[x->slice_first + s];
+            if (sl->raw_length > cap) {
+                free(out);
+                out = malloc(sl->raw_length);
+                cap = out ? sl->raw_length : 0;
+                if (!out) {
+                    rc = vb_error_set(err, "out of memory");
+                    break;
+                }
+            }
+            rc = stream_index_read(idx, e, sl->raw_offset, sl->raw_length, out, &rb, err);
+        }
+    }
+    free(out);
+    stream_read_buf_free(&rb);
+    return rc;
+}
+
+/* The recorded checksum: 1 found, 0 none (or the reference's "None"), -1 unreadable. */
+static int read_chksum(struct restore_input *in, const char *name, uint32_t *want,
+                       struct vb_error *err)
+{
+    char cname[600];
+    snprintf(cname, sizeof cname, "%s.chksum", name);
+    if (!restore_input_has(in, cname))
+        return 0;
+    char *text = NULL;
+    size_t len;
+    if (restore_input_read(in, cname, 64, &text, &len, err) < 0)
+        return -1;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    int rc = 1;
+    if (strncmp(text, "None", 4) == 0)
+        rc = 0;
+    else if (end == text || (*end && *end != '\n') || v > UINT32_MAX)
+        rc = vb_error_set(err, "%s: not a checksum: '%.20s'", cname, text);
+    *want = (uint32_t)v;
+    free(text);
+    return rc;
+}
+
+static int verify_one(const struct restore_opts *o, struct restore_input *in, const char *name,
+                      char *what, size_t whatlen, struct vb_error *err)
+{
+    size_t bufsize = o->buffsize > 0 ? (size_t)o->buffsize : DEFAULT_READ;
+    uint32_t have = 0, want = 0;
+    int found = read_chksum(in, name, &want, err);
+    if (found < 0)
+        return -1;
+    int n = 0;
+    struct stream_source *src = restore_input_source(in, name, err);
+    if (!src)
+        return -1;
+    char magic[4] = {0};
+    size_t nl = strlen(name);
+    bool raw = src->size >= 4 && src->ops->pread(src, magic, 4, 0, err) == 4 &&
+               memcmp(magic, "meta", 4) != 0 && nl > 10 &&
+               strcmp(name + nl - 10, ".copy.data") == 0;
+    if (raw) {
+        stream_source_free(src);
+        n = snprintf(what, whatlen, "raw image");
+    } else {
+        struct stream_index *idx = stream_index_build(src, err);
+        if (!idx)
+            return -1;
+        int rc = check_payloads(idx, err);
+        if (rc == 0)
+            n = snprintf(what, whatlen, "%zu data, %zu zero frames%s", idx->data_frames,
+                         idx->zero_frames, idx->compressed ? ", lz4 checksums ok" : "");
+        stream_index_free(idx);
+        if (rc < 0)
+            return -1;
+    }
+    if (file_adler32(in, name, bufsize, &have, err) < 0)
+        return -1;
+    if (found && have != want) {
+        char shown[700];
+        snprintf(shown, sizeof shown, "%s", name);
+        return vb_error_set(err, "adler32 %" PRIu32 " does not match %u recorded in %s.chksum",
+                            have, want, shown);
+    }
+    snprintf(what + n, whatlen - (size_t)n,
+             found ? ", adler32 %" PRIu32 " matches .chksum" : ", adler32 %" PRIu32 " (no .chksum)",
+             have);
+    return 0;
+}
+
+int restore_verify(const struct restore_opts *o, struct restore_input *in)
+{
+    struct vb_error err = {0};
+    char **names = NULL;
+    size_t n = 0;
+    if (plan_data_files(in, &names, &n, &err) < 0) {
+        vb_error_log("%s", err.msg);
+        plan_names_free(names, n);
+        return -1;
+    }
+    int failed = 0, checked = 0;
+    for (size_t i = 0; i < n; i++) {
+        char dev[64], what[256] = "";
+        if (o->disk && (!plan_data_name(names[i], dev, sizeof dev) || strcmp(dev, o->disk)))
+            continue;
+        char *shown = restore_input_display(in, names[i]);
+        vb_error_clear(&err);
+        checked++;
+        if (verify_one(o, in, names[i], what, sizeof what, &err) < 0) {
+            vb_error_log("%s: FAILED: %s", shown ? shown : names[i], err.msg);
+            failed++;
+        } else {
+            vb_info("%s: OK (%s)", shown ? shown : names[i], what);
+        }
+        free(shown);
+    }
+    if (checked == 0) {
+        vb_error_log("%s: no data files to verify", restore_input_describe(in));
+        failed++;
+    }
+    plan_names_free(names, n);
+    return failed ? -1 : 0;
+}

@@ -1,0 +1,47 @@
+/* Writes the planned pieces of a chain into an NBD export (our private qemu-nbd on the new
+ * image) in one pass:
+ *
+ *   decoder threads (one per core): claim pieces in order, read them from the input (file or
+ *     zip entry) and decode LZ4, find the runs that are not all-zero, queue the buffer;
+ *   the calling thread: spreads the runs over several connections with many asynchronous
+ *     writes in flight (libnbd aio, completions drive the next request), wakes on an eventfd
+ *     when decoders queue work, and flushes every connection at the end.
+ *
+ * Reads and decoding thus overlap with writes; a memory budget bounds the data in flight.
+ * Bytes that are zero in the final content are never written: the target is a fresh image. */
+#ifndef VR_WRITER_NBD_H
+#define VR_WRITER_NBD_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chain_index.h"
+#include "progress.h"
+#include "work.h"
+
+struct nbd_write_opts {
+    const char *socket;      /* unix socket of the server */
+    const char *export_name; /* NBD export */
+    int connections;         /* the server must accept this many clients (qemu-nbd -e) */
+    int max_in_flight;       /* per connection; qemu serves at most 16 */
+    size_t request_size;     /* bytes per NBD write */
+    int decoders;            /* decoder threads */
+    uint64_t memory_budget;  /* bytes of decoded data held at once */
+    struct progress *progress;
+    volatile sig_atomic_t *stop; /* set by a signal handler: abort soon */
+};
+
+struct nbd_write_stats {
+    uint64_t bytes_written;
+    uint64_t bytes_zero; /* planned bytes that were all-zero and so skipped */
+    uint64_t requests;
+};
+
+void nbd_write_opts_default(struct nbd_write_opts *o);
+
+int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w,
+                      const struct nbd_write_opts *o, struct nbd_write_stats *st,
+                      struct vb_error *err);
+
+#endif
