@@ -85,6 +85,8 @@ for mode in plain z; do
         apply_compare "$SNAP/$mode-inc1-$d.raw" "$mode $d until inc 1" "${files[@]}" -- --until virtnbdbackup.1
         apply_compare "$SNAP/$mode-full-$d.raw" "$mode $d until full" "${files[@]}" -- --until virtnbdbackup.0
     done
+    vr_restore_compare "$OUT" "$SNAP/$mode-diff-vda.raw" "$mode latest"
+    vr_restore_compare "$OUT" "$SNAP/$mode-inc1-vda.raw" "$mode until inc 1" --until virtnbdbackup.1
     # the snapshots differ, so these comparisons can tell the points apart
     ! cmp -s "$SNAP/$mode-full-vda.raw" "$SNAP/$mode-inc1-vda.raw" || tb_fail "snapshots equal"
 

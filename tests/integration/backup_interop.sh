@@ -71,6 +71,8 @@ tb_assert_eq "$(cat "$C/$DOM.cpt")" '["virtnbdbackup.0", "virtnbdbackup.1", "vir
     tb_fail "the reference's inc does not continue from our checkpoint"
 apply_compare "$SNAP/c-inc2.raw" "mixed chain (ref, ours, ref), stream-apply" "$C"/vda.*.data
 apply_compare "$SNAP/c-inc1.raw" "mixed chain until our inc" "$C"/vda.*.data -- --until virtnbdbackup.1
+vr_restore_compare "$C" "$SNAP/c-inc2.raw" "mixed chain (ref, ours, ref)"
+vr_restore_compare "$C" "$SNAP/c-inc1.raw" "mixed chain until our inc" --until virtnbdbackup.1
 img=$(ref_restore "$C" "$TB_WORKDIR/rC")
 compare_qcow_raw "$img" "$SNAP/c-inc2.raw" "virtnbdrestore of the mixed chain"
 
@@ -85,3 +87,5 @@ snap d-inc2
 assert_meta "$D/vda.full.data" false virtnbdbackup.0 "" 2
 assert_meta "$D/vda.inc.virtnbdbackup.2.data" true virtnbdbackup.2 virtnbdbackup.1 2
 apply_compare "$SNAP/d-inc2.raw" "mixed chain (ours -z, ref, ours -z), stream-apply" "$D"/vda.*.data
+vr_restore_compare "$D" "$SNAP/d-inc2.raw" "mixed chain (ours -z, ref, ours -z)"
+vr_restore_compare "$A" "$SNAP/a-inc1.raw" "our chain with ZERO frames (virtrestore honours them)"

@@ -85,3 +85,6 @@ assert_meta "$OUT/vda.inc.virtnbdbackup.3.data" true virtnbdbackup.3 virtnbdback
 offline_snap inc3
 apply_compare "$SNAP/inc3.raw" "inc after the new base" "$OUT"/vda.*.data
 apply_compare "$SNAP/inc1.raw" "until inc 1 (before the new base)" "$OUT"/vda.*.data -- --until virtnbdbackup.1
+vr_restore_compare "$OUT" "$SNAP/inc3.raw" "chain with a new base"
+vr_restore_compare "$OUT" "$SNAP/base2.raw" "until the new base" --until virtnbdbackup.2
+vr_restore_compare "$OUT" "$SNAP/inc1.raw" "until inc 1, before the new base" --until virtnbdbackup.1

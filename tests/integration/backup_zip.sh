@@ -62,6 +62,10 @@ assert_meta "$Z/x-inc1/vda.inc.virtnbdbackup.1.data" true virtnbdbackup.1 virtnb
 apply_compare "$SNAP/inc1.raw" "full + inc from the zips" "$Z/x-full/vda.full.data" \
     "$Z/x-inc1/vda.inc.virtnbdbackup.1.data"
 
+tb_step "virtrestore reads our zips in place (full, and full,inc)"
+vr_restore_compare "$Z/full.zip" "$SNAP/full.raw" "full.zip"
+vr_restore_compare "$Z/full.zip,$Z/inc1.zip" "$SNAP/inc1.raw" "full.zip + inc1.zip"
+
 tb_step "a failed run leaves a stream that is not a valid zip"
 # an unwritable checkpoint store makes the run fail after the data went out
 (cd "$Z" && "$VIRTBACKUP" -n -d "$DOM" -l inc -C /proc/forbidden -o - >"$Z/bad.zip" 2>"$Z/bad.err") &&

@@ -90,3 +90,20 @@ compare_qcow_raw() {
         tb_fail "$3: $1 differs from $2: $out"
     tb_log "identical: $(basename "$1") == $(basename "$2") ($3)"
 }
+
+VIRTRESTORE="$VB_BUILD_DIR/src/restore/virtrestore"
+
+# vr_restore_compare INPUT SNAPSHOT.raw WHAT [ARGS...]: virtrestore of disk vda (the chain in
+# INPUT, a directory or zip list) into a fresh directory, compared with the snapshot.
+vr_restore_compare() {
+    local in="$1" snap="$2" what="$3" out rc=0
+    shift 3
+    out=$(mktemp -d "$TB_WORKDIR/vr.XXXXXX")
+    "$VIRTRESTORE" -n -i "$in" -o "$out" -d vda "$@" >"$out.log" 2>&1 || rc=$?
+    [ "$rc" -eq 0 ] || tb_fail "$what: virtrestore exited $rc: $(tail -5 "$out.log")"
+    local img
+    img=$(ls "$out"/*.qcow2 2>/dev/null | head -1)
+    [ -n "$img" ] || tb_fail "$what: virtrestore made no image (files: $(ls "$out"))"
+    compare_qcow_raw "$img" "$snap" "$what (virtrestore)"
+    rm -rf "$out" "$out.log"
+}
