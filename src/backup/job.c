@@ -172,6 +172,10 @@ int job_begin(virDomainPtr dom, const struct job_spec *spec, struct vb_error *er
                                    "cannot start the backup job: the dirty bitmaps are "
                                    "inconsistent with checkpoint %s (run a full backup)",
                                    spec->incremental ? spec->incremental : "?");
+            else if (strstr(vb_virt_last_error(), "qcow2 v2"))
+                rc = vb_virt_error(err, "cannot start the backup job (a qcow2 v2 image cannot "
+                                        "keep checkpoints: upgrade it with 'qemu-img amend -o "
+                                        "compat=1.1', exclude it with -x, or use -l copy)");
             else
                 rc = vb_virt_error(err, "cannot start the backup job");
         }
