@@ -7,11 +7,35 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bitmaps.h"
 #include "job.h"
 #include "log.h"
 #include "run_internal.h"
 
 static int prepare_offline_diff(struct run *r, struct vb_error *err);
+
+/* Removes bitmaps that libvirt does not know (see bitmaps.c); *found says if there were any. */
+static int clean_stray_bitmaps(struct run *r, bool *found, bool report, struct vb_error *err)
+{
+    char **names;
+    size_t n;
+    if (checkpoints_list(r->dom, &names, &n, err) < 0)
+        return -1;
+    struct stray_bitmap *stray;
+    size_t ns;
+    int rc = stray_bitmaps_find(r->dom, CHECKPOINT_PREFIX, names, n, &stray, &ns, err);
+    checkpoints_free(names, n);
+    if (rc < 0)
+        return -1;
+    if (found)
+        *found = ns > 0;
+    for (size_t i = 0; report && i < ns; i++)
+        vb_warn("bitmap %s in %s belongs to no checkpoint (left by an interrupted run)",
+                stray[i].name, stray[i].node);
+    rc = stray_bitmaps_remove(r->dom, stray, ns, err);
+    stray_bitmaps_free(stray, ns);
+    return rc;
+}
 
 static size_t count_glob(const char *dir, const char *pattern)
 {
@@ -99,6 +123,8 @@ int prepare_checkpoints(struct run *r, struct vb_error *err)
             vb_info("removed checkpoint %s of the previous chain", names[i]);
         }
         checkpoints_free(names, n);
+        if (clean_stray_bitmaps(r, NULL, true, err) < 0)
+            return -1;
         snprintf(r->checkpoint, sizeof r->checkpoint, "%s.0", CHECKPOINT_PREFIX);
         snprintf(r->ident, sizeof r->ident, "%s", r->checkpoint);
         return 0;
@@ -140,7 +166,15 @@ int prepare_checkpoints(struct run *r, struct vb_error *err)
     snprintf(r->parent, sizeof r->parent, "%s", r->cpt.names[r->cpt.n - 1]);
 
     struct vb_error verr = {0};
-    if (!checkpoint_valid(r->dom, r->parent, &verr)) {
+    bool stray = false;
+    if (clean_stray_bitmaps(r, &stray, true, err) < 0)
+        return -1;
+    if (stray) {
+        /* a checkpoint was taken after the parent and lost: the parent's bitmap stopped then */
+        snprintf(verr.msg, sizeof verr.msg,
+                 "changes since checkpoint %s were not all recorded by its bitmap", r->parent);
+    }
+    if (stray || !checkpoint_valid(r->dom, r->parent, &verr)) {
         if (r->level == LEVEL_DIFF)
             return vb_error_set(err, "cannot take a differential backup: %s; run a full backup",
                                 verr.msg);
@@ -154,6 +188,9 @@ int prepare_checkpoints(struct run *r, struct vb_error *err)
         for (size_t i = 0; i < na; i++)
             checkpoint_delete(r->dom, all[i], true, &verr);
         checkpoints_free(all, na);
+        /* their bitmaps would block new checkpoints of the same names */
+        if (clean_stray_bitmaps(r, NULL, false, err) < 0)
+            return -1;
         r->new_base = true;
         r->parent[0] = '\0';
     }
