@@ -124,3 +124,20 @@ assert_meta "$OUT/vda.inc.$last.data" false "$last" "" false
 tb_snapshot_image "$DOM" vda "$TB_WORKDIR/now.raw"
 apply_compare "$TB_WORKDIR/now.raw" "chain after the domain was destroyed" "$OUT"/vda.*.data
 continues 5
+
+tb_step "backups of several domains at the same time all succeed"
+doms=()
+for i in 1 2 3; do
+    tb_create_domain "par$i" 32M
+    tb_qemu_io "$TB_DOMAIN" vda "write -P 0x7$i 0 4M"
+    doms+=("$TB_DOMAIN")
+done
+pids=()
+for d in "${doms[@]}"; do
+    "$VIRTBACKUP" -n -d "$d" -l full -z -o "$TB_WORKDIR/par-$d" 2>"$TB_WORKDIR/par-$d.err" &
+    pids+=($!)
+done
+for i in 0 1 2; do
+    wait "${pids[$i]}" || tb_fail "parallel backup of ${doms[$i]} failed: $(cat "$TB_WORKDIR/par-${doms[$i]}.err")"
+    assert_meta "$TB_WORKDIR/par-${doms[$i]}/vda.full.data" false virtnbdbackup.0 "" 2
+done
