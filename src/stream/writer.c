@@ -60,6 +60,19 @@ static int emit(struct stream_writer *w, const void *buf, size_t len, struct vb_
     return 0;
 }
 
+/* emit() for a buffer whose adler32 is already known. */
+static int emit_summed(struct stream_writer *w, const void *buf, size_t len, uint32_t adler,
+                       struct vb_error *err)
+{
+    if (stream_sink_write(w->sink, buf, len, err) < 0) {
+        w->failed = true;
+        return -1;
+    }
+    w->adler = (uint32_t)adler32_combine(w->adler, adler, (z_off_t)len);
+    w->bytes += len;
+    return 0;
+}
+
 static int emit_frame(struct stream_writer *w, enum stream_frame_kind kind, uint64_t start,
                       uint64_t length, struct vb_error *err)
 {
@@ -244,6 +257,17 @@ int stream_writer_data_append(struct stream_writer *w, const void *buf, size_t l
     if (w->compressed)
         return append_compressed(w, buf, len, err);
     if (emit(w, buf, len, err) < 0)
+        return -1;
+    w->data_done += len;
+    return 0;
+}
+
+int stream_writer_data_append_summed(struct stream_writer *w, const void *buf, size_t len,
+                                     uint32_t adler, struct vb_error *err)
+{
+    if (w->compressed || !w->in_data || len > w->data_length - w->data_done)
+        return stream_writer_data_append(w, buf, len, err);
+    if (emit_summed(w, buf, len, adler, err) < 0)
         return -1;
     w->data_done += len;
     return 0;

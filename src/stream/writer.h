@@ -32,6 +32,11 @@ int stream_writer_data_begin(struct stream_writer *w, uint64_t start, uint64_t l
                              struct vb_error *err);
 int stream_writer_data_append(struct stream_writer *w, const void *buf, size_t len,
                               struct vb_error *err);
+/* The same, with the adler32 of buf (from adler32(1, buf, len)) computed elsewhere, so the
+ * checksum work can be done by another thread: uncompressed streams then only combine it
+ * (adler32_combine) instead of reading the bytes again. */
+int stream_writer_data_append_summed(struct stream_writer *w, const void *buf, size_t len,
+                                     uint32_t adler, struct vb_error *err);
 int stream_writer_data_end(struct stream_writer *w, struct vb_error *err);
 
 /* Writes STOP (and trailer/COMP), checks dataSize, commits the sink. */

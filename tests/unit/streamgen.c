@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "writer.h"
 
@@ -40,7 +41,11 @@ int gen_write(const struct gen_stream *g)
             rc = stream_writer_data_begin(w, e->start, e->length, &err);
             for (uint64_t p = 0; rc == 0 && p < e->length; p += g->piece) {
                 uint64_t n = e->length - p < g->piece ? e->length - p : g->piece;
-                rc = stream_writer_data_append(w, g->disk + e->start + p, n, &err);
+                const uint8_t *b = g->disk + e->start + p;
+                rc = g->summed
+                         ? stream_writer_data_append_summed(
+                               w, b, n, (uint32_t)adler32(adler32(0, NULL, 0), b, (uInt)n), &err)
+                         : stream_writer_data_append(w, b, n, &err);
             }
             if (rc == 0)
                 rc = stream_writer_data_end(w, &err);

@@ -22,6 +22,7 @@ struct gen_stream {
     const struct gen_extent *extents;
     size_t nextents;
     size_t piece; /* nonzero: deliver DATA in pieces of this size (streaming path) */
+    bool summed;  /* with piece: pass each piece's adler32 (append_summed) */
 };
 
 /* Writes the stream (and its .chksum); returns 0, or -1 printing the error. */

@@ -190,7 +190,29 @@ static void test_large_frames(void)
     CHECK(pieces_len == whole_len && memcmp(pieces, whole, whole_len) == 0);
     free(whole);
     free(pieces);
+    /* plain streams with checksums computed by the caller: same bytes, same .chksum */
+    g.compressed = STREAM_META_COMPRESSED_FALSE;
     g.piece = 0;
+    CHECK(gen_write(&g) == 0);
+    void *plain, *plain_sum, *summed, *summed_sum;
+    size_t plain_len, plain_sum_len, summed_len, summed_sum_len;
+    CHECK(test_read_file(g.path, &plain, &plain_len) == 0);
+    CHECK(test_read_file(test_path("large.data.chksum"), &plain_sum, &plain_sum_len) == 0);
+    g.piece = 1000000;
+    g.summed = true;
+    CHECK(gen_write(&g) == 0);
+    CHECK(test_read_file(g.path, &summed, &summed_len) == 0);
+    CHECK(test_read_file(test_path("large.data.chksum"), &summed_sum, &summed_sum_len) == 0);
+    CHECK(plain_len == summed_len && memcmp(plain, summed, plain_len) == 0);
+    CHECK(plain_sum_len == summed_sum_len && memcmp(plain_sum, summed_sum, plain_sum_len) == 0);
+    free(plain);
+    free(plain_sum);
+    free(summed);
+    free(summed_sum);
+    g.summed = false;
+    g.compressed = 2;
+    g.piece = 0;
+    CHECK(gen_write(&g) == 0);
     /* below 32 MiB an integer, from 32 MiB on {"total": [one size per 32 MiB slice]} */
     char *t = trailer_of(g.path);
     CHECK(t != NULL);
