@@ -1,5 +1,6 @@
 #include "job.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libvirt/virterror.h>
@@ -45,11 +46,21 @@ void job_dir_remove(const char *dir)
 {
     if (!dir)
         return;
-    char cmd[4200];
-    /* scratch files and the socket belong to qemu and are normally gone with the job */
-    snprintf(cmd, sizeof cmd, "%s/nbd.sock", dir);
-    unlink(cmd);
-    rmdir(dir);
+    /* the socket and scratch files are qemu's and normally gone with the job; whatever is
+     * left (a job that failed to start, a killed run) is ours to remove */
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    if (rmdir(dir) < 0)
+        vb_warn("cannot remove the job directory %s: %s", dir, strerror(errno));
 }
 
 static void xml_escape(FILE *f, const char *s)
@@ -189,6 +200,16 @@ int job_end(virDomainPtr dom, struct vb_error *err)
 {
     if (virDomainAbortJob(dom) < 0)
         return vb_virt_error(err, "cannot end the backup job");
+    /* the job ends asynchronously: wait, so that its scratch files are gone when we clean up
+     * and the next run does not find a job */
+    for (int i = 0; i < 200; i++) {
+        char *xml = virDomainBackupGetXMLDesc(dom, 0);
+        if (!xml)
+            return 0;
+        free(xml);
+        usleep(50000);
+    }
+    vb_warn("the backup job is still ending after 10 s");
     return 0;
 }
 

@@ -1,5 +1,6 @@
 /* What is saved beside the data (reference §2): the domain XML, qemu-img info of every qcow2
  * image, the loader/nvram/kernel/initrd files and the autostart flag. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,68 @@ static int put_file(const struct meta_out *out, const char *name, const char *fr
     char path[8500];
     snprintf(path, sizeof path, "%s/%s", out->dir, name);
     return vb_copy_file_atomic(from, path, err);
+}
+
+/* osinfo.<ident>: what the guest agent reports (virDomainGetGuestInfo), as a JSON object.
+ * Only for domains with an agent channel; an agent that does not answer is a warning. */
+static int save_osinfo(virDomainPtr dom, const struct meta_out *out, const char *ident,
+                       struct vb_error *err)
+{
+    char *xml = virDomainGetXMLDesc(dom, 0);
+    bool agent = xml && strstr(xml, "org.qemu.guest_agent.0");
+    free(xml);
+    int state, reason;
+    if (!agent || virDomainGetState(dom, &state, &reason, 0) < 0 || state != VIR_DOMAIN_RUNNING)
+        return 0;
+    virDomainAgentSetResponseTimeout(dom, 10, 0);
+    virTypedParameterPtr params = NULL;
+    int n = 0;
+    if (virDomainGetGuestInfo(dom, 0, &params, &n, 0) < 0) {
+        vb_warn("the guest agent did not answer (%s): osinfo not saved", vb_virt_last_error());
+        return 0;
+    }
+    json_t *o = json_object();
+    for (int i = 0; i < n; i++) {
+        const virTypedParameter *p = &params[i];
+        json_t *v = NULL;
+        switch (p->type) {
+        case VIR_TYPED_PARAM_INT:
+            v = json_integer(p->value.i);
+            break;
+        case VIR_TYPED_PARAM_UINT:
+            v = json_integer(p->value.ui);
+            break;
+        case VIR_TYPED_PARAM_LLONG:
+            v = json_integer(p->value.l);
+            break;
+        case VIR_TYPED_PARAM_ULLONG:
+            v = json_integer((json_int_t)p->value.ul);
+            break;
+        case VIR_TYPED_PARAM_DOUBLE:
+            v = json_real(p->value.d);
+            break;
+        case VIR_TYPED_PARAM_BOOLEAN:
+            v = json_boolean(p->value.b);
+            break;
+        case VIR_TYPED_PARAM_STRING:
+            v = json_string(p->value.s);
+            break;
+        default:
+            break;
+        }
+        if (v)
+            json_object_set_new(o, p->field, v);
+    }
+    virTypedParamsFree(params, n);
+    char *text = json_dumps(o, JSON_INDENT(4) | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!text)
+        return vb_error_set(err, "out of memory");
+    char name[256];
+    snprintf(name, sizeof name, "osinfo.%s", ident);
+    int rc = put_buffer(out, name, text, strlen(text), err);
+    free(text);
+    return rc;
 }
 
 int metadata_save(virDomainPtr dom, const struct vb_domain_info *info, struct disk_job **disks,
@@ -87,6 +150,9 @@ int metadata_save(virDomainPtr dom, const struct vb_domain_info *info, struct di
         if (put_file(&out, path, boot[i], err) < 0)
             return -1;
     }
+
+    if (save_osinfo(dom, &out, ident, err) < 0)
+        return -1;
 
     int autostart = 0;
     if (virDomainGetAutostart(dom, &autostart) == 0 && autostart) {
