@@ -20,11 +20,17 @@ struct stream_sink_ops {
     /* Discards everything written; nothing that looks complete remains. */
     void (*abort)(struct stream_sink *sink);
     void (*free)(struct stream_sink *sink);
+    /* Optional: sinks that checksum the bytes themselves (computes_checksum) report the
+     * adler32 of everything written here. */
+    uint32_t (*checksum)(struct stream_sink *sink);
 };
 
 struct stream_sink {
     const struct stream_sink_ops *ops;
     char *name; /* for messages: the final path or entry name */
+    /* the sink computes the stream's adler32 itself: the writer does not, and commit's
+     * checksum argument is ignored in favour of the sink's own */
+    bool computes_checksum;
 };
 
 static inline int stream_sink_write(struct stream_sink *s, const void *buf, size_t len,
@@ -35,6 +41,12 @@ static inline int stream_sink_write(struct stream_sink *s, const void *buf, size
 
 /* Frees the sink; if it was neither committed nor aborted, aborts it first. */
 void stream_sink_free(struct stream_sink *sink);
+
+/* Runs inner's writes and the adler32 of the stream on a thread of its own, so that the
+ * thread that frames and compresses never waits for write(2) or the checksum. Bytes are
+ * copied into nchunks buffers of chunk bytes (the memory bound). Takes ownership of inner. */
+struct stream_sink *stream_sink_async(struct stream_sink *inner, size_t chunk, size_t nchunks,
+                                      struct vb_error *err);
 
 /* A file sink: writes <path>.partial; commit = fsync, <path>.chksum via a temporary name,
  * rename to <path>, fsync the directory. Refuses to start if <path> exists. */

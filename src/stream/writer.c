@@ -49,7 +49,7 @@ static int emit(struct stream_writer *w, const void *buf, size_t len, struct vb_
         return -1;
     }
     const uint8_t *p = buf;
-    size_t left = len;
+    size_t left = w->sink->computes_checksum ? 0 : len;
     while (left) { /* adler32 takes 32-bit lengths */
         uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
         w->adler = (uint32_t)adler32(w->adler, p, n);
@@ -68,7 +68,8 @@ static int emit_summed(struct stream_writer *w, const void *buf, size_t len, uin
         w->failed = true;
         return -1;
     }
-    w->adler = (uint32_t)adler32_combine(w->adler, adler, (z_off_t)len);
+    if (!w->sink->computes_checksum)
+        w->adler = (uint32_t)adler32_combine(w->adler, adler, (z_off_t)len);
     w->bytes += len;
     return 0;
 }
@@ -364,6 +365,8 @@ int stream_writer_finish(struct stream_writer *w, uint32_t *checksum, struct vb_
         return -1;
     }
     w->finished = true;
+    if (w->sink->computes_checksum && w->sink->ops->checksum)
+        w->adler = w->sink->ops->checksum(w->sink);
     if (checksum)
         *checksum = w->adler;
     return 0;

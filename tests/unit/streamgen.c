@@ -29,6 +29,8 @@ int gen_write(const struct gen_stream *g)
     snprintf(chk, sizeof chk, "%s.chksum", g->path);
     unlink(chk);
     struct stream_sink *sink = stream_sink_file_open(g->path, &err);
+    if (sink && g->async)
+        sink = stream_sink_async(sink, 100000, 3, &err);
     struct stream_writer *w = sink ? stream_writer_new(sink, &meta, &err) : NULL;
     int rc = w ? 0 : -1;
     for (size_t i = 0; rc == 0 && i < g->nextents; i++) {

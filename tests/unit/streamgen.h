@@ -23,6 +23,7 @@ struct gen_stream {
     size_t nextents;
     size_t piece; /* nonzero: deliver DATA in pieces of this size (streaming path) */
     bool summed;  /* with piece: pass each piece's adler32 (append_summed) */
+    bool async;   /* write through stream_sink_async */
 };
 
 /* Writes the stream (and its .chksum); returns 0, or -1 printing the error. */

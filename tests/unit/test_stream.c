@@ -213,6 +213,24 @@ static void test_large_frames(void)
     g.compressed = 2;
     g.piece = 0;
     CHECK(gen_write(&g) == 0);
+    /* through the async sink (checksum and writes on another thread): the same bytes */
+    void *sync_data, *sync_sum, *async_data, *async_sum;
+    size_t sync_len, sync_sum_len, async_len, async_sum_len;
+    CHECK(test_read_file(g.path, &sync_data, &sync_len) == 0);
+    CHECK(test_read_file(test_path("large.data.chksum"), &sync_sum, &sync_sum_len) == 0);
+    g.async = true;
+    g.piece = 333333;
+    CHECK(gen_write(&g) == 0);
+    CHECK(test_read_file(g.path, &async_data, &async_len) == 0);
+    CHECK(test_read_file(test_path("large.data.chksum"), &async_sum, &async_sum_len) == 0);
+    CHECK(sync_len == async_len && memcmp(sync_data, async_data, sync_len) == 0);
+    CHECK(sync_sum_len == async_sum_len && memcmp(sync_sum, async_sum, sync_sum_len) == 0);
+    free(sync_data);
+    free(sync_sum);
+    free(async_data);
+    free(async_sum);
+    g.async = false;
+    g.piece = 0;
     /* below 32 MiB an integer, from 32 MiB on {"total": [one size per 32 MiB slice]} */
     char *t = trailer_of(g.path);
     CHECK(t != NULL);
