@@ -1,0 +1,39 @@
+/* A bounded, thread-safe cache of decoded LZ4 blocks (or whole decoded slices when a frame
+ * uses linked blocks). Readers of compressed backups hit the same 64 KiB block many times
+ * (4 KiB guest reads, the kernel's read-ahead, several connections), and decoding it each
+ * time would cost more than the read. Entries are reference-counted so that a reader copies
+ * out of an entry without holding the cache lock; eviction (LRU) skips entries in use. */
+#ifndef VM_BLOCK_CACHE_H
+#define VM_BLOCK_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct block_cache;
+struct block_cache_entry;
+
+/* budget: bytes of decoded data kept (entries in use may exceed it briefly). */
+struct block_cache *block_cache_new(size_t budget);
+void block_cache_free(struct block_cache *bc);
+
+/* The entry of (owner, key) with a reference taken, or NULL. */
+struct block_cache_entry *block_cache_get(struct block_cache *bc, const void *owner, uint64_t key);
+
+/* Inserts data (malloc'ed, ownership passes to the cache) and returns it with a reference.
+ * If another thread inserted the same key meanwhile, data is freed and that entry returned.
+ * Returns NULL only when out of memory (data freed). */
+struct block_cache_entry *block_cache_put(struct block_cache *bc, const void *owner, uint64_t key,
+                                          void *data, size_t len);
+
+void block_cache_release(struct block_cache *bc, struct block_cache_entry *e);
+
+const void *block_cache_data(const struct block_cache_entry *e);
+size_t block_cache_len(const struct block_cache_entry *e);
+
+struct block_cache_stats {
+    uint64_t hits, misses, evictions;
+    size_t bytes, entries;
+};
+void block_cache_stats(struct block_cache *bc, struct block_cache_stats *st);
+
+#endif

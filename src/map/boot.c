@@ -1,0 +1,285 @@
+#include "boot.h"
+
+#include <errno.h>
+#include <libvirt/libvirt.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "domxml.h"
+#include "fileutil.h"
+#include "log.h"
+#include "virt.h"
+
+struct boot_vm {
+    virConnectPtr conn;
+    virDomainPtr dom;
+    char *name;
+};
+
+static bool is_elem(xmlNodePtr n, const char *name)
+{
+    return n && n->type == XML_ELEMENT_NODE && xmlStrcmp(n->name, BAD_CAST name) == 0;
+}
+
+static xmlNodePtr child(xmlNodePtr parent, const char *name)
+{
+    for (xmlNodePtr c = parent ? parent->children : NULL; c; c = c->next)
+        if (is_elem(c, name))
+            return c;
+    return NULL;
+}
+
+static struct map_export *find_export(struct map_export **ex, size_t n, const char *target)
+{
+    for (size_t i = 0; target && i < n; i++)
+        if (strcmp(export_name(ex[i]), target) == 0)
+            return ex[i];
+    return NULL;
+}
+
+static void drop(xmlNodePtr n)
+{
+    xmlUnlinkNode(n);
+    xmlFreeNode(n);
+}
+
+/* <disk type='network'><driver name='qemu' type='raw'/><source protocol='nbd' name='vda'>
+ * <host transport='unix' socket='...'/></source><target .../></disk>: the target, bus and
+ * boot order stay; everything about the old image goes. */
+static void disk_to_nbd(xmlNodePtr disk, const char *export, const char *socket_path)
+{
+    xmlSetProp(disk, BAD_CAST "type", BAD_CAST "network");
+    for (xmlNodePtr c = disk->children, next; c; c = next) {
+        next = c->next;
+        if (is_elem(c, "source") || is_elem(c, "driver") || is_elem(c, "backingStore") ||
+            is_elem(c, "readonly") || is_elem(c, "shareable"))
+            drop(c);
+    }
+    xmlNodePtr drv = xmlNewNode(NULL, BAD_CAST "driver");
+    xmlSetProp(drv, BAD_CAST "name", BAD_CAST "qemu");
+    xmlSetProp(drv, BAD_CAST "type", BAD_CAST "raw");
+    xmlSetProp(drv, BAD_CAST "discard", BAD_CAST "unmap");
+    xmlNodePtr src = xmlNewNode(NULL, BAD_CAST "source");
+    xmlSetProp(src, BAD_CAST "protocol", BAD_CAST "nbd");
+    xmlSetProp(src, BAD_CAST "name", BAD_CAST export);
+    xmlNodePtr host = xmlNewChild(src, NULL, BAD_CAST "host", NULL);
+    xmlSetProp(host, BAD_CAST "transport", BAD_CAST "unix");
+    xmlSetProp(host, BAD_CAST "socket", BAD_CAST socket_path);
+    xmlNodePtr first = disk->children;
+    if (first) {
+        xmlAddPrevSibling(first, src);
+        xmlAddPrevSibling(src, drv);
+    } else {
+        xmlAddChild(disk, drv);
+        xmlAddChild(disk, src);
+    }
+}
+
+/* Disks: served ones point at their export, others (not in the backup, cdroms) are
+ * removed. NICs go unless kept. */
+static int rewrite_devices(xmlDocPtr doc, bool keep_nics, const char *socket_path,
+                           struct map_export **ex, size_t n, struct vb_error *err)
+{
+    xmlNodePtr devices = child(xmlDocGetRootElement(doc), "devices");
+    if (!devices)
+        return vb_error_set(err, "vmconfig has no <devices>");
+    size_t served = 0;
+    for (xmlNodePtr c = devices->children, next; c; c = next) {
+        next = c->next;
+        if (is_elem(c, "interface") && !keep_nics) {
+            drop(c);
+            continue;
+        }
+        if (!is_elem(c, "disk"))
+            continue;
+        xmlChar *target = xmlGetProp(child(c, "target"), BAD_CAST "dev");
+        struct map_export *e = find_export(ex, n, (const char *)target);
+        if (e) {
+            disk_to_nbd(c, export_name(e), socket_path);
+            served++;
+        } else {
+            vb_info("--boot: disk %s is not in the backup: left out of the VM",
+                    target ? (const char *)target : "?");
+            drop(c);
+        }
+        xmlFree(target);
+    }
+    if (served == 0)
+        return vb_error_set(err, "vmconfig has no disk that the backup holds");
+    return 0;
+}
+
+/* Boot files: copies from the backup (<base>.<ident> or <base>) into the work directory.
+ * A loader not in the backup is the host's read-only firmware and may stay; an nvram not in
+ * the backup becomes a fresh file that libvirt creates from its template. */
+static int copy_boot_files(struct domxml *d, const char *dir, const char *ident,
+                           const char *workdir, struct vb_error *err)
+{
+    for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
+        char *orig = domxml_boot_file(d, (enum domxml_boot_kind)k);
+        if (!orig)
+            continue;
+        const char *base = strrchr(orig, '/') ? strrchr(orig, '/') + 1 : orig;
+        char from[4200], to[4200];
+        struct stat st;
+        snprintf(from, sizeof from, "%s/%s.%s", dir, base, ident);
+        if (stat(from, &st) < 0)
+            snprintf(from, sizeof from, "%s/%s", dir, base);
+        snprintf(to, sizeof to, "%s/%s.%s", workdir, domxml_boot_kind_name(k), base);
+        int rc = 0;
+        if (stat(from, &st) == 0) {
+            rc = vb_copy_file_atomic(from, to, err);
+            if (rc == 0)
+                rc = domxml_set_boot_file(d, (enum domxml_boot_kind)k, to, err);
+            vb_debug("--boot: %s: copy of %s", domxml_boot_kind_name(k), from);
+        } else if (k == DOMXML_NVRAM) {
+            rc = domxml_set_boot_file(d, (enum domxml_boot_kind)k, to, err);
+        } else if (k != DOMXML_LOADER) {
+            rc = vb_error_set(err, "--boot: the backup holds no copy of %s %s",
+                              domxml_boot_kind_name(k), orig);
+        }
+        free(orig);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool keep_nics,
+                      const char *socket_path, struct map_export **ex, size_t n,
+                      const char *backup_dir, const char *ident, const char *workdir,
+                      struct vb_error *err)
+{
+    char *out = NULL, *xml = NULL;
+    xmlDocPtr doc = NULL;
+    struct domxml *d = domxml_parse(vmconfig, len, err);
+    if (!d)
+        return NULL;
+    char *orig = domxml_name(d);
+    char defname[300];
+    snprintf(defname, sizeof defname, "%s-virtmap", orig ? orig : "vm");
+    free(orig);
+    if (domxml_set_name(d, name ? name : defname, err) < 0)
+        goto out;
+    domxml_remove_uuid(d);
+    domxml_drop_backing_stores(d);
+    if (backup_dir && copy_boot_files(d, backup_dir, ident, workdir, err) < 0)
+        goto out;
+    if (!(xml = domxml_format(d, err)))
+        goto out;
+    doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+                        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc) {
+        vb_error_set(err, "cannot parse the rewritten domain XML");
+        goto out;
+    }
+    if (rewrite_devices(doc, keep_nics, socket_path, ex, n, err) < 0)
+        goto out;
+    xmlChar *mem = NULL;
+    int size = 0;
+    xmlDocDumpFormatMemory(doc, &mem, &size, 0);
+    if (mem)
+        out = strndup((const char *)mem, (size_t)size);
+    xmlFree(mem);
+    if (!out)
+        vb_error_set(err, "out of memory");
+out:
+    if (doc)
+        xmlFreeDoc(doc);
+    free(xml);
+    domxml_free(d);
+    return out;
+}
+
+static int read_vmconfig(const char *dir, const char *ident, char **data, size_t *len,
+                         struct vb_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/vmconfig.%s.xml", dir, ident);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return vb_error_errno(err, "--boot: %s: cannot open the saved domain XML", path);
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = nb;
+        }
+    }
+    fclose(f);
+    if (!buf)
+        return vb_error_set(err, "out of memory");
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return 0;
+}
+
+struct boot_vm *boot_start(const struct map_options *o, const char *workdir,
+                           const char *socket_path, const char *ident, struct map_export **ex,
+                           size_t n, struct vb_error *err)
+{
+    char *cfg = NULL, *xml = NULL;
+    size_t len;
+    struct boot_vm *vm = calloc(1, sizeof *vm);
+    if (!vm) {
+        vb_error_set(err, "out of memory");
+        return NULL;
+    }
+    if (read_vmconfig(o->input, ident, &cfg, &len, err) < 0)
+        goto fail;
+    xml = boot_domain_xml(cfg, len, o->boot_name, o->keep_nics, socket_path, ex, n, o->input, ident,
+                          workdir, err);
+    if (!xml)
+        goto fail;
+    if (!(vm->conn = vb_virt_connect(o->uri, err)))
+        goto fail;
+    vb_debug("--boot: domain XML:\n%s", xml);
+    /* AUTODESTROY: libvirt destroys it when our connection closes, even if we crash */
+    vm->dom = virDomainCreateXML(vm->conn, xml, VIR_DOMAIN_START_AUTODESTROY);
+    if (!vm->dom) {
+        vb_virt_error(err, "--boot: cannot start the VM");
+        goto fail;
+    }
+    vm->name = strdup(virDomainGetName(vm->dom));
+    vb_info("--boot: started transient VM %s from vmconfig.%s.xml; it stops with virtmap (move "
+            "it off with 'virsh blockcopy')",
+            vm->name ? vm->name : "?", ident);
+    free(cfg);
+    free(xml);
+    return vm;
+fail:
+    free(cfg);
+    free(xml);
+    boot_stop(vm);
+    return NULL;
+}
+
+void boot_stop(struct boot_vm *vm)
+{
+    if (!vm)
+        return;
+    if (vm->dom) {
+        if (virDomainDestroy(vm->dom) < 0)
+            vb_warn("--boot: cannot stop VM %s: %s", vm->name ? vm->name : "?",
+                    vb_virt_last_error());
+        else
+            vb_info("--boot: stopped VM %s", vm->name ? vm->name : "?");
+        virDomainFree(vm->dom);
+    }
+    if (vm->conn)
+        virConnectClose(vm->conn);
+    free(vm->name);
+    free(vm);
+}

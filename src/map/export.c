@@ -1,0 +1,454 @@
+#include "export.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chain_index.h"
+#include "log.h"
+#include "nbd_proto.h"
+#include "overlay.h"
+
+#define CACHE_CHUNK (4u * 1024 * 1024) /* NBD_CMD_CACHE reads ahead in pieces of this size */
+
+struct map_export {
+    char *name;
+    char *description;
+    uint64_t size;
+    /* the backup: a chain of stream files, or one raw image */
+    size_t nfiles;
+    struct stream_index **files;
+    struct lz4_reader **lz; /* per file; NULL for uncompressed streams */
+    struct chain_index *ci;
+    int raw_fd;
+    uint64_t raw_size;
+    struct overlay *ovl; /* NULL: read-only */
+    pthread_rwlock_t lock;
+};
+
+void export_io_free(struct export_io *io)
+{
+    stream_read_buf_free(&io->rb);
+    lz4_scratch_free(&io->lz);
+    free(io->block);
+    io->block = NULL;
+}
+
+static void export_free(struct map_export *ex)
+{
+    for (size_t i = 0; i < ex->nfiles; i++) {
+        if (ex->lz)
+            lz4_reader_free(ex->lz[i]);
+        if (ex->files)
+            stream_index_free(ex->files[i]);
+    }
+    free(ex->lz);
+    free(ex->files);
+    chain_index_free(ex->ci);
+    if (ex->raw_fd >= 0)
+        close(ex->raw_fd);
+    pthread_rwlock_destroy(&ex->lock);
+    free(ex->name);
+    free(ex->description);
+    free(ex);
+}
+
+/* Names the chain and point in time, so that a saved overlay is never applied to another. */
+static char *identity(const struct map_disk *disk, uint64_t size)
+{
+    size_t len = 64;
+    for (size_t i = 0; i < disk->nfiles; i++)
+        len += strlen(disk->paths[i]) + 1;
+    char *id = malloc(len);
+    if (!id)
+        return NULL;
+    int n = snprintf(id, len, "%" PRIu64, size);
+    for (size_t i = 0; i < disk->nfiles; i++) {
+        const char *b = strrchr(disk->paths[i], '/');
+        n += snprintf(id + n, len - (size_t)n, "%c%s", i ? ',' : ':', b ? b + 1 : disk->paths[i]);
+    }
+    return id;
+}
+
+static int open_chain(struct map_export *ex, const struct map_disk *disk, struct block_cache *cache,
+                      struct vb_error *err)
+{
+    ex->files = calloc(disk->nfiles, sizeof *ex->files);
+    ex->lz = calloc(disk->nfiles, sizeof *ex->lz);
+    if (!ex->files || !ex->lz)
+        return vb_error_set(err, "out of memory");
+    ex->nfiles = disk->nfiles;
+    bool compressed = false;
+    for (size_t i = 0; i < disk->nfiles; i++) {
+        if (!(ex->files[i] = stream_index_open(disk->paths[i], err)))
+            return -1;
+        if (ex->files[i]->compressed) {
+            compressed = true;
+            if (!(ex->lz[i] = lz4_reader_new(ex->files[i], cache, err)))
+                return -1;
+        }
+    }
+    if (!(ex->ci = chain_index_build(ex->files, ex->nfiles, err)))
+        return -1;
+    ex->size = ex->ci->virtual_size;
+    const char *last = strrchr(disk->paths[disk->nfiles - 1], '/');
+    if (asprintf(&ex->description, "%s: %zu file%s up to %s%s, %" PRIu64 " data bytes", disk->dev,
+                 disk->nfiles, disk->nfiles == 1 ? "" : "s",
+                 last ? last + 1 : disk->paths[disk->nfiles - 1], compressed ? " (compressed)" : "",
+                 ex->ci->data_bytes) < 0)
+        ex->description = NULL;
+    return 0;
+}
+
+static int open_raw(struct map_export *ex, const struct map_disk *disk, struct vb_error *err)
+{
+    ex->raw_fd = open(disk->paths[0], O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (ex->raw_fd < 0 || fstat(ex->raw_fd, &st) < 0)
+        return vb_error_errno(err, "%s: cannot open the raw image", disk->paths[0]);
+    ex->size = ex->raw_size = (uint64_t)st.st_size;
+    if (asprintf(&ex->description, "%s: raw image %s", disk->dev, disk->paths[0]) < 0)
+        ex->description = NULL;
+    return 0;
+}
+
+struct map_export *export_open(const char *name, const struct map_disk *disk,
+                               const char *overlay_dir, struct block_cache *cache,
+                               struct vb_error *err)
+{
+    struct map_export *ex = calloc(1, sizeof *ex);
+    if (!ex) {
+        vb_error_set(err, "out of memory");
+        return NULL;
+    }
+    ex->raw_fd = -1;
+    pthread_rwlock_init(&ex->lock, NULL);
+    if (!(ex->name = strdup(name))) {
+        vb_error_set(err, "out of memory");
+        goto fail;
+    }
+    if ((disk->raw_image ? open_raw(ex, disk, err) : open_chain(ex, disk, cache, err)) < 0)
+        goto fail;
+    if (!ex->description) {
+        vb_error_set(err, "out of memory");
+        goto fail;
+    }
+    if (overlay_dir) {
+        char *id = identity(disk, ex->size);
+        if (!id) {
+            vb_error_set(err, "out of memory");
+            goto fail;
+        }
+        ex->ovl = overlay_open(overlay_dir, name, ex->size, id, err);
+        free(id);
+        if (!ex->ovl)
+            goto fail;
+    }
+    return ex;
+fail:
+    vb_error_prefix(err, "export %s", name);
+    export_free(ex);
+    return NULL;
+}
+
+int export_close(struct map_export *ex, struct vb_error *err)
+{
+    if (!ex)
+        return 0;
+    int rc = 0;
+    if (ex->ovl) {
+        uint64_t data, zero;
+        overlay_counts(ex->ovl, &data, &zero);
+        vb_debug("export %s: overlay holds %" PRIu64 " written and %" PRIu64 " zeroed blocks",
+                 ex->name, data, zero);
+        rc = overlay_close(ex->ovl, err);
+    }
+    export_free(ex);
+    return rc;
+}
+
+const char *export_name(const struct map_export *ex)
+{
+    return ex->name;
+}
+
+uint64_t export_size(const struct map_export *ex)
+{
+    return ex->size;
+}
+
+bool export_readonly(const struct map_export *ex)
+{
+    return ex->ovl == NULL;
+}
+
+const char *export_description(const struct map_export *ex)
+{
+    return ex->description;
+}
+
+/* The backup's content (below the overlay). */
+static int base_read(struct map_export *ex, struct export_io *io, uint64_t off, size_t len,
+                     uint8_t *dst, struct vb_error *err)
+{
+    if (ex->raw_fd >= 0) {
+        for (size_t done = 0; done < len;) {
+            ssize_t n = pread(ex->raw_fd, dst + done, len - done, (off_t)(off + done));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return vb_error_errno(err, "%s: read at %" PRIu64, ex->name, off + done);
+            if (n == 0) {
+                memset(dst + done, 0, len - done);
+                break;
+            }
+            done += (size_t)n;
+        }
+        return 0;
+    }
+    const struct chain_index *ci = ex->ci;
+    uint64_t pos = off, end = off + len;
+    for (size_t s = chain_index_lookup(ci, off); pos < end; s++) {
+        if (s == ci->nsegs || ci->segs[s].start >= end) { /* never described: zeroes */
+            memset(dst + (pos - off), 0, end - pos);
+            break;
+        }
+        const struct chain_segment *seg = &ci->segs[s];
+        if (seg->start > pos) {
+            memset(dst + (pos - off), 0, seg->start - pos);
+            pos = seg->start;
+        }
+        uint64_t stop = seg->start + seg->length < end ? seg->start + seg->length : end;
+        if (seg->zero) {
+            memset(dst + (pos - off), 0, stop - pos);
+        } else {
+            const struct stream_index *idx = ci->files[seg->file];
+            uint64_t in = pos - idx->extents[seg->extent].start;
+            int rc = ex->lz[seg->file]
+                         ? lz4_reader_read(ex->lz[seg->file], seg->extent, in, stop - pos,
+                                           dst + (pos - off), &io->lz, err)
+                         : stream_index_read(idx, seg->extent, in, stop - pos, dst + (pos - off),
+                                             &io->rb, err);
+            if (rc < 0)
+                return -1;
+        }
+        pos = stop;
+    }
+    return 0;
+}
+
+static int read_locked(struct map_export *ex, struct export_io *io, uint64_t off, size_t len,
+                       uint8_t *dst, struct vb_error *err)
+{
+    if (!ex->ovl)
+        return base_read(ex, io, off, len, dst, err);
+    for (uint64_t pos = off, run; pos < off + len; pos += run) {
+        enum overlay_state st = overlay_run(ex->ovl, pos, off + len - pos, &run);
+        uint8_t *out = dst + (pos - off);
+        int rc = 0;
+        if (st == OVERLAY_DATA)
+            rc = overlay_pread(ex->ovl, pos, run, out, err);
+        else if (st == OVERLAY_ZERO)
+            memset(out, 0, run);
+        else
+            rc = base_read(ex, io, pos, run, out, err);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int export_read(struct map_export *ex, struct export_io *io, uint64_t off, size_t len, void *dst,
+                struct vb_error *err)
+{
+    pthread_rwlock_rdlock(&ex->lock);
+    int rc = read_locked(ex, io, off, len, dst, err);
+    pthread_rwlock_unlock(&ex->lock);
+    return rc;
+}
+
+/* Applies a write (src) or zeroing (src NULL) to the overlay: whole blocks directly, the
+ * partial blocks at either end by read-modify-write so that the map stays per block. */
+static int modify(struct map_export *ex, struct export_io *io, uint64_t off, uint64_t len,
+                  const uint8_t *src, struct vb_error *err)
+{
+    if (!io->block && !(io->block = malloc(OVERLAY_BLOCK)))
+        return vb_error_set(err, "out of memory");
+    uint64_t end = off + len;
+    for (uint64_t pos = off; pos < end;) {
+        uint64_t blk = pos / OVERLAY_BLOCK * OVERLAY_BLOCK;
+        uint64_t bend = blk + OVERLAY_BLOCK < ex->size ? blk + OVERLAY_BLOCK : ex->size;
+        if (pos == blk && end >= bend) { /* a run of whole blocks */
+            uint64_t run_end = end == ex->size ? end : end / OVERLAY_BLOCK * OVERLAY_BLOCK;
+            if (src) {
+                if (overlay_pwrite(ex->ovl, pos, run_end - pos, src + (pos - off), err) < 0 ||
+                    overlay_mark(ex->ovl, pos, run_end - pos, OVERLAY_DATA, err) < 0)
+                    return -1;
+            } else {
+                if (overlay_mark(ex->ovl, pos, run_end - pos, OVERLAY_ZERO, err) < 0)
+                    return -1;
+                overlay_punch(ex->ovl, pos, run_end - pos);
+            }
+            pos = run_end;
+            continue;
+        }
+        uint64_t stop = end < bend ? end : bend;
+        uint8_t *b = io->block;
+        if (read_locked(ex, io, blk, bend - blk, b, err) < 0)
+            return -1;
+        if (src)
+            memcpy(b + (pos - blk), src + (pos - off), stop - pos);
+        else
+            memset(b + (pos - blk), 0, stop - pos);
+        if (overlay_pwrite(ex->ovl, blk, bend - blk, b, err) < 0 ||
+            overlay_mark(ex->ovl, blk, bend - blk, OVERLAY_DATA, err) < 0)
+            return -1;
+        pos = stop;
+    }
+    return 0;
+}
+
+static int modify_locked(struct map_export *ex, struct export_io *io, uint64_t off, uint64_t len,
+                         const void *src, bool fua, struct vb_error *err)
+{
+    if (!ex->ovl)
+        return vb_error_set(err, "export %s is read-only", ex->name);
+    pthread_rwlock_wrlock(&ex->lock);
+    int rc = modify(ex, io, off, len, src, err);
+    pthread_rwlock_unlock(&ex->lock);
+    /* FUA: the data must be stable when we reply; the map is saved at the next flush */
+    if (rc == 0 && fua)
+        rc = overlay_datasync(ex->ovl, err);
+    return rc;
+}
+
+int export_write(struct map_export *ex, struct export_io *io, uint64_t off, size_t len,
+                 const void *src, bool fua, struct vb_error *err)
+{
+    return modify_locked(ex, io, off, len, src, fua, err);
+}
+
+int export_zero(struct map_export *ex, struct export_io *io, uint64_t off, uint64_t len, bool fua,
+                struct vb_error *err)
+{
+    return modify_locked(ex, io, off, len, NULL, fua, err);
+}
+
+int export_flush(struct map_export *ex, struct vb_error *err)
+{
+    if (!ex->ovl)
+        return 0;
+    /* the map is written under the read lock: writers cannot change it meanwhile */
+    pthread_rwlock_rdlock(&ex->lock);
+    int rc = overlay_sync(ex->ovl, err);
+    pthread_rwlock_unlock(&ex->lock);
+    return rc;
+}
+
+int export_cache(struct map_export *ex, struct export_io *io, uint64_t off, uint64_t len,
+                 struct vb_error *err)
+{
+    if (ex->raw_fd >= 0) {
+        (void)posix_fadvise(ex->raw_fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+        return 0;
+    }
+    void *buf = malloc(len < CACHE_CHUNK ? len : CACHE_CHUNK);
+    if (!buf)
+        return vb_error_set(err, "out of memory");
+    int rc = 0;
+    for (uint64_t pos = off; rc == 0 && pos < off + len; pos += CACHE_CHUNK) {
+        size_t n = off + len - pos < CACHE_CHUNK ? (size_t)(off + len - pos) : CACHE_CHUNK;
+        rc = export_read(ex, io, pos, n, buf, err);
+    }
+    free(buf);
+    return rc;
+}
+
+/* The backup's allocation at off: flags and how far they hold (at most max). */
+static uint32_t base_status(struct map_export *ex, uint64_t off, uint64_t max, uint64_t *run)
+{
+    const uint32_t hole = NBD_STATE_HOLE | NBD_STATE_ZERO;
+    if (ex->raw_fd >= 0) {
+        off_t data = lseek(ex->raw_fd, (off_t)off, SEEK_DATA);
+        if (data < 0 && errno == ENXIO) { /* nothing but holes to the end of the file */
+            *run = max;
+            return hole;
+        }
+        if (data < 0) { /* no SEEK_DATA support: say "data", which is always correct */
+            *run = max;
+            return 0;
+        }
+        if ((uint64_t)data > off) {
+            *run = (uint64_t)data - off < max ? (uint64_t)data - off : max;
+            return hole;
+        }
+        off_t h = lseek(ex->raw_fd, (off_t)off, SEEK_HOLE);
+        uint64_t end = h < 0 ? off + max : (uint64_t)h;
+        *run = end - off < max ? end - off : max;
+        if (*run == 0)
+            *run = max;
+        return 0;
+    }
+    const struct chain_index *ci = ex->ci;
+    size_t s = chain_index_lookup(ci, off);
+    uint64_t lim;
+    uint32_t flags;
+    if (s == ci->nsegs) {
+        lim = UINT64_MAX;
+        flags = hole;
+    } else if (ci->segs[s].start > off) {
+        lim = ci->segs[s].start - off;
+        flags = hole;
+    } else {
+        lim = ci->segs[s].start + ci->segs[s].length - off;
+        flags = ci->segs[s].zero ? hole : 0;
+    }
+    *run = lim < max ? lim : max;
+    return flags;
+}
+
+int export_block_status(struct map_export *ex, uint64_t off, uint64_t len, size_t max_extents,
+                        export_extent_fn fn, void *opaque, struct vb_error *err)
+{
+    (void)err;
+    pthread_rwlock_rdlock(&ex->lock);
+    uint64_t pos = off, end = off + len, cur_len = 0;
+    uint32_t cur_flags = 0;
+    size_t reported = 0;
+    int stop = 0;
+    while (pos < end && !stop) {
+        uint64_t run;
+        uint32_t flags;
+        enum overlay_state st = ex->ovl ? overlay_run(ex->ovl, pos, end - pos, &run) : OVERLAY_BASE;
+        if (!ex->ovl)
+            run = end - pos;
+        if (st == OVERLAY_DATA)
+            flags = 0;
+        else if (st == OVERLAY_ZERO)
+            flags = NBD_STATE_HOLE | NBD_STATE_ZERO;
+        else
+            flags = base_status(ex, pos, run, &run);
+        if (cur_len && flags == cur_flags) {
+            cur_len += run;
+        } else {
+            if (cur_len) {
+                stop = fn(opaque, cur_len, cur_flags);
+                if (++reported >= max_extents)
+                    stop = 1;
+            }
+            cur_len = run;
+            cur_flags = flags;
+        }
+        pos += run;
+    }
+    if (!stop && cur_len)
+        fn(opaque, cur_len, cur_flags);
+    pthread_rwlock_unlock(&ex->lock);
+    return 0;
+}

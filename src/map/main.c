@@ -1,0 +1,239 @@
+/* virtmap: expose any point of a backup chain as NBD exports (and kernel devices), with a
+ * copy-on-write overlay, for single-file restore and instant boot. This file holds the
+ * option table, the help, and the checks between options; session.c does the work. Only
+ * main decides the exit status. */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "options.h"
+#include "session.h"
+
+#define USAGE                                                                                      \
+    "usage: virtmap (-f FULL[,INC...] [-e NAME] | -i DIR [--until NAME])\n"                        \
+    "               [-l ADDRESS] [-p PORT] [--socket PATH] [--allow-remote]\n"                     \
+    "               [-d DEVICE|none] [--pidfile FILE] [--run CMD] [--overlay DIR] [-r]\n"          \
+    "               [--boot [--name NAME] [--keep-nics] [-U URI]] [-L LOGFILE] [-v] [-q] [-V]\n"
+
+enum {
+    OPT_UNTIL = 256,
+    OPT_SOCKET,
+    OPT_ALLOW_REMOTE,
+    OPT_PIDFILE,
+    OPT_RUN,
+    OPT_OVERLAY,
+    OPT_BOOT,
+    OPT_NAME,
+    OPT_KEEP_NICS,
+    OPT_NOCOLOR,
+    OPT_CACHE,
+};
+
+static const struct option long_opts[] = {
+    {"file", required_argument, NULL, 'f'},
+    {"export-name", required_argument, NULL, 'e'},
+    {"input", required_argument, NULL, 'i'},
+    {"until", required_argument, NULL, OPT_UNTIL},
+    {"listen-address", required_argument, NULL, 'l'},
+    {"listen-port", required_argument, NULL, 'p'},
+    {"socket", required_argument, NULL, OPT_SOCKET},
+    {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
+    {"device", required_argument, NULL, 'd'},
+    {"pidfile", required_argument, NULL, OPT_PIDFILE},
+    {"run", required_argument, NULL, OPT_RUN},
+    {"overlay", required_argument, NULL, OPT_OVERLAY},
+    {"readonly", no_argument, NULL, 'r'},
+    {"boot", no_argument, NULL, OPT_BOOT},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"keep-nics", no_argument, NULL, OPT_KEEP_NICS},
+    {"uri", required_argument, NULL, 'U'},
+    {"cache-size", required_argument, NULL, OPT_CACHE},
+    {"blocksize", required_argument, NULL, 'b'},
+    {"threads", required_argument, NULL, 't'},
+    {"noprogress", no_argument, NULL, 'n'},
+    {"logfile", required_argument, NULL, 'L'},
+    {"nocolor", no_argument, NULL, OPT_NOCOLOR},
+    {"hexdump", no_argument, NULL, 'H'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {0},
+};
+
+static void help(void)
+{
+    printf(USAGE
+           "\n"
+           "Serve a backup chain made by virtbackup or virtnbdbackup over NBD, without\n"
+           "restoring it: for single-file restore and for booting the VM from its backup.\n"
+           "\n"
+           "  -f, --file FULL[,INC...]  one disk: a full (or copy) file and incrementals\n"
+           "  -e, --export-name NAME    export name with -f (default: sda)\n"
+           "  -i, --input DIR           every disk of a backup directory, named by target\n"
+           "      --until NAME          with -i: the point in time (a checkpoint name)\n"
+           "  -l, --listen-address ADDR TCP address (default: 127.0.0.1)\n"
+           "  -p, --listen-port PORT    TCP port (default: 10809; 0: any free port)\n"
+           "      --socket PATH         listen on a unix socket instead of TCP\n"
+           "      --allow-remote        allow a non-loopback listen address\n"
+           "  -d, --device DEV|none     attach to the kernel NBD client (default: /dev/nbd0,\n"
+           "                            further disks of -i on the following devices)\n"
+           "      --pidfile FILE        write the process id once serving\n"
+           "      --run CMD             run CMD (sh -c) with $uri and $nbd set once serving,\n"
+           "                            stop when it exits and return its exit status\n"
+           "      --overlay DIR         keep writes in DIR (default: a temporary directory\n"
+           "                            removed at exit); reused by later runs\n"
+           "  -r, --readonly            refuse writes (EPERM)\n"
+           "      --boot                start a transient VM from the backup's vmconfig\n"
+           "      --name NAME           name of the booted VM (default: <vm>-virtmap)\n"
+           "      --keep-nics           keep the network interfaces of the booted VM\n"
+           "  -U, --uri URI             libvirt URI for --boot (default: qemu:///system)\n"
+           "      --cache-size MIB      decoded-block cache for compressed backups (256)\n"
+           "  -L, --logfile FILE        also log to FILE\n"
+           "  -v, --verbose             debug messages\n"
+           "  -q, --quiet               errors only\n"
+           "  -b, -t, -n, -H, --nocolor accepted for compatibility with virtnbdmap (no-ops)\n"
+           "  -V, --version             print the version\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "virtmap: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n" USAGE);
+    va_end(ap);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct map_options o = {
+        .export_name = NULL,
+        .listen_address = "127.0.0.1",
+        .listen_port = "10809",
+        .device = "/dev/nbd0",
+        .cache_mb = 256,
+    };
+    bool verbose = false, quiet = false;
+    const char *logfile = NULL;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":f:e:i:l:p:d:rU:b:t:nL:HvqVh", long_opts, NULL)) != -1) {
+        long long num;
+        switch (c) {
+        case 'f':
+            o.files = optarg;
+            break;
+        case 'e':
+            o.export_name = optarg;
+            break;
+        case 'i':
+            o.input = optarg;
+            break;
+        case OPT_UNTIL:
+            o.until = optarg;
+            break;
+        case 'l':
+            o.listen_address = optarg;
+            break;
+        case 'p':
+            if (!vb_opt_parse_number(optarg, &num) || num > 65535)
+                return usage_error("bad port '%s'", optarg);
+            o.listen_port = optarg;
+            break;
+        case OPT_SOCKET:
+            o.socket_path = optarg;
+            break;
+        case OPT_ALLOW_REMOTE:
+            o.allow_remote = true;
+            break;
+        case 'd':
+            o.device = optarg;
+            break;
+        case OPT_PIDFILE:
+            o.pidfile = optarg;
+            break;
+        case OPT_RUN:
+            o.run = optarg;
+            break;
+        case OPT_OVERLAY:
+            o.overlay_dir = optarg;
+            break;
+        case 'r':
+            o.readonly = true;
+            break;
+        case OPT_BOOT:
+            o.boot = true;
+            break;
+        case OPT_NAME:
+            o.boot_name = optarg;
+            break;
+        case OPT_KEEP_NICS:
+            o.keep_nics = true;
+            break;
+        case 'U':
+            o.uri = optarg;
+            break;
+        case OPT_CACHE:
+            if (!vb_opt_parse_number(optarg, &num) || num < 1 || num > 1 << 20)
+                return usage_error("bad --cache-size '%s'", optarg);
+            o.cache_mb = (unsigned long)num;
+            break;
+        case 'b': /* virtnbdmap's nbdkit blocksize filter: our server takes any size */
+        case 't': /* virtnbdmap's nbdkit threads: we use a thread per connection */
+        case 'n':
+        case 'H':
+        case OPT_NOCOLOR:
+            break;
+        case 'L':
+            logfile = optarg;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'V':
+            printf("virtmap %s\n", VB_VERSION);
+            return 0;
+        case 'h':
+            help();
+            return 0;
+        case ':':
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (!o.files == !o.input)
+        return usage_error("give either -f FILES or -i DIR");
+    if (o.until && !o.input)
+        return usage_error("--until needs -i DIR (with -f, list the files to serve)");
+    if (o.export_name && !o.files)
+        return usage_error("-e names the export of -f; with -i exports are named by disk");
+    if (o.boot && !o.input)
+        return usage_error("--boot needs -i DIR (the backup's vmconfig is read from it)");
+    if ((o.boot_name || o.keep_nics) && !o.boot)
+        return usage_error("--name and --keep-nics go with --boot");
+    if (o.readonly && o.overlay_dir)
+        return usage_error("-r and --overlay exclude each other");
+    if (!o.export_name)
+        o.export_name = "sda";
+
+    vb_log_init("virtmap", verbose, quiet);
+    if (logfile)
+        vb_log_set_file(logfile);
+    int rc = map_session_run(&o);
+    vb_log_close();
+    return rc;
+}

@@ -1,0 +1,137 @@
+/* virtmap's pure parts: the bounded decoded-block cache (hits, LRU eviction within the
+ * budget, entries in use survive eviction, concurrent use) and the overlay's block map
+ * (runs, partial marks at the disk's end, persistence and refusal of a foreign map). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block_cache.h"
+#include "overlay.h"
+#include "testutil.h"
+
+static void *blob(size_t n, int v)
+{
+    void *p = malloc(n);
+    memset(p, v, n);
+    return p;
+}
+
+static void test_cache_basics(void)
+{
+    struct block_cache *bc = block_cache_new(3 * 1000);
+    int owner;
+    CHECK(block_cache_get(bc, &owner, 1) == NULL);
+    struct block_cache_entry *e = block_cache_put(bc, &owner, 1, blob(1000, 1), 1000);
+    CHECK(e && block_cache_len(e) == 1000 && ((const char *)block_cache_data(e))[999] == 1);
+    /* a second put of the same key returns the first entry */
+    struct block_cache_entry *e2 = block_cache_put(bc, &owner, 1, blob(1000, 9), 1000);
+    CHECK(e2 == e && ((const char *)block_cache_data(e2))[0] == 1);
+    block_cache_release(bc, e2);
+    /* e is still referenced: filling the cache must not free it */
+    for (uint64_t k = 2; k < 10; k++)
+        block_cache_release(bc, block_cache_put(bc, &owner, k, blob(1000, (int)k), 1000));
+    CHECK(((const char *)block_cache_data(e))[500] == 1);
+    block_cache_release(bc, e);
+    struct block_cache_stats st;
+    block_cache_stats(bc, &st);
+    CHECK_MSG(st.bytes <= 3000, "cache holds %zu bytes over its 3000 budget", st.bytes);
+    CHECK(st.evictions >= 6);
+    /* the most recent keys stayed, the oldest went */
+    struct block_cache_entry *h = block_cache_get(bc, &owner, 9);
+    CHECK(h && ((const char *)block_cache_data(h))[0] == 9);
+    block_cache_release(bc, h);
+    CHECK(block_cache_get(bc, &owner, 2) == NULL);
+    int other;
+    CHECK(block_cache_get(bc, &other, 9) == NULL); /* keys are per owner */
+    block_cache_free(bc);
+}
+
+struct worker {
+    struct block_cache *bc;
+    int bad;
+};
+
+static void *hammer(void *arg)
+{
+    struct worker *w = arg;
+    static int owner;
+    for (int i = 0; i < 20000; i++) {
+        uint64_t k = (uint64_t)(i * 7919) % 64;
+        struct block_cache_entry *e = block_cache_get(w->bc, &owner, k);
+        if (!e)
+            e = block_cache_put(w->bc, &owner, k, blob(4096, (int)k), 4096);
+        const unsigned char *d = block_cache_data(e);
+        if (d[0] != k || d[4095] != k)
+            w->bad++;
+        block_cache_release(w->bc, e);
+    }
+    return NULL;
+}
+
+static void test_cache_threads(void)
+{
+    struct block_cache *bc = block_cache_new(16 * 4096);
+    struct worker w[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (struct worker){.bc = bc};
+        pthread_create(&t[i], NULL, hammer, &w[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(w[i].bad == 0);
+    }
+    struct block_cache_stats st;
+    block_cache_stats(bc, &st);
+    CHECK(st.bytes <= 16 * 4096 && st.hits > 0);
+    block_cache_free(bc);
+}
+
+static void test_overlay(void)
+{
+    struct vb_error err = {0};
+    const uint64_t size = 3 * 1024 * 1024 * 1024ull + 1536; /* 3 chunks + a partial block */
+    struct overlay *o = overlay_open(test_tmpdir(), "vda", size, "id-1", &err);
+    CHECK_MSG(o != NULL, "%s", err.msg);
+    uint64_t run;
+    CHECK(overlay_run(o, 0, size, &run) == OVERLAY_BASE && run == size);
+    char buf[8192];
+    memset(buf, 0xab, sizeof buf);
+    CHECK(overlay_pwrite(o, 1ull << 30, 8192, buf, &err) == 0);
+    CHECK(overlay_mark(o, 1ull << 30, 8192, OVERLAY_DATA, &err) == 0);
+    CHECK(overlay_mark(o, size - 1536, 1536, OVERLAY_ZERO, &err) == 0); /* the last block */
+    CHECK(overlay_run(o, 0, size, &run) == OVERLAY_BASE && run == 1ull << 30);
+    CHECK(overlay_run(o, 1ull << 30, size, &run) == OVERLAY_DATA && run == 8192);
+    CHECK(overlay_run(o, (1ull << 30) + 4096, 100, &run) == OVERLAY_DATA && run == 100);
+    CHECK(overlay_run(o, (1ull << 30) + 8192, size, &run) == OVERLAY_BASE &&
+          run == size - 1536 - (1ull << 30) - 8192);
+    CHECK(overlay_run(o, size - 1000, size, &run) == OVERLAY_ZERO && run == 1000);
+    uint64_t data, zero;
+    overlay_counts(o, &data, &zero);
+    CHECK(data == 2 && zero == 1);
+    CHECK(overlay_close(o, &err) == 0);
+
+    /* reopened: the map and the data are back */
+    o = overlay_open(test_tmpdir(), "vda", size, "id-1", &err);
+    CHECK_MSG(o != NULL, "%s", err.msg);
+    if (o) {
+        CHECK(overlay_run(o, 1ull << 30, size, &run) == OVERLAY_DATA && run == 8192);
+        char back[8192] = {0};
+        CHECK(overlay_pread(o, 1ull << 30, 8192, back, &err) == 0 && memcmp(back, buf, 8192) == 0);
+        CHECK(overlay_close(o, &err) == 0);
+    }
+    /* another chain's overlay is refused with a message saying so */
+    CHECK(overlay_open(test_tmpdir(), "vda", size, "id-2", &err) == NULL);
+    CHECK(strstr(err.msg, "another chain") != NULL);
+    CHECK(overlay_open(test_tmpdir(), "vda", size + 512, "id-1", &err) == NULL);
+}
+
+int main(void)
+{
+    test_cache_basics();
+    test_cache_threads();
+    test_overlay();
+    test_cleanup();
+    fprintf(stderr, "%d checks, %d failures\n", test_checks, test_failures);
+    return test_failures ? 1 : 0;
+}
