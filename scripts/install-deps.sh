@@ -26,6 +26,8 @@ PACKAGES=(
     virtnbdbackup
     # test helpers
     jq e2fsprogs xxd python3-lz4 time hyperfine
+    # fuzzing (libFuzzer) and man page lint
+    clang libclang-rt-14-dev mandoc
 )
 
 missing=()

@@ -36,8 +36,14 @@ cmake --build build-asan -j"$JOBS"
 step "unit tests, optimised build"
 (cd build && ctest -L unit --output-on-failure -j"$JOBS")
 
+step "fuzzing the stream reader and the NBD server (bounded time)"
+./scripts/fuzz.sh "${VB_FUZZ_SECONDS:-20}"
+
 step "preparing the test bed (libvirtd, virtlogd, /dev/kvm)"
 ./scripts/setup-testbed.sh
+
+step "packaging: .deb built, installed, used for a backup and restore, purged; man pages linted"
+./scripts/check-packaging.sh
 
 step "unit and integration tests, sanitizer build"
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

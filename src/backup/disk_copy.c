@@ -451,7 +451,7 @@ int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct v
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    struct copy *c = calloc(1, sizeof *c);
+    struct copy *c = job->file ? calloc(1, sizeof *c) : NULL;
     if (!c)
         return vb_error_set(err, "out of memory");
     c->job = job;

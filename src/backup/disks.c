@@ -84,14 +84,17 @@ void prepare_jobs(struct run *r)
     for (size_t i = 0; i < r->njobs; i++) {
         struct disk_job *j = &r->jobs[i];
         const char *t = j->disk->target;
+        char name[1024];
         if (j->raw_output || r->level == LEVEL_COPY)
-            asprintf(&j->file, "%s/%s.copy.data", r->o->output, t);
+            snprintf(name, sizeof name, "%s.copy.data", t);
         else if (r->level == LEVEL_FULL)
-            asprintf(&j->file, "%s/%s.full.data", r->o->output, t);
+            snprintf(name, sizeof name, "%s.full.data", t);
         else if (r->level == LEVEL_DIFF)
-            asprintf(&j->file, "%s/%s.diff.%s.data", r->o->output, t, r->ident);
+            snprintf(name, sizeof name, "%s.diff.%s.data", t, r->ident);
         else
-            asprintf(&j->file, "%s/%s.inc.%s.data", r->o->output, t, r->checkpoint);
+            snprintf(name, sizeof name, "%s.inc.%s.data", t, r->checkpoint);
+        if (asprintf(&j->file, "%s/%s", r->o->output, name) < 0)
+            j->file = NULL; /* reported by the copy as a missing file name */
         j->socket = r->socket ? strdup(r->socket) : NULL;
         j->zip = r->zip;
         j->export_name = strdup(t);

@@ -39,6 +39,8 @@ static void usage(FILE *f)
           "  -w, --worker N             disks copied in parallel (default: all)\n"
           "  -C, --checkpointdir DIR    where checkpoint XML is kept (default OUTPUT/checkpoints)\n"
           "      --scratchdir DIR       where qemu keeps scratch files during the job (/var/tmp)\n"
+          "  -f, --socketfile PATH      the job's NBD socket (default: in a private directory\n"
+          "                             under --scratchdir)\n"
           "  -F, --freeze-mountpoint M  guest filesystems to freeze (comma list; default all)\n"
           "      --freeze-timeout SEC   guest agent timeout for freeze/thaw (default 30)\n"
           "      --pause                pause the domain while the job starts\n"
@@ -311,10 +313,14 @@ int main(int argc, char **argv)
         case 'P':
         case 'I':
         case OPT_TLS:
-        case OPT_TLS_CERT:
-            fprintf(stderr, "virtbackup: remote backups (%s) are not supported yet\n",
-                    argv[optind - 1]);
+        case OPT_TLS_CERT: {
+            const char *name = "--tls";
+            for (const struct option *lo = longopts; lo->name; lo++)
+                if (lo->val == c)
+                    name = lo->name;
+            fprintf(stderr, "virtbackup: --%s: remote backups are not supported yet\n", name);
             return 1;
+        }
         case 'L':
         case OPT_NOCOLOR:
         case 'q':
@@ -358,6 +364,13 @@ int main(int argc, char **argv)
         o.password = getenv("VIRTBACKUP_PASSWORD");
     if (!o.domain)
         return bad_usage("%s", "a domain is required (-d DOMAIN)");
+    if (o.uri &&
+        (strstr(o.uri, "+ssh") || strstr(o.uri, "+tcp") || strstr(o.uri, "+tls") ||
+         strncmp(o.uri, "qemu://", 7) == 0 || strncmp(o.uri, "qemu+libssh", 11) == 0) &&
+        !strstr(o.uri, ":///")) {
+        fprintf(stderr, "virtbackup: %s: backups of remote hosts are not supported yet\n", o.uri);
+        return 1;
+    }
     if (!o.output && !o.killonly && !o.printonly)
         return bad_usage("%s", "an output directory is required (-o DIR)");
     if (o.type_raw && o.compress != STREAM_META_COMPRESSED_FALSE)

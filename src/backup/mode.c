@@ -115,7 +115,9 @@ static int freeze(struct run *r, bool *frozen)
     if (virDomainGetState(r->dom, &state, &reason, 0) < 0 || state != VIR_DOMAIN_RUNNING)
         return 0;
     if (!has_guest_agent(r->dom)) {
-        vb_debug("no guest agent channel: filesystems are not frozen");
+        vb_warn("domain %s has no guest agent: its filesystems are not frozen, the backup is "
+                "consistent like after a power loss",
+                r->info.name);
         return 0;
     }
     virDomainAgentSetResponseTimeout(r->dom, r->o->freeze_timeout, 0);

@@ -212,6 +212,15 @@ static int run(struct run *r, struct vb_error *err)
             return vb_error_set(err, "no checkpoints in %s: nothing to estimate", path);
         }
         unsigned long long bytes;
+        int state, reason;
+        if (virDomainGetState(r->dom, &state, &reason, 0) == 0 && state != VIR_DOMAIN_RUNNING &&
+            state != VIR_DOMAIN_PAUSED) {
+            cpt_free(&cpt);
+            return vb_error_set(err,
+                                "domain %s is not running: libvirt measures the changes "
+                                "since a checkpoint only while the domain runs",
+                                r->info.name);
+        }
         rc = checkpoint_size(r->dom, cpt.names[cpt.n - 1], &bytes, err);
         cpt_free(&cpt);
         if (rc == 0)

@@ -34,10 +34,10 @@ void test_cleanup(void)
 
 const char *test_path(const char *name)
 {
-    static char bufs[8][4096];
+    static char bufs[8][8400];
     static int next;
     char *b = bufs[next++ % 8];
-    snprintf(b, 4096, "%s/%s", test_tmpdir(), name);
+    snprintf(b, sizeof bufs[0], "%s/%s", test_tmpdir(), name);
     return b;
 }
 
