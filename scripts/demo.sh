@@ -119,8 +119,32 @@ else
     exit 1
 fi
 
+say "virtrestore restores the chain into a new qcow2 image, in one pass."
+"$REPO/build/src/restore/virtrestore" -n -i "$W/backup" -o "$W/restored" >/dev/null 2>&1 || {
+    echo "FAILED: virtrestore did not succeed." >&2
+    exit 1
+}
+img=$(ls "$W"/restored/*.qcow2)
+if qemu-img compare -q -f qcow2 -F raw "$img" "$W/disk-now.raw"; then
+    echo "The restored image $(basename "$img") is identical to the VM's disk (qemu-img compare)."
+else
+    echo "FAILED: the restored image differs from the VM's disk." >&2
+    exit 1
+fi
+"$REPO/build/src/restore/virtrestore" -n -i "$W/backup" -o verify 2>&1 | sed 's/^/    /'
+
+say "virtmap serves the backup over NBD without restoring it (for single files, or to boot)."
+if "$REPO/build/src/map/virtmap" -d none -r -i "$W/backup" --socket "$W/map.sock" \
+    --run "qemu-img compare -q -f raw -F raw 'nbd+unix:///vda?socket=$W/map.sock' '$W/disk-now.raw'" \
+    >/dev/null 2>&1; then
+    echo "The disk served straight from the backup files is identical to the VM's disk."
+else
+    echo "FAILED: the disk served by virtmap differs from the VM's disk." >&2
+    exit 1
+fi
+
 say "Done."
 echo "Proved: virtbackup backs up a running VM full and incrementally, the reference tool"
-echo "continues its chain, and applying the chain reproduces the VM's disk exactly at"
-echo "every point in time."
+echo "continues its chain, applying the chain reproduces the VM's disk exactly at every"
+echo "point in time, virtrestore restores it into a qcow2 image and virtmap serves it."
 echo "The VM and all files are being removed now."
