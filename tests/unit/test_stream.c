@@ -462,8 +462,54 @@ static void test_lz4_blocks(void)
     free(back);
 }
 
+/* A stream version 1 file (before compression existed): "stream-version", no
+ * compressed/compressionMethod keys, parentCheckpoint false. */
+static void test_version1(void)
+{
+    const char *json = "{\"virtualSize\": 1048576, \"dataSize\": 4096, \"date\": "
+                       "\"2021-01-01T00:00:00\", \"diskName\": \"sda\", \"diskFormat\": "
+                       "\"qcow2\", \"checkpointName\": \"virtnbdbackup.0\", "
+                       "\"parentCheckpoint\": false, \"incremental\": false, "
+                       "\"stream-version\": 1}";
+    static uint8_t file[8192];
+    size_t n = 0;
+    char hdr[STREAM_FRAME_LEN];
+    stream_frame_format(hdr, STREAM_FRAME_META, 0, strlen(json));
+    memcpy(file + n, hdr, 40);
+    n += 40;
+    memcpy(file + n, json, strlen(json));
+    n += strlen(json);
+    memcpy(file + n, "\r\n", 2);
+    n += 2;
+    stream_frame_format(hdr, STREAM_FRAME_DATA, 65536, 4096);
+    memcpy(file + n, hdr, 40);
+    n += 40;
+    memset(file + n, 0x77, 4096);
+    n += 4096;
+    memcpy(file + n, "\r\n", 2);
+    n += 2;
+    stream_frame_format(hdr, STREAM_FRAME_STOP, 0, 0);
+    memcpy(file + n, hdr, 40);
+    n += 40;
+    CHECK(test_write_file(test_path("v1.data"), file, n) == 0);
+    struct vb_error err = {0};
+    struct stream_index *idx = stream_index_open(test_path("v1.data"), &err);
+    CHECK_MSG(idx != NULL, "%s", err.msg);
+    if (!idx)
+        return;
+    CHECK(idx->meta.stream_version == 1 && idx->meta.parent_is_false && !idx->compressed);
+    CHECK(idx->nextents == 1 && idx->extents[0].start == 65536 && idx->data_bytes == 4096);
+    uint8_t got[4096];
+    struct stream_read_buf rb = {0};
+    CHECK(stream_index_read(idx, 0, 0, sizeof got, got, &rb, &err) == 0);
+    CHECK(got[0] == 0x77 && got[4095] == 0x77);
+    stream_read_buf_free(&rb);
+    stream_index_free(idx);
+}
+
 int main(void)
 {
+    test_version1();
     test_layout();
     test_large_frames();
     test_hostile();
