@@ -44,6 +44,7 @@ struct slot {
     enum slot_state state;
     int error;
     uint32_t adler; /* of the data, when the reader side computes it */
+    bool merged;    /* holds several extents (and the holes between them) */
     struct copy *copy;
 };
 
@@ -89,32 +90,42 @@ static size_t env_size(const char *name, size_t def, size_t min, size_t max)
     return n < min ? min : n > max ? max : (size_t)n;
 }
 
-static bool next_chunk(struct chunk_iter *it, size_t request, uint64_t *off, size_t *len)
+/* Holes up to this size between DATA extents are read along, so that a fragmented disk
+ * (100,000 small extents) costs a few large requests instead of one request per extent. */
+#define MERGE_GAP (64 * 1024)
+
+/* The next read: from the current DATA position up to `request` bytes, taking following
+ * DATA extents along across small holes. *merged: the chunk spans more than one extent (its
+ * bytes are not one contiguous piece of the stream). */
+static bool next_chunk(struct chunk_iter *it, size_t request, uint64_t *off, size_t *len,
+                       bool *merged)
 {
-    while (it->e < it->ext->n) {
-        const struct extent *x = &it->ext->v[it->e];
-        if (x->zero || x->synth) {
+    const struct extent_list *l = it->ext;
+    while (it->e < l->n) {
+        const struct extent *x = &l->v[it->e];
+        if (x->zero || x->synth || it->pos >= x->start + x->length) {
             it->e++;
             continue;
         }
         if (it->pos < x->start)
             it->pos = x->start;
-        uint64_t end = x->start + x->length;
-        if (it->pos >= end) {
-            it->e++;
-            continue;
+        uint64_t start = it->pos, limit = start + request;
+        uint64_t stop = x->start + x->length < limit ? x->start + x->length : limit;
+        *merged = false;
+        while (stop == x->start + x->length && stop < limit) {
+            size_t k = it->e + 1;
+            while (k < l->n && l->v[k].zero)
+                k++;
+            if (k == l->n || l->v[k].synth || l->v[k].start - stop > MERGE_GAP ||
+                l->v[k].start >= limit)
+                break;
+            it->e = k;
+            x = &l->v[k];
+            stop = x->start + x->length < limit ? x->start + x->length : limit;
+            *merged = true;
         }
-        /* chunks never cross a 32 MiB boundary of the extent: requests stay within qemu's
-         * maximum and compressed slices line up with reads */
-        uint64_t rel = it->pos - x->start;
-        uint64_t slice_end = x->start + (rel / STREAM_SLICE_SIZE + 1) * STREAM_SLICE_SIZE;
-        uint64_t stop = it->pos + request;
-        if (stop > slice_end)
-            stop = slice_end;
-        if (stop > end)
-            stop = end;
-        *off = it->pos;
-        *len = (size_t)(stop - it->pos);
+        *off = start;
+        *len = (size_t)(stop - start);
         it->pos = stop;
         return true;
     }
@@ -143,6 +154,7 @@ static void debug_stall(void)
 #endif
 }
 
+/* Writes DATA extent x from the chunks that hold it (a chunk may hold several extents). */
 static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_fd,
                               const struct extent *x, uint64_t *seq, struct vb_error *err)
 {
@@ -161,28 +173,33 @@ static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_f
         if (s->state == SLOT_FAILED)
             return vb_error_set(err, "NBD read at offset %" PRIu64 " failed: %s", s->offset,
                                 strerror(s->error));
-        if (s->offset != pos)
-            return vb_error_set(err, "internal error: chunk order %" PRIu64 " != %" PRIu64,
-                                s->offset, pos);
+        uint64_t chunk_end = s->offset + s->length;
+        if (pos < s->offset || pos >= chunk_end)
+            return vb_error_set(err, "internal error: chunk %" PRIu64 "+%zu does not hold %" PRIu64,
+                                s->offset, s->length, pos);
+        size_t n = (size_t)((end < chunk_end ? end : chunk_end) - pos);
+        const uint8_t *data = s->buf + (pos - s->offset);
         int rc;
-        if (w && c->sum_on_read) {
-            rc = stream_writer_data_append_summed(w, s->buf, s->length, s->adler, err);
+        if (w && c->sum_on_read && !s->merged) {
+            rc = stream_writer_data_append_summed(w, data, n, s->adler, err);
         } else if (w) {
-            rc = stream_writer_data_append(w, s->buf, s->length, err);
+            rc = stream_writer_data_append(w, data, n, err);
         } else {
-            ssize_t n = pwrite(raw_fd, s->buf, s->length, (off_t)s->offset);
-            rc = n == (ssize_t)s->length ? 0 : vb_error_errno(err, "%s: write", c->job->file);
+            ssize_t wr = pwrite(raw_fd, data, n, (off_t)pos);
+            rc = wr == (ssize_t)n ? 0 : vb_error_errno(err, "%s: write", c->job->file);
         }
         if (rc < 0)
             return -1;
-        pos += s->length;
-        atomic_fetch_add(&c->bytes_written, s->length);
-        progress_add(c->progress, s->length);
-        pthread_mutex_lock(&c->lock);
-        s->state = SLOT_FREE;
-        pthread_mutex_unlock(&c->lock);
-        wake_main(c);
-        (*seq)++;
+        pos += n;
+        atomic_fetch_add(&c->bytes_written, n);
+        progress_add(c->progress, n);
+        if (pos == chunk_end) {
+            pthread_mutex_lock(&c->lock);
+            s->state = SLOT_FREE;
+            pthread_mutex_unlock(&c->lock);
+            wake_main(c);
+            (*seq)++;
+        }
     }
     return 0;
 }
@@ -286,7 +303,7 @@ static int read_done(void *user_data, int *error)
     struct slot *s = user_data;
     struct copy *c = s->copy;
     /* checksum here, on the NBD thread: the writer thread is busy with the writes */
-    if (!*error && c->sum_on_read)
+    if (!*error && c->sum_on_read && !s->merged)
         s->adler = (uint32_t)adler32(adler32(0, NULL, 0), s->buf, (uInt)s->length);
     pthread_mutex_lock(&c->lock);
     c->in_flight[s->conn]--;
@@ -347,7 +364,8 @@ static int pump(struct copy *c, struct vb_error *err)
     bool more = true;
     uint64_t off = 0;
     size_t len = 0;
-    bool have = next_chunk(&it, c->request, &off, &len);
+    bool merged = false;
+    bool have = next_chunk(&it, c->request, &off, &len, &merged);
     int rc = 0;
     for (;;) {
         /* issue reads into free slots, in chunk order */
@@ -364,6 +382,7 @@ static int pump(struct copy *c, struct vb_error *err)
                 break;
             s->offset = off;
             s->length = len;
+            s->merged = merged;
             s->conn = conn;
             if (nbd_aio_pread(c->nbd[conn], s->buf, len, off,
                               (nbd_completion_callback){.callback = read_done, .user_data = s},
@@ -381,7 +400,7 @@ static int pump(struct copy *c, struct vb_error *err)
             }
             c->bytes_read += len;
             seq++;
-            have = next_chunk(&it, c->request, &off, &len);
+            have = next_chunk(&it, c->request, &off, &len, &merged);
         }
         if (backup_interrupted && !atomic_load(&c->failed)) {
             rc = vb_error_set(err, "interrupted");
