@@ -1,6 +1,7 @@
 #include "plan.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,55 @@ static int read_metas(struct restore_input *in, struct disk_chain *dc, struct vb
     return 0;
 }
 
+/* The chain's .cpt list, if the input has one (with several, as in a list of zips each
+ * holding the list of its time, the longest). */
+static int load_cpt(struct restore_input *in, char ***names, size_t *n, char **which,
+                    struct vb_error *err)
+{
+    *names = NULL;
+    *n = 0;
+    *which = NULL;
+    for (size_t i = 0; i < restore_input_count(in); i++) {
+        const char *name = restore_input_name(in, i);
+        size_t len = strlen(name);
+        if (len < 5 || strcmp(name + len - 4, ".cpt") != 0 || strchr(name, '/'))
+            continue;
+        char *text;
+        size_t tlen;
+        if (restore_input_read(in, name, 1 << 20, &text, &tlen, err) < 0)
+            return -1;
+        json_t *root = json_loadb(text, tlen, 0, NULL);
+        free(text);
+        if (!json_is_array(root)) {
+            json_decref(root);
+            return vb_error_set(err, "%s: not a JSON list of checkpoint names", name);
+        }
+        if (json_array_size(root) > *n) {
+            for (size_t k = 0; k < *n; k++)
+                free((*names)[k]);
+            free(*names);
+            free(*which);
+            *n = json_array_size(root);
+            *names = calloc(*n, sizeof **names);
+            for (size_t k = 0; *names && k < *n; k++) {
+                const char *v = json_string_value(json_array_get(root, k));
+                (*names)[k] = strdup(v ? v : "");
+            }
+            *which = restore_input_display(in, name);
+        }
+        json_decref(root);
+    }
+    return 0;
+}
+
+static void free_cpt(char **names, size_t n, char *which)
+{
+    for (size_t k = 0; k < n; k++)
+        free(names[k]);
+    free(names);
+    free(which);
+}
+
 int plan_chains(struct restore_input *in, const char *disk, const char *until,
                 struct disk_chain **chains, size_t *n, struct vb_error *err)
 {
@@ -116,6 +166,12 @@ int plan_chains(struct restore_input *in, const char *disk, const char *until,
     *chains = NULL;
     *n = 0;
     if (plan_data_files(in, &names, &nnames, err) < 0) {
+        plan_names_free(names, nnames);
+        return -1;
+    }
+    char **cpt, *cpt_file;
+    size_t ncpt;
+    if (load_cpt(in, &cpt, &ncpt, &cpt_file, err) < 0) {
         plan_names_free(names, nnames);
         return -1;
     }
@@ -158,11 +214,15 @@ int plan_chains(struct restore_input *in, const char *disk, const char *until,
                     rc = vb_error_set(err, "out of memory");
             } else if (chain_plan_build(dc->files, dc->nfiles, until, &dc->plan, err) < 0) {
                 rc = vb_error_prefix(err, "disk %s", dev);
+            } else if (ncpt && chain_check_cpt(dc->files, &dc->plan, cpt, ncpt, cpt_file,
+                                               until == NULL, err) < 0) {
+                rc = vb_error_prefix(err, "disk %s", dev);
             }
         }
         i = j;
     }
     plan_names_free(names, nnames);
+    free_cpt(cpt, ncpt, cpt_file);
     if (rc == 0 && ndc == 0) {
         if (disk)
             rc = vb_error_set(err, "%s: no backup data of disk '%s'", restore_input_describe(in),

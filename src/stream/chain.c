@@ -236,3 +236,41 @@ void chain_plan_free(struct chain_plan *plan)
     free(plan->order);
     memset(plan, 0, sizeof *plan);
 }
+
+static long cpt_index(char *const *cpt, size_t ncpt, const char *name)
+{
+    for (size_t i = 0; i < ncpt; i++)
+        if (strcmp(cpt[i], name) == 0)
+            return (long)i;
+    return -1;
+}
+
+int chain_check_cpt(const struct chain_file *files, const struct chain_plan *plan, char *const *cpt,
+                    size_t ncpt, const char *cpt_name, bool latest, struct vb_error *err)
+{
+    long prev = -1;
+    const struct chain_file *last = NULL;
+    for (size_t k = 0; k < plan->n; k++) {
+        const struct chain_file *f = &files[plan->order[k]];
+        if (f->kind == CHAIN_FILE_DIFF || f->kind == CHAIN_FILE_COPY)
+            continue;
+        long at = cpt_index(cpt, ncpt, f->meta.checkpoint_name);
+        if (at < 0)
+            return vb_error_set(err, "%s holds checkpoint %s, which %s does not list", f->path,
+                                f->meta.checkpoint_name, cpt_name);
+        if (prev >= 0 && at != prev + 1)
+            return vb_error_set(err,
+                                "%s (checkpoint %s) follows checkpoint %s in the chain, but %s "
+                                "lists %s between them or in another order",
+                                f->path, f->meta.checkpoint_name, cpt[prev], cpt_name,
+                                at > prev + 1 ? cpt[prev + 1] : "them");
+        prev = at;
+        last = f;
+    }
+    if (latest && last && prev != (long)ncpt - 1)
+        return vb_error_set(err,
+                            "%s lists checkpoint %s after %s, but no file holds it (the chain "
+                            "ends with %s)",
+                            cpt_name, cpt[prev + 1], last->meta.checkpoint_name, last->path);
+    return 0;
+}

@@ -5,6 +5,7 @@
 #ifndef VB_CHAIN_H
 #define VB_CHAIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,5 +47,12 @@ int chain_plan_build(struct chain_file *files, size_t nfiles, const char *until,
                      struct chain_plan *plan, struct vb_error *err);
 
 void chain_plan_free(struct chain_plan *plan);
+
+/* Cross-checks a plan against the .cpt list (checkpoint names in creation order; advisory,
+ * the metadata decides): every planned full/inc holds a checkpoint the list names, in the
+ * same order, with no listed checkpoint between them that no file holds; at the latest point
+ * (latest true) the list must end with the chain's last checkpoint. Errors name both. */
+int chain_check_cpt(const struct chain_file *files, const struct chain_plan *plan, char *const *cpt,
+                    size_t ncpt, const char *cpt_name, bool latest, struct vb_error *err);
 
 #endif

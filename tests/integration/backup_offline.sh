@@ -88,3 +88,15 @@ apply_compare "$SNAP/inc1.raw" "until inc 1 (before the new base)" "$OUT"/vda.*.
 vr_restore_compare "$OUT" "$SNAP/inc3.raw" "chain with a new base"
 vr_restore_compare "$OUT" "$SNAP/base2.raw" "until the new base" --until virtnbdbackup.2
 vr_restore_compare "$OUT" "$SNAP/inc1.raw" "until inc 1, before the new base" --until virtnbdbackup.1
+
+tb_step "a .cpt that disagrees with the files' metadata stops the restore, naming both"
+BAD=$TB_WORKDIR/badcpt
+cp -a "$OUT" "$BAD"
+jq -c 'del(.[1])' "$OUT/$DOM.cpt" >"$BAD/$DOM.cpt"
+rc=0
+err=$("$VIRTRESTORE" -n -i "$BAD" -o "$TB_WORKDIR/r-badcpt" 2>&1) || rc=$?
+tb_assert_eq "$rc" 1 "virtrestore exit status with a wrong .cpt"
+grep -q "$DOM.cpt" <<<"$err" && grep -q "virtnbdbackup" <<<"$err" ||
+    tb_fail "the error does not name the .cpt and the checkpoint: $err"
+! ls "$TB_WORKDIR"/r-badcpt/*.qcow2 2>/dev/null || tb_fail "an image was left by the failed restore"
+tb_log "refused: $(grep -m1 cpt <<<"$err")"

@@ -259,9 +259,39 @@ static void test_resize(void)
     free(disk);
 }
 
+static void test_cpt(void)
+{
+    struct vb_error err = {0};
+    struct chain_file f[] = {
+        mk("d/vda.full.data", "virtnbdbackup.0", "", false),
+        mk("d/vda.inc.virtnbdbackup.1.data", "virtnbdbackup.1", "virtnbdbackup.0", true),
+        mk("d/vda.inc.virtnbdbackup.2.data", "virtnbdbackup.2", "virtnbdbackup.1", true),
+    };
+    for (int i = 0; i < 3; i++)
+        CHECK(chain_classify(&f[i], &err) == 0);
+    struct chain_plan p;
+    CHECK(chain_plan_build(f, 3, NULL, &p, &err) == 0);
+    char *good[] = {"virtnbdbackup.0", "virtnbdbackup.1", "virtnbdbackup.2"};
+    CHECK(chain_check_cpt(f, &p, good, 3, "vm.cpt", true, &err) == 0);
+    char *missing[] = {"virtnbdbackup.0", "virtnbdbackup.2"};
+    CHECK(chain_check_cpt(f, &p, missing, 2, "vm.cpt", true, &err) < 0);
+    CHECK_MSG(strstr(err.msg, "virtnbdbackup.1") && strstr(err.msg, "vm.cpt"), "%s", err.msg);
+    char *swapped[] = {"virtnbdbackup.0", "virtnbdbackup.2", "virtnbdbackup.1"};
+    CHECK(chain_check_cpt(f, &p, swapped, 3, "vm.cpt", true, &err) < 0);
+    char *extra[] = {"virtnbdbackup.0", "virtnbdbackup.1", "virtnbdbackup.2", "virtnbdbackup.3"};
+    CHECK(chain_check_cpt(f, &p, extra, 4, "vm.cpt", true, &err) < 0);
+    CHECK_MSG(strstr(err.msg, "virtnbdbackup.3"), "%s", err.msg);
+    chain_plan_free(&p);
+    /* up to checkpoint 1, the later entries do not matter */
+    CHECK(chain_plan_build(f, 3, "virtnbdbackup.1", &p, &err) == 0);
+    CHECK(chain_check_cpt(f, &p, extra, 4, "vm.cpt", false, &err) == 0);
+    chain_plan_free(&p);
+}
+
 int main(void)
 {
     test_plan();
+    test_cpt();
     for (uint64_t seed = 1; seed <= 20; seed++)
         random_chain(seed, seed % 2 ? STREAM_META_COMPRESSED_FALSE : 2);
     test_resize();
