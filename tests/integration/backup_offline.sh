@@ -92,7 +92,7 @@ vr_restore_compare "$OUT" "$SNAP/inc1.raw" "until inc 1, before the new base" --
 tb_step "a .cpt that disagrees with the files' metadata stops the restore, naming both"
 BAD=$TB_WORKDIR/badcpt
 cp -a "$OUT" "$BAD"
-jq -c 'del(.[1])' "$OUT/$DOM.cpt" >"$BAD/$DOM.cpt"
+jq -c 'del(.[2])' "$OUT/$DOM.cpt" >"$BAD/$DOM.cpt"
 rc=0
 err=$("$VIRTRESTORE" -n -i "$BAD" -o "$TB_WORKDIR/r-badcpt" 2>&1) || rc=$?
 tb_assert_eq "$rc" 1 "virtrestore exit status with a wrong .cpt"
