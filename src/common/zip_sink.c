@@ -37,7 +37,8 @@ struct vb_zip_writer *vb_zip_writer_open_fd(int fd, struct vb_error *err)
     }
     /* no padding after the archive: a zip is read from its end */
     if (archive_write_set_format_zip(zw->a) != ARCHIVE_OK ||
-        archive_write_set_options(zw->a, "zip:compression=store,zip:zip64") != ARCHIVE_OK ||
+        archive_write_set_options(zw->a, "zip:compression=store,zip:zip64,zip:hdrcharset=UTF-8") !=
+            ARCHIVE_OK ||
         archive_write_set_bytes_per_block(zw->a, 64 * 1024) != ARCHIVE_OK ||
         archive_write_set_bytes_in_last_block(zw->a, 1) != ARCHIVE_OK ||
         archive_write_open_fd(zw->a, fd) != ARCHIVE_OK) {
@@ -59,7 +60,7 @@ static int begin_entry(struct vb_zip_writer *zw, const char *name, long long siz
     struct archive_entry *e = archive_entry_new();
     if (!e)
         return vb_error_set(err, "out of memory");
-    archive_entry_set_pathname(e, name);
+    archive_entry_set_pathname_utf8(e, name); /* names are UTF-8 whatever the locale */
     archive_entry_set_filetype(e, AE_IFREG);
     archive_entry_set_perm(e, 0640);
     archive_entry_set_mtime(e, time(NULL), 0);
@@ -67,7 +68,7 @@ static int begin_entry(struct vb_zip_writer *zw, const char *name, long long siz
         archive_entry_set_size(e, size);
     int rc = archive_write_header(zw->a, e);
     archive_entry_free(e);
-    if (rc != ARCHIVE_OK)
+    if (rc != ARCHIVE_OK) /* ARCHIVE_WARN too: a name that could not be stored is an error */
         return zip_error(zw, err, name);
     zw->entry_open = true;
     return 0;

@@ -106,15 +106,18 @@ struct restore_input *restore_input_open(const char *spec, struct vb_error *err)
     }
     struct stat st;
     int rc = 0;
-    if (!strchr(spec, ',') && stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) {
+    /* a path that exists is one input, even with a comma in its name */
+    bool whole = stat(spec, &st) == 0;
+    if (whole && S_ISDIR(st.st_mode)) {
         in->dir = strdup(spec);
         rc = in->dir ? scan_dir(in, NULL, err) : vb_error_set(err, "out of memory");
         if (rc == 0)
             rc = scan_dir(in, "checkpoints", err);
     } else {
         char *list = strdup(spec), *save = NULL;
-        for (char *tok = list ? strtok_r(list, ",", &save) : NULL; tok && rc == 0;
-             tok = strtok_r(NULL, ",", &save)) {
+        const char *sep = whole ? "" : ",";
+        for (char *tok = list ? strtok_r(list, sep, &save) : NULL; tok && rc == 0;
+             tok = strtok_r(NULL, sep, &save)) {
             if (stat(tok, &st) < 0) {
                 rc = vb_error_errno(err, "%s: cannot open input", tok);
                 break;
