@@ -99,7 +99,7 @@ static void help(void)
            "  -V, --version           print 'virtrestore <version>' and exit\n"
            "      --json[=FILE]       a JSON summary of the run on stdout (or in FILE)\n"
            "      --nbd-connections N NBD connections per disk (default 4)\n"
-           "      --threads N         read/decompress threads (default: number of CPUs)\n"
+           "      --threads N         read/decompress threads (default: CPUs, at least 4)\n"
            "  -h, --help              this help\n"
            "\n"
            "Images are OUTPUT/<basename of the disk's source path> (OUTPUT/<disk> with -s).\n"
@@ -266,9 +266,9 @@ int main(int argc, char **argv)
         return usage_error("%s", o.until ? "--sequence and --until exclude each other"
                                          : "--sequence restores no config: -c/-D do not apply");
     }
-    if (o.decoders <= 0) {
+    if (o.decoders <= 0) { /* at least 4: reads of plain streams overlap better */
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        o.decoders = ncpu > 0 ? (int)ncpu : 2;
+        o.decoders = ncpu > 4 ? (int)ncpu : 4;
     }
 
     vb_log_init("virtrestore", o.verbose, false);

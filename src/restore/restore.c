@@ -22,8 +22,9 @@
 #include "writer_nbd.h"
 
 #define MAX_QCOW_JSON (1024 * 1024)
-/* Uncompressed pieces: big enough for few, long reads; small enough to overlap well. */
-#define UNCOMPRESSED_PIECE (8u * 1024 * 1024)
+/* Uncompressed pieces, like compressed ones at most an LZ4 slice: the decoders read them in
+ * chunks (writer_nbd.h), so this only bounds the plan's size and keeps both decoders busy. */
+#define UNCOMPRESSED_PIECE (32u * 1024 * 1024)
 
 volatile sig_atomic_t restore_stop;
 

@@ -13,6 +13,7 @@
 #include "plan.h"
 #include "restore.h"
 #include "stream_index.h"
+#include "stream_reader.h"
 
 #define DEFAULT_READ (1024 * 1024)
 
@@ -39,33 +40,26 @@ static int file_adler32(struct restore_input *in, const char *name, size_t bufsi
     return rc;
 }
 
-/* Decodes every LZ4 frame (their block and content checksums are checked while decoding). */
+/* Decodes every LZ4 frame as a stream, front to back (their block and content checksums, sizes
+ * and ends are checked while decoding), in bounded memory. */
 static int check_payloads(struct stream_index *idx, struct vb_error *err)
 {
     if (!idx->compressed)
         return 0; /* the bytes themselves are covered by the adler32, if any */
-    struct stream_read_buf rb = {0};
-    void *out = NULL;
-    size_t cap = 0;
-    int rc = 0;
+    struct stream_reader rd;
+    if (stream_reader_init(&rd, 0, err) < 0)
+        return -1;
+    void *out = malloc(DEFAULT_READ);
+    int rc = out ? 0 : vb_error_set(err, "out of memory");
     for (size_t e = 0; rc == 0 && e < idx->nextents; e++) {
         const struct stream_extent *x = &idx->extents[e];
-        for (uint32_t s = 0; rc == 0 && !x->zero && s < x->slice_count; s++) {
-            const struct stream_slice *sl = &idx->slices[x->slice_first + s];
-            if (sl->raw_length > cap) {
-                free(out);
-                out = malloc(sl->raw_length);
-                cap = out ? sl->raw_length : 0;
-                if (!out) {
-                    rc = vb_error_set(err, "out of memory");
-                    break;
-                }
-            }
-            rc = stream_index_read(idx, e, sl->raw_offset, sl->raw_length, out, &rb, err);
+        for (uint64_t pos = 0; rc == 0 && !x->zero && pos < x->length; pos += DEFAULT_READ) {
+            size_t n = x->length - pos < DEFAULT_READ ? (size_t)(x->length - pos) : DEFAULT_READ;
+            rc = stream_reader_read(&rd, idx, e, pos, n, out, err);
         }
     }
     free(out);
-    stream_read_buf_free(&rb);
+    stream_reader_free(&rd);
     return rc;
 }
 

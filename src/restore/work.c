@@ -51,6 +51,7 @@ int restore_work_build(const struct chain_index *ci, uint64_t max_piece, struct 
         uint64_t end = seg->start + seg->length;
         for (uint64_t pos = seg->start; pos < end;) {
             uint64_t stop = end;
+            uint32_t slice = RESTORE_NO_SLICE;
             if (idx->compressed) {
                 const struct stream_slice *sl = slice_at(idx, x, pos - x->start);
                 if (!sl)
@@ -62,13 +63,17 @@ int restore_work_build(const struct chain_index *ci, uint64_t max_piece, struct 
                 if (sl != last_slice)
                     w->stored += sl->stored;
                 last_slice = sl;
+                slice = (uint32_t)(sl - idx->slices);
             } else {
                 if (stop - pos > max_piece)
                     stop = pos + max_piece;
                 w->stored += stop - pos;
             }
-            struct restore_piece p = {
-                .voff = pos, .len = stop - pos, .file = seg->file, .extent = seg->extent};
+            struct restore_piece p = {.voff = pos,
+                                      .len = stop - pos,
+                                      .file = seg->file,
+                                      .extent = seg->extent,
+                                      .slice = slice};
             if (push(w, &cap, p, err) < 0) {
                 restore_work_free(w);
                 return -1;

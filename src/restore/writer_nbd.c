@@ -12,6 +12,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "stream_reader.h"
+
 /* Runs of zeroes shorter than this are written anyway: finer splitting costs requests and
  * gains nothing on 64 KiB qcow2 clusters. */
 #define ZERO_GRAIN (64 * 1024)
@@ -24,8 +26,7 @@ struct run {
 struct buffer {
     struct buffer *next;     /* free list or ready queue */
     struct buffer *all_next; /* every buffer, for the final cleanup */
-    char *data;
-    size_t cap;
+    char *data;              /* chunk bytes */
     uint64_t voff;
     size_t len;
     struct run *runs;
@@ -33,14 +34,25 @@ struct buffer {
     int pending;                    /* writes in flight (writer thread only) */
 };
 
+/* Pieces decoded by one decoder in one pass: all pieces of one LZ4 frame, or one piece of an
+ * uncompressed file. */
+struct job {
+    size_t first, count; /* in pipeline.order */
+};
+
 struct pipeline {
     const struct chain_index *ci;
     const struct restore_work *w;
     const struct nbd_write_opts *o;
-    atomic_size_t next_piece;
+    size_t *order; /* piece indexes, those of one LZ4 frame next to each other */
+    struct job *jobs;
+    size_t njobs;
+    atomic_size_t next_job;
+    size_t chunk;     /* bytes per buffer */
+    size_t nbufs_max; /* buffers the budget allows */
     pthread_mutex_t lock;
-    pthread_cond_t cond; /* budget freed, or failure */
-    uint64_t in_use;
+    pthread_cond_t cond; /* a buffer freed, or failure */
+    size_t nbufs;        /* allocated */
     struct buffer *free_list;
     struct buffer *all; /* owner of every buffer */
     struct buffer *ready_head, *ready_tail;
@@ -63,10 +75,13 @@ void nbd_write_opts_default(struct nbd_write_opts *o)
     *o = (struct nbd_write_opts){
         .connections = 4,
         .max_in_flight = 16,
-        .request_size = 2 * 1024 * 1024,
+        .request_size = 1024 * 1024,
         .decoders = 2,
-        .memory_budget = 256 * 1024 * 1024,
+        .memory_budget = 16 * 1024 * 1024,
     };
+    const char *mb = getenv("VIRTRESTORE_MEMORY_MB"); /* for measurements (bench/) */
+    if (mb && atoi(mb) > 0)
+        o->memory_budget = (uint64_t)atoi(mb) * 1024 * 1024;
 }
 
 static void wake_writer(struct pipeline *pl)
@@ -97,11 +112,51 @@ static void fail(struct pipeline *pl, const struct vb_error *e)
 static void release_buffer(struct pipeline *pl, struct buffer *b)
 {
     pthread_mutex_lock(&pl->lock);
-    pl->in_use -= b->len;
     b->next = pl->free_list;
     pl->free_list = b;
-    pthread_cond_broadcast(&pl->cond);
+    pthread_cond_signal(&pl->cond);
     pthread_mutex_unlock(&pl->lock);
+}
+
+/* A free buffer, allocated while the budget allows; NULL once the restore failed. */
+static struct buffer *get_buffer(struct pipeline *pl)
+{
+    pthread_mutex_lock(&pl->lock);
+    while (!pl->failed && !pl->free_list && pl->nbufs >= pl->nbufs_max)
+        pthread_cond_wait(&pl->cond, &pl->lock);
+    struct buffer *b = NULL;
+    if (pl->failed) {
+        pthread_mutex_unlock(&pl->lock);
+        return NULL;
+    }
+    if (pl->free_list) {
+        b = pl->free_list;
+        pl->free_list = b->next;
+        pthread_mutex_unlock(&pl->lock);
+        b->next = NULL;
+        return b;
+    }
+    pl->nbufs++;
+    pthread_mutex_unlock(&pl->lock);
+    b = calloc(1, sizeof *b);
+    if (b && !(b->data = malloc(pl->chunk))) {
+        free(b);
+        b = NULL;
+    }
+    struct vb_error e;
+    pthread_mutex_lock(&pl->lock);
+    if (b) {
+        b->all_next = pl->all;
+        pl->all = b;
+    } else {
+        pl->nbufs--;
+        vb_error_set(&e, "out of memory for a %zu byte buffer", pl->chunk);
+        fail_locked(pl, &e);
+    }
+    pthread_mutex_unlock(&pl->lock);
+    if (!b)
+        wake_writer(pl);
+    return b;
 }
 
 static bool is_zero(const char *p, size_t n)
@@ -152,83 +207,133 @@ static int64_t find_runs(struct buffer *b, size_t request_size)
     return (int64_t)zero;
 }
 
+/* Decodes [voff, voff+len) of piece p into one buffer and queues its non-zero runs. */
+static int decode_chunk(struct pipeline *pl, struct stream_reader *rd,
+                        const struct restore_piece *p, uint64_t voff, size_t len,
+                        struct vb_error *e)
+{
+    struct buffer *b = get_buffer(pl);
+    if (!b)
+        return -1; /* failed elsewhere */
+    const struct stream_index *idx = pl->ci->files[p->file];
+    const struct stream_extent *x = &idx->extents[p->extent];
+    b->voff = voff;
+    b->len = len;
+    b->pending = 0;
+    int64_t zero = -1;
+    if (stream_reader_read(rd, idx, p->extent, voff - x->start, len, b->data, e) < 0)
+        vb_error_prefix(e, "reading disk offset %" PRIu64, voff);
+    else if ((zero = find_runs(b, pl->o->request_size)) < 0)
+        vb_error_set(e, "out of memory");
+    if (zero < 0) {
+        release_buffer(pl, b);
+        fail(pl, e);
+        return -1;
+    }
+    progress_add(pl->o->progress, (uint64_t)zero);
+    pthread_mutex_lock(&pl->lock);
+    pl->st->bytes_zero += (uint64_t)zero;
+    if (b->nruns == 0) { /* all zero: nothing to write */
+        b->next = pl->free_list;
+        pl->free_list = b;
+        pthread_cond_signal(&pl->cond);
+        pthread_mutex_unlock(&pl->lock);
+        return 0;
+    }
+    if (pl->ready_tail)
+        pl->ready_tail->next = b;
+    else
+        pl->ready_head = b;
+    pl->ready_tail = b;
+    pthread_mutex_unlock(&pl->lock);
+    wake_writer(pl);
+    return 0;
+}
+
 static void *decoder_main(void *arg)
 {
     struct pipeline *pl = arg;
-    struct stream_read_buf rbuf = {0};
+    struct stream_reader rd;
     struct vb_error e = {0};
-    for (;;) {
-        size_t i = atomic_fetch_add(&pl->next_piece, 1);
-        if (i >= pl->w->n)
-            break;
-        const struct restore_piece *p = &pl->w->pieces[i];
-        pthread_mutex_lock(&pl->lock);
-        while (!pl->failed && pl->in_use > 0 && pl->in_use + p->len > pl->o->memory_budget)
-            pthread_cond_wait(&pl->cond, &pl->lock);
-        if (pl->failed) {
-            pthread_mutex_unlock(&pl->lock);
-            break;
+    if (stream_reader_init(&rd, STREAM_READER_IN_CHUNK, &e) < 0) {
+        fail(pl, &e);
+    } else {
+        for (bool ok = true; ok;) {
+            size_t j = atomic_fetch_add(&pl->next_job, 1);
+            if (j >= pl->njobs)
+                break;
+            const struct job *job = &pl->jobs[j];
+            /* pieces of one LZ4 frame in ascending order: one decoding pass */
+            for (size_t k = 0; ok && k < job->count; k++) {
+                const struct restore_piece *p = &pl->w->pieces[pl->order[job->first + k]];
+                for (uint64_t pos = 0; ok && pos < p->len; pos += pl->chunk) {
+                    size_t n = p->len - pos < pl->chunk ? (size_t)(p->len - pos) : pl->chunk;
+                    ok = decode_chunk(pl, &rd, p, p->voff + pos, n, &e) == 0;
+                }
+            }
         }
-        pl->in_use += p->len;
-        struct buffer *b = pl->free_list, **link = &pl->free_list;
-        while (b && b->cap < p->len) { /* any buffer that is large enough */
-            link = &b->next;
-            b = b->next;
-        }
-        if (b)
-            *link = b->next;
-        pthread_mutex_unlock(&pl->lock);
-
-        if (!b && (b = calloc(1, sizeof *b))) {
-            pthread_mutex_lock(&pl->lock);
-            b->all_next = pl->all;
-            pl->all = b;
-            pthread_mutex_unlock(&pl->lock);
-        }
-        if (b && b->cap < p->len) {
-            free(b->data);
-            b->data = malloc(p->len);
-            b->cap = b->data ? p->len : 0;
-        }
-        if (!b || !b->data) {
-            vb_error_set(&e, "out of memory for a %" PRIu64 " byte piece", p->len);
-            fail(pl, &e);
-            break;
-        }
-        b->voff = p->voff;
-        b->len = p->len;
-        b->pending = 0;
-        b->next = NULL;
-        const struct stream_index *idx = pl->ci->files[p->file];
-        const struct stream_extent *x = &idx->extents[p->extent];
-        int64_t zero = -1;
-        if (stream_index_read(idx, p->extent, p->voff - x->start, p->len, b->data, &rbuf, &e) < 0) {
-            vb_error_prefix(&e, "reading disk offset %" PRIu64, p->voff);
-        } else if ((zero = find_runs(b, pl->o->request_size)) < 0) {
-            vb_error_set(&e, "out of memory");
-        }
-        if (zero < 0) {
-            release_buffer(pl, b);
-            fail(pl, &e);
-            break;
-        }
-        progress_add(pl->o->progress, (uint64_t)zero);
-        pthread_mutex_lock(&pl->lock);
-        pl->st->bytes_zero += (uint64_t)zero;
-        if (pl->ready_tail)
-            pl->ready_tail->next = b;
-        else
-            pl->ready_head = b;
-        pl->ready_tail = b;
-        pthread_mutex_unlock(&pl->lock);
-        wake_writer(pl);
     }
-    stream_read_buf_free(&rbuf);
+    stream_reader_free(&rd);
     pthread_mutex_lock(&pl->lock);
     pl->decoders_running--;
     pthread_mutex_unlock(&pl->lock);
     wake_writer(pl);
     return NULL;
+}
+
+/* Sort key of a piece: where its LZ4 frame (or the piece itself) starts, then file, then
+ * offset, so the pieces of one frame come together even when a newer file's piece lies in
+ * between. */
+struct order_key {
+    uint64_t group, voff;
+    uint32_t file;
+    size_t i;
+};
+
+static int cmp_key(const void *a, const void *b)
+{
+    const struct order_key *x = a, *y = b;
+    if (x->group != y->group)
+        return x->group < y->group ? -1 : 1;
+    if (x->file != y->file)
+        return x->file < y->file ? -1 : 1;
+    return x->voff < y->voff ? -1 : x->voff > y->voff;
+}
+
+static int plan_jobs(struct pipeline *pl, struct vb_error *err)
+{
+    const struct restore_work *w = pl->w;
+    size_t n = w->n;
+    struct order_key *keys = malloc((n ? n : 1) * sizeof *keys);
+    pl->order = malloc((n ? n : 1) * sizeof *pl->order);
+    pl->jobs = malloc((n ? n : 1) * sizeof *pl->jobs);
+    if (!keys || !pl->order || !pl->jobs) {
+        free(keys);
+        return vb_error_set(err, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct restore_piece *p = &w->pieces[i];
+        uint64_t group = p->voff;
+        if (p->slice != RESTORE_NO_SLICE) {
+            const struct stream_index *idx = pl->ci->files[p->file];
+            group = idx->extents[p->extent].start + idx->slices[p->slice].raw_offset;
+        }
+        keys[i] = (struct order_key){group, p->voff, p->file, i};
+    }
+    qsort(keys, n, sizeof *keys, cmp_key);
+    pl->njobs = 0;
+    for (size_t i = 0; i < n; i++) {
+        pl->order[i] = keys[i].i;
+        const struct restore_piece *p = &w->pieces[keys[i].i];
+        const struct restore_piece *prev = i ? &w->pieces[keys[i - 1].i] : NULL;
+        if (prev && p->slice != RESTORE_NO_SLICE && prev->slice == p->slice &&
+            prev->file == p->file)
+            pl->jobs[pl->njobs - 1].count++;
+        else
+            pl->jobs[pl->njobs++] = (struct job){i, 1};
+    }
+    free(keys);
+    return 0;
 }
 
 /* Completion of one write (runs in the writer thread, inside nbd_aio_notify_*). */
@@ -446,7 +551,16 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
     int nconn = o->connections < 1 ? 1 : o->connections > MAX_CONNS ? MAX_CONNS : o->connections;
     int ndec = o->decoders < 1 ? 1 : o->decoders > 64 ? 64 : o->decoders;
     struct pipeline pl = {.ci = ci, .w = w, .o = o, .st = st};
-    atomic_init(&pl.next_piece, 0);
+    atomic_init(&pl.next_job, 0);
+    /* The budget covers every buffer: the decoders' input and LZ4 state, then chunks. */
+    pl.chunk = o->request_size < ZERO_GRAIN ? ZERO_GRAIN : o->request_size;
+    uint64_t budget = o->memory_budget, decoding = 0;
+    for (size_t i = 0; i < ci->nfiles; i++)
+        if (ci->files[i]->compressed)
+            decoding = (uint64_t)ndec * stream_reader_footprint(STREAM_READER_IN_CHUNK, 64 * 1024);
+    pl.nbufs_max = budget > decoding ? (size_t)((budget - decoding) / pl.chunk) : 0;
+    if (pl.nbufs_max < (size_t)ndec + 2) /* each decoder fills one while others are written */
+        pl.nbufs_max = (size_t)ndec + 2;
     pthread_mutex_init(&pl.lock, NULL);
     pthread_cond_init(&pl.cond, NULL);
     pl.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -457,7 +571,7 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
         rc = vb_error_errno(err, "eventfd");
         goto out;
     }
-    if (connect_all(&pl, h, nconn, err) < 0) {
+    if (plan_jobs(&pl, err) < 0 || connect_all(&pl, h, nconn, err) < 0) {
         rc = -1;
         goto out;
     }
@@ -491,6 +605,8 @@ out:
         if (h[i])
             nbd_close(h[i]);
     free_buffers(pl.all);
+    free(pl.order);
+    free(pl.jobs);
     if (pl.efd >= 0)
         close(pl.efd);
     pthread_cond_destroy(&pl.cond);

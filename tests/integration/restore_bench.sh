@@ -1,6 +1,7 @@
 #!/bin/bash
-# Restore throughput, side by side on one chain (informal: figures are logged, and the test
-# fails only if virtrestore is not faster than the reference):
+# Restore throughput and memory, side by side on one chain (informal: figures are logged, and
+# the test fails only if virtrestore is not faster than the reference or its peak RSS, which
+# includes its qemu-nbd's, exceeds 64 MiB; the RSS guard is off in sanitizer builds):
 #   - virtnbdrestore 1.9.15 (the reference) and virtrestore, plain and compressed (-z) full
 #     backups made by the reference of a 4 GiB disk with ~1 GiB of random data;
 #   - the practical limit: nbdcopy from a raw image of the same content into the same kind
@@ -51,18 +52,21 @@ qemu-img convert -O raw "$IMG" "$W/src.raw"
 DATA=$(qemu-img map --output=json "$IMG" | jq '[.[] | select(.data) | .length] | add')
 tb_log "allocated data: $DATA bytes; backup sizes: $(du -sh "$W/B" "$W/BZ" | awk '{print $1}' | xargs)"
 
-timeit() { # timeit VAR CMD...: wall seconds (page cache dropped first) into VAR
+timeit() { # timeit VAR CMD...: wall seconds (page cache dropped first) into VAR, peak RSS
+    # in MiB (of the command and the children it waited for) into VAR_rss
     local var="$1" s e
     shift
     sync
     echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
     s=$(date +%s.%N)
-    "$@" >/dev/null 2>"$W/last.err" || {
+    /usr/bin/time -o "$W/last.time" -f %M "$@" >/dev/null 2>"$W/last.err" || {
         cat "$W/last.err" >&2
         tb_fail "$* failed"
     }
     e=$(date +%s.%N)
     printf -v "$var" '%.2f' "$(echo "$e - $s" | bc)"
+    printf -v "${var}_rss" '%d' "$(($(tail -1 "$W/last.time") / 1024))"
+    tb_log "$(basename "$1"): ${!var} s, peak RSS $(($(tail -1 "$W/last.time") / 1024)) MiB"
 }
 
 check() {
@@ -95,7 +99,13 @@ check "$W/R4/bench-vda.qcow2"
 
 mbs() { echo "scale=0; $DATA / 1048576 / $1" | bc; }
 tb_log "RESULT data=$((DATA / 1048576)) MiB: nbdcopy ${t_nbdcopy}s ($(mbs "$t_nbdcopy") MiB/s)"
-tb_log "RESULT plain: virtnbdrestore ${t_ref}s ($(mbs "$t_ref") MiB/s), virtrestore ${t_our}s ($(mbs "$t_our") MiB/s)"
-tb_log "RESULT lz4:   virtnbdrestore ${t_refz}s ($(mbs "$t_refz") MiB/s), virtrestore ${t_ourz}s ($(mbs "$t_ourz") MiB/s)"
+tb_log "RESULT plain: virtnbdrestore ${t_ref}s ($(mbs "$t_ref") MiB/s, ${t_ref_rss} MiB RSS), virtrestore ${t_our}s ($(mbs "$t_our") MiB/s, ${t_our_rss} MiB RSS)"
+tb_log "RESULT lz4:   virtnbdrestore ${t_refz}s ($(mbs "$t_refz") MiB/s, ${t_refz_rss} MiB RSS), virtrestore ${t_ourz}s ($(mbs "$t_ourz") MiB/s, ${t_ourz_rss} MiB RSS)"
 [ "$(echo "$t_our < $t_ref && $t_ourz < $t_refz" | bc)" = 1 ] || tb_fail "virtrestore is not faster than virtnbdrestore"
+RSS_LIMIT=64
+if grep -q '^VB_SANITIZE:BOOL=ON' "$VB_BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
+    tb_log "sanitizer build: peak RSS not checked"
+elif [ "$t_our_rss" -gt "$RSS_LIMIT" ] || [ "$t_ourz_rss" -gt "$RSS_LIMIT" ]; then
+    tb_fail "virtrestore peak RSS ${t_our_rss} / ${t_ourz_rss} MiB (plain / lz4) exceeds $RSS_LIMIT MiB"
+fi
 tb_pass "restore_bench"
