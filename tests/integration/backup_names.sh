@@ -30,7 +30,6 @@ XML
 tb_virsh define "$TB_WORKDIR/dom.xml" >/dev/null
 tb_virsh start --paused "$NAME" >/dev/null
 TB_DOMAIN=$NAME
-tb_on_exit "virsh -q destroy \"$NAME\" >/dev/null 2>&1; virsh -q undefine \"$NAME\" >/dev/null 2>&1"
 
 OUT="$TB_WORKDIR/out $NAME"
 tb_step "full + inc of a domain with an awkward name"

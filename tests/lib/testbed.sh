@@ -110,14 +110,15 @@ tb_remove_domain() {
 # domains vbtest-<pid>-* and work dirs <pid>-* whose pid is gone.
 tb_sweep_leftovers() {
     local dom pid dir
-    for dom in $(tb_virsh list --all --name 2>/dev/null | grep '^vbtest-[0-9]*-' || true); do
+    # line by line: domain names may hold spaces
+    while IFS= read -r dom; do
         pid="${dom#vbtest-}"
         pid="${pid%%-*}"
         if ! kill -0 "$pid" 2>/dev/null; then
             tb_log "removing leftover domain $dom (pid $pid is gone)"
             tb_remove_domain "$dom"
         fi
-    done
+    done < <(tb_virsh list --all --name 2>/dev/null | grep '^vbtest-[0-9]*-' || true)
     for dir in "$TB_ROOT"/[0-9]*-*; do
         [ -d "$dir" ] || continue
         [ ! -e "$dir/.keep" ] || continue
@@ -139,13 +140,13 @@ tb_cleanup() {
         eval "$c" >/dev/null 2>&1
     done
     local dom
-    for dom in $(tb_virsh list --all --name 2>/dev/null | grep "^vbtest-$$-"); do
+    while IFS= read -r dom; do
         if [ "$rc" -ne 0 ] && [ -f "/var/log/libvirt/qemu/$dom.log" ]; then
             tb_log "last lines of $dom's qemu log:"
             tail -n 15 "/var/log/libvirt/qemu/$dom.log" >&2
         fi
         tb_remove_domain "$dom"
-    done
+    done < <(tb_virsh list --all --name 2>/dev/null | grep "^vbtest-$$-")
     if [ -n "$TB_WORKDIR" ] && [ -d "$TB_WORKDIR" ]; then
         if [ "${VB_KEEP:-0}" = 1 ]; then
             touch "$TB_WORKDIR/.keep" # the next run's sweep leaves it alone
