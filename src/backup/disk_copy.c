@@ -321,7 +321,11 @@ static int read_done(void *user_data, int *error)
 static int connect_all(struct copy *c, struct vb_error *err)
 {
     struct disk_job *job = c->job;
-    int want = (int)env_size("VIRTBACKUP_CONNECTIONS", MAX_CONNS, 1, MAX_CONNS);
+    /* one connection per core, 2 to 4: on small hosts more connections only compete with
+     * qemu's NBD server for the same cores (bench/README.md) */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t conns = ncpu < 2 ? 2 : ncpu > MAX_CONNS ? MAX_CONNS : (size_t)ncpu;
+    int want = (int)env_size("VIRTBACKUP_CONNECTIONS", conns, 1, MAX_CONNS);
     for (int i = 0; i < want; i++) {
         struct nbd_handle *h = nbd_create();
         if (!h)
@@ -478,10 +482,10 @@ int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct v
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
-    /* 24 x 512 KiB in flight: as fast as more on these machines (bench/), and memory stays
-     * small (12 MiB of buffers) */
+    /* 16 x 512 KiB in flight: as fast as nbdcopy on these machines (bench/), and memory
+     * stays small (8 MiB of buffers) */
     c->request = env_size("VIRTBACKUP_REQUEST_SIZE", 512 * 1024, 4096, STREAM_SLICE_SIZE);
-    c->nslots = env_size("VIRTBACKUP_REQUESTS", 24, 1, 1024);
+    c->nslots = env_size("VIRTBACKUP_REQUESTS", 16, 1, 1024);
     int rc = -1;
     pthread_t writer;
     bool writer_started = false;

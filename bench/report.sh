@@ -1,0 +1,123 @@
+#!/bin/bash
+# Summarises the JSON lines of a benchmark run (bench/run.sh) into a machine-readable file
+# and a markdown table with ratios and the issue-5 targets marked PASS/MISS.
+# Can be re-run on a kept results file: bench/report.sh results.jsonl out.json out.md
+set -euo pipefail
+
+in="$1" json_out="$2" md_out="$3"
+
+# The summary: per (case, tool[, env]) the medians over successful runs, and the targets.
+# Medians (not means): one run disturbed by other work on the 2-core machine moves a mean.
+summarise() {
+    jq -s '
+      def median: sort | if length == 0 then null
+                         elif length % 2 == 1 then .[length / 2 | floor]
+                         else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+      def r3: if . == null then null else (. * 1000 | round) / 1000 end;
+      [.[] | select(.case != null)] as $runs
+      | ([$runs[] | select(.rc == 0)] | group_by([.case, .tool, (.env // "")]) | map({
+            case: .[0].case, tool: .[0].tool, env: (.[0].env // null), runs: length,
+            bytes: .[0].bytes,
+            wall_s: ([.[].wall] | median),
+            cpu_s: ([.[].cpu] | median | r3),
+            peak_rss_mib: (([.[] | .rss_main_kb // .rss_kb] | max) / 1024 | r3),
+            tree_rss_mib: (([.[].rss_kb] | max) / 1024 | r3),
+            walls: [.[].wall],
+            wall_min_s: ([.[].wall] | min),
+            load_max: ([.[].load] | max)
+          } | .mb_per_s = (if .wall_s > 0 then (.bytes / .wall_s / 1e6 | r3) else null end))) as $sum
+      | ([$runs[] | select(.rc != 0) | {case, tool, rep, rc, env}]) as $failed
+      | def get($c; $t): first($sum[] | select(.case == $c and .tool == $t and .env == null)) // null;
+        def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else ($a / $b | r3) end;
+        def target($name; $val; $op; $goal; $unit):
+          {target: $name, value: $val, goal: "\($op) \($goal)\($unit)",
+           result: (if $val == null then "n/a"
+                    elif ($op == ">=" and $val >= $goal) or ($op == "<=" and $val <= $goal)
+                         or ($op == "<" and $val < $goal) then "PASS" else "MISS" end)};
+        def speedup($c; $ref; $ours): ratio(get($c; $ref).wall_s; get($c; $ours).wall_s);
+        def rss($c; $ours; $ref): ratio(get($c; $ours).peak_rss_mib; get($c; $ref).peak_rss_mib);
+      {
+        settings: (first(.[] | select(.settings)) | .settings),
+        summary: $sum,
+        failed: $failed,
+        notes: [.[] | select(.note)],
+        targets: [
+          target("full backup plain: speedup vs virtnbdbackup"; speedup("full"; "virtnbdbackup"; "virtbackup"); ">="; 3; "x"),
+          target("full backup -z: speedup vs virtnbdbackup"; speedup("full-z"; "virtnbdbackup"; "virtbackup"); ">="; 3; "x"),
+          target("full backup plain: throughput vs nbdcopy"; ratio(get("full"; "virtbackup").mb_per_s; get("full"; "nbdcopy").mb_per_s); ">="; 0.8; ""),
+          target("nightly incremental: time vs virtnbdbackup"; ratio(get("inc"; "virtbackup").wall_s; get("inc"; "virtnbdbackup").wall_s); "<="; 0.333; ""),
+          target("restore plain: speedup vs virtnbdrestore"; speedup("restore"; "virtnbdrestore"; "virtrestore"); ">="; 3; "x"),
+          target("restore -z: speedup vs virtnbdrestore"; speedup("restore-z"; "virtnbdrestore"; "virtrestore"); ">="; 3; "x"),
+          target("restore plain: throughput vs nbdcopy limit"; ratio(get("restore"; "virtrestore").mb_per_s; get("restore"; "nbdcopy").mb_per_s); ">="; 0.7; ""),
+          target("peak RSS full plain vs reference"; rss("full"; "virtbackup"; "virtnbdbackup"); "<="; 0.25; ""),
+          target("peak RSS full -z vs reference"; rss("full-z"; "virtbackup"; "virtnbdbackup"); "<="; 0.25; ""),
+          target("peak RSS nightly inc vs reference"; rss("inc"; "virtbackup"; "virtnbdbackup"); "<="; 0.25; ""),
+          target("peak RSS restore plain vs reference"; rss("restore"; "virtrestore"; "virtnbdrestore"); "<="; 0.25; ""),
+          target("peak RSS restore -z vs reference"; rss("restore-z"; "virtrestore"; "virtnbdrestore"); "<="; 0.25; ""),
+          target("1 TiB sparse disk: full command time"; get("extents-1t"; "virtbackup").wall_s; "<"; 5; " s"),
+          target("100,000-extent disk: full command time"; get("extents-frag"; "virtbackup").wall_s; "<"; 5; " s")
+        ]
+      }' "$in"
+}
+
+# The markdown: settings, per-tool table with ratios, targets, sweep, notes.
+render() {
+    jq -r '
+      def f($n): if $n == null then "–" else ($n * 100 | round / 100 | tostring) end;
+      def limit_tool($c): {"full": ["full", "nbdcopy"], "full-z": ["full", "nbdcopy"],
+                           "restore": ["restore", "nbdcopy"], "restore-z": ["restore", "nbdcopy"]}[$c];
+      def ref_tool($c): if ($c | startswith("restore")) then "virtnbdrestore" else "virtnbdbackup" end;
+      . as $r
+      | def get($c; $t): first($r.summary[] | select(.case == $c and .tool == $t and .env == null)) // null;
+      "# virtbackup benchmark (\(.settings.mode) mode)\n",
+      "`\(.settings.command)` — \(.settings.date), \(.settings.cpus) CPUs, kernel \(.settings.kernel), commit \(.settings.commit)",
+      "ours: \(.settings.ours); reference: virtnbdbackup \(.settings.reference); \(.settings.qemu); \(.settings.nbdcopy)",
+      "corpus: \(.settings.virtual_size) main disk; \(.settings.reps) repetitions, tools alternating; outputs on \(.settings.outputs); medians of whole-command wall time; MB/s = allocated bytes / wall time; CPU s = user+sys of the process tree (median); peak RSS own = the tool\u0027s process, tree max = its largest process (e.g. the restore\u0027s qemu-nbd); limit = nbdcopy; max load = highest 1-min load average seen at the end of a run (2 CPUs: above 2, other work competed)\n",
+      "| case | tool | runs | wall s (median) | (best) | MB/s | CPU s | peak RSS MiB (own) | (tree max) | speedup vs ref | vs limit | max load |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      (.summary[] | select(.env == null) | . as $s
+        | get($s.case; ref_tool($s.case)) as $ref
+        | (limit_tool($s.case) // null) as $lt
+        | (if $lt then get($lt[0]; $lt[1]) else null end) as $lim
+        | "| \($s.case) | \($s.tool) | \($s.runs) | \(f($s.wall_s)) | \(f($s.wall_min_s)) | \(f($s.mb_per_s)) | \(f($s.cpu_s)) | \(f($s.peak_rss_mib)) | \(f($s.tree_rss_mib)) | "
+          + (if $ref and ($s.tool == "virtbackup" or $s.tool == "virtrestore") then "\(f($ref.wall_s / $s.wall_s))x" else "" end) + " | "
+          + (if $lim and $s.tool != "nbdcopy" and $lim.mb_per_s > 0 then "\(f($s.mb_per_s / $lim.mb_per_s * 100))%" else "" end) + " | \($s.load_max) |"),
+      "\n## Targets (issue 5)\n",
+      "| target | measured | goal | result |",
+      "|---|---:|---:|---|",
+      (.targets[] | "| \(.target) | \(f(.value)) | \(.goal) | **\(.result)** |"),
+      (if ([.summary[] | select(.case == "sweep")] | length) > 0 then
+        "\n## virtbackup knobs (full backup plain, one knob changed at a time; defaults = those of this build)\n",
+        "| setting | runs | wall s (median) | (best) | MB/s | CPU s | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        (get("full"; "virtbackup") | if . then "| defaults (case full) | \(.runs) | \(f(.wall_s)) | \(f(.wall_min_s)) | \(f(.mb_per_s)) | \(f(.cpu_s)) | \(f(.peak_rss_mib)) |" else empty end),
+        (.summary[] | select(.case == "sweep") | "| \(.env) | \(.runs) | \(f(.wall_s)) | \(f(.wall_min_s)) | \(f(.mb_per_s)) | \(f(.cpu_s)) | \(f(.peak_rss_mib)) |")
+      else empty end),
+      (if (.failed | length) > 0 then "\n## Failed runs (not in the medians)\n", (.failed[] | "- \(.case) / \(.tool) rep \(.rep): exit \(.rc)\(if .env then " (\(.env))" else "" end)") else empty end),
+      "\n## Notes\n",
+      (.notes[] | "- \(.note): \(.text)")
+    ' "$1"
+}
+
+summarise >"$json_out.tmp"
+# The raw runs go into the JSON too, so that it alone can be re-analysed.
+jq --slurpfile runs <(jq -c 'select(.case != null)' "$in") '. + {runs: $runs}' "$json_out.tmp" >"$json_out"
+rm -f "$json_out.tmp"
+render "$json_out" >"$md_out"
+
+# The README shows the latest table (issue 5): replace what is between its markers.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readme="$here/README.md"
+if [ "$(realpath -m "$md_out")" = "$here/results/latest.md" ] && grep -q '^<!-- latest:begin -->$' "$readme" 2>/dev/null; then
+    awk -v md="$md_out" '
+        /^<!-- latest:begin -->$/ {
+            print
+            # the table'"'"'s headings go below the README'"'"'s own "## Latest results"
+            while ((getline line < md) > 0) { sub(/^#/, "###", line); print line }
+            skip = 1
+            next
+        }
+        /^<!-- latest:end -->$/ { skip = 0 }
+        !skip { print }' "$readme" >"$readme.tmp"
+    mv "$readme.tmp" "$readme"
+fi

@@ -1,0 +1,423 @@
+#!/bin/bash
+# virtbackup benchmark: ours side by side with the reference (virtnbdbackup 1.9.15) and
+# the practical limits (nbdcopy), on one corpus, in one go. Issue 5.
+#
+#   sudo bench/run.sh                  # full run: 16 GiB corpus, 3 repetitions (~15-20 min)
+#   BENCH_QUICK=1 bench/run.sh         # quick: 2 GiB corpus, 1 repetition (~2-3 min)
+#
+# Writes bench/results/latest.json (every run plus the summary) and bench/results/latest.md
+# (the table, also printed). Needs root, libvirtd (started by scripts/setup-testbed.sh),
+# qemu-utils, libnbd-bin, nbdkit, virtnbdbackup, jq, python3, /usr/bin/time.
+#
+# Cases (each timed as the whole command, tools alternating in every repetition):
+#   full      full backup of the main disk: virtnbdbackup vs virtbackup, plain and -z;
+#             nbdcopy (defaults) reading the backup job's export into a file = the limit
+#   inc       "nightly" incremental after 1% of the disk changed, both tools (each on its
+#             own copy of the domain: checkpoints are per domain)
+#   restore   full + 3 incrementals, plain and -z: virtnbdrestore vs virtrestore; nbdcopy
+#             from a raw image of the same content into a qemu-nbd qcow2 target = the limit
+#   extents   full backup of a 1 TiB sparse disk and of a disk with 100,000 extents;
+#             nbdinfo --map of the same export as a reference point
+#   sweep     (BENCH_SWEEP=1) virtbackup full backups under VIRTBACKUP_REQUEST_SIZE,
+#             VIRTBACKUP_REQUESTS, VIRTBACKUP_CONNECTIONS values
+#
+# Environment:
+#   BENCH_REPS=N        repetitions (default 3; quick 1)
+#   BENCH_QUICK=1       small corpus, 1 repetition
+#   BENCH_SWEEP=1       also run the tuning sweep
+#   BENCH_REF_EXTENTS=0 skip the reference on the extent disks (default: 1 rep, 600 s cap)
+#   BENCH_OUTPUT=disk   outputs on disk instead of a private tmpfs (see lib.sh: fsync)
+#   BENCH_CASES="full inc restore extents"  run only these cases (inc precedes restore)
+#   BENCH_KEEP=1        keep the work dir (images, backups, logs) for inspection
+#   BENCH_RESULTS_NAME=N  write results/N.json and results/N.md (default latest)
+#   VB_BUILD_DIR=DIR    where virtbackup/virtrestore are built (default build/; built if
+#                       missing, BENCH_BUILD=1 rebuilds)
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VB_SOURCE_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+VB_BUILD_DIR="${VB_BUILD_DIR:-$VB_SOURCE_DIR/build}"
+export VB_SOURCE_DIR VB_BUILD_DIR
+BENCH_LIB_DIR="$BENCH_DIR"
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
+# shellcheck source=bench/corpus.sh
+. "$BENCH_DIR/corpus.sh"
+
+VIRTBACKUP="$VB_BUILD_DIR/src/backup/virtbackup"
+VIRTRESTORE="$VB_BUILD_DIR/src/restore/virtrestore"
+
+# ---------------------------------------------------------------------------
+# Configuration
+
+configure() {
+    if [ "${BENCH_QUICK:-0}" = 1 ]; then
+        MODE=quick
+        REPS=${BENCH_REPS:-1}
+        VSIZE=2G
+        FS_SIZE=768M
+        FS_TREE=(/usr/include /usr/bin)
+        RAND_OFF=$((1 << 30))
+        RAND_PERCENT=25
+        ZERO_RUNS=4
+        ZERO_LEN=$((8 << 20))
+        NEED_DISK_GIB=8
+        NEED_OUT_GIB=6
+        REF_EXTENTS=${BENCH_REF_EXTENTS:-0}
+    else
+        MODE=full
+        REPS=${BENCH_REPS:-3}
+        VSIZE=16G
+        FS_SIZE=4G
+        FS_TREE=(/usr/bin /usr/include /usr/share /usr/lib/x86_64-linux-gnu)
+        RAND_OFF=$((6 << 30))
+        RAND_PERCENT=19
+        ZERO_RUNS=16
+        ZERO_LEN=$((16 << 20))
+        NEED_DISK_GIB=30
+        NEED_OUT_GIB=16
+        REF_EXTENTS=${BENCH_REF_EXTENTS:-1}
+    fi
+    # 1% of the disk changes per "night", as CHANGE_COUNT writes of CHANGE_LEN.
+    CHANGE_LEN=$((4 << 20))
+    CHANGE_COUNT=$(($(numfmt --from=iec "$VSIZE") / 100 / CHANGE_LEN))
+    EXT_1T_COUNT=2000
+    FRAG_COUNT=100000
+    # The restore case restores full + 3 incrementals, so there are at least 3 rounds.
+    INC_ROUNDS=$((REPS > 3 ? REPS : 3))
+    CASES=" ${BENCH_CASES:-full inc restore extents} "
+    REF_TIMEOUT=${BENCH_REF_TIMEOUT:-600}
+}
+
+want_case() { [[ "$CASES" == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------------------
+# Preflight
+
+check_tools() {
+    local c
+    for c in virsh virtnbdbackup virtnbdrestore qemu-img qemu-io qemu-nbd nbdcopy nbdinfo nbdkit \
+        jq python3 xmllint numfmt mke2fs; do
+        command -v "$c" >/dev/null || bl_die "missing command $c (scripts/install-deps.sh)"
+    done
+    [ -x /usr/bin/time ] || bl_die "missing /usr/bin/time (apt-get install time)"
+    if [ "${BENCH_BUILD:-0}" = 1 ] || [ ! -x "$VIRTBACKUP" ]; then
+        bl_log "building into $VB_BUILD_DIR"
+        cmake -S "$VB_SOURCE_DIR" -B "$VB_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+        cmake --build "$VB_BUILD_DIR" -j2 >/dev/null || bl_log "build failed; using what exists"
+    fi
+    [ -x "$VIRTBACKUP" ] || bl_die "$VIRTBACKUP not built"
+    HAVE_RESTORE=1
+    if [ ! -x "$VIRTRESTORE" ]; then
+        HAVE_RESTORE=0
+    fi
+}
+
+# Free disk space first: the corpus and its copies must fit, with room to spare.
+check_space() {
+    install -d -o root -g kvm -m 0770 "$BL_ROOT"
+    local free
+    free=$(bl_free_gib "$BL_ROOT")
+    bl_log "free space on $BL_ROOT: ${free} GiB (need $NEED_DISK_GIB)"
+    [ "$free" -ge "$NEED_DISK_GIB" ] ||
+        bl_die "not enough free space on $(df -P "$BL_ROOT" | awk 'NR==2 {print $6}'): ${free} GiB < ${NEED_DISK_GIB} GiB"
+}
+
+record_settings() {
+    jq -nc --arg mode "$MODE" --argjson reps "$REPS" --arg vsize "$VSIZE" \
+        --arg output "$BL_OUTPUT_MODE" --arg host "$(hostname)" --arg kernel "$(uname -r)" \
+        --argjson cpus "$(nproc)" --arg ref "$(virtnbdbackup -V 2>&1 | tail -1)" \
+        --arg ours "$("$VIRTBACKUP" -V 2>&1 | tail -1)" --arg commit "$(git -C "$VB_SOURCE_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        --arg qemu "$(qemu-img --version | sed -n 1p)" --arg nbdcopy "$(nbdcopy --version | sed -n 1p)" \
+        --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cmd "${BENCH_CMDLINE:-bench/run.sh}" \
+        '{settings: {mode: $mode, reps: $reps, virtual_size: $vsize, outputs: $output, host: $host,
+          kernel: $kernel, cpus: $cpus, reference: $ref, ours: $ours, commit: $commit,
+          qemu: $qemu, nbdcopy: $nbdcopy, date: $date, command: $cmd}}' >>"$BL_RESULTS"
+}
+
+# ---------------------------------------------------------------------------
+# Helpers for the cases
+
+# job_start DOMAIN DIR DEV...: starts a pull backup job (no checkpoint) exporting DEVs over
+# a unix socket in DIR; prints the socket. virsh, not `virtbackup -s`: the limit must not
+# depend on the tool it bounds (and builds before 5a76305 removed the socket of -s on exit).
+# DIR must be root:kvm 0770 for qemu to create the socket.
+job_start() {
+    local dom="$1" dir="$2" dev disks=""
+    shift 2
+    install -d -o root -g kvm -m 0770 "$dir"
+    for dev in "$@"; do
+        disks+="<disk name='$dev' backup='yes' type='file'><scratch file='$dir/scratch.$dev'/></disk>"
+    done
+    printf "<domainbackup mode='pull'><server transport='unix' socket='%s'/><disks>%s</disks></domainbackup>" \
+        "$dir/nbd.sock" "$disks" >"$dir/job.xml"
+    bl_virsh backup-begin "$dom" "$dir/job.xml" >/dev/null
+    [ -S "$dir/nbd.sock" ] || bl_die "backup job of $dom: no socket $dir/nbd.sock"
+    echo "$dir/nbd.sock"
+}
+
+job_end() { bl_virsh domjobabort "$1" >/dev/null 2>&1 || true; }
+
+# restored_image DIR: the qcow2 a restore tool made in DIR.
+restored_image() {
+    local f
+    for f in "$1"/*; do
+        [ -f "$f" ] || continue
+        case "$f" in *.xml | *.log | *.json | *.sock | *.pid) continue ;; esac
+        qemu-img info -U "$f" 2>/dev/null | grep -q '^file format: qcow2' && {
+            echo "$f"
+            return 0
+        }
+    done
+    return 1
+}
+
+# verify_restore TOOL CASE DIR SNAPSHOT: the restored disk must equal the snapshot; a fast
+# but wrong restore must not look good in the table.
+verify_restore() {
+    local tool="$1" case="$2" dir="$3" snap="$4" img out
+    if ! img=$(restored_image "$dir"); then
+        bl_note "verify-$case-$tool" "no qcow2 image found in the output of $tool"
+        return 0
+    fi
+    if out=$(qemu-img compare -U -f raw -F qcow2 "$snap" "$img" 2>&1); then
+        bl_note "verify-$case-$tool" "restored image identical to the disk at virtnbdbackup.3"
+    else
+        bl_note "verify-$case-$tool" "restored image DIFFERS from the disk: $out"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Corpus and domains
+
+build_main_corpus() {
+    local img="$BL_WORKDIR/main.qcow2"
+    corpus_main "$img"
+    MAIN_BYTES=$(bl_image_allocated "$img")
+    bl_log "main disk: $VSIZE virtual, $MAIN_BYTES bytes allocated"
+    bl_note corpus-main "$VSIZE virtual, $MAIN_BYTES bytes of data (ext4 $FS_SIZE from ${FS_TREE[*]}, sparse-random ${RAND_PERCENT}% from $RAND_OFF, $ZERO_RUNS zero runs of $ZERO_LEN)"
+    # Copies for the incremental case, made before the first backup so that they carry no
+    # bitmaps: each tool keeps its own chain of checkpoints on its own domain.
+    if want_case inc; then
+        cp --sparse=always "$img" "$BL_WORKDIR/ours.qcow2"
+        cp --sparse=always "$img" "$BL_WORKDIR/refz.qcow2"
+    fi
+    mv "$img" "$BL_WORKDIR/ref.qcow2"
+    DOM_REF=$(bl_create_domain ref "$BL_WORKDIR/ref.qcow2")
+}
+
+build_corpus() {
+    if want_case full || want_case inc || want_case restore; then
+        build_main_corpus
+    fi
+    if want_case extents; then
+        corpus_sparse_1t "$BL_WORKDIR/sparse1t.qcow2"
+        corpus_fragmented "$BL_WORKDIR/frag.qcow2"
+        SPARSE_BYTES=$(bl_image_allocated "$BL_WORKDIR/sparse1t.qcow2")
+        FRAG_BYTES=$(bl_image_allocated "$BL_WORKDIR/frag.qcow2")
+        bl_note corpus-extents "1 TiB disk: $EXT_1T_COUNT scattered 64 KiB extents ($SPARSE_BYTES bytes); fragmented disk: $FRAG_COUNT extents of 4 KiB, each followed by a 4 KiB hole, 4 KiB clusters ($FRAG_BYTES bytes)"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Case 1: full backup
+
+full_one() {
+    local tool="$1" rep="$2" out="$BL_OUT/full.$1.$2" rc=0
+    case "$tool" in
+    virtnbdbackup) bl_measure full "$tool" "$rep" "$MAIN_BYTES" virtnbdbackup -d "$DOM_REF" -l full -o "$out" -n || rc=$? ;;
+    virtnbdbackup-z) bl_measure full-z virtnbdbackup "$rep" "$MAIN_BYTES" virtnbdbackup -d "$DOM_REF" -l full -z -o "$out" -n || rc=$? ;;
+    virtbackup) bl_measure full "$tool" "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out" -n || rc=$? ;;
+    virtbackup-z) bl_measure full-z virtbackup "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -z -o "$out" -n || rc=$? ;;
+    nbdcopy)
+        local sock
+        sock=$(job_start "$DOM_REF" "$out" vda)
+        bl_measure full nbdcopy "$rep" "$MAIN_BYTES" nbdcopy "nbd+unix:///vda?socket=$sock" "$out/vda.raw" || rc=$?
+        job_end "$DOM_REF"
+        ;;
+    esac
+    rm -rf "$out"
+    return 0
+}
+
+case_full() {
+    bl_log "==== case full: $REPS repetitions"
+    # Warm the page cache: every tool then reads the same (cached) image.
+    cat "$BL_WORKDIR/ref.qcow2" >/dev/null
+    local rep t
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for t in $(bl_rotate "$rep" virtnbdbackup virtbackup virtnbdbackup-z virtbackup-z nbdcopy); do
+            full_one "$t" "$rep"
+        done
+    done
+}
+
+# Tuning sweep: one knob at a time around the defaults (1M, 32, 4).
+case_sweep() {
+    bl_log "==== sweep of virtbackup's VIRTBACKUP_* knobs"
+    local -a settings=(
+        "VIRTBACKUP_REQUEST_SIZE=256K" "VIRTBACKUP_REQUEST_SIZE=1M" "VIRTBACKUP_REQUEST_SIZE=4M"
+        "VIRTBACKUP_REQUEST_SIZE=16M" "VIRTBACKUP_REQUESTS=8" "VIRTBACKUP_REQUESTS=16"
+        "VIRTBACKUP_REQUESTS=64" "VIRTBACKUP_CONNECTIONS=1" "VIRTBACKUP_CONNECTIONS=2"
+    )
+    local rep s out
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for s in "${settings[@]}"; do
+            out="$BL_OUT/sweep.$rep"
+            BL_MEASURE_ENV="$s" bl_measure sweep "virtbackup" "$rep" "$MAIN_BYTES" \
+                env "$s" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out" -n || true
+            rm -rf "$out"
+        done
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Case 2: nightly incremental; also builds the chains the restore case reads
+
+# apply_change ROUND DOMAIN...: the same 1% change on every domain.
+apply_change() {
+    local round="$1" src dom
+    shift
+    src=$(corpus_change_file "$BL_WORKDIR" "$round")
+    local -a offs
+    mapfile -t offs < <(corpus_change_offsets "$round")
+    for dom in "$@"; do
+        bl_hmp_writes "$dom" vda "$src" "$CHANGE_LEN" "${offs[@]}"
+    done
+    rm -f "$src"
+}
+
+case_inc() {
+    bl_log "==== case inc: $INC_ROUNDS rounds of a 1% change ($CHANGE_COUNT x $CHANGE_LEN bytes)"
+    DOM_OURS=$(bl_create_domain ours "$BL_WORKDIR/ours.qcow2")
+    DOM_REFZ=$(bl_create_domain refz "$BL_WORKDIR/refz.qcow2")
+    CHAIN_REF="$BL_OUT/chain.ref" CHAIN_OURS="$BL_OUT/chain.ours" CHAIN_REFZ="$BL_OUT/chain.refz"
+    # The fulls that start the chains are not timed here (case full times them).
+    virtnbdbackup -d "$DOM_REF" -l full -o "$CHAIN_REF" -n >"$BL_LOGDIR/chain.ref.full.log" 2>&1
+    "$VIRTBACKUP" -d "$DOM_OURS" -l full -o "$CHAIN_OURS" -n >"$BL_LOGDIR/chain.ours.full.log" 2>&1
+    virtnbdbackup -d "$DOM_REFZ" -l full -z -o "$CHAIN_REFZ" -n >"$BL_LOGDIR/chain.refz.full.log" 2>&1
+    local bytes=$((CHANGE_COUNT * CHANGE_LEN)) round t
+    for ((round = 1; round <= INC_ROUNDS; round++)); do
+        apply_change "$round" "$DOM_REF" "$DOM_OURS" "$DOM_REFZ"
+        for t in $(bl_rotate "$round" ref ours refz); do
+            case "$t" in
+            ref) bl_measure inc virtnbdbackup "$round" "$bytes" virtnbdbackup -d "$DOM_REF" -l inc -o "$CHAIN_REF" -n || true ;;
+            ours) bl_measure inc virtbackup "$round" "$bytes" "$VIRTBACKUP" -d "$DOM_OURS" -l inc -o "$CHAIN_OURS" -n || true ;;
+            refz) bl_measure inc-z virtnbdbackup "$round" "$bytes" virtnbdbackup -d "$DOM_REFZ" -l inc -z -o "$CHAIN_REFZ" -n || true ;;
+            esac
+        done
+        if [ "$round" = 3 ]; then
+            # The disk as of checkpoint virtnbdbackup.3: what a restore of full + 3 incs gives.
+            bl_virsh qemu-monitor-command "$DOM_REF" --hmp "qemu-io -d $(bl_qom_path "$DOM_REF" vda) \"flush\"" >/dev/null
+            qemu-img convert -U -f qcow2 -O raw "$BL_WORKDIR/ref.qcow2" "$BL_WORKDIR/at3.raw"
+        fi
+    done
+    # Our chain is not read again; its space on the tmpfs is needed by the restores.
+    rm -rf "$CHAIN_OURS"
+    bl_remove_domain "$DOM_OURS"
+    bl_remove_domain "$DOM_REFZ"
+    rm -f "$BL_WORKDIR/ours.qcow2" "$BL_WORKDIR/refz.qcow2"
+}
+
+# ---------------------------------------------------------------------------
+# Case 3: restore of full + 3 incrementals
+
+restore_one() {
+    local tool="$1" rep="$2" out="$BL_OUT/restore.$1.$2" rc=0 case=restore chain="$CHAIN_REF"
+    case "$tool" in *-z) case=restore-z chain="$CHAIN_REFZ" ;; esac
+    case "$tool" in
+    virtnbdrestore*) bl_measure "$case" virtnbdrestore "$rep" "$RESTORE_BYTES" \
+        virtnbdrestore -i "$chain" -o "$out" -n --until virtnbdbackup.3 || rc=$? ;;
+    virtrestore*)
+        if [ "$HAVE_RESTORE" = 0 ]; then
+            return 0
+        fi
+        bl_measure "$case" virtrestore "$rep" "$RESTORE_BYTES" \
+            "$VIRTRESTORE" -i "$chain" -o "$out" -n --until virtnbdbackup.3 || rc=$?
+        ;;
+    nbdcopy)
+        mkdir -p "$out"
+        bl_measure restore nbdcopy "$rep" "$RESTORE_BYTES" \
+            "$BENCH_DIR/nbdcopy-restore.sh" "$BL_WORKDIR/at3.raw" "$out/vda.qcow2" "$VSIZE" || rc=$?
+        ;;
+    esac
+    if [ "$rc" = 0 ] && [ "$rep" = 1 ]; then
+        verify_restore "${tool%-z}" "$case" "$out" "$BL_WORKDIR/at3.raw"
+    fi
+    rm -rf "$out"
+    return 0
+}
+
+case_restore() {
+    [ -f "$BL_WORKDIR/at3.raw" ] || bl_die "case restore needs case inc (the chains)"
+    if [ "$HAVE_RESTORE" = 0 ]; then
+        bl_note restore-skipped "virtrestore is not built ($VIRTRESTORE missing): only the reference and the limit are measured"
+    fi
+    RESTORE_BYTES=$(bl_image_allocated "$BL_WORKDIR/at3.raw")
+    bl_log "==== case restore: $REPS repetitions, $RESTORE_BYTES bytes of data"
+    cat "$BL_WORKDIR/at3.raw" >/dev/null
+    local rep t
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for t in $(bl_rotate "$rep" virtnbdrestore virtrestore virtnbdrestore-z virtrestore-z nbdcopy); do
+            restore_one "$t" "$rep"
+        done
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Case 4: extent handling on a 1 TiB sparse disk and a disk with 100,000 extents
+
+case_extents() {
+    bl_log "==== case extents"
+    local dom rep dev case bytes out sock
+    dom=$(bl_create_domain ext "$BL_WORKDIR/sparse1t.qcow2" "$BL_WORKDIR/frag.qcow2")
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for dev in vda vdb; do
+            if [ "$dev" = vda ]; then case=extents-1t bytes=$SPARSE_BYTES; else case=extents-frag bytes=$FRAG_BYTES; fi
+            out="$BL_OUT/ext.$rep"
+            bl_measure "$case" virtbackup "$rep" "$bytes" "$VIRTBACKUP" -d "$dom" -l full -i "$dev" -o "$out" -n -v || true
+            grep -m1 -o "$dev: [0-9]* extents[^\"]*" "$BL_LOGDIR/$case.virtbackup.$rep.log" >"$BL_LOGDIR/$case.extents" || true
+            rm -rf "$out"
+            sock=$(job_start "$dom" "$out" "$dev")
+            bl_measure "$case" nbdinfo-map "$rep" "$bytes" nbdinfo --map "nbd+unix:///$dev?socket=$sock" || true
+            job_end "$dom"
+            rm -rf "$out"
+            if [ "$rep" = 1 ] && [ "$REF_EXTENTS" = 1 ]; then
+                bl_measure "$case" virtnbdbackup "$rep" "$bytes" timeout "$REF_TIMEOUT" \
+                    virtnbdbackup -d "$dom" -l full -i "$dev" -o "$out" -n ||
+                    bl_note "$case-ref" "virtnbdbackup failed or ran over ${REF_TIMEOUT}s: $(grep -m1 -E 'CRITICAL|ERROR' "$BL_LOGDIR/$case.virtnbdbackup.$rep.log" | sed 's/.*\]: //' || true)"
+                rm -rf "$out"
+            fi
+        done
+    done
+    local f
+    for f in extents-1t extents-frag; do
+        [ -s "$BL_LOGDIR/$f.extents" ] && bl_note "$f-count" "virtbackup -v: $(cat "$BL_LOGDIR/$f.extents")"
+    done
+    bl_remove_domain "$dom"
+}
+
+# ---------------------------------------------------------------------------
+
+main() {
+    configure
+    check_tools
+    check_space
+    bl_init
+    bl_setup_outputs "$NEED_OUT_GIB"
+    record_settings
+    [ "$HAVE_RESTORE" = 1 ] || bl_log "virtrestore missing: the restore case measures the reference and the limit only"
+    build_corpus
+    want_case full && case_full
+    [ "${BENCH_SWEEP:-0}" = 1 ] && case_sweep
+    want_case inc && case_inc
+    want_case restore && case_restore
+    want_case extents && case_extents
+    mkdir -p "$BENCH_DIR/results"
+    local name="${BENCH_RESULTS_NAME:-latest}"
+    "$BENCH_DIR/report.sh" "$BL_RESULTS" "$BENCH_DIR/results/$name.json" "$BENCH_DIR/results/$name.md"
+    cat "$BENCH_DIR/results/$name.md"
+}
+
+BENCH_CMDLINE="$(printf '%s ' "${BENCH_QUICK:+BENCH_QUICK=$BENCH_QUICK}" "${BENCH_REPS:+BENCH_REPS=$BENCH_REPS}" "${BENCH_SWEEP:+BENCH_SWEEP=$BENCH_SWEEP}" bench/run.sh | sed 's/^ *//; s/  */ /g')"
+main "$@"
