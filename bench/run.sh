@@ -16,6 +16,9 @@
 #             own copy of the domain: checkpoints are per domain)
 #   restore   full + 3 incrementals, plain and -z: virtnbdrestore vs virtrestore; nbdcopy
 #             from a raw image of the same content into a qemu-nbd qcow2 target = the limit
+#   map       nbdcopy to null: from virtmap serving the reference's plain chain, our -z copy
+#             and the reference's -z chain, vs nbdkit's file plugin serving a raw image of
+#             the same content (issue 6)
 #   extents   full backup of a 1 TiB sparse disk and of a disk with 100,000 extents;
 #             nbdinfo --map of the same export as a reference point
 #   sweep     (BENCH_SWEEP=1) virtbackup full backups under VIRTBACKUP_REQUEST_SIZE,
@@ -27,7 +30,7 @@
 #   BENCH_SWEEP=1       also run the tuning sweep
 #   BENCH_REF_EXTENTS=0 skip the reference on the extent disks (default: 1 rep, 600 s cap)
 #   BENCH_OUTPUT=disk   outputs on disk instead of a private tmpfs (see lib.sh: fsync)
-#   BENCH_CASES="full inc restore extents"  run only these cases (inc precedes restore)
+#   BENCH_CASES="full inc restore map extents"  only these cases (inc precedes restore, map)
 #   BENCH_KEEP=1        keep the work dir (images, backups, logs) for inspection
 #   BENCH_RESULTS_NAME=N  write results/N.json and results/N.md (default latest)
 #   VB_BUILD_DIR=DIR    where virtbackup/virtrestore are built (default build/; built if
@@ -46,6 +49,7 @@ BENCH_LIB_DIR="$BENCH_DIR"
 
 VIRTBACKUP="$VB_BUILD_DIR/src/backup/virtbackup"
 VIRTRESTORE="$VB_BUILD_DIR/src/restore/virtrestore"
+VIRTMAP="$VB_BUILD_DIR/src/map/virtmap"
 
 # ---------------------------------------------------------------------------
 # Configuration
@@ -85,7 +89,7 @@ configure() {
     FRAG_COUNT=100000
     # The restore case restores full + 3 incrementals, so there are at least 3 rounds.
     INC_ROUNDS=$((REPS > 3 ? REPS : 3))
-    CASES=" ${BENCH_CASES:-full inc restore extents} "
+    CASES=" ${BENCH_CASES:-full inc restore map extents} "
     REF_TIMEOUT=${BENCH_REF_TIMEOUT:-600}
 }
 
@@ -365,6 +369,48 @@ case_restore() {
 }
 
 # ---------------------------------------------------------------------------
+# Case 3b: serving a chain (issue 6): nbdcopy reads everything to null: from virtmap serving
+# the reference's chains (plain and -z) at virtnbdbackup.3, side by side with nbdkit's file
+# plugin serving a raw image of the same content. Whole commands: virtmap indexes the chain.
+
+map_one() {
+    local tool="$1" rep="$2" sock="$BL_WORKDIR/map.sock"
+    case "$tool" in
+    nbdkit-file)
+        bl_measure map nbdkit-file "$rep" "$RESTORE_BYTES" \
+            nbdkit -U - file "$BL_WORKDIR/at3.raw" --run 'nbdcopy "$uri" null:' || true ;;
+    virtmap)
+        bl_measure map virtmap "$rep" "$RESTORE_BYTES" \
+            "$VIRTMAP" -d none -r -i "$CHAIN_REF" --until virtnbdbackup.3 --socket "$sock" \
+            --run 'nbdcopy "$uri" null:' || true ;;
+    virtmap-z)
+        bl_measure map-z virtmap "$rep" "$RESTORE_BYTES" \
+            "$VIRTMAP" -d none -r -i "$BL_OUT/map.ours-z" --socket "$sock" \
+            --run 'nbdcopy "$uri" null:' || true ;;
+    virtmap-z-ref)
+        bl_measure map-z-ref virtmap "$rep" "$RESTORE_BYTES" \
+            "$VIRTMAP" -d none -r -i "$CHAIN_REFZ" --until virtnbdbackup.3 --socket "$sock" \
+            --run 'nbdcopy "$uri" null:' || true ;;
+    esac
+}
+
+case_map() {
+    [ -f "$BL_WORKDIR/at3.raw" ] || bl_die "case map needs case inc (the chains)"
+    [ -x "$VIRTMAP" ] || { bl_note map-skipped "virtmap is not built"; return 0; }
+    RESTORE_BYTES=$(bl_image_allocated "$BL_WORKDIR/at3.raw")
+    bl_log "==== case map: $REPS repetitions, $RESTORE_BYTES bytes of data"
+    # our own compressed format (independent 64 KiB lz4 blocks) of the same disk: a copy
+    "$VIRTBACKUP" -d "$DOM_REF" -l copy -z -o "$BL_OUT/map.ours-z" -n >"$BL_LOGDIR/map.ours-z.log" 2>&1 ||
+        bl_die "virtbackup -l copy -z for the map case failed"
+    local rep t
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for t in $(bl_rotate "$rep" nbdkit-file virtmap virtmap-z virtmap-z-ref); do
+            map_one "$t" "$rep"
+        done
+    done
+}
+
+# ---------------------------------------------------------------------------
 # Case 4: extent handling on a 1 TiB sparse disk and a disk with 100,000 extents
 
 case_extents() {
@@ -412,6 +458,7 @@ main() {
     [ "${BENCH_SWEEP:-0}" = 1 ] && case_sweep
     want_case inc && case_inc
     want_case restore && case_restore
+    want_case map && case_map
     want_case extents && case_extents
     mkdir -p "$BENCH_DIR/results"
     local name="${BENCH_RESULTS_NAME:-latest}"
