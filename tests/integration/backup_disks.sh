@@ -117,3 +117,16 @@ tb_step "-t raw: plain images of the qcow2 disks"
 vb_backup -d "$DOM" -l copy -t raw -o "$W/E" -i vda
 snap now
 cmp "$W/E/vda.copy.data" "$SNAP/now-vda.raw" || tb_fail "-t raw image differs from the disk"
+
+tb_step "virtrestore -r copies the raw disk's image; without -r it is skipped"
+rc=0
+"$VIRTRESTORE" -n -i "$W/B" -o "$W/RB" >"$W/rb.log" 2>&1 || rc=$?
+grep -q "vdb: raw disk, skipped" "$W/rb.log" || tb_fail "no notice for the skipped raw disk: $(cat "$W/rb.log")"
+"$VIRTRESTORE" -n -i "$W/B" -o "$W/RB2" -r >"$W/rb2.log" 2>&1 || tb_fail "restore -r failed: $(cat "$W/rb2.log")"
+cmp "$W/RB2/vdb.raw" "$W/vdb.raw" || tb_fail "the raw disk restored with -r differs"
+
+tb_step "virtrestore -A: a fully preallocated image with the same content"
+"$VIRTRESTORE" -n -i "$W/A" -o "$W/RA" -d vda -A >"$W/ra.log" 2>&1 || tb_fail "restore -A failed: $(cat "$W/ra.log")"
+compare_qcow_raw "$W/RA/vda.qcow2" "$SNAP/inc1-vda.raw" "restore -A"
+alloc=$(qemu-img info --output=json "$W/RA/vda.qcow2" | jq '."actual-size"')
+[ "$alloc" -ge 60000000 ] || tb_fail "-A image is not preallocated (actual size $alloc)"
