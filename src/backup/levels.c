@@ -14,6 +14,20 @@
 
 static int prepare_offline_diff(struct run *r, struct vb_error *err);
 
+/* The checkpoint after the chain's last one (numbers never repeat within a directory) and
+ * its parent, the last one. Needs a non-empty .cpt. */
+static void name_next_checkpoint(struct run *r)
+{
+    long next = 0;
+    for (size_t i = 0; i < r->cpt.n; i++) {
+        long num = checkpoint_number(r->cpt.names[i]);
+        if (num >= next)
+            next = num + 1;
+    }
+    snprintf(r->checkpoint, sizeof r->checkpoint, "%s.%ld", CHECKPOINT_PREFIX, next);
+    snprintf(r->parent, sizeof r->parent, "%s", r->cpt.names[r->cpt.n - 1]);
+}
+
 /* Removes bitmaps that libvirt does not know (see bitmaps.c); *found says if there were any. */
 static int clean_stray_bitmaps(struct run *r, bool *found, bool report, struct vb_error *err)
 {
@@ -156,14 +170,7 @@ int prepare_checkpoints(struct run *r, struct vb_error *err)
     if (checkpoints_redefine(r->dom, r->checkpointdir, &r->cpt, err) < 0)
         return -1;
 
-    long next = 0;
-    for (size_t i = 0; i < r->cpt.n; i++) {
-        long num = checkpoint_number(r->cpt.names[i]);
-        if (num >= next)
-            next = num + 1;
-    }
-    snprintf(r->checkpoint, sizeof r->checkpoint, "%s.%ld", CHECKPOINT_PREFIX, next);
-    snprintf(r->parent, sizeof r->parent, "%s", r->cpt.names[r->cpt.n - 1]);
+    name_next_checkpoint(r);
 
     struct vb_error verr = {0};
     bool stray = false;
@@ -206,14 +213,7 @@ static int prepare_offline_diff(struct run *r, struct vb_error *err)
 {
     if (r->cpt.n == 0)
         return vb_error_set(err, "no checkpoints in %s: run a full backup first", r->cpt_path);
-    long next = 0;
-    for (size_t i = 0; i < r->cpt.n; i++) {
-        long num = checkpoint_number(r->cpt.names[i]);
-        if (num >= next)
-            next = num + 1;
-    }
-    snprintf(r->checkpoint, sizeof r->checkpoint, "%s.%ld", CHECKPOINT_PREFIX, next);
-    snprintf(r->parent, sizeof r->parent, "%s", r->cpt.names[r->cpt.n - 1]);
+    name_next_checkpoint(r);
     snprintf(r->ident, sizeof r->ident, "%ld", (long)time(NULL));
     return 0;
 }
