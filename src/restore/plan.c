@@ -214,9 +214,14 @@ int plan_chains(struct restore_input *in, const char *disk, const char *until,
                     rc = vb_error_set(err, "out of memory");
             } else if (chain_plan_build(dc->files, dc->nfiles, until, &dc->plan, err) < 0) {
                 rc = vb_error_prefix(err, "disk %s", dev);
-            } else if (ncpt && chain_check_cpt(dc->files, &dc->plan, cpt, ncpt, cpt_file,
-                                               until == NULL, err) < 0) {
-                rc = vb_error_prefix(err, "disk %s", dev);
+            } else if (ncpt) {
+                struct vb_error cerr = {0};
+                int c = chain_check_cpt(dc->files, &dc->plan, cpt, ncpt, cpt_file, until == NULL,
+                                        &cerr);
+                if (c < 0)
+                    rc = vb_error_set(err, "disk %s: %s", dev, cerr.msg);
+                else if (c > 0)
+                    vb_warn("disk %s: %s", dev, cerr.msg);
             }
         }
         i = j;

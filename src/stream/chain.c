@@ -267,10 +267,12 @@ int chain_check_cpt(const struct chain_file *files, const struct chain_plan *pla
         prev = at;
         last = f;
     }
-    if (latest && last && prev != (long)ncpt - 1)
-        return vb_error_set(err,
-                            "%s lists checkpoint %s after %s, but no file holds it (the chain "
-                            "ends with %s)",
-                            cpt_name, cpt[prev + 1], last->meta.checkpoint_name, last->path);
+    if (latest && last && prev != (long)ncpt - 1) {
+        vb_error_set(err,
+                     "%s lists checkpoint %s after %s, but no file holds it: restoring the "
+                     "chain up to %s (is a later backup missing?)",
+                     cpt_name, cpt[prev + 1], last->meta.checkpoint_name, last->path);
+        return 1;
+    }
     return 0;
 }

@@ -50,8 +50,10 @@ void chain_plan_free(struct chain_plan *plan);
 
 /* Cross-checks a plan against the .cpt list (checkpoint names in creation order; advisory,
  * the metadata decides): every planned full/inc holds a checkpoint the list names, in the
- * same order, with no listed checkpoint between them that no file holds; at the latest point
- * (latest true) the list must end with the chain's last checkpoint. Errors name both. */
+ * same order, with no listed checkpoint between them that no file holds. Errors (-1) name
+ * both. At the latest point (latest true), a list that goes on after the chain's last
+ * checkpoint returns 1 with a warning in err: the links are consistent, a later backup may
+ * simply be missing from the input. */
 int chain_check_cpt(const struct chain_file *files, const struct chain_plan *plan, char *const *cpt,
                     size_t ncpt, const char *cpt_name, bool latest, struct vb_error *err);
 
