@@ -21,9 +21,12 @@ clang "${CFLAGS[@]}" $(pkg-config --cflags libvirt libxml-2.0) tests/fuzz/fuzz_n
     src/stream/*.c src/common/*.c $(ls src/map/*.c | grep -v '/main.c$') "${LIBS[@]}" \
     -o "$OUT/fuzz_nbd"
 
+clang "${CFLAGS[@]}" tests/fuzz/fuzz_zip.c src/stream/*.c src/common/zip_source.c \
+    "${LIBS[@]}" -o "$OUT/fuzz_zip"
+
 echo "==> seed corpora"
-mkdir -p "$OUT/corpus_stream" "$OUT/corpus_nbd"
-/usr/bin/python3 tests/fuzz/seeds.py "$OUT/corpus_stream" "$OUT/corpus_nbd"
+mkdir -p "$OUT/corpus_stream" "$OUT/corpus_nbd" "$OUT/corpus_zip"
+/usr/bin/python3 tests/fuzz/seeds.py "$OUT/corpus_stream" "$OUT/corpus_nbd" "$OUT/corpus_zip"
 
 run() { # run NAME CORPUS
     local name="$1" corpus="$2"
@@ -43,4 +46,5 @@ run() { # run NAME CORPUS
 rm -f "$OUT"/fuzz_*-crash-* "$OUT"/fuzz_*-leak-* "$OUT"/fuzz_*-timeout-*
 run fuzz_stream "$OUT/corpus_stream"
 run fuzz_nbd "$OUT/corpus_nbd"
+run fuzz_zip "$OUT/corpus_zip"
 echo "fuzzing: no crash, leak, undefined behaviour or timeout"

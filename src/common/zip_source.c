@@ -101,6 +101,14 @@ static int load_entries(struct vb_zip *zip, struct vb_error *err)
                                 zip->path, name, (int)st.comp_method);
         if ((st.valid & ZIP_STAT_ENCRYPTION_METHOD) && st.encryption_method != ZIP_EM_NONE)
             return vb_error_set(err, "%s: entry '%s' is encrypted", zip->path, name);
+        /* a STORED entry holds exactly its bytes: other sizes mean a damaged archive (and make
+         * libzip's seek read out of bounds, found by fuzzing) */
+        if (!(st.valid & ZIP_STAT_SIZE) || !(st.valid & ZIP_STAT_COMP_SIZE) ||
+            st.comp_size != st.size)
+            return vb_error_set(err,
+                                "%s: entry '%s' is damaged: stored size %" PRIu64
+                                " differs from its size %" PRIu64,
+                                zip->path, name, (uint64_t)st.comp_size, (uint64_t)st.size);
         struct zip_entry *e = &zip->entries[zip->n];
         e->name = strdup(name);
         if (!e->name)

@@ -61,6 +61,34 @@ def nbd_session(requests):
     return s
 
 
+def zip_seeds(zdir, streams):
+    """Zips as virtbackup -o - writes them: STORED, zip64, basenames; one with a bad name."""
+    import io
+    import zipfile
+    for name, members in {"chain": {"vda.full.data": streams["plain"],
+                                      "vda.full.data.chksum": b"1",
+                                      "checkpoints/virtnbdbackup.0.xml": b"<x/>"},
+                          "evil": {"../evil.data": streams["plain"]},
+                          "lz4": {"vda.copy.data": streams["lz4-independent"]}}.items():
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+            for arc, data in members.items():
+                with z.open(arc, "w", force_zip64=True) as e:
+                    e.write(data)
+        with open(os.path.join(zdir, name), "wb") as f:
+            f.write(buf.getvalue())
+    # a STORED entry whose central directory says 0 compressed bytes (crashed libzip's seek
+    # before zip_source refused such entries; kept as a regression seed)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("vda.copy.data", streams["plain"][:1606])
+    data = bytearray(buf.getvalue())
+    cd = data.rfind(b"PK\x01\x02")
+    data[cd + 20:cd + 24] = b"\0\0\0\0"
+    with open(os.path.join(zdir, "damaged-size"), "wb") as f:
+        f.write(bytes(data))
+
+
 def main():
     sdir, ndir = sys.argv[1], sys.argv[2]
     block = bytes(range(256)) * 256  # 64 KiB
@@ -73,6 +101,8 @@ def main():
     for name, data in seeds.items():
         with open(os.path.join(sdir, name), "wb") as f:
             f.write(data)
+    if len(sys.argv) > 3:
+        zip_seeds(sys.argv[3], seeds)
     sessions = {
         "read": [(0, 0, 0, 4096, b"")],
         "status": [(7, 0, 0, 1 << 20, b"")],
