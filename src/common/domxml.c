@@ -18,15 +18,15 @@ const char *domxml_boot_kind_name(enum domxml_boot_kind kind)
     return (unsigned)kind < DOMXML_BOOT_KINDS ? boot_names[kind] : "?";
 }
 
-static bool is_elem(xmlNodePtr n, const char *name)
+bool domxml_is_elem(xmlNodePtr n, const char *name)
 {
     return n && n->type == XML_ELEMENT_NODE && xmlStrcmp(n->name, BAD_CAST name) == 0;
 }
 
-static xmlNodePtr child(xmlNodePtr parent, const char *name)
+xmlNodePtr domxml_child(xmlNodePtr parent, const char *name)
 {
     for (xmlNodePtr c = parent ? parent->children : NULL; c; c = c->next)
-        if (is_elem(c, name))
+        if (domxml_is_elem(c, name))
             return c;
     return NULL;
 }
@@ -65,7 +65,7 @@ struct domxml *domxml_parse(const char *xml, size_t len, struct vb_error *err)
         return NULL;
     }
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    if (!is_elem(root, "domain")) {
+    if (!domxml_is_elem(root, "domain")) {
         xmlFreeDoc(doc);
         vb_error_set(err, "not a domain XML (root element is not <domain>)");
         return NULL;
@@ -111,7 +111,7 @@ char *domxml_format(struct domxml *d, struct vb_error *err)
 
 static xmlNodePtr root_child(struct domxml *d, const char *name)
 {
-    return child(xmlDocGetRootElement(d->doc), name);
+    return domxml_child(xmlDocGetRootElement(d->doc), name);
 }
 
 char *domxml_name(struct domxml *d)
@@ -147,9 +147,9 @@ static xmlNodePtr find_disk(struct domxml *d, const char *target)
 {
     xmlNodePtr devs = root_child(d, "devices");
     for (xmlNodePtr c = devs ? devs->children : NULL; c; c = c->next) {
-        if (!is_elem(c, "disk"))
+        if (!domxml_is_elem(c, "disk"))
             continue;
-        char *dev = prop(child(c, "target"), "dev");
+        char *dev = prop(domxml_child(c, "target"), "dev");
         bool match = dev && strcmp(dev, target) == 0;
         free(dev);
         if (match)
@@ -160,7 +160,7 @@ static xmlNodePtr find_disk(struct domxml *d, const char *target)
 
 static char *disk_source(xmlNodePtr disk)
 {
-    xmlNodePtr src = child(disk, "source");
+    xmlNodePtr src = domxml_child(disk, "source");
     if (!src)
         return NULL;
     static const char *const attrs[] = {"file", "dev", "name"};
@@ -184,7 +184,7 @@ int domxml_disks(struct domxml *d, struct domxml_disk **disks, size_t *n, struct
     xmlNodePtr devs = root_child(d, "devices");
     size_t cap = 0;
     for (xmlNodePtr c = devs ? devs->children : NULL; c; c = c->next) {
-        if (!is_elem(c, "disk"))
+        if (!domxml_is_elem(c, "disk"))
             continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 8;
@@ -198,12 +198,12 @@ int domxml_disks(struct domxml *d, struct domxml_disk **disks, size_t *n, struct
             *disks = nd;
         }
         struct domxml_disk *x = &(*disks)[(*n)++];
-        x->target = prop(child(c, "target"), "dev");
+        x->target = prop(domxml_child(c, "target"), "dev");
         x->device = prop(c, "device");
         if (!x->device)
             x->device = strdup("disk");
         x->type = prop(c, "type");
-        x->format = prop(child(c, "driver"), "type");
+        x->format = prop(domxml_child(c, "driver"), "type");
         x->source = disk_source(c);
     }
     return 0;
@@ -224,7 +224,7 @@ void domxml_disks_free(struct domxml_disk *disks, size_t n)
 static void remove_children(xmlNodePtr parent, const char *name)
 {
     xmlNodePtr c;
-    while ((c = child(parent, name)))
+    while ((c = domxml_child(parent, name)))
         unlink_free(c);
 }
 
@@ -236,20 +236,20 @@ int domxml_set_disk_file(struct domxml *d, const char *target, const char *path,
         return vb_error_set(err, "domain XML has no disk with target '%s'", target);
     xmlSetProp(disk, BAD_CAST "type", BAD_CAST "file");
     remove_children(disk, "backingStore");
-    xmlNodePtr src = child(disk, "source");
+    xmlNodePtr src = domxml_child(disk, "source");
     xmlNodePtr keep_data = NULL;
     if (src) {
         /* A <dataStore> (qcow2 external data file) moves to the restored copy; everything
          * else about the old source (pool, volume, host, auth, seclabel...) no longer
          * applies to a plain file. */
-        xmlNodePtr ds = child(src, "dataStore");
+        xmlNodePtr ds = domxml_child(src, "dataStore");
         if (ds && data_file) {
             xmlUnlinkNode(ds);
             keep_data = ds;
         }
         unlink_free(src);
     }
-    xmlNodePtr target_el = child(disk, "target");
+    xmlNodePtr target_el = domxml_child(disk, "target");
     src = xmlNewNode(NULL, BAD_CAST "source");
     if (!src)
         return vb_error_set(err, "out of memory");
@@ -260,7 +260,7 @@ int domxml_set_disk_file(struct domxml *d, const char *target, const char *path,
     xmlSetProp(src, BAD_CAST "file", BAD_CAST path);
     if (keep_data) {
         xmlSetProp(keep_data, BAD_CAST "type", BAD_CAST "file");
-        xmlNodePtr dsrc = child(keep_data, "source");
+        xmlNodePtr dsrc = domxml_child(keep_data, "source");
         if (dsrc)
             unlink_free(dsrc);
         dsrc = xmlNewChild(keep_data, NULL, BAD_CAST "source", NULL);
@@ -269,7 +269,7 @@ int domxml_set_disk_file(struct domxml *d, const char *target, const char *path,
         xmlAddChild(src, keep_data);
     }
     if (format) {
-        xmlNodePtr drv = child(disk, "driver");
+        xmlNodePtr drv = domxml_child(disk, "driver");
         if (!drv) {
             drv = xmlNewNode(NULL, BAD_CAST "driver");
             xmlSetProp(drv, BAD_CAST "name", BAD_CAST "qemu");
@@ -293,13 +293,13 @@ void domxml_drop_backing_stores(struct domxml *d)
 {
     xmlNodePtr devs = root_child(d, "devices");
     for (xmlNodePtr c = devs ? devs->children : NULL; c; c = c->next)
-        if (is_elem(c, "disk"))
+        if (domxml_is_elem(c, "disk"))
             remove_children(c, "backingStore");
 }
 
 char *domxml_boot_file(struct domxml *d, enum domxml_boot_kind kind)
 {
-    xmlNodePtr n = child(root_child(d, "os"), domxml_boot_kind_name(kind));
+    xmlNodePtr n = domxml_child(root_child(d, "os"), domxml_boot_kind_name(kind));
     xmlChar *v = n ? xmlNodeGetContent(n) : NULL;
     char *s = NULL;
     if (v) {
@@ -322,7 +322,7 @@ char *domxml_boot_file(struct domxml *d, enum domxml_boot_kind kind)
 int domxml_set_boot_file(struct domxml *d, enum domxml_boot_kind kind, const char *path,
                          struct vb_error *err)
 {
-    xmlNodePtr n = child(root_child(d, "os"), domxml_boot_kind_name(kind));
+    xmlNodePtr n = domxml_child(root_child(d, "os"), domxml_boot_kind_name(kind));
     if (!n)
         return vb_error_set(err, "domain XML has no <os><%s>", domxml_boot_kind_name(kind));
     /* Setting the content replaces the text only; attributes (readonly, type, template) stay. */

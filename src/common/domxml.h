@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <libxml/tree.h>
+
 #include "error.h"
 
 struct domxml;
@@ -48,6 +50,11 @@ int domxml_remove_disk(struct domxml *d, const char *target, struct vb_error *er
 void domxml_drop_backing_stores(struct domxml *d);
 
 const char *domxml_boot_kind_name(enum domxml_boot_kind kind);
+
+/* Small libxml2 helpers for code that walks a domain's XML itself (virtmap --boot). */
+bool domxml_is_elem(xmlNodePtr n, const char *name);
+/* The first child element called name, or NULL. */
+xmlNodePtr domxml_child(xmlNodePtr parent, const char *name);
 /* The path of <os><loader|nvram|kernel|initrd> (malloc'ed), or NULL if absent. */
 char *domxml_boot_file(struct domxml *d, enum domxml_boot_kind kind);
 int domxml_set_boot_file(struct domxml *d, enum domxml_boot_kind kind, const char *path,

@@ -21,19 +21,6 @@ struct boot_vm {
     char *name;
 };
 
-static bool is_elem(xmlNodePtr n, const char *name)
-{
-    return n && n->type == XML_ELEMENT_NODE && xmlStrcmp(n->name, BAD_CAST name) == 0;
-}
-
-static xmlNodePtr child(xmlNodePtr parent, const char *name)
-{
-    for (xmlNodePtr c = parent ? parent->children : NULL; c; c = c->next)
-        if (is_elem(c, name))
-            return c;
-    return NULL;
-}
-
 static struct map_export *find_export(struct map_export **ex, size_t n, const char *target)
 {
     for (size_t i = 0; target && i < n; i++)
@@ -56,8 +43,9 @@ static void disk_to_nbd(xmlNodePtr disk, const char *export, const char *socket_
     xmlSetProp(disk, BAD_CAST "type", BAD_CAST "network");
     for (xmlNodePtr c = disk->children, next; c; c = next) {
         next = c->next;
-        if (is_elem(c, "source") || is_elem(c, "driver") || is_elem(c, "backingStore") ||
-            is_elem(c, "readonly") || is_elem(c, "shareable"))
+        if (domxml_is_elem(c, "source") || domxml_is_elem(c, "driver") ||
+            domxml_is_elem(c, "backingStore") || domxml_is_elem(c, "readonly") ||
+            domxml_is_elem(c, "shareable"))
             drop(c);
     }
     xmlNodePtr drv = xmlNewNode(NULL, BAD_CAST "driver");
@@ -85,19 +73,19 @@ static void disk_to_nbd(xmlNodePtr disk, const char *export, const char *socket_
 static int rewrite_devices(xmlDocPtr doc, bool keep_nics, const char *socket_path,
                            struct map_export **ex, size_t n, struct vb_error *err)
 {
-    xmlNodePtr devices = child(xmlDocGetRootElement(doc), "devices");
+    xmlNodePtr devices = domxml_child(xmlDocGetRootElement(doc), "devices");
     if (!devices)
         return vb_error_set(err, "vmconfig has no <devices>");
     size_t served = 0;
     for (xmlNodePtr c = devices->children, next; c; c = next) {
         next = c->next;
-        if (is_elem(c, "interface") && !keep_nics) {
+        if (domxml_is_elem(c, "interface") && !keep_nics) {
             drop(c);
             continue;
         }
-        if (!is_elem(c, "disk"))
+        if (!domxml_is_elem(c, "disk"))
             continue;
-        xmlChar *target = xmlGetProp(child(c, "target"), BAD_CAST "dev");
+        xmlChar *target = xmlGetProp(domxml_child(c, "target"), BAD_CAST "dev");
         struct map_export *e = find_export(ex, n, (const char *)target);
         if (e) {
             disk_to_nbd(c, export_name(e), socket_path);

@@ -186,15 +186,9 @@ int stream_reader_read(struct stream_reader *r, const struct stream_index *idx, 
 {
     const struct stream_extent *x = &idx->extents[e];
     const char *name = idx->source->name;
-    if (off > x->length || len > x->length - off)
-        return vb_error_set(err, "%s: read beyond extent %" PRIu64 "+%" PRIu64, name, x->start,
-                            x->length);
-    if (x->zero) {
-        memset(dst, 0, len);
-        return 0;
-    }
-    if (!idx->compressed)
-        return stream_source_read_exact(idx->source, dst, len, x->file_offset + off, err);
+    /* bounds, ZERO and plain extents: exactly what the index reader does (no scratch used) */
+    if (off > x->length || len > x->length - off || x->zero || !idx->compressed)
+        return stream_index_read(idx, e, off, len, dst, NULL, err);
 
     uint8_t *out = dst;
     while (len) {
