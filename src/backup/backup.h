@@ -10,6 +10,7 @@
 #include "error.h"
 #include "lock.h"
 #include "meta.h"
+#include "remote.h"
 #include "virt.h"
 #include "zip_sink.h"
 
@@ -41,14 +42,18 @@ struct backup_opts {
     long long threshold; /* -1: none */
     int freeze_timeout;  /* seconds */
     const char *user, *password;
-    bool zip; /* -o -: a zip archive on stdout; bookkeeping stays in "." */
+    struct vb_remote_opts remote; /* -U's host: SSH, NBD over TCP, TLS */
+    bool zip;                     /* -o -: a zip archive on stdout; bookkeeping stays in "." */
 };
 
 /* One disk of the run, and what became of it. */
 struct disk_job {
     const struct vb_disk *disk;
-    char *file;   /* the data file's final path */
-    char *socket; /* NBD unix socket to read from */
+    char *file;           /* the data file's final path */
+    char *socket;         /* NBD unix socket to read from, or NULL for TCP: */
+    const char *nbd_host; /* remote NBD server (TCP) */
+    int nbd_port;
+    const char *tls_dir; /* NBD over TLS with these client credentials, or NULL */
     char *export_name;
     const char *bitmap;      /* dirty-bitmap meta context, or NULL for full/copy */
     struct stream_meta meta; /* prepared by the run; sizes filled by the copy */

@@ -24,6 +24,7 @@
 #include "backup.h"
 #include "frame.h"
 #include "log.h"
+#include "nbd_target.h"
 #include "progress.h"
 #include "sink.h"
 #include "writer.h"
@@ -326,6 +327,10 @@ static int connect_all(struct copy *c, struct vb_error *err)
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     size_t conns = ncpu < 2 ? 2 : ncpu > MAX_CONNS ? MAX_CONNS : (size_t)ncpu;
     int want = (int)env_size("VIRTBACKUP_CONNECTIONS", conns, 1, MAX_CONNS);
+    const struct vb_nbd_target target = {.socket = job->socket,
+                                         .host = job->nbd_host,
+                                         .port = job->nbd_port,
+                                         .tls_dir = job->tls_dir};
     for (int i = 0; i < want; i++) {
         struct nbd_handle *h = nbd_create();
         if (!h)
@@ -335,9 +340,12 @@ static int connect_all(struct copy *c, struct vb_error *err)
             (i == 0 && (!job->bitmap || !c->opts->no_sparse_detection) &&
              nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1) ||
             (i == 0 && job->bitmap && nbd_add_meta_context(h, job->bitmap) == -1) ||
-            nbd_connect_unix(h, job->socket) == -1)
-            return vb_error_set(err, "%s: NBD connection to %s: %s", job->disk->target, job->socket,
-                                nbd_get_error());
+            vb_nbd_target_connect(h, &target) == -1) {
+            char where[600];
+            return vb_error_set(err, "%s: NBD connection to %s: %s%s", job->disk->target,
+                                vb_nbd_target_describe(&target, where, sizeof where),
+                                nbd_get_error(), vb_nbd_target_hint(&target, nbd_get_error()));
+        }
         if (i == 0) {
             if (job->bitmap && nbd_can_meta_context(h, job->bitmap) != 1)
                 return vb_error_set(err, "%s: the NBD export does not offer the dirty bitmap %s",

@@ -96,6 +96,11 @@ void prepare_jobs(struct run *r)
         if (asprintf(&j->file, "%s/%s", r->o->output, name) < 0)
             j->file = NULL; /* reported by the copy as a missing file name */
         j->socket = r->socket ? strdup(r->socket) : NULL;
+        if (vb_host_is_remote(&r->host)) {
+            j->nbd_host = r->host.nbd_host;
+            j->nbd_port = r->host.nbd_port;
+            j->tls_dir = r->host.tls ? r->host.tls_cert : NULL;
+        }
         j->zip = r->zip;
         j->export_name = strdup(t);
         j->incremental = inc;

@@ -103,9 +103,18 @@ char *job_backup_xml(const struct job_spec *spec)
     FILE *f = open_memstream(&out, &len);
     if (!f)
         return NULL;
-    fputs("<domainbackup mode='pull'>\n  <server transport='unix' socket='", f);
-    xml_escape(f, spec->socket);
-    fputs("'/>\n", f);
+    if (spec->socket) {
+        fputs("<domainbackup mode='pull'>\n  <server transport='unix' socket='", f);
+        xml_escape(f, spec->socket);
+        fputs("'/>\n", f);
+    } else {
+        fputs("<domainbackup mode='pull'>\n  <server transport='tcp'", f);
+        if (spec->tls)
+            fputs(" tls='yes'", f);
+        fputs(" name='", f);
+        xml_escape(f, spec->tcp_host);
+        fprintf(f, "' port='%d'/>\n", spec->tcp_port);
+    }
     if (spec->incremental) {
         fputs("  <incremental>", f);
         xml_escape(f, spec->incremental);
@@ -187,6 +196,17 @@ int job_begin(virDomainPtr dom, const struct job_spec *spec, struct vb_error *er
                 rc = vb_virt_error(err, "cannot start the backup job (a qcow2 v2 image cannot "
                                         "keep checkpoints: upgrade it with 'qemu-img amend -o "
                                         "compat=1.1', exclude it with -x, or use -l copy)");
+            else if (!spec->socket && (strstr(vb_virt_last_error(), "already in use") ||
+                                       strstr(vb_virt_last_error(), "available port")))
+                rc = vb_virt_error(err,
+                                   "cannot start the backup job: port %d on %s is taken (another "
+                                   "backup? choose a free one with -P/--nbd-port)",
+                                   spec->tcp_port, spec->tcp_host);
+            else if (!spec->socket && strstr(vb_virt_last_error(), "address resolution"))
+                rc = vb_virt_error(err,
+                                   "cannot start the backup job: the host cannot resolve "
+                                   "the NBD address %s (set it with -I/--nbd-ip)",
+                                   spec->tcp_host);
             else
                 rc = vb_virt_error(err, "cannot start the backup job");
         }
@@ -225,9 +245,16 @@ char *job_running_socket(virDomainPtr dom)
         xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
         xmlXPathObjectPtr o =
             xmlXPathEvalExpression((const xmlChar *)"string(/domainbackup/server/@socket)", ctx);
-        if (o && o->stringval)
+        if (o && o->stringval && o->stringval[0])
             sock = strdup((const char *)o->stringval);
         xmlXPathFreeObject(o);
+        if (!sock) {
+            o = xmlXPathEvalExpression(
+                (const xmlChar *)"string(/domainbackup/disks/disk/scratch/@file)", ctx);
+            if (o && o->stringval && o->stringval[0])
+                sock = strdup((const char *)o->stringval);
+            xmlXPathFreeObject(o);
+        }
         xmlXPathFreeContext(ctx);
         xmlFreeDoc(doc);
     }

@@ -11,7 +11,10 @@ char *job_dir_create(const char *parent, int uid, int gid, struct vb_error *err)
 void job_dir_remove(const char *dir);
 
 struct job_spec {
-    const char *socket;
+    const char *socket;   /* unix socket, or NULL for TCP: */
+    const char *tcp_host; /* the address qemu's NBD server listens on */
+    int tcp_port;
+    bool tls;
     const char *dir;         /* for scratch files */
     struct disk_job **disks; /* the disks in the job */
     size_t ndisks;
@@ -29,7 +32,9 @@ char *job_checkpoint_xml(const struct job_spec *spec);
 int job_begin(virDomainPtr dom, const struct job_spec *spec, struct vb_error *err);
 /* Ends the pull job (virDomainAbortJob is how a pull job is finished). */
 int job_end(virDomainPtr dom, struct vb_error *err);
-/* The socket path of the domain's running backup job, or NULL if there is none. */
+/* What identifies the domain's running backup job: its socket path, or for a TCP job its
+ * first scratch file (both inside our job directory when the job is ours); "" if neither is
+ * known, NULL if no job runs. */
 char *job_running_socket(virDomainPtr dom);
 
 /* Checkpoints known to libvirt. */

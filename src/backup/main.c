@@ -11,6 +11,7 @@
 #include "backup.h"
 #include "log.h"
 #include "options.h"
+#include "remote_opts.h"
 #include "run.h"
 
 static const char usage_line[] =
@@ -52,9 +53,10 @@ static void usage(FILE *f)
           "  -T, --threshold BYTES      inc/diff: skip (exit 0) if fewer bytes changed\n"
           "\n"
           "Connection:\n"
-          "  -U, --uri URI              libvirt URI (default qemu:///system)\n"
-          "      --user USER, --password PW, --password-file FILE  SASL credentials\n"
-          "\n"
+          "  -U, --uri URI              libvirt URI (default qemu:///system)\n",
+          f);
+    fputs(vb_remote_cli_help, f);
+    fputs("\n"
           "Job control:\n"
           "  -s, --startonly            start the backup job and exit (for external tools)\n"
           "  -k, --killonly             end a running backup job of the domain\n"
@@ -100,41 +102,16 @@ static bool parse_level(const char *s, enum backup_level *level)
     return false;
 }
 
-static char *read_password_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n = getline(&line, &cap, f);
-    fclose(f);
-    if (n < 0) {
-        free(line);
-        return strdup("");
-    }
-    line[strcspn(line, "\r\n")] = '\0';
-    return line;
-}
-
 enum {
     OPT_SCRATCHDIR = 256,
     OPT_NO_START,
     OPT_PAUSE,
     OPT_NO_SPARSE,
     OPT_COMPAT_ZEROES,
-    OPT_USER,
-    OPT_PASSWORD,
-    OPT_PASSWORD_FILE,
     OPT_QUIET,
     OPT_NOCOLOR,
     OPT_JSON,
     OPT_FREEZE_TIMEOUT,
-    OPT_SSH_USER,
-    OPT_SSH_PORT,
-    OPT_SSH_KEY,
-    OPT_TLS,
-    OPT_TLS_CERT,
 };
 
 int main(int argc, char **argv)
@@ -163,16 +140,7 @@ int main(int argc, char **argv)
         {"compat-zeroes", no_argument, NULL, OPT_COMPAT_ZEROES},
         {"threshold", required_argument, NULL, 'T'},
         {"uri", required_argument, NULL, 'U'},
-        {"user", required_argument, NULL, OPT_USER},
-        {"password", required_argument, NULL, OPT_PASSWORD},
-        {"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
-        {"ssh-user", required_argument, NULL, OPT_SSH_USER},
-        {"ssh-port", required_argument, NULL, OPT_SSH_PORT},
-        {"ssh-private-key", required_argument, NULL, OPT_SSH_KEY},
-        {"nbd-port", required_argument, NULL, 'P'},
-        {"nbd-ip", required_argument, NULL, 'I'},
-        {"tls", no_argument, NULL, OPT_TLS},
-        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        VB_REMOTE_LONG_OPTIONS,
         {"syslog", no_argument, NULL, 'L'},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"nocolor", no_argument, NULL, OPT_NOCOLOR},
@@ -194,7 +162,7 @@ int main(int argc, char **argv)
         .threshold = -1,
         .freeze_timeout = 30,
     };
-    char *password_from_file = NULL;
+    struct vb_remote_cli cli = {0};
     opterr = 0;
     int c;
     /* '+': stop at the first non-option (there are no positional arguments) */
@@ -295,32 +263,6 @@ int main(int argc, char **argv)
         case 'U':
             o.uri = optarg;
             break;
-        case OPT_USER:
-            o.user = optarg;
-            break;
-        case OPT_PASSWORD:
-            o.password = strdup(optarg);
-            break;
-        case OPT_PASSWORD_FILE:
-            password_from_file = read_password_file(optarg);
-            if (!password_from_file)
-                return bad_usage("cannot read password file '%s'", optarg);
-            o.password = password_from_file;
-            break;
-        case OPT_SSH_USER:
-        case OPT_SSH_PORT:
-        case OPT_SSH_KEY:
-        case 'P':
-        case 'I':
-        case OPT_TLS:
-        case OPT_TLS_CERT: {
-            const char *name = "--tls";
-            for (const struct option *lo = longopts; lo->name; lo++)
-                if (lo->val == c)
-                    name = lo->name;
-            fprintf(stderr, "virtbackup: --%s: remote backups are not supported yet\n", name);
-            return 1;
-        }
         case 'L':
         case OPT_NOCOLOR:
         case 'q':
@@ -351,26 +293,27 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
-        default:
+        default: {
+            struct vb_error e = {0};
+            int mine = vb_remote_cli_option(&cli, c, optarg, &e);
+            if (mine < 0)
+                return bad_usage("%s", e.msg);
+            if (mine > 0)
+                break;
             if (optopt && strchr("dltoCixfwFTUPI", optopt))
                 return bad_usage("option -%c requires a value", optopt);
             return bad_usage("unknown option '%s'", argv[optind - 1]);
         }
+        }
     }
     if (optind < argc)
         return bad_usage("unexpected argument '%s'", argv[optind]);
-    vb_opt_scrub(argc, argv, "password");
-    if (!o.password && getenv("VIRTBACKUP_PASSWORD"))
-        o.password = getenv("VIRTBACKUP_PASSWORD");
+    vb_remote_cli_finish(&cli, argc, argv, o.uri);
+    o.remote = cli.remote;
+    o.user = cli.user;
+    o.password = cli.password;
     if (!o.domain)
         return bad_usage("%s", "a domain is required (-d DOMAIN)");
-    if (o.uri &&
-        (strstr(o.uri, "+ssh") || strstr(o.uri, "+tcp") || strstr(o.uri, "+tls") ||
-         strncmp(o.uri, "qemu://", 7) == 0 || strncmp(o.uri, "qemu+libssh", 11) == 0) &&
-        !strstr(o.uri, ":///")) {
-        fprintf(stderr, "virtbackup: %s: backups of remote hosts are not supported yet\n", o.uri);
-        return 1;
-    }
     if (!o.output && !o.killonly && !o.printonly)
         return bad_usage("%s", "an output directory is required (-o DIR)");
     if (o.type_raw && o.compress != STREAM_META_COMPRESSED_FALSE)
@@ -392,6 +335,6 @@ int main(int argc, char **argv)
 
     vb_log_init("virtbackup", o.verbose, o.quiet);
     int rc = backup_main(&o);
-    free(password_from_file);
+    vb_remote_cli_free(&cli);
     return rc;
 }

@@ -103,9 +103,9 @@ static int save_osinfo(virDomainPtr dom, const struct meta_out *out, const char 
     return rc;
 }
 
-int metadata_save(virDomainPtr dom, const struct vb_domain_info *info, struct disk_job **disks,
-                  size_t ndisks, const char *outdir, struct vb_zip_writer *zip, const char *ident,
-                  bool is_copy, struct vb_error *err)
+int metadata_save(struct vb_host *host, virDomainPtr dom, const struct vb_domain_info *info,
+                  struct disk_job **disks, size_t ndisks, const char *outdir,
+                  struct vb_zip_writer *zip, const char *ident, bool is_copy, struct vb_error *err)
 {
     const struct meta_out out = {outdir, zip};
     char path[4200];
@@ -126,7 +126,7 @@ int metadata_save(virDomainPtr dom, const struct vb_domain_info *info, struct di
                         "--force-share", (char *)d->path, NULL};
         char *json;
         size_t len;
-        if (vb_run_capture(argv, &json, &len, err) < 0)
+        if (vb_host_run(host, argv, &json, &len, err) < 0)
             return vb_error_prefix(err, "%s: image information", d->target);
         snprintf(path, sizeof path, "%s.%s.qcow.json", d->target, ident);
         rc = put_buffer(&out, path, json, len, err);
@@ -139,7 +139,10 @@ int metadata_save(virDomainPtr dom, const struct vb_domain_info *info, struct di
     for (size_t i = 0; i < 4; i++) {
         if (!boot[i])
             continue;
-        if (access(boot[i], R_OK) != 0) {
+        int exists = vb_host_exists(host, boot[i], err);
+        if (exists < 0)
+            return -1;
+        if (!exists) {
             vb_warn("boot file %s is not readable, not saved", boot[i]);
             continue;
         }
@@ -147,8 +150,19 @@ int metadata_save(virDomainPtr dom, const struct vb_domain_info *info, struct di
             snprintf(path, sizeof path, "%s", base_name(boot[i]));
         else
             snprintf(path, sizeof path, "%s.%s", base_name(boot[i]), ident);
-        if (put_file(&out, path, boot[i], err) < 0)
+        if (vb_host_is_remote(host)) {
+            /* over SFTP into a local temporary file first (also for the zip) */
+            char tmp[8600];
+            snprintf(tmp, sizeof tmp, "%s/.%s.fetch", out.zip ? "." : out.dir, path);
+            if (vb_host_fetch(host, boot[i], tmp, err) < 0)
+                return vb_error_prefix(err, "boot file %s on %s", boot[i], host->name);
+            rc = put_file(&out, path, tmp, err);
+            unlink(tmp);
+            if (rc < 0)
+                return -1;
+        } else if (put_file(&out, path, boot[i], err) < 0) {
             return -1;
+        }
     }
 
     if (save_osinfo(dom, &out, ident, err) < 0)

@@ -72,12 +72,22 @@ int start_servers(struct run *r, struct vb_error *err)
             .read_only = true,
             .bitmap = j->bitmap ? r->parent : NULL,
         };
-        r->servers[i] = qemu_nbd_start(&qo, err);
+        bool remote = vb_host_is_remote(&r->host);
+        if (remote) {
+            /* as the reference: one server per disk, on consecutive ports */
+            qo.port = r->host.nbd_port + (int)i;
+            qo.bind = r->host.nbd_host;
+            qo.tls_dir = r->host.tls ? r->host.tls_cert : NULL;
+            r->servers[i] = qemu_nbd_start_remote(&r->host, &qo, err);
+        } else {
+            r->servers[i] = qemu_nbd_start(&qo, err);
+        }
         if (!r->servers[i])
             return vb_error_prefix(err, "%s: cannot serve %s offline", j->disk->target,
                                    j->disk->path);
         free(j->socket);
-        j->socket = strdup(qemu_nbd_socket(r->servers[i]));
+        j->socket = remote ? NULL : strdup(qemu_nbd_socket(r->servers[i]));
+        j->nbd_port = qo.port;
         if (j->bitmap) {
             free((char *)j->bitmap);
             if (asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:%s", r->parent) < 0)
@@ -168,10 +178,14 @@ int start_job(struct run *r, struct vb_error *err)
 {
     int uid, gid;
     qemu_owner(r, &uid, &gid);
-    r->jobdir = job_dir_create(r->o->scratchdir, uid, gid, err);
+    bool remote = vb_host_is_remote(&r->host);
+    r->jobdir = remote ? vb_host_mkdtemp(&r->host, r->o->scratchdir, "virtbackup", uid, gid, err)
+                       : job_dir_create(r->o->scratchdir, uid, gid, err);
     if (!r->jobdir)
         return -1;
-    if (r->o->socketfile)
+    if (remote)
+        r->socket = NULL; /* TCP: the host's NBD address and port */
+    else if (r->o->socketfile)
         r->socket = strdup(r->o->socketfile);
     else if (asprintf(&r->socket, "%s/nbd.sock", r->jobdir) < 0)
         r->socket = NULL;
@@ -188,6 +202,9 @@ int start_job(struct run *r, struct vb_error *err)
     bool make_checkpoint = r->level == LEVEL_FULL || r->level == LEVEL_INC;
     struct job_spec spec = {
         .socket = r->socket,
+        .tcp_host = remote ? r->host.nbd_host : NULL,
+        .tcp_port = r->host.nbd_port,
+        .tls = remote && r->host.tls,
         .dir = r->jobdir,
         .disks = jp,
         .ndisks = r->njobs,

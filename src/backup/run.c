@@ -135,20 +135,28 @@ static int save_metadata(struct run *r, struct vb_error *err)
         return vb_error_set(err, "out of memory");
     for (size_t i = 0; i < r->njobs; i++)
         jp[i] = &r->jobs[i];
-    int rc = metadata_save(r->dom, &r->info, jp, r->njobs, r->o->output, r->zip, r->ident,
+    int rc = metadata_save(&r->host, r->dom, &r->info, jp, r->njobs, r->o->output, r->zip, r->ident,
                            r->level == LEVEL_COPY, err);
     free(jp);
     return rc;
 }
 
+static void remove_job_dir(struct run *r, const char *dir)
+{
+    if (vb_host_is_remote(&r->host))
+        vb_host_rmdir(&r->host, dir);
+    else
+        job_dir_remove(dir);
+}
+
 /* The job directory of a job started by -s or left by a killed run (ours by its name). */
-static void remove_job_dir_of(const char *sock)
+static void remove_job_dir_of(struct run *r, const char *sock)
 {
     char *dir = strdup(sock);
     char *slash = dir ? strrchr(dir, '/') : NULL;
     if (slash && strstr(dir, "/virtbackup.")) {
         *slash = '\0';
-        job_dir_remove(dir);
+        remove_job_dir(r, dir);
     }
     free(dir);
 }
@@ -172,8 +180,14 @@ static int zip_chain_files(struct run *r, struct vb_error *err)
 static int run(struct run *r, struct vb_error *err)
 {
     struct backup_opts *o = r->o;
-    r->conn = vb_virt_connect(o->uri, err);
+    r->conn = vb_virt_connect_as(o->uri, o->user, o->password, err);
     if (!r->conn)
+        return -1;
+    if (vb_host_open(&o->remote, &r->host, err) < 0)
+        return -1;
+    if (o->remote.tls && !vb_host_is_remote(&r->host))
+        vb_warn("--tls is ignored: the NBD data of a local domain goes through a unix socket");
+    else if (o->remote.tls && vb_tls_client_dir_check(r->host.tls_cert, err) < 0)
         return -1;
     r->dom = virDomainLookupByName(r->conn, o->domain);
     if (!r->dom)
@@ -194,7 +208,7 @@ static int run(struct run *r, struct vb_error *err)
             return 0;
         }
         int rc2 = job_end(r->dom, err);
-        remove_job_dir_of(sock);
+        remove_job_dir_of(r, sock);
         free(sock);
         if (rc2 < 0)
             return -1;
@@ -255,7 +269,7 @@ static int run(struct run *r, struct vb_error *err)
         }
         vb_warn("ending a backup job left by an interrupted run (socket %s)", sock);
         int rc2 = job_end(r->dom, err);
-        remove_job_dir_of(sock);
+        remove_job_dir_of(r, sock);
         free(sock);
         if (rc2 < 0)
             return -1;
@@ -291,8 +305,15 @@ static int run(struct run *r, struct vb_error *err)
     if (start_job(r, err) < 0)
         return -1;
     if (o->startonly) {
-        printf("%s\n", r->socket);
-        vb_info("job started, NBD socket %s (end it with -k)", r->socket);
+        if (r->socket) {
+            printf("%s\n", r->socket);
+            vb_info("job started, NBD socket %s (end it with -k)", r->socket);
+        } else {
+            printf("%s://%s:%d\n", r->host.tls ? "nbds" : "nbd", r->host.nbd_host,
+                   r->host.nbd_port);
+            vb_info("job started, NBD server %s:%d (end it with -k)", r->host.nbd_host,
+                    r->host.nbd_port);
+        }
         r->job_running = false;
         r->checkpoint_created = false;
         free(r->jobdir); /* the job goes on: its socket and scratch files stay */
@@ -329,7 +350,7 @@ static void cleanup(struct run *r)
         if (virDomainDestroy(r->dom) < 0)
             vb_warn("cannot stop domain %s again: %s", r->info.name, vb_virt_last_error());
     }
-    job_dir_remove(r->jobdir);
+    remove_job_dir(r, r->jobdir);
     for (size_t i = 0; i < r->njobs; i++) {
         free(r->jobs[i].file);
         free(r->jobs[i].socket);
@@ -347,6 +368,7 @@ static void cleanup(struct run *r)
         virDomainFree(r->dom);
     if (r->conn)
         virConnectClose(r->conn);
+    vb_host_close(&r->host);
     vb_lock_release(&r->dom_lock);
     vb_lock_release(&r->dir_lock);
 }

@@ -15,6 +15,7 @@ extern volatile sig_atomic_t backup_interrupted;
 struct run {
     struct backup_opts *o;
     virConnectPtr conn;
+    struct vb_host host; /* where the domain runs: here or over SSH */
     virDomainPtr dom;
     struct vb_domain_info info;
     struct vb_lock dom_lock, dir_lock;

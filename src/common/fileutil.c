@@ -92,8 +92,10 @@ int vb_copy_file_atomic(const char *from, const char *to, struct vb_error *err)
 int vb_run_capture(char *const argv[], char **out, size_t *len, struct vb_error *err)
 {
     int opipe[2], epipe[2];
-    *out = NULL;
-    *len = 0;
+    if (out)
+        *out = NULL;
+    if (len)
+        *len = 0;
     if (pipe2(opipe, O_CLOEXEC) < 0)
         return vb_error_errno(err, "pipe");
     if (pipe2(epipe, O_CLOEXEC) < 0) {
@@ -175,8 +177,12 @@ int vb_run_capture(char *const argv[], char **out, size_t *len, struct vb_error 
         obuf = calloc(1, 1);
     else
         obuf[olen] = '\0';
-    *out = obuf;
-    *len = olen;
+    if (out)
+        *out = obuf;
+    else
+        free(obuf);
+    if (len)
+        *len = olen;
     return 0;
 }
 

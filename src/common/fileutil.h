@@ -14,8 +14,8 @@ int vb_write_file_atomic(const char *path, const void *data, size_t len, struct 
 int vb_copy_file_atomic(const char *from, const char *to, struct vb_error *err);
 
 /* Runs argv[0] (searched in PATH) with argv, stdin from /dev/null; returns its stdout
- * (malloc'ed, NUL-terminated) in *out. Fails naming the program and its stderr's first line
- * when it exits non-zero. */
+ * (malloc'ed, NUL-terminated) in *out (out and len may be NULL). Fails naming the program and its
+ * stderr's first line when it exits non-zero. */
 int vb_run_capture(char *const argv[], char **out, size_t *len, struct vb_error *err);
 
 /* mkdir -p */

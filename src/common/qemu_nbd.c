@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
+#include "remote.h"
+
 #define READY_TIMEOUT_MS 30000
 #define STOP_GRACE_MS    10000
 
@@ -23,6 +26,9 @@ struct qemu_nbd {
     char *errfile; /* qemu-nbd's stderr, shown when it fails */
     bool exited;   /* reaped already */
     int status;
+    struct vb_host *host; /* remote: the server runs there, found by its pid file */
+    char *pidfile;
+    char *desc; /* host:port, for messages */
 };
 
 char *qemu_opt_escape(const char *value)
@@ -78,6 +84,14 @@ static bool socket_accepts(const char *path)
 
 static void free_srv(struct qemu_nbd *srv)
 {
+    if (srv->host) {
+        vb_host_rmdir(srv->host, srv->dir);
+        free(srv->dir);
+        free(srv->pidfile);
+        free(srv->desc);
+        free(srv);
+        return;
+    }
     if (srv->socket)
         unlink(srv->socket);
     if (srv->errfile)
@@ -90,14 +104,40 @@ static void free_srv(struct qemu_nbd *srv)
     free(srv);
 }
 
-static int build_argv(const struct qemu_nbd_opts *o, const char *sock, char **argv, size_t max,
-                      char **imageopts, char *shared, size_t sharedlen, struct vb_error *err)
+/* The transport part of a remote server's command line: TCP, TLS, fork with a pid file. */
+struct remote_args {
+    const char *pidfile;
+    char port[16];
+    char *tls_object; /* malloc'ed */
+};
+
+static int build_argv(const struct qemu_nbd_opts *o, const char *sock, struct remote_args *ra,
+                      char **argv, size_t max, char **imageopts, char *shared, size_t sharedlen,
+                      struct vb_error *err)
 {
     size_t n = 0;
     argv[n++] = "qemu-nbd";
     argv[n++] = "-t"; /* keep serving across clients; we stop it ourselves */
-    argv[n++] = "-k";
-    argv[n++] = (char *)sock;
+    if (ra) {
+        argv[n++] = "--fork";
+        argv[n++] = "--pid-file";
+        argv[n++] = (char *)ra->pidfile;
+        argv[n++] = "-p";
+        argv[n++] = ra->port;
+        if (o->bind) {
+            argv[n++] = "-b";
+            argv[n++] = (char *)o->bind;
+        }
+        if (ra->tls_object) {
+            argv[n++] = "--object";
+            argv[n++] = ra->tls_object;
+            argv[n++] = "--tls-creds";
+            argv[n++] = "tls0";
+        }
+    } else {
+        argv[n++] = "-k";
+        argv[n++] = (char *)sock;
+    }
     argv[n++] = "-x";
     argv[n++] = (char *)(o->export_name ? o->export_name : "");
     snprintf(shared, sharedlen, "%d", o->connections > 0 ? o->connections : 1);
@@ -186,9 +226,9 @@ struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *
         return NULL;
     }
 
-    char *argv[24];
+    char *argv[40];
     char shared[16];
-    if (build_argv(o, srv->socket, argv, 24, &imageopts, shared, sizeof shared, err) < 0) {
+    if (build_argv(o, srv->socket, NULL, argv, 40, &imageopts, shared, sizeof shared, err) < 0) {
         free_srv(srv);
         return NULL;
     }
@@ -258,10 +298,87 @@ pid_t qemu_nbd_pid(const struct qemu_nbd *srv)
     return srv->pid;
 }
 
+struct qemu_nbd *qemu_nbd_start_remote(struct vb_host *h, const struct qemu_nbd_opts *o,
+                                       struct vb_error *err)
+{
+    struct qemu_nbd *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        vb_error_set(err, "out of memory");
+        return NULL;
+    }
+    srv->host = h;
+    srv->pid = -1;
+    srv->exited = true; /* not our child */
+    if (asprintf(&srv->desc, "%s:%d", o->bind ? o->bind : h->name, o->port) < 0)
+        srv->desc = NULL;
+    srv->dir = vb_host_mkdtemp(h, "/var/tmp", "virtbackup-nbd", -1, -1, err);
+    if (!srv->dir) {
+        free_srv(srv);
+        return NULL;
+    }
+    if (asprintf(&srv->pidfile, "%s/qemu-nbd.pid", srv->dir) < 0) {
+        srv->pidfile = NULL;
+        vb_error_set(err, "out of memory");
+        free_srv(srv);
+        return NULL;
+    }
+    struct remote_args ra = {.pidfile = srv->pidfile};
+    snprintf(ra.port, sizeof ra.port, "%d", o->port);
+    if (o->tls_dir) {
+        char *esc = qemu_opt_escape(o->tls_dir);
+        if (!esc ||
+            asprintf(&ra.tls_object,
+                     "tls-creds-x509,id=tls0,endpoint=server,dir=%s,verify-peer=off", esc) < 0)
+            ra.tls_object = NULL;
+        free(esc);
+    }
+    char *argv[40], *imageopts = NULL;
+    char shared[16];
+    int rc = (o->tls_dir && !ra.tls_object)
+                 ? vb_error_set(err, "out of memory")
+                 : build_argv(o, NULL, &ra, argv, 40, &imageopts, shared, sizeof shared, err);
+    if (rc == 0) {
+        vb_debug("starting qemu-nbd for %s on %s, port %d", o->image, h->name, o->port);
+        rc = vb_host_run(h, argv, NULL, NULL, err);
+        if (rc < 0)
+            vb_error_prefix(err,
+                            "cannot serve %s on %s port %d (another backup using this "
+                            "port? choose one with -P/--nbd-port)",
+                            o->image, h->name, o->port);
+    }
+    free(imageopts);
+    free(ra.tls_object);
+    if (rc < 0) {
+        free_srv(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+/* SIGTERM (qemu-nbd flushes and exits), SIGKILL after 10 s; exit 3 if it had to be killed. */
+static const char stop_script[] =
+    "p=$(cat \"$1\") || exit 2; kill \"$p\" 2>/dev/null || exit 0; i=0; "
+    "while kill -0 \"$p\" 2>/dev/null; do i=$((i+1)); "
+    "if [ $i -gt 100 ]; then kill -9 \"$p\"; exit 3; fi; sleep 0.1; done";
+
+static int stop_remote(struct qemu_nbd *srv, struct vb_error *err)
+{
+    char *argv[] = {"sh", "-c", (char *)stop_script, "sh", srv->pidfile, NULL};
+    struct vb_error e = {0};
+    int rc = vb_host_run(srv->host, argv, NULL, NULL, &e);
+    if (rc < 0 && err)
+        vb_error_set(err, "qemu-nbd on %s did not stop cleanly: %s", srv->desc ? srv->desc : "?",
+                     e.msg);
+    free_srv(srv);
+    return rc;
+}
+
 int qemu_nbd_stop(struct qemu_nbd *srv, struct vb_error *err)
 {
     if (!srv)
         return 0;
+    if (srv->host)
+        return stop_remote(srv, err);
     int rc = 0;
     if (!srv->exited && srv->pid > 0) {
         /* An exit before we asked is a crash as far as the image is concerned. */

@@ -20,6 +20,10 @@ struct qemu_nbd_opts {
     bool read_only;
     bool discard;       /* --discard=unmap */
     const char *bitmap; /* -B NAME: export a persistent dirty bitmap (read-only backups) */
+    /* On a remote host (qemu_nbd_start_remote): TCP instead of a unix socket. */
+    int port;            /* -p */
+    const char *bind;    /* -b: the address clients reach */
+    const char *tls_dir; /* x509 credentials (server side, on that host), or NULL */
 };
 
 struct qemu_nbd;
@@ -33,6 +37,13 @@ pid_t qemu_nbd_pid(const struct qemu_nbd *srv);
  * the private directory, frees srv. Returns -1 if the server did not exit cleanly: a
  * qemu-nbd that died on its own may not have written everything. NULL is a no-op. */
 int qemu_nbd_stop(struct qemu_nbd *srv, struct vb_error *err);
+
+struct vb_host;
+/* The same on the remote host h, over SSH: qemu-nbd --fork with a pid file in a private
+ * directory there, serving TCP on opts->bind:opts->port. qemu_nbd_stop stops it (SIGTERM,
+ * then SIGKILL) and removes the directory. */
+struct qemu_nbd *qemu_nbd_start_remote(struct vb_host *h, const struct qemu_nbd_opts *opts,
+                                       struct vb_error *err);
 
 /* Doubles commas, as qemu's option syntax (--image-opts) requires in values. Malloc'ed. */
 char *qemu_opt_escape(const char *value);

@@ -30,15 +30,64 @@ int vb_virt_error(struct vb_error *err, const char *fmt, ...)
     return vb_error_set(err, "%s: %s", ctx, vb_virt_last_error());
 }
 
-virConnectPtr vb_virt_connect(const char *uri, struct vb_error *err)
+struct credentials {
+    const char *user, *password;
+};
+
+/* SASL (and other) credentials: --user/--password answer the name and passphrase prompts;
+ * whatever they do not answer goes to libvirt's default (terminal) callback. */
+static int answer_credentials(virConnectCredentialPtr cred, unsigned int ncred, void *opaque)
+{
+    const struct credentials *c = opaque;
+    for (unsigned i = 0; i < ncred; i++) {
+        const char *value = NULL;
+        if (cred[i].type == VIR_CRED_AUTHNAME)
+            value = c->user;
+        else if (cred[i].type == VIR_CRED_PASSPHRASE)
+            value = c->password;
+        if (value) {
+            cred[i].result = strdup(value);
+            if (!cred[i].result)
+                return -1;
+            cred[i].resultlen = (unsigned)strlen(value);
+        } else if (virConnectAuthPtrDefault->cb(&cred[i], 1, virConnectAuthPtrDefault->cbdata) <
+                   0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+virConnectPtr vb_virt_connect_as(const char *uri, const char *user, const char *password,
+                                 struct vb_error *err)
 {
     virSetErrorFunc(NULL, quiet_handler);
     if (!uri)
         uri = "qemu:///system";
-    virConnectPtr conn = virConnectOpenAuth(uri, virConnectAuthPtrDefault, 0);
-    if (!conn)
-        vb_virt_error(err, "cannot connect to libvirt at %s", uri);
+    struct credentials c = {user, password};
+    virConnectAuth auth = {
+        .credtype = virConnectAuthPtrDefault->credtype,
+        .ncredtype = virConnectAuthPtrDefault->ncredtype,
+        .cb = answer_credentials,
+        .cbdata = &c,
+    };
+    virConnectPtr conn = virConnectOpenAuth(uri, &auth, 0);
+    if (!conn) {
+        const char *msg = vb_virt_last_error();
+        if (strstr(msg, "authentication failed") || strstr(msg, "SASL"))
+            vb_error_set(err,
+                         "cannot connect to libvirt at %s: %s (check --user and "
+                         "--password/--password-file/VIRTBACKUP_PASSWORD)",
+                         uri, msg);
+        else
+            vb_virt_error(err, "cannot connect to libvirt at %s", uri);
+    }
     return conn;
+}
+
+virConnectPtr vb_virt_connect(const char *uri, struct vb_error *err)
+{
+    return vb_virt_connect_as(uri, NULL, NULL, err);
 }
 
 static char *xpath_string(xmlXPathContextPtr ctx, xmlNodePtr node, const char *expr)

@@ -12,6 +12,10 @@
 /* Opens uri (NULL: qemu:///system). libvirt's own error printing is silenced; failures are
  * reported through err with libvirt's message. */
 virConnectPtr vb_virt_connect(const char *uri, struct vb_error *err);
+/* The same with SASL credentials (either may be NULL: then libvirt asks on the terminal).
+ * The password is never logged. */
+virConnectPtr vb_virt_connect_as(const char *uri, const char *user, const char *password,
+                                 struct vb_error *err);
 
 /* The last libvirt error as a message ("unknown error" if none). */
 const char *vb_virt_last_error(void);

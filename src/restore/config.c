@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "virt.h"
 
 #define MAX_CONFIG (16 * 1024 * 1024)
 
@@ -153,12 +154,15 @@ static int restore_boot_files(const struct restore_opts *o, struct restore_input
             if (!restore_input_has(in, saved)) {
                 vb_warn("%s %s: not in the backup; the config keeps the original path",
                         domxml_boot_kind_name((enum domxml_boot_kind)k), path);
-            } else if (access(dest, F_OK) == 0) {
+            } else if ((rc = vb_host_exists(o->host, dest, err)) != 0) {
+                if (rc < 0)
+                    goto next;
+                rc = 0;
                 vb_warn("%s: exists already, not overwritten", dest);
                 if (o->adjust_config)
                     rc = domxml_set_boot_file(cfg->dom, (enum domxml_boot_kind)k, dest, err);
             } else {
-                rc = restore_input_copy(in, saved, dest, 0644, err);
+                rc = restore_copy_to_host(o, in, saved, dest, 0644, err);
                 if (rc == 0) {
                     vb_info("restored %s %s to %s", domxml_boot_kind_name((enum domxml_boot_kind)k),
                             saved, dest);
@@ -167,6 +171,7 @@ static int restore_boot_files(const struct restore_opts *o, struct restore_input
                 }
             }
         }
+    next:
         free(tmp);
         free(path);
         if (rc < 0)
@@ -237,22 +242,12 @@ static int write_file_excl(const char *path, const char *data, struct vb_error *
     return rc;
 }
 
-static void silent_virt_error(void *opaque, virErrorPtr e)
-{
-    (void)opaque;
-    (void)e;
-}
-
 static int define_domain(const struct restore_opts *o, struct restore_input *in,
                          struct restore_config *cfg, const char *xml, struct vb_error *err)
 {
-    virSetErrorFunc(NULL, silent_virt_error);
-    const char *uri = o->uri ? o->uri : "qemu:///system";
-    virConnectPtr conn = virConnectOpen(uri);
-    if (!conn) {
-        const char *m = virGetLastErrorMessage();
-        return vb_error_set(err, "%s: cannot connect to libvirt: %s", uri, m ? m : "?");
-    }
+    virConnectPtr conn = vb_virt_connect_as(o->uri, o->user, o->password, err);
+    if (!conn)
+        return -1;
     int rc = 0;
     virDomainPtr dom = virDomainDefineXMLFlags(conn, xml, 0);
     if (!dom) {
@@ -299,10 +294,15 @@ int config_finish(const struct restore_opts *o, struct restore_input *in,
     snprintf(path, sizeof path, "%s/%s", o->output,
              o->config_file ? o->config_file : "vmconfig.xml");
     int rc = 0;
-    if (access(path, F_OK) == 0 && !o->adjust_config) {
+    int exists = vb_host_exists(o->host, path, err);
+    if (exists < 0) {
+        rc = -1;
+    } else if (exists && !o->adjust_config) {
         vb_warn("%s: exists already, not overwritten", path);
     } else {
-        rc = write_file_excl(path, xml, err);
+        rc = vb_host_is_remote(o->host)
+                 ? vb_host_put_buffer(o->host, xml, strlen(xml), path, 0600, err)
+                 : write_file_excl(path, xml, err);
         if (rc == 0)
             vb_info("wrote %s domain config %s", o->adjust_config ? "adjusted" : "original", path);
     }

@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "qemu_nbd.h"
+#include "remote.h"
 
 int run_command(char *const argv[], struct vb_error *err)
 {
@@ -151,7 +152,9 @@ int image_create(const struct image_spec *spec, struct image_created *made, stru
         free(data_file);
         return vb_error_set(err, "out of memory");
     }
-    if (data_file && access(data_file, F_OK) == 0) {
+    bool remote = spec->host && vb_host_is_remote(spec->host);
+    if (data_file &&
+        (remote ? vb_host_exists(spec->host, data_file, err) != 0 : access(data_file, F_OK) == 0)) {
         vb_error_set(err, "%s: external data file exists already, refusing to overwrite it",
                      data_file);
         free(opts);
@@ -176,12 +179,18 @@ int image_create(const struct image_spec *spec, struct image_created *made, stru
     argv[n] = NULL;
     vb_debug("qemu-img create -f %s %s%s%s %s", spec->format, *opts ? "-o " : "", opts, spec->path,
              size);
-    int rc = run_command(argv, err);
+    int rc = remote ? vb_host_run(spec->host, argv, NULL, NULL, err) : run_command(argv, err);
     if (rc < 0) {
         vb_error_prefix(err, "%s: cannot create the image", spec->path);
-        unlink(spec->path);
-        if (data_file)
-            unlink(data_file);
+        if (remote) {
+            vb_host_unlink(spec->host, spec->path, &(struct vb_error){0});
+            if (data_file)
+                vb_host_unlink(spec->host, data_file, &(struct vb_error){0});
+        } else {
+            unlink(spec->path);
+            if (data_file)
+                unlink(data_file);
+        }
         free(data_file);
     } else {
         made->data_file = data_file;

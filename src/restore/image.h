@@ -8,6 +8,8 @@
 
 #include "error.h"
 
+struct vb_host;
+
 struct image_spec {
     const char *path;      /* file to create (the .partial name) */
     const char *format;    /* qcow2, raw */
@@ -15,6 +17,7 @@ struct image_spec {
     bool preallocate;      /* -o preallocation=full */
     const char *qcow_json; /* qemu-img info JSON text, or NULL for defaults */
     const char *data_dir;  /* where an external data file is recreated (the restore dir) */
+    struct vb_host *host;  /* where qemu-img runs (NULL: here) */
 };
 
 /* What image_create made, so that a failed restore can remove it. */

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "logfile.h"
 #include "options.h"
+#include "remote_opts.h"
 #include "restore.h"
 #include "summary.h"
 
@@ -19,7 +20,10 @@
     "usage: virtrestore [-h] [-a {dump,restore,verify}] -i INPUT -o OUTPUT [-u UNTIL]\n"           \
     "                   [-s SEQUENCE] [-d DISK] [-n] [-f SOCKETFILE] [-r] [-c] [-D]\n"             \
     "                   [-C CONFIG_FILE] [-N NAME] [-B BUFFSIZE] [-A] [--compress]\n"              \
-    "                   [-U URI] [-L LOGFILE] [--nocolor] [-v] [-V] [--json[=FILE]]\n"
+    "                   [-U URI] [-L LOGFILE] [--nocolor] [-v] [-V] [--json[=FILE]]\n"             \
+    "                   [--user USER] [--password-file FILE] [--ssh-user USER]\n"                  \
+    "                   [--ssh-port PORT] [--ssh-private-key KEY] [-P PORT] [-I ADDR]\n"           \
+    "                   [--tls] [--tls-cert DIR]\n"
 
 enum { OPT_COMPRESS = 256, OPT_NOCOLOR, OPT_JSON, OPT_CONNECTIONS, OPT_THREADS };
 
@@ -49,6 +53,7 @@ static const struct option long_opts[] = {
     {"nbd-connections", required_argument, NULL, OPT_CONNECTIONS},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"help", no_argument, NULL, 'h'},
+    VB_REMOTE_LONG_OPTIONS,
     {0},
 };
 
@@ -92,7 +97,10 @@ static void help(void)
            "  -B, --buffsize BYTES    read size of verify (default 1 MiB)\n"
            "  -A, --preallocate       create images fully preallocated\n"
            "      --compress          write qcow2-compressed clusters (qemu-nbd compress)\n"
-           "  -U, --uri URI           libvirt URI for -D (default qemu:///system)\n"
+           "  -U, --uri URI           libvirt URI for -D (default qemu:///system); a remote\n"
+           "                          URI (qemu+ssh://host/system) restores on that host:\n"
+           "                          OUTPUT is a directory there, images are written\n"
+           "                          through a qemu-nbd started there over SSH\n"
            "  -L, --logfile FILE      also write the log to FILE\n"
            "      --nocolor           accepted for compatibility (output is never colored)\n"
            "  -v, --verbose           debug messages\n"
@@ -101,6 +109,9 @@ static void help(void)
            "      --nbd-connections N NBD connections per disk (default 4)\n"
            "      --threads N         read/decompress threads (default: CPUs, at least 4)\n"
            "  -h, --help              this help\n"
+           "\n"
+           "Connection (as virtbackup):\n"
+           "%s"
            "\n"
            "Images are OUTPUT/<basename of the disk's source path> (OUTPUT/<disk> with -s).\n"
            "Existing files are never overwritten. An image is written as <image>.partial and\n"
@@ -113,7 +124,8 @@ static void help(void)
            "  virtrestore -i full.zip,inc1.zip -o /restore\n"
            "  virtrestore -i /backup/vm1 -o verify\n"
            "\n"
-           "Exit status: 0 success; 1 any error (also if only one disk failed).\n");
+           "Exit status: 0 success; 1 any error (also if only one disk failed).\n",
+           vb_remote_cli_help);
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -155,10 +167,11 @@ int main(int argc, char **argv)
     struct restore_opts o = {.buffsize = 0};
     enum action action = ACTION_RESTORE;
     bool want_json = false;
+    struct vb_remote_cli cli = {0};
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":a:i:o:u:s:d:nf:rcDC:N:B:AU:L:vVh", long_opts, NULL)) !=
-           -1) {
+    while ((c = getopt_long(argc, argv, ":a:i:o:u:s:d:nf:rcDC:N:B:AU:L:vVhP:I:", long_opts,
+                            NULL)) != -1) {
         long long num;
         switch (c) {
         case 'a':
@@ -248,10 +261,20 @@ int main(int argc, char **argv)
             return 0;
         case ':':
             return usage_error("option %s needs a value", argv[optind - 1]);
-        default:
-            return usage_error("unknown option %s", argv[optind - 1]);
+        default: {
+            struct vb_error e = {0};
+            int mine = vb_remote_cli_option(&cli, c, optarg, &e);
+            if (mine < 0)
+                return usage_error("%s", e.msg);
+            if (mine == 0)
+                return usage_error("unknown option %s", argv[optind - 1]);
+        }
         }
     }
+    vb_remote_cli_finish(&cli, argc, argv, o.uri);
+    o.remote = cli.remote;
+    o.user = cli.user;
+    o.password = cli.password;
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
     if (o.output && (strcmp(o.output, "dump") == 0 || strcmp(o.output, "verify") == 0))
@@ -286,8 +309,18 @@ int main(int argc, char **argv)
 
     struct summary *sum = summary_new("virtrestore");
     int rc = -1;
+    struct vb_host host = {0};
+    o.host = &host;
     struct restore_input *in = restore_input_open(o.input, &err);
     if (!in) {
+        vb_error_log("%s", err.msg);
+    } else if (action == ACTION_RESTORE && vb_host_open(&o.remote, &host, &err) < 0) {
+        vb_error_log("%s", err.msg);
+    } else if (action == ACTION_RESTORE && vb_host_is_remote(&host) && o.output[0] != '/') {
+        vb_error_log("-o %s: a restore on the remote host %s needs an absolute directory", o.output,
+                     host.name);
+    } else if (action == ACTION_RESTORE && o.remote.tls && vb_host_is_remote(&host) &&
+               vb_tls_client_dir_check(host.tls_cert, &err) < 0) {
         vb_error_log("%s", err.msg);
     } else if (action == ACTION_DUMP) {
         rc = restore_dump(&o, in);
@@ -297,6 +330,8 @@ int main(int argc, char **argv)
         rc = restore_run(&o, in, sum);
     }
     restore_input_free(in);
+    vb_host_close(&host);
+    vb_remote_cli_free(&cli);
     if (rc == 0 && vb_log_count(VB_LOG_ERROR) > 0)
         rc = -1; /* an error logged anywhere fails the run */
     int exit_code = rc == 0 ? 0 : 1;

@@ -98,11 +98,25 @@ static char *load_qcow_json(struct restore_input *in, const char *dev, const cha
     return data;
 }
 
-static void remove_partial(const char *partial, struct image_created *made)
+static void remove_partial(const struct restore_opts *o, const char *partial,
+                           struct image_created *made)
 {
-    unlink(partial);
+    struct vb_error e = {0};
+    vb_host_unlink(o->host, partial, &e);
     if (made->data_file)
-        unlink(made->data_file);
+        vb_host_unlink(o->host, made->data_file, &e);
+}
+
+/* A committed image's name is durable before we report it restored. */
+static void commit_sync(const struct restore_opts *o, const char *target)
+{
+    if (!vb_host_is_remote(o->host)) {
+        fsync_dir(target);
+        return;
+    }
+    struct vb_error e = {0};
+    if (vb_host_sync(o->host, target, &e) < 0)
+        vb_warn("%s: %s", target, e.msg);
 }
 
 static int restore_stream_disk(const struct restore_opts *o, struct restore_input *in,
@@ -130,10 +144,14 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
         return -1;
     char partial[4096 + 16];
     snprintf(partial, sizeof partial, "%s.partial", target);
-    if (access(partial, F_OK) == 0) {
+    int exists = vb_host_exists(o->host, partial, err);
+    if (exists != 0) {
         restore_work_free(&w);
-        return vb_error_set(err, "%s: exists (left by a failed restore?); remove it first",
-                            partial);
+        return exists < 0 ? -1
+                          : vb_error_set(err,
+                                         "%s: exists (left by a failed restore?); remove it "
+                                         "first",
+                                         partial);
     }
     char *qjson = load_qcow_json(in, dc->dev, ident);
     struct image_spec spec = {.path = partial,
@@ -141,7 +159,8 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
                               .size = dc->ci->virtual_size,
                               .preallocate = o->preallocate,
                               .qcow_json = qjson,
-                              .data_dir = o->output};
+                              .data_dir = o->output,
+                              .host = o->host};
     struct image_created made = {0};
     char sizebuf[32], databuf[32];
     vb_info("%s: creating %s (%s, %s), %s of data to write", dc->dev, target, format,
@@ -169,14 +188,28 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
                                .connections = wo.connections,
                                .compress = o->compress,
                                .discard = true};
+    bool remote = vb_host_is_remote(o->host);
+    if (remote) {
+        qo.socket_path = NULL;
+        qo.port = o->host->nbd_port;
+        qo.bind = o->host->nbd_host;
+        qo.tls_dir = o->host->tls ? o->host->tls_cert : NULL;
+    }
     double t0 = now_s();
-    struct qemu_nbd *srv = qemu_nbd_start(&qo, err);
+    struct qemu_nbd *srv =
+        remote ? qemu_nbd_start_remote(o->host, &qo, err) : qemu_nbd_start(&qo, err);
     struct nbd_write_stats st = {0};
     struct progress *prog = NULL;
     if (!srv) {
         rc = -1;
     } else {
-        wo.socket = qemu_nbd_socket(srv);
+        if (remote) {
+            wo.target.host = o->host->nbd_host;
+            wo.target.port = o->host->nbd_port;
+            wo.target.tls_dir = qo.tls_dir;
+        } else {
+            wo.target.socket = qemu_nbd_socket(srv);
+        }
         prog = progress_new(dc->dev, w.bytes, progress_mode_for_stderr(o->noprogress));
         wo.progress = prog;
         rc = restore_write_nbd(dc->ci, &w, &wo, &st, err);
@@ -189,10 +222,10 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
     }
     progress_free(prog);
     double secs = now_s() - t0;
-    if (rc == 0 && rename(partial, target) < 0)
-        rc = vb_error_errno(err, "%s: cannot rename to %s", partial, target);
+    if (rc == 0 && vb_host_rename_noreplace(o->host, partial, target, err) < 0)
+        rc = -1;
     if (rc == 0) {
-        fsync_dir(target);
+        commit_sync(o, target);
         char a[32], b[32];
         vb_info("%s: restored %s in %.2f s (%s written, %s of zeroes skipped, %s/s)", dc->dev,
                 target, secs, progress_format_bytes(st.bytes_written, a, sizeof a),
@@ -206,7 +239,7 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
         made.data_file = NULL;
     } else {
         /* nothing that looks complete stays behind */
-        remove_partial(partial, &made);
+        remove_partial(o, partial, &made);
     }
     sd->extents = w.n;
     sd->bytes_read = w.stored;
@@ -217,22 +250,46 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
     return rc;
 }
 
-static int restore_raw_disk(struct restore_input *in, struct disk_chain *dc, const char *target,
-                            struct restored_disk *rd, struct summary_disk *sd, struct vb_error *err)
+/* A backup file copied to the host: directly here; for a remote host through a local
+ * temporary file and SFTP. */
+int restore_copy_to_host(const struct restore_opts *o, struct restore_input *in, const char *name,
+                         const char *dest, mode_t mode, struct vb_error *err)
+{
+    if (!vb_host_is_remote(o->host))
+        return restore_input_copy(in, name, dest, mode, err);
+    const char *tmpdir = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/virtrestore-copy.XXXXXX",
+             tmpdir && *tmpdir ? tmpdir : "/var/tmp");
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return vb_error_errno(err, "%s", tmp);
+    close(fd);
+    unlink(tmp); /* restore_input_copy creates it */
+    int rc = restore_input_copy(in, name, tmp, mode, err);
+    if (rc == 0)
+        rc = vb_host_put(o->host, tmp, dest, mode, err);
+    unlink(tmp);
+    return rc;
+}
+
+static int restore_raw_disk(const struct restore_opts *o, struct restore_input *in,
+                            struct disk_chain *dc, const char *target, struct restored_disk *rd,
+                            struct summary_disk *sd, struct vb_error *err)
 {
     char partial[4096 + 16];
     snprintf(partial, sizeof partial, "%s.partial", target);
     double t0 = now_s();
     vb_info("%s: copying raw image %s to %s", dc->dev, dc->names[0], target);
-    int rc = restore_input_copy(in, dc->names[0], partial, 0600, err);
-    if (rc == 0 && rename(partial, target) < 0) {
-        rc = vb_error_errno(err, "%s: cannot rename to %s", partial, target);
-        unlink(partial);
+    int rc = restore_copy_to_host(o, in, dc->names[0], partial, 0600, err);
+    if (rc == 0 && vb_host_rename_noreplace(o->host, partial, target, err) < 0) {
+        rc = -1;
+        vb_host_unlink(o->host, partial, &(struct vb_error){0});
     }
     sd->seconds = now_s() - t0;
     snprintf(sd->level, sizeof sd->level, "copy");
     if (rc == 0) {
-        fsync_dir(target);
+        commit_sync(o, target);
         rd->ok = true;
         rd->path = strdup(target);
         rd->format = strdup("raw");
@@ -286,7 +343,8 @@ int restore_run(const struct restore_opts *o, struct restore_input *in, struct s
         }
         return -1;
     }
-    if (mkdir_p(o->output, &err) < 0) {
+    if ((vb_host_is_remote(o->host) ? vb_host_mkdir_p(o->host, o->output, &err)
+                                    : mkdir_p(o->output, &err)) < 0) {
         vb_error_log("%s", err.msg);
         plan_chains_free(chains, n);
         return -1;
@@ -325,11 +383,13 @@ int restore_run(const struct restore_opts *o, struct restore_input *in, struct s
             sd->status = SUMMARY_SKIPPED;
             continue;
         }
-        int rc;
-        if (access(target, F_OK) == 0)
+        int rc, exists = vb_host_exists(o->host, target, &err);
+        if (exists < 0)
+            rc = -1;
+        else if (exists)
             rc = vb_error_set(&err, "%s: target exists already, refusing to overwrite it", target);
         else if (dc->raw_image)
-            rc = restore_raw_disk(in, dc, target, &rd[i], sd, &err);
+            rc = restore_raw_disk(o, in, dc, target, &rd[i], sd, &err);
         else
             rc = restore_stream_disk(o, in, dc, target, &rd[i], sd, &err);
         if (rc < 0) {

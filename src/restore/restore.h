@@ -5,8 +5,10 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "input.h"
+#include "remote.h"
 #include "summary.h"
 
 struct restore_opts {
@@ -16,10 +18,13 @@ struct restore_opts {
     const char *sequence; /* comma list of data files */
     const char *disk;     /* only this target dev */
     const char *socketfile;
-    const char *config_file; /* name of the written config, default vmconfig.xml */
-    const char *name;        /* new domain name */
-    const char *uri;         /* libvirt URI for -D */
-    const char *json;        /* --json: NULL none, "-" stdout, else a file */
+    const char *config_file;      /* name of the written config, default vmconfig.xml */
+    const char *name;             /* new domain name */
+    const char *uri;              /* libvirt URI for -D; a remote one restores on that host */
+    const char *user, *password;  /* SASL credentials for -D */
+    struct vb_remote_opts remote; /* the remote options (SSH, NBD port/address, TLS) */
+    struct vb_host *host;         /* where images are written: here or over SSH */
+    const char *json;             /* --json: NULL none, "-" stdout, else a file */
     const char *logfile;
     bool noprogress, raw, adjust_config, define, preallocate, compress, verbose;
     long buffsize;
@@ -32,6 +37,9 @@ extern volatile sig_atomic_t restore_stop;
 /* Each returns 0 on success, -1 if anything failed (already logged). */
 int restore_dump(const struct restore_opts *o, struct restore_input *in);
 int restore_verify(const struct restore_opts *o, struct restore_input *in);
+/* Copies a file of the backup to the restore host (over SFTP for a remote one). */
+int restore_copy_to_host(const struct restore_opts *o, struct restore_input *in, const char *name,
+                         const char *dest, mode_t mode, struct vb_error *err);
 int restore_run(const struct restore_opts *o, struct restore_input *in, struct summary *sum);
 
 #endif

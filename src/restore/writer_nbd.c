@@ -368,16 +368,18 @@ static int connect_all(struct pipeline *pl, struct nbd_handle **h, int n, struct
         h[i] = nbd_create();
         if (!h[i])
             return vb_error_set(err, "nbd_create: %s", nbd_get_error());
+        char where[600];
+        vb_nbd_target_describe(&pl->o->target, where, sizeof where);
         if (nbd_set_export_name(h[i], pl->o->export_name ? pl->o->export_name : "") < 0 ||
-            nbd_connect_unix(h[i], pl->o->socket) < 0)
-            return vb_error_set(err, "%s: NBD connection %d: %s", pl->o->socket, i + 1,
-                                nbd_get_error());
+            vb_nbd_target_connect(h[i], &pl->o->target) < 0)
+            return vb_error_set(err, "%s: NBD connection %d: %s%s", where, i + 1, nbd_get_error(),
+                                vb_nbd_target_hint(&pl->o->target, nbd_get_error()));
         if (nbd_is_read_only(h[i]) == 1)
-            return vb_error_set(err, "%s: the NBD export is read-only", pl->o->socket);
+            return vb_error_set(err, "%s: the NBD export is read-only", where);
         int64_t size = nbd_get_size(h[i]);
         if (size < 0 || (uint64_t)size < pl->ci->virtual_size)
             return vb_error_set(err, "%s: export has %" PRId64 " bytes, the disk needs %" PRIu64,
-                                pl->o->socket, size, pl->ci->virtual_size);
+                                where, size, pl->ci->virtual_size);
     }
     return 0;
 }
@@ -520,7 +522,9 @@ static int write_loop(struct pipeline *pl, struct nbd_handle **h, int nconn)
             else if (re & POLLOUT)
                 rc = nbd_aio_notify_write(h[i]);
             if (rc < 0) {
-                vb_error_set(&e, "%s: NBD connection %d: %s", pl->o->socket, i + 1,
+                char where[600];
+                vb_error_set(&e, "%s: NBD connection %d: %s",
+                             vb_nbd_target_describe(&pl->o->target, where, sizeof where), i + 1,
                              nbd_get_error());
                 fail(pl, &e);
             }
@@ -595,10 +599,12 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
     }
     for (int i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
-    if (rc < 0)
+    if (rc < 0) {
         *err = pl.err;
-    else
-        rc = flush_all(h, nconn, o->socket, err);
+    } else {
+        char where[600];
+        rc = flush_all(h, nconn, vb_nbd_target_describe(&o->target, where, sizeof where), err);
+    }
 out:
     /* Closing a connection retires its commands; only then may their buffers go. */
     for (int i = 0; i < nconn; i++)

@@ -15,6 +15,7 @@
 #ifndef VR_WRITER_NBD_H
 #define VR_WRITER_NBD_H
 
+#include "nbd_target.h"
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,13 +25,13 @@
 #include "work.h"
 
 struct nbd_write_opts {
-    const char *socket;      /* unix socket of the server */
-    const char *export_name; /* NBD export */
-    int connections;         /* the server must accept this many clients (qemu-nbd -e) */
-    int max_in_flight;       /* per connection; qemu serves at most 16 */
-    size_t request_size;     /* bytes per chunk and at most per NBD write */
-    int decoders;            /* decoder threads */
-    uint64_t memory_budget;  /* bytes of buffers held at once (VIRTRESTORE_MEMORY_MB) */
+    struct vb_nbd_target target; /* the server: unix socket, or TCP (+TLS) */
+    const char *export_name;     /* NBD export */
+    int connections;             /* the server must accept this many clients (qemu-nbd -e) */
+    int max_in_flight;           /* per connection; qemu serves at most 16 */
+    size_t request_size;         /* bytes per chunk and at most per NBD write */
+    int decoders;                /* decoder threads */
+    uint64_t memory_budget;      /* bytes of buffers held at once (VIRTRESTORE_MEMORY_MB) */
     struct progress *progress;
     volatile sig_atomic_t *stop; /* set by a signal handler: abort soon */
 };

@@ -57,4 +57,8 @@ struct stream_sink *stream_sink_file_open(const char *path, struct vb_error *err
 int stream_commit_file(int fd, const char *path, bool have_checksum, uint32_t checksum,
                        struct vb_error *err);
 
+/* rename(2) that never replaces an existing target (RENAME_NOREPLACE, or a check first on
+ * filesystems without it). */
+int vb_rename_noreplace(const char *from, const char *to, struct vb_error *err);
+
 #endif

@@ -83,7 +83,7 @@ static int fsync_parent_dir(const char *path, struct vb_error *err)
 }
 
 /* rename() that never replaces an existing target. */
-static int rename_noreplace(const char *from, const char *to, struct vb_error *err)
+int vb_rename_noreplace(const char *from, const char *to, struct vb_error *err)
 {
     if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
         return 0;
@@ -132,7 +132,7 @@ int stream_commit_file(int fd, const char *path, bool have_checksum, uint32_t ch
             goto out;
         }
     }
-    if (rename_noreplace(partial, path, err) < 0)
+    if (vb_rename_noreplace(partial, path, err) < 0)
         goto out;
     if (fsync_parent_dir(path, err) < 0)
         goto out;
