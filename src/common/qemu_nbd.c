@@ -340,11 +340,13 @@ struct qemu_nbd *qemu_nbd_start_remote(struct vb_host *h, const struct qemu_nbd_
     if (rc == 0) {
         vb_debug("starting qemu-nbd for %s on %s, port %d", o->image, h->name, o->port);
         rc = vb_host_run(h, argv, NULL, NULL, err);
-        if (rc < 0)
+        if (rc < 0 && strstr(err->msg, "in use"))
             vb_error_prefix(err,
-                            "cannot serve %s on %s port %d (another backup using this "
-                            "port? choose one with -P/--nbd-port)",
-                            o->image, h->name, o->port);
+                            "port %d on %s is taken (another backup? choose a free one with "
+                            "-P/--nbd-port)",
+                            o->port, h->name);
+        else if (rc < 0)
+            vb_error_prefix(err, "qemu-nbd for %s on %s, port %d", o->image, h->name, o->port);
     }
     free(imageopts);
     free(ra.tls_object);
