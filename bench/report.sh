@@ -54,6 +54,7 @@ summarise() {
           target("peak RSS nightly inc vs reference"; rss("inc"; "virtbackup"; "virtnbdbackup"); "<="; 0.25; ""),
           target("peak RSS restore plain vs reference"; rss("restore"; "virtrestore"; "virtnbdrestore"); "<="; 0.25; ""),
           target("peak RSS restore -z vs reference"; rss("restore-z"; "virtrestore"; "virtnbdrestore"); "<="; 0.25; ""),
+          target("remote full backup (loopback) vs local: throughput"; ratio(get("remote"; "virtbackup-remote").mb_per_s; get("remote"; "virtbackup-local").mb_per_s); ">="; 0.8; ""),
           target("1 TiB sparse disk: full command time"; get("extents-1t"; "virtbackup").wall_s; "<"; 5; " s"),
           target("100,000-extent disk: full command time"; get("extents-frag"; "virtbackup").wall_s; "<"; 5; " s"),
           target("virtmap plain read vs nbdkit file"; ratio(get("map"; "virtmap").mb_per_s; get("map"; "nbdkit-file").mb_per_s); ">="; 0.7; ""),

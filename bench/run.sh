@@ -19,6 +19,9 @@
 #   map       nbdcopy to null: from virtmap serving the reference's plain chain, our -z copy
 #             and the reference's -z chain, vs nbdkit's file plugin serving a raw image of
 #             the same content (issue 6)
+#   remote    full backup of the main disk by virtbackup locally and as a remote host over
+#             loopback (qemu+ssh:// through a test sshd on 127.0.0.1:2222, NBD over TCP)
+#             (issue 7: remote >= 80% of local throughput)
 #   extents   full backup of a 1 TiB sparse disk and of a disk with 100,000 extents;
 #             nbdinfo --map of the same export as a reference point
 #   sweep     (BENCH_SWEEP=1) virtbackup full backups under VIRTBACKUP_REQUEST_SIZE,
@@ -30,7 +33,7 @@
 #   BENCH_SWEEP=1       also run the tuning sweep
 #   BENCH_REF_EXTENTS=0 skip the reference on the extent disks (default: 1 rep, 600 s cap)
 #   BENCH_OUTPUT=disk   outputs on disk instead of a private tmpfs (see lib.sh: fsync)
-#   BENCH_CASES="full inc restore map extents"  only these cases (inc precedes restore, map)
+#   BENCH_CASES="full inc restore map remote extents"  only these cases (inc precedes restore, map)
 #   BENCH_KEEP=1        keep the work dir (images, backups, logs) for inspection
 #   BENCH_RESULTS_NAME=N  write results/N.json and results/N.md (default latest)
 #   VB_BUILD_DIR=DIR    where virtbackup/virtrestore are built (default build/; built if
@@ -89,7 +92,7 @@ configure() {
     FRAG_COUNT=100000
     # The restore case restores full + 3 incrementals, so there are at least 3 rounds.
     INC_ROUNDS=$((REPS > 3 ? REPS : 3))
-    CASES=" ${BENCH_CASES:-full inc restore map extents} "
+    CASES=" ${BENCH_CASES:-full inc restore map remote extents} "
     REF_TIMEOUT=${BENCH_REF_TIMEOUT:-600}
 }
 
@@ -211,7 +214,7 @@ build_main_corpus() {
 }
 
 build_corpus() {
-    if want_case full || want_case inc || want_case restore; then
+    if want_case full || want_case inc || want_case restore || want_case remote; then
         build_main_corpus
     fi
     if want_case extents; then
@@ -252,6 +255,32 @@ case_full() {
     for ((rep = 1; rep <= REPS; rep++)); do
         for t in $(bl_rotate "$rep" virtnbdbackup virtbackup virtnbdbackup-z virtbackup-z nbdcopy); do
             full_one "$t" "$rep"
+        done
+    done
+}
+
+# Case: remote backup over loopback vs local, same disk, same tool.
+remote_one() {
+    local tool="$1" rep="$2" out="$BL_OUT/remote.$1.$2"
+    case "$tool" in
+    local) bl_measure remote virtbackup-local "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out" -n || true ;;
+    remote) bl_measure remote virtbackup-remote "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out" -n \
+        -U "$REMOTE_URI" -I 127.0.0.1 -P 10939 || true ;;
+    esac
+    rm -rf "$out"
+}
+
+case_remote() {
+    bl_log "==== case remote: $REPS repetitions"
+    # shellcheck source=tests/lib/sshd.sh
+    . "$VB_SOURCE_DIR/tests/lib/sshd.sh"
+    sshd_start >/dev/null
+    REMOTE_URI="qemu+ssh://root@127.0.0.1:$SSHD_PORT/system?keyfile=$SSH_KEY&known_hosts=$SSH_KNOWN_HOSTS&no_verify=1"
+    cat "$BL_WORKDIR/ref.qcow2" >/dev/null
+    local rep t
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for t in $(bl_rotate "$rep" local remote); do
+            remote_one "$t" "$rep"
         done
     done
 }
@@ -459,6 +488,7 @@ main() {
     want_case inc && case_inc
     want_case restore && case_restore
     want_case map && case_map
+    want_case remote && case_remote
     want_case extents && case_extents
     mkdir -p "$BENCH_DIR/results"
     local name="${BENCH_RESULTS_NAME:-latest}"

@@ -20,6 +20,20 @@ const char *vb_virt_last_error(void)
     return e && e->message ? e->message : "unknown libvirt error";
 }
 
+/* An API or flag the connected libvirt does not have: a remote host with an older libvirt
+ * (or a driver without backup support) says so in terms of its own internals. */
+static const char *too_old_hint(void)
+{
+    virErrorPtr e = virGetLastError();
+    if (!e)
+        return "";
+    if (e->code == VIR_ERR_NO_SUPPORT ||
+        (e->code == VIR_ERR_INVALID_ARG && e->message && strstr(e->message, "unsupported flag")))
+        return " (the libvirt this connection reaches lacks this function or flag: "
+               "incremental backups need libvirt >= 7.2 with qemu >= 6.0 on the host)";
+    return "";
+}
+
 int vb_virt_error(struct vb_error *err, const char *fmt, ...)
 {
     char ctx[512];
@@ -27,7 +41,7 @@ int vb_virt_error(struct vb_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ctx, sizeof ctx, fmt, ap);
     va_end(ap);
-    return vb_error_set(err, "%s: %s", ctx, vb_virt_last_error());
+    return vb_error_set(err, "%s: %s%s", ctx, vb_virt_last_error(), too_old_hint());
 }
 
 struct credentials {

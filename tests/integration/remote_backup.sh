@@ -167,6 +167,9 @@ grep -q "ssh-ed25519" "$TB_WORKDIR/empty_known_hosts" ||
     tb_fail "--ssh-accept-new-key did not record the host key"
 assert_meta "$TB_WORKDIR/hk2/vda.copy.data" false virtnbdbackup.0 "" false
 
+# a libvirt without the backup API (the test driver stands in for an old remote libvirt)
+vb_backup_fails "lacks this function" -U test:///default -d test -l copy -r -o "$TB_WORKDIR/old"
+
 tb_step "a password is never in the log, the --json summary or the process's arguments"
 SECRET="s3cr3t-$RANDOM-pw"
 "$VIRTBACKUP" -n -d "$D1" -l copy -o "$TB_WORKDIR/pw" -U "$URI" -I 127.0.0.1 -P "$PORT" \
