@@ -115,6 +115,32 @@ assert_meta "$diff_file" true virtnbdbackup.3 virtnbdbackup.2 false
 apply_compare "$SNAP/off2.raw" "remote offline diff" "$OUT"/vda.*.data
 remote_restore_compare "$OUT" "$SNAP/off2.raw" "remote chain with an offline diff"
 
+tb_step "names with spaces, quotes and commas: quoted for the remote shell, commas doubled"
+W="$TB_WORKDIR/we ird,'dir"
+install -d -o root -g kvm -m 0770 "$W"
+WIMG="$W/disk, 'one'.qcow2"
+qemu-img create -q -f qcow2 "$WIMG" 64M
+qemu-io -f qcow2 "$WIMG" -c "write -P 0x61 0 1M" -c "write -P 0x62 40M 512k" >/dev/null
+qemu-img convert -f qcow2 -O raw "$WIMG" "$SNAP/weird.raw"
+WDOM="vbtest-$$-weird"
+xml_path=$(sed "s/&/\&amp;/g; s/'/\&apos;/g" <<<"$WIMG")
+cat >"$TB_WORKDIR/weird.xml" <<EOF
+<domain type='$(tb_domain_type)'><name>$WDOM</name><memory unit='MiB'>128</memory>
+<os><type arch='x86_64'>hvm</type></os><devices>
+<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+<source file='$xml_path'/><target dev='vda' bus='virtio'/></disk></devices></domain>
+EOF
+tb_virsh define "$TB_WORKDIR/weird.xml" >/dev/null
+rb -d "$WDOM" -l copy -o "$TB_WORKDIR/weird"
+assert_meta "$TB_WORKDIR/weird/vda.copy.data" false virtnbdbackup.0 "" false
+apply_compare "$SNAP/weird.raw" "offline copy of an awkward path over SSH" "$TB_WORKDIR/weird/vda.copy.data"
+WOUT="$W/restored, 'here'"
+"$VIRTRESTORE" -n -i "$TB_WORKDIR/weird" -o "$WOUT" -U "$URI" -I 127.0.0.1 -P "$PORT" \
+    --compress >"$TB_WORKDIR/weird-restore.log" 2>&1 ||
+    tb_fail "remote restore --compress of an awkward path failed: $(tail -3 "$TB_WORKDIR/weird-restore.log")"
+compare_qcow_raw "$WOUT/disk, 'one'.qcow2" "$SNAP/weird.raw" "remote restore --compress, awkward names"
+tb_virsh undefine "$WDOM" >/dev/null
+
 tb_step "two remote backups at once, on distinct NBD ports"
 tb_create_domain par1 64M
 D1=$TB_DOMAIN
