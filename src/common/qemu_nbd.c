@@ -357,11 +357,15 @@ struct qemu_nbd *qemu_nbd_start_remote(struct vb_host *h, const struct qemu_nbd_
     return srv;
 }
 
-/* SIGTERM (qemu-nbd flushes and exits), SIGKILL after 10 s; exit 3 if it had to be killed. */
+/* SIGTERM (qemu-nbd flushes and exits), SIGKILL after 10 s; exit 3 if it had to be killed.
+ * A zombie counts as gone: the forked server is init's child, and an init that reaps late
+ * (containers) must not cost seconds. */
 static const char stop_script[] =
     "p=$(cat \"$1\") || exit 2; kill \"$p\" 2>/dev/null || exit 0; i=0; "
-    "while kill -0 \"$p\" 2>/dev/null; do i=$((i+1)); "
-    "if [ $i -gt 100 ]; then kill -9 \"$p\"; exit 3; fi; sleep 0.1; done";
+    "alive() { kill -0 \"$p\" 2>/dev/null || return 1; st=; "
+    "read -r _ _ st _ <\"/proc/$p/stat\" 2>/dev/null; [ \"$st\" != Z ]; }; "
+    "while alive; do i=$((i+1)); "
+    "if [ $i -gt 200 ]; then kill -9 \"$p\"; exit 3; fi; sleep 0.05; done";
 
 static int stop_remote(struct qemu_nbd *srv, struct vb_error *err)
 {
