@@ -303,13 +303,13 @@ char *domxml_boot_file(struct domxml *d, enum domxml_boot_kind kind)
     xmlChar *v = n ? xmlNodeGetContent(n) : NULL;
     char *s = NULL;
     if (v) {
-        /* libvirt allows surrounding whitespace in these elements */
+        /* libvirt allows surrounding whitespace in these elements; a path may hold spaces */
         const char *p = (const char *)v;
         while (*p == ' ' || *p == '\n' || *p == '\t')
             p++;
         s = strdup(p);
-        if (s)
-            s[strcspn(s, " \n\t")] = '\0';
+        for (size_t len = s ? strlen(s) : 0; len > 0 && strchr(" \n\t", s[len - 1]); len--)
+            s[len - 1] = '\0';
         if (s && !*s) {
             free(s);
             s = NULL;

@@ -383,8 +383,9 @@ struct vb_ssh *vb_ssh_open(const struct vb_ssh_opts *opts, struct vb_error *err)
     else
         snprintf(s->where, sizeof s->where, "%s:%d", opts->host, port);
 
+    /* The passwd entry is needed only for what the caller left out. */
     char *me = NULL, *home = NULL;
-    if (current_user(&me, &home, err) < 0)
+    if ((!opts->user || !opts->known_hosts) && current_user(&me, &home, err) < 0)
         goto fail;
     s->user = opts->user ? xstrdup(opts->user) : xstrdup(me);
     if (opts->known_hosts) {
@@ -731,7 +732,12 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-/* Pipelined download of an open remote file into fd. */
+/* Pipelined download of an open remote file into fd: up to XFER_INFLIGHT read requests in
+ * flight, answered in order. libssh 0.10's sftp_async_read() reads one packet before looking
+ * for its answer in the queue, so answers must be collected in the order of the requests and
+ * no other request may be made while some are in flight. A short answer (normally the end of
+ * the file) stops the pipeline: the answers still in flight are collected and thrown away,
+ * and reading resumes where the short one ended (an end-of-file answer then finishes). */
 static int get_data(struct vb_ssh *s, sftp_file f, const char *remote, int fd, const char *partial,
                     struct vb_error *err)
 {
@@ -739,16 +745,15 @@ static int get_data(struct vb_ssh *s, sftp_file f, const char *remote, int fd, c
         uint32_t id, len;
         uint64_t off;
     } q[XFER_INFLIGHT];
-    size_t head = 0, count = 0;
-    uint64_t next = 0;
-    bool eof = false;
+    size_t head = 0, count = 0, fill = 0;
+    uint64_t next = 0, resume = 0;
+    bool stop = false, eof = false;
     int rc = 0;
     char *piece = malloc(XFER_PIECE);
-    size_t fill = 0;
     if (!piece)
         return vb_error_errno(err, "out of memory");
     for (;;) {
-        while (rc == 0 && !eof && count < XFER_INFLIGHT) {
+        while (rc == 0 && !stop && count < XFER_INFLIGHT) {
             sftp_seek64(f, next);
             int id = sftp_async_read_begin(f, XFER_REQUEST);
             if (id < 0) {
@@ -759,8 +764,13 @@ static int get_data(struct vb_ssh *s, sftp_file f, const char *remote, int fd, c
             count++;
             next += XFER_REQUEST;
         }
-        if (count == 0)
-            break;
+        if (count == 0) {
+            if (rc || eof)
+                break;
+            stop = false; /* after a short answer: go on from its end */
+            next = resume;
+            continue;
+        }
         struct req r = q[head];
         head = (head + 1) % XFER_INFLIGHT;
         count--;
@@ -769,36 +779,25 @@ static int get_data(struct vb_ssh *s, sftp_file f, const char *remote, int fd, c
                 rc = vb_error_errno(err, "cannot write %s", partial);
             fill = 0;
         }
-        /* Clears the eof flag: sftp_async_read returns 0 at once after an EOF otherwise,
-         * leaving the later answers queued. */
+        /* The seek clears libssh's eof flag: after an end-of-file answer sftp_async_read()
+         * returns 0 at once and would leave the next answers unread. */
         sftp_seek64(f, r.off);
         int n = sftp_async_read(f, piece + fill, r.len, r.id);
-        if (rc != 0 || eof)
-            continue; /* only collecting the answers still in flight */
+        if (rc || stop)
+            continue; /* collected and dropped */
         if (n < 0) {
             rc = vb_error_set(err, "cannot read %s:%s: %s", s->host, remote, sftp_why(s));
             continue;
         }
         if (n == 0) {
-            eof = true;
+            eof = stop = true;
             continue;
         }
-        /* A short answer before the end: fetch the rest of this request synchronously. */
-        uint32_t got = (uint32_t)n;
-        while (got < r.len) {
-            sftp_seek64(f, r.off + got);
-            ssize_t m = sftp_read(f, piece + fill + got, r.len - got);
-            if (m < 0) {
-                rc = vb_error_set(err, "cannot read %s:%s: %s", s->host, remote, sftp_why(s));
-                break;
-            }
-            if (m == 0) {
-                eof = true;
-                break;
-            }
-            got += (uint32_t)m;
+        fill += (size_t)n;
+        if ((uint32_t)n < r.len) {
+            stop = true;
+            resume = r.off + (uint64_t)n;
         }
-        fill += got;
     }
     if (rc == 0 && fill && write_all(fd, piece, fill) < 0)
         rc = vb_error_errno(err, "cannot write %s", partial);

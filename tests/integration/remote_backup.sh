@@ -62,7 +62,9 @@ jq -e '.format == "qcow2"' "$OUT/vda.virtnbdbackup.0.qcow.json" >/dev/null ||
     tb_fail "qcow.json is not qemu-img info output"
 tb_snapshot_image "$DOM" vda "$SNAP/full.raw"
 apply_compare "$SNAP/full.raw" "remote full" "$OUT/vda.full.data"
-! ls -d /var/tmp/virtbackup.* 2>/dev/null || tb_fail "the remote job directory was left behind"
+jobdir=$(sed -n "s|.*<scratch file='\(.*\)/scratch.vda'/>.*|\1|p" <<<"$out" | head -1)
+[ -n "$jobdir" ] || tb_fail "no scratch file in the job XML: $out"
+[ ! -e "$jobdir" ] || tb_fail "the remote job directory $jobdir was left behind"
 
 tb_step "incremental (-z) of the running remote domain"
 tb_qemu_io "$DOM" vda "write -P 0x33 8M 1M"
@@ -83,7 +85,8 @@ tb_qemu_io "$DOM" vda "write -P 0x34 20M 1M"
 tb_snapshot_image "$DOM" vda "$SNAP/copy.raw"
 (cd "$TB_WORKDIR" && "$VIRTBACKUP" -n -d "$DOM" -l copy -o - -U "$URI" -I 127.0.0.1 \
     -P "$PORT" >"$TB_WORKDIR/copy.zip") || tb_fail "remote zip backup failed"
-unzip -l "$TB_WORKDIR/copy.zip" | grep -q "vda.copy.data" || tb_fail "no vda.copy.data in the zip"
+entries=$(unzip -Z1 "$TB_WORKDIR/copy.zip") || tb_fail "the zip cannot be listed"
+grep -qx "vda.copy.data" <<<"$entries" || tb_fail "no vda.copy.data in the zip: $entries"
 vr_restore_compare "$TB_WORKDIR/copy.zip" "$SNAP/copy.raw" "remote zip"
 
 tb_step "a shut-off remote domain: copy offline through a qemu-nbd started over SSH"
@@ -123,10 +126,15 @@ qemu-img create -q -f qcow2 "$WIMG" 64M
 qemu-io -f qcow2 "$WIMG" -c "write -P 0x61 0 1M" -c "write -P 0x62 40M 512k" >/dev/null
 qemu-img convert -f qcow2 -O raw "$WIMG" "$SNAP/weird.raw"
 WDOM="vbtest-$$-weird"
+# boot files (never booted: the domain stays shut off) fetched and restored over SFTP
+head -c 300000 /dev/urandom >"$W/vmlinuz, 'k'"
+head -c 123457 /dev/urandom >"$W/initrd"
+kernel_xml=$(sed "s/&/\&amp;/g; s/'/\&apos;/g" <<<"$W/vmlinuz, 'k'")
+initrd_xml=$(sed "s/&/\&amp;/g; s/'/\&apos;/g" <<<"$W/initrd")
 xml_path=$(sed "s/&/\&amp;/g; s/'/\&apos;/g" <<<"$WIMG")
 cat >"$TB_WORKDIR/weird.xml" <<EOF
 <domain type='$(tb_domain_type)'><name>$WDOM</name><memory unit='MiB'>128</memory>
-<os><type arch='x86_64'>hvm</type></os><devices>
+<os><type arch='x86_64'>hvm</type><kernel>$kernel_xml</kernel><initrd>$initrd_xml</initrd></os><devices>
 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
 <source file='$xml_path'/><target dev='vda' bus='virtio'/></disk></devices></domain>
 EOF
@@ -139,6 +147,12 @@ WOUT="$W/restored, 'here'"
     --compress >"$TB_WORKDIR/weird-restore.log" 2>&1 ||
     tb_fail "remote restore --compress of an awkward path failed: $(tail -3 "$TB_WORKDIR/weird-restore.log")"
 compare_qcow_raw "$WOUT/disk, 'one'.qcow2" "$SNAP/weird.raw" "remote restore --compress, awkward names"
+cmp "$TB_WORKDIR/weird/vmlinuz, 'k'" "$W/vmlinuz, 'k'" || tb_fail "the kernel fetched over SFTP differs"
+cmp "$TB_WORKDIR/weird/initrd" "$W/initrd" || tb_fail "the initrd fetched over SFTP differs"
+cmp "$WOUT/vmlinuz, 'k'" "$W/vmlinuz, 'k'" || tb_fail "the kernel restored over SFTP differs"
+cmp "$WOUT/initrd" "$W/initrd" || tb_fail "the initrd restored over SFTP differs"
+got_kernel=$(python3 -c 'import sys, xml.etree.ElementTree as E; print(E.parse(sys.argv[1]).find("os/kernel").text)' "$WOUT/vmconfig.xml")
+tb_assert_eq "$got_kernel" "$W/vmlinuz, 'k'" "kernel in the config written over SFTP"
 tb_virsh undefine "$WDOM" >/dev/null
 
 tb_step "two remote backups at once, on distinct NBD ports"

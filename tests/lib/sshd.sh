@@ -116,8 +116,9 @@ sshd_make_keys() {
 }
 
 sshd_start() {
-    command -v ssh-keygen >/dev/null && [ -x "$SSHD_BIN" ] && command -v ssh >/dev/null ||
+    if ! command -v ssh-keygen >/dev/null || ! command -v ssh >/dev/null || [ ! -x "$SSHD_BIN" ]; then
         sshd_die "openssh-server/openssh-client missing (scripts/install-deps.sh installs them)"
+    fi
     [ "$(id -u)" -eq 0 ] || sshd_die "must run as root"
     install -d -m 0700 "$SSHD_DIR"
     # privilege separation directory (normally made by the init script)
@@ -153,8 +154,9 @@ sshd_start() {
             [ -n "$pid" ] && sshd_port_open && break
             sleep 0.05
         done
-        [ -n "$pid" ] && sshd_port_open ||
+        if [ -z "$pid" ] || ! sshd_port_open; then
             sshd_die "sshd did not come up on $SSHD_ADDR:$SSHD_PORT; last log lines: $(tail -n 5 "$SSHD_DIR/sshd.log" 2>/dev/null)"
+        fi
         sshd_log "started sshd $pid on $SSHD_ADDR:$SSHD_PORT (state in $SSHD_DIR)"
     else
         sshd_log "reusing sshd $pid on $SSHD_ADDR:$SSHD_PORT"
