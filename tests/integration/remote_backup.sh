@@ -45,6 +45,7 @@ remote_restore_compare() {
 
 tb_create_domain run 128M
 DOM=$TB_DOMAIN
+IMG0=${TB_IMAGES[0]}
 OUT=$TB_WORKDIR/out
 tb_qemu_io "$DOM" vda "write -P 0x31 0 3M"
 tb_qemu_io "$DOM" vda "write -P 0x32 64M 2M"
@@ -79,6 +80,14 @@ tb_step "restore on the remote host: qemu-img and qemu-nbd started there over SS
 remote_restore_compare "$OUT" "$SNAP/inc1.raw" "remote chain"
 remote_restore_compare "$OUT" "$SNAP/full.raw" "remote chain until the full" --until virtnbdbackup.0
 pgrep -f "qemu-nbd.*-p $PORT" >/dev/null && tb_fail "the remote qemu-nbd was left running"
+RDOM="vbtest-$$-restored"
+RD="$TB_WORKDIR/remote-define"
+"$VIRTRESTORE" -n -i "$OUT" -o "$RD" -U "$URI" -I 127.0.0.1 -P "$PORT" -cD -N "$RDOM" \
+    >"$RD.log" 2>&1 || tb_fail "remote restore -cD failed: $(tail -5 "$RD.log")"
+src=$(tb_virsh domblklist "$RDOM" | awk '$1 == "vda" {print $2}')
+tb_assert_eq "$src" "$RD/$(basename "$IMG0")" "disk of the domain defined through the remote URI"
+compare_qcow_raw "$src" "$SNAP/inc1.raw" "remote restore -cD"
+tb_virsh undefine "$RDOM" >/dev/null
 
 tb_step "zip to stdout from a remote domain"
 tb_qemu_io "$DOM" vda "write -P 0x34 20M 1M"
