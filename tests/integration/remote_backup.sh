@@ -89,6 +89,18 @@ tb_assert_eq "$src" "$RD/$(basename "$IMG0")" "disk of the domain defined throug
 compare_qcow_raw "$src" "$SNAP/inc1.raw" "remote restore -cD"
 tb_virsh undefine "$RDOM" >/dev/null
 
+tb_step "-s starts a remote job (prints its NBD URI), -k ends it and removes its directory"
+uri_out=$("$VIRTBACKUP" -n -d "$DOM" -l copy -o "$TB_WORKDIR/startonly" -s -U "$URI" \
+    -I 127.0.0.1 -P "$PORT" 2>"$TB_WORKDIR/startonly.log") ||
+    tb_fail "-s failed: $(cat "$TB_WORKDIR/startonly.log")"
+tb_assert_eq "$uri_out" "nbd://127.0.0.1:$PORT" "-s output"
+nbdinfo --size "$uri_out/vda" >/dev/null || tb_fail "the started job's export is not reachable at $uri_out/vda"
+jobdir=$(tb_virsh backup-dumpxml "$DOM" | sed -n "s|.*<scratch file='\(.*\)/scratch.vda'/>.*|\1|p")
+[ -d "$jobdir" ] || tb_fail "no job directory for the started job ($jobdir)"
+vb_backup -d "$DOM" -k -U "$URI"
+tb_assert_eq "$(tb_virsh domjobinfo "$DOM" | awk '/Job type/ {print $3}')" "None" "job after -k"
+[ ! -e "$jobdir" ] || tb_fail "-k left the job directory $jobdir"
+
 tb_step "zip to stdout from a remote domain"
 tb_qemu_io "$DOM" vda "write -P 0x34 20M 1M"
 tb_snapshot_image "$DOM" vda "$SNAP/copy.raw"
