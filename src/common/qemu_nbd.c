@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -239,8 +240,15 @@ struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *
         free_srv(srv);
         return NULL;
     }
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* Its own process group (below) keeps it out of a terminal's Ctrl-C, so nothing
+         * would stop it if we died without cleaning up (kill -9, a crash): it would serve
+         * the half-written image forever. SIGTERM it when we die (it flushes and exits);
+         * if we died already before prctl, exit at once. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+            _exit(127);
         /* child: stdin from /dev/null, stdout and stderr into the error file */
         int nul = open("/dev/null", O_RDONLY);
         if (nul >= 0)

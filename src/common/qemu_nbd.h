@@ -29,7 +29,9 @@ struct qemu_nbd_opts {
 struct qemu_nbd;
 
 /* Starts the server and returns once its socket accepts connections (or fails naming the
- * cause, including qemu-nbd's own message when it exits early). */
+ * cause, including qemu-nbd's own message when it exits early). The server gets SIGTERM when
+ * the calling *thread* ends (PR_SET_PDEATHSIG), so call it from the thread that lives as long
+ * as the server (the main thread). */
 struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *opts, struct vb_error *err);
 const char *qemu_nbd_socket(const struct qemu_nbd *srv);
 pid_t qemu_nbd_pid(const struct qemu_nbd *srv);

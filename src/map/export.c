@@ -173,6 +173,12 @@ int export_close(struct map_export *ex, struct vb_error *err)
     return rc;
 }
 
+void export_overlay_temporary(struct map_export *ex)
+{
+    if (ex->ovl)
+        overlay_set_temporary(ex->ovl);
+}
+
 const char *export_name(const struct map_export *ex)
 {
     return ex->name;

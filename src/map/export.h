@@ -33,6 +33,8 @@ struct map_export *export_open(const char *name, const struct map_disk *disk,
                                const char *overlay_dir, struct block_cache *cache,
                                struct vb_error *err);
 int export_close(struct map_export *ex, struct vb_error *err);
+/* The overlay is removed at exit: its map is not saved (overlay_set_temporary). */
+void export_overlay_temporary(struct map_export *ex);
 
 const char *export_name(const struct map_export *ex);
 uint64_t export_size(const struct map_export *ex);

@@ -25,6 +25,7 @@ struct overlay {
     uint64_t nchunks;
     uint64_t **chunks; /* NULL: every block of the chunk is OVERLAY_BASE */
     bool dirty;
+    bool temporary; /* never save the map */
 };
 
 static enum overlay_state get(const struct overlay *o, uint64_t blk)
@@ -282,6 +283,11 @@ fail:
     return NULL;
 }
 
+void overlay_set_temporary(struct overlay *o)
+{
+    o->temporary = true;
+}
+
 int overlay_datasync(struct overlay *o, struct vb_error *err)
 {
     if (fdatasync(o->fd) < 0)
@@ -293,7 +299,7 @@ int overlay_sync(struct overlay *o, struct vb_error *err)
 {
     if (overlay_datasync(o, err) < 0)
         return -1;
-    return o->dirty ? save_map(o, err) : 0;
+    return o->dirty && !o->temporary ? save_map(o, err) : 0;
 }
 
 int overlay_close(struct overlay *o, struct vb_error *err)

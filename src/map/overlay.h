@@ -22,6 +22,9 @@ struct overlay;
  * chain and point in time; an existing map made for another identity or size is refused. */
 struct overlay *overlay_open(const char *dir, const char *name, uint64_t size, const char *identity,
                              struct vb_error *err);
+/* The overlay is thrown away at exit (virtmap's private directory): its map is never saved,
+ * so that a flush or the exit does not fail on a full filesystem for a file nobody reads. */
+void overlay_set_temporary(struct overlay *o);
 /* Saves the map (when changed) and closes. */
 int overlay_close(struct overlay *o, struct vb_error *err);
 

@@ -115,6 +115,8 @@ static int open_exports(struct session *s, struct vb_error *err)
         s->exports[i] = export_open(name, &s->disks[i], s->overlay_dir, s->cache, err);
         if (!s->exports[i])
             return -1;
+        if (s->overlay_dir && s->overlay_dir == s->tmp_dir) /* removed at exit */
+            export_overlay_temporary(s->exports[i]);
         s->nexports++;
         vb_info("export %s: %" PRIu64 " bytes, %s%s", name, export_size(s->exports[i]),
                 export_description(s->exports[i]), o->readonly ? ", read-only" : "");

@@ -115,7 +115,8 @@ static void help(void)
            "\n"
            "Images are OUTPUT/<basename of the disk's source path> (OUTPUT/<disk> with -s).\n"
            "Existing files are never overwritten. An image is written as <image>.partial and\n"
-           "renamed only when complete; a failed restore leaves no image behind.\n"
+           "renamed only when complete; a failed or interrupted restore leaves no image\n"
+           "behind. A .partial left by a killed run stops the next run until removed.\n"
            "\n"
            "Examples:\n"
            "  virtrestore -i /backup/vm1 -o /restore              latest point\n"
@@ -124,7 +125,8 @@ static void help(void)
            "  virtrestore -i full.zip,inc1.zip -o /restore\n"
            "  virtrestore -i /backup/vm1 -o verify\n"
            "\n"
-           "Exit status: 0 success; 1 any error (also if only one disk failed).\n",
+           "Exit status: 0 success; 1 any error (also if only one disk failed) or SIGINT,\n"
+           "SIGTERM, SIGHUP.\n",
            vb_remote_cli_help);
 }
 
@@ -143,8 +145,7 @@ static int usage_error(const char *fmt, ...)
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    restore_stop = 1;
+    restore_stop = sig; /* named in the error message */
 }
 
 enum action { ACTION_RESTORE, ACTION_DUMP, ACTION_VERIFY };

@@ -213,6 +213,8 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
         prog = progress_new(dc->dev, w.bytes, progress_mode_for_stderr(o->noprogress));
         wo.progress = prog;
         rc = restore_write_nbd(dc->ci, &w, &wo, &st, err);
+        if (rc < 0) /* name the image: "No space left on device" alone says not where */
+            vb_error_prefix(err, "%s", target);
         progress_finish(prog, rc == 0);
         struct vb_error serr = {0};
         if (qemu_nbd_stop(srv, &serr) < 0 && rc == 0) {
@@ -400,7 +402,10 @@ int restore_run(const struct restore_opts *o, struct restore_input *in, struct s
         }
     }
     if (restore_stop) {
-        vb_error_log("interrupted");
+        if (!failed) { /* else the disk's error said so already */
+            const char *sig = sigabbrev_np((int)restore_stop);
+            vb_error_log("interrupted by SIG%s", sig ? sig : "?");
+        }
         failed++;
     }
     if (!o->sequence && !restore_stop && rd && failed) {

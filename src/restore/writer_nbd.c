@@ -5,6 +5,7 @@
 #include <libnbd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -471,7 +472,8 @@ static int write_loop(struct pipeline *pl, struct nbd_handle **h, int nconn)
     for (;;) {
         bool decoding, failed;
         if (pl->o->stop && *pl->o->stop) {
-            vb_error_set(&e, "interrupted by a signal");
+            const char *sig = sigabbrev_np((int)*pl->o->stop);
+            vb_error_set(&e, "interrupted by SIG%s", sig ? sig : "?");
             fail(pl, &e);
         }
         take_ready(pl, &head, &tail, &decoding, &failed);

@@ -33,7 +33,7 @@ struct nbd_write_opts {
     int decoders;                /* decoder threads */
     uint64_t memory_budget;      /* bytes of buffers held at once (VIRTRESTORE_MEMORY_MB) */
     struct progress *progress;
-    volatile sig_atomic_t *stop; /* set by a signal handler: abort soon */
+    volatile sig_atomic_t *stop; /* set to a signal number by its handler: abort soon */
 };
 
 struct nbd_write_stats {
