@@ -1,7 +1,8 @@
 /* Copies one disk: extent map, then reads in flight over several NBD connections (libnbd's
- * asynchronous API), handed in stream order to a writer thread that frames, compresses,
- * checksums and writes. The main thread only drives NBD; the writer thread does the CPU work
- * (lz4, adler32) and the file writes, so both cores are busy and reads overlap writes.
+ * asynchronous API), handed in stream order to a writer thread that frames and writes. The
+ * main thread only drives NBD (and checksums plain chunks as they arrive); with -z the
+ * writer hands 64 KiB blocks to a pool of compression threads (stream_lz4_pool.h), so both
+ * cores are busy and reads overlap compression and writes.
  *
  * Buffers form a ring of slots; chunk k always uses slot k % NSLOTS, so memory is bounded
  * (NSLOTS x request size) and the writer finds chunks in order without a queue. */
@@ -336,6 +337,9 @@ static int connect_all(struct copy *c, struct vb_error *err)
         if (!h)
             return vb_error_set(err, "%s: nbd_create: %s", job->disk->target, nbd_get_error());
         c->nbd[c->nconns++] = h;
+        /* every buffer is either filled by a successful read or the copy fails: libnbd need
+         * not zero it first (0.35 s of CPU per 4 GB) */
+        nbd_set_pread_initialize(h, false);
         if (nbd_set_export_name(h, job->export_name) == -1 ||
             (i == 0 && (!job->bitmap || !c->opts->no_sparse_detection) &&
              nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1) ||

@@ -8,8 +8,10 @@
 
 #include "sink.h"
 
-/* Small frame headers are coalesced; payloads at least this large bypass the buffer. */
+/* Small frame headers are coalesced; payloads of FILE_SINK_DIRECT bytes or more bypass the
+ * buffer (copying them would cost more than the extra write calls). */
 #define FILE_SINK_BUFFER (1024 * 1024)
+#define FILE_SINK_DIRECT (64 * 1024)
 
 struct file_sink {
     struct stream_sink base;
@@ -48,17 +50,12 @@ static int file_sink_write(struct stream_sink *sink, const void *buf, size_t len
                            struct vb_error *err)
 {
     struct file_sink *fs = (struct file_sink *)sink;
-    if (fs->used + len <= FILE_SINK_BUFFER) {
-        memcpy(fs->buf + fs->used, buf, len);
-        fs->used += len;
-        return 0;
-    }
-    if (flush_buffer(fs, err) < 0)
+    if (len >= FILE_SINK_DIRECT)
+        return flush_buffer(fs, err) < 0 ? -1 : write_all(fs->fd, buf, len, fs->partial, err);
+    if (fs->used + len > FILE_SINK_BUFFER && flush_buffer(fs, err) < 0)
         return -1;
-    if (len >= FILE_SINK_BUFFER / 2)
-        return write_all(fs->fd, buf, len, fs->partial, err);
-    memcpy(fs->buf, buf, len);
-    fs->used = len;
+    memcpy(fs->buf + fs->used, buf, len);
+    fs->used += len;
     return 0;
 }
 

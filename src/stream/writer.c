@@ -8,7 +8,7 @@
 #include <zlib.h>
 
 #include "frame.h"
-#include "stream_lz4.h"
+#include "stream_lz4_pool.h"
 
 /* One element of the compression trailer per DATA frame (reference §1.5). */
 struct trailer_entry {
@@ -33,12 +33,13 @@ struct stream_writer {
     size_t nsizes, sizes_cap;
     struct trailer_entry *entries;
     size_t nentries, entries_cap;
-    /* compression: the LZ4 frame of the current slice is built as data arrives */
-    struct stream_lz4_encoder enc;
+    /* compression: the LZ4 frame of each slice is built as data arrives, on worker threads
+     * (stream_lz4_pool); once the pool exists, every byte goes through it, in order */
+    struct stream_lz4_pool *pool;
+    int lz4_workers; /* -1: stream_lz4_default_workers() */
+    size_t frames_begun;
     bool slice_open;
-    uint64_t slice_raw, slice_done, slice_stored;
-    void *cbuf;
-    size_t cbuf_cap;
+    uint64_t slice_raw, slice_done;
     bool finished, failed;
 };
 
@@ -74,12 +75,29 @@ static int emit_summed(struct stream_writer *w, const void *buf, size_t len, uin
     return 0;
 }
 
+/* An error of the pool: the sink's errors already name the file. */
+static int pool_failed(struct stream_writer *w, struct vb_error *err)
+{
+    if (!strstr(err->msg, w->sink->name))
+        vb_error_prefix(err, "%s", w->sink->name);
+    w->failed = true;
+    return -1;
+}
+
+/* Stream bytes outside DATA payloads: behind the compressed data still in the pool. */
+static int out(struct stream_writer *w, const void *buf, size_t len, struct vb_error *err)
+{
+    if (!w->pool)
+        return emit(w, buf, len, err);
+    return stream_lz4_pool_raw(w->pool, buf, len, err) < 0 ? pool_failed(w, err) : 0;
+}
+
 static int emit_frame(struct stream_writer *w, enum stream_frame_kind kind, uint64_t start,
                       uint64_t length, struct vb_error *err)
 {
     char hdr[STREAM_FRAME_LEN];
     stream_frame_format(hdr, kind, start, length);
-    return emit(w, hdr, sizeof hdr, err);
+    return out(w, hdr, sizeof hdr, err);
 }
 
 struct stream_writer *stream_writer_new(struct stream_sink *sink, const struct stream_meta *meta,
@@ -94,11 +112,7 @@ struct stream_writer *stream_writer_new(struct stream_sink *sink, const struct s
     w->sink = sink;
     w->meta = *meta;
     w->compressed = meta->compressed != STREAM_META_COMPRESSED_FALSE;
-    if (w->compressed && stream_lz4_encoder_init(&w->enc, meta->compressed, err) < 0) {
-        stream_sink_free(sink);
-        free(w);
-        return NULL;
-    }
+    w->lz4_workers = -1;
     w->adler = (uint32_t)adler32(0, NULL, 0);
     size_t jlen;
     char *json = stream_meta_to_json(meta, &jlen, err);
@@ -177,30 +191,37 @@ int stream_writer_data_begin(struct stream_writer *w, uint64_t start, uint64_t l
             0)
             return -1;
         w->entries[w->nentries++] = (struct trailer_entry){
-            .first = w->nsizes, .count = 0, .chunked = length >= STREAM_SLICE_SIZE};
+            .first = w->frames_begun, .count = 0, .chunked = length >= STREAM_SLICE_SIZE};
     }
     return 0;
 }
 
-static int ensure_cbuf(struct stream_writer *w, size_t n, struct vb_error *err)
+void stream_writer_set_compress_threads(struct stream_writer *w, unsigned n)
 {
-    size_t bound = stream_lz4_encoder_bound(n);
-    if (bound <= w->cbuf_cap)
-        return 0;
-    free(w->cbuf);
-    w->cbuf = malloc(bound);
-    w->cbuf_cap = w->cbuf ? bound : 0;
-    return w->cbuf ? 0 : vb_error_set(err, "out of memory");
+    w->lz4_workers = (int)n;
 }
 
-/* Emits encoder output of one step (r bytes in cbuf) as part of the current slice. */
-static int emit_slice_bytes(struct stream_writer *w, int64_t r, struct vb_error *err)
+/* emit_summed() for the pool, which calls it on its worker threads (one at a time, and only
+ * while the writer's own thread writes nothing): failures are reported through the pool. */
+static int pool_emit(void *opaque, const void *buf, size_t len, uint32_t adler,
+                     struct vb_error *err)
 {
-    if (r < 0)
-        return vb_error_prefix(err, "%s", w->sink->name);
-    if (r > 0 && emit(w, w->cbuf, (size_t)r, err) < 0)
+    struct stream_writer *w = opaque;
+    if (stream_sink_write(w->sink, buf, len, err) < 0)
         return -1;
-    w->slice_stored += (uint64_t)r;
+    if (!w->sink->computes_checksum)
+        w->adler = (uint32_t)adler32_combine(w->adler, adler, (z_off_t)len);
+    w->bytes += len;
+    return 0;
+}
+
+/* An LZ4 frame went out whole: its size, for the trailer (frames end in stream order). */
+static int pool_frame(void *opaque, uint64_t stored, struct vb_error *err)
+{
+    struct stream_writer *w = opaque;
+    if (grow((void **)&w->sizes, &w->sizes_cap, w->nsizes + 1, sizeof *w->sizes, err) < 0)
+        return -1;
+    w->sizes[w->nsizes++] = stored;
     return 0;
 }
 
@@ -208,39 +229,37 @@ static int emit_slice_bytes(struct stream_writer *w, int64_t r, struct vb_error 
 static int append_compressed(struct stream_writer *w, const uint8_t *p, size_t len,
                              struct vb_error *err)
 {
-    /* bounded steps keep the output buffer small */
-    const size_t step = 1024 * 1024;
+    if (!w->pool) {
+        unsigned workers =
+            w->lz4_workers < 0 ? stream_lz4_default_workers() : (unsigned)w->lz4_workers;
+        w->pool = stream_lz4_pool_new(w->meta.compressed, workers, 0, !w->sink->computes_checksum,
+                                      pool_emit, pool_frame, w, err);
+        if (!w->pool)
+            return pool_failed(w, err);
+    }
     while (len) {
         if (!w->slice_open) {
             uint64_t left = w->data_length - w->data_done;
             w->slice_raw = left < STREAM_SLICE_SIZE ? left : STREAM_SLICE_SIZE;
             w->slice_done = 0;
-            w->slice_stored = 0;
-            if (ensure_cbuf(w, step, err) < 0 ||
-                emit_slice_bytes(
-                    w, stream_lz4_encoder_begin(&w->enc, w->slice_raw, w->cbuf, w->cbuf_cap, err),
-                    err) < 0)
-                return -1;
+            if (stream_lz4_pool_frame_begin(w->pool, w->slice_raw, err) < 0)
+                return pool_failed(w, err);
+            w->frames_begun++;
+            w->entries[w->nentries - 1].count++;
             w->slice_open = true;
         }
-        size_t n = len < step ? len : step;
+        size_t n = len;
         if (n > w->slice_raw - w->slice_done)
             n = (size_t)(w->slice_raw - w->slice_done);
-        if (emit_slice_bytes(w, stream_lz4_encoder_update(&w->enc, p, n, w->cbuf, w->cbuf_cap, err),
-                             err) < 0)
-            return -1;
+        if (stream_lz4_pool_frame_append(w->pool, p, n, err) < 0)
+            return pool_failed(w, err);
         p += n;
         len -= n;
         w->slice_done += n;
         w->data_done += n;
         if (w->slice_done == w->slice_raw) {
-            if (emit_slice_bytes(w, stream_lz4_encoder_end(&w->enc, w->cbuf, w->cbuf_cap, err),
-                                 err) < 0)
-                return -1;
-            if (grow((void **)&w->sizes, &w->sizes_cap, w->nsizes + 1, sizeof *w->sizes, err) < 0)
-                return -1;
-            w->sizes[w->nsizes++] = w->slice_stored;
-            w->entries[w->nentries - 1].count++;
+            if (stream_lz4_pool_frame_end(w->pool, err) < 0)
+                return pool_failed(w, err);
             w->slice_open = false;
         }
     }
@@ -283,7 +302,7 @@ int stream_writer_data_end(struct stream_writer *w, struct vb_error *err)
                             w->sink->name, w->data_done, w->data_length);
     w->in_data = false;
     w->data_total += w->data_length;
-    return emit(w, STREAM_TERM, STREAM_TERM_LEN, err);
+    return out(w, STREAM_TERM, STREAM_TERM_LEN, err);
 }
 
 int stream_writer_data(struct stream_writer *w, uint64_t start, const void *buf, uint64_t length,
@@ -347,6 +366,11 @@ int stream_writer_finish(struct stream_writer *w, uint32_t *checksum, struct vb_
         return vb_error_set(err,
                             "%s: wrote %" PRIu64 " DATA bytes but META announced dataSize %" PRIu64,
                             w->sink->name, w->data_total, w->meta.data_size);
+    if (w->pool && stream_lz4_pool_flush(w->pool, err) < 0)
+        return pool_failed(w, err);
+    if (w->compressed && w->nsizes != w->frames_begun)
+        return vb_error_set(err, "%s: internal error: %zu of %zu lz4 frames written", w->sink->name,
+                            w->nsizes, w->frames_begun);
     if (emit_frame(w, STREAM_FRAME_STOP, 0, 0, err) < 0)
         return -1;
     if (w->compressed) {
@@ -381,10 +405,10 @@ void stream_writer_free(struct stream_writer *w)
 {
     if (!w)
         return;
+    stream_lz4_pool_free(w->pool); /* stops the workers before the sink goes */
+    w->pool = NULL;
     stream_sink_free(w->sink);
     free(w->sizes);
     free(w->entries);
-    free(w->cbuf);
-    stream_lz4_encoder_free(&w->enc);
     free(w);
 }

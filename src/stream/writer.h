@@ -19,6 +19,10 @@ struct stream_writer;
 struct stream_writer *stream_writer_new(struct stream_sink *sink, const struct stream_meta *meta,
                                         struct vb_error *err);
 
+/* Compressed streams: compress on n worker threads (0: on the caller's thread). The default
+ * is stream_lz4_default_workers(); takes effect only before the first DATA frame. */
+void stream_writer_set_compress_threads(struct stream_writer *w, unsigned n);
+
 int stream_writer_zero(struct stream_writer *w, uint64_t start, uint64_t length,
                        struct vb_error *err);
 

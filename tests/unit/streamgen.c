@@ -33,6 +33,8 @@ int gen_write(const struct gen_stream *g)
         sink = stream_sink_async(sink, 100000, 3, &err);
     struct stream_writer *w = sink ? stream_writer_new(sink, &meta, &err) : NULL;
     int rc = w ? 0 : -1;
+    if (w && g->threads)
+        stream_writer_set_compress_threads(w, g->threads < 0 ? 0 : (unsigned)g->threads);
     for (size_t i = 0; rc == 0 && i < g->nextents; i++) {
         const struct gen_extent *e = &g->extents[i];
         if (e->zero)

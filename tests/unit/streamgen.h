@@ -24,6 +24,7 @@ struct gen_stream {
     size_t piece; /* nonzero: deliver DATA in pieces of this size (streaming path) */
     bool summed;  /* with piece: pass each piece's adler32 (append_summed) */
     bool async;   /* write through stream_sink_async */
+    int threads;  /* compressed: 0 the default, -1 on the writer's thread, N workers */
 };
 
 /* Writes the stream (and its .chksum); returns 0, or -1 printing the error. */
