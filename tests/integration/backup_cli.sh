@@ -29,7 +29,11 @@ expect_exit 1 "a domain is required" "$VIRTBACKUP" -o "$OUT"
 expect_exit 1 "invalid compression level" "$VIRTBACKUP" -d "$DOM" -o "$OUT" --compress=x
 expect_exit 1 "domain 'no-such-domain' not found" "$VIRTBACKUP" -d no-such-domain -o "$OUT" -l full
 tb_assert_eq "$("$VIRTBACKUP" --version)" "virtbackup 0.1.0" "--version"
-"$VIRTBACKUP" --help | grep -q -- "--compat-zeroes" || tb_fail "--help lacks --compat-zeroes"
+# (captured first: grep -q may exit before a long --help is written, and pipefail would see
+# the writer's SIGPIPE)
+help_text=$("$VIRTBACKUP" --help)
+grep -q -- "--compat-zeroes" <<<"$help_text" || tb_fail "--help lacks --compat-zeroes"
+grep -q -- "--ssh-accept-new-key" <<<"$help_text" || tb_fail "--help lacks the remote options"
 [ ! -e "$OUT" ] || [ -z "$(ls -A "$OUT")" ] || tb_fail "failed runs left files in $OUT"
 
 tb_step "inc without a full, and auto in a directory without a full, are refused"
