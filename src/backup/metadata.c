@@ -150,10 +150,16 @@ int metadata_save(struct vb_host *host, virDomainPtr dom, const struct vb_domain
             snprintf(path, sizeof path, "%s", base_name(boot[i]));
         else
             snprintf(path, sizeof path, "%s.%s", base_name(boot[i]), ident);
-        if (vb_host_is_remote(host)) {
-            /* over SFTP into a local temporary file first (also for the zip) */
+        if (vb_host_is_remote(host) && !out.zip) {
+            /* over SFTP straight into the backup directory (atomically) */
+            char dest[8600];
+            snprintf(dest, sizeof dest, "%s/%s", out.dir, path);
+            if (vb_host_fetch(host, boot[i], dest, err) < 0)
+                return vb_error_prefix(err, "boot file %s on %s", boot[i], host->name);
+        } else if (vb_host_is_remote(host)) {
+            /* the zip takes local files: fetched into a temporary file first */
             char tmp[8600];
-            snprintf(tmp, sizeof tmp, "%s/.%s.fetch", out.zip ? "." : out.dir, path);
+            snprintf(tmp, sizeof tmp, "./.%s.fetch", path);
             if (vb_host_fetch(host, boot[i], tmp, err) < 0)
                 return vb_error_prefix(err, "boot file %s on %s", boot[i], host->name);
             rc = put_file(&out, path, tmp, err);

@@ -15,56 +15,6 @@
 #include "qemu_nbd.h"
 #include "remote.h"
 
-int run_command(char *const argv[], struct vb_error *err)
-{
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
-        return vb_error_errno(err, "pipe");
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return vb_error_errno(err, "fork");
-    }
-    if (pid == 0) {
-        dup2(pipefd[1], 1);
-        dup2(pipefd[1], 2);
-        execvp(argv[0], argv);
-        fprintf(stderr, "cannot execute %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    close(pipefd[1]);
-    char out[4096], last[512] = "";
-    size_t have = 0;
-    ssize_t n;
-    while ((n = read(pipefd[0], out + have, sizeof out - 1 - have)) > 0) {
-        have += (size_t)n;
-        out[have] = '\0';
-        char *nl;
-        while ((nl = strchr(out, '\n'))) {
-            *nl = '\0';
-            if (*out)
-                snprintf(last, sizeof last, "%.500s", out);
-            vb_debug("%s: %s", argv[0], out);
-            memmove(out, nl + 1, strlen(nl + 1) + 1);
-            have = strlen(out);
-        }
-        if (have == sizeof out - 1)
-            have = 0; /* an endless line: keep only what follows */
-    }
-    if (have)
-        snprintf(last, sizeof last, "%.500s", out);
-    close(pipefd[0]);
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        return 0;
-    return vb_error_set(
-        err, "%s failed (%s %d): %s", argv[0], WIFEXITED(status) ? "exit" : "signal",
-        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), last[0] ? last : "no message");
-}
-
 /* Appends "key=value" to a comma-separated -o list. */
 static int append(char **opts, const char *key, const char *value)
 {
@@ -152,9 +102,10 @@ int image_create(const struct image_spec *spec, struct image_created *made, stru
         free(data_file);
         return vb_error_set(err, "out of memory");
     }
-    bool remote = spec->host && vb_host_is_remote(spec->host);
-    if (data_file &&
-        (remote ? vb_host_exists(spec->host, data_file, err) != 0 : access(data_file, F_OK) == 0)) {
+    /* qemu-img runs on the restore host: here, or over SSH */
+    struct vb_host here = {0};
+    struct vb_host *host = spec->host ? spec->host : &here;
+    if (data_file && vb_host_exists(host, data_file, err) != 0) {
         vb_error_set(err, "%s: external data file exists already, refusing to overwrite it",
                      data_file);
         free(opts);
@@ -179,18 +130,12 @@ int image_create(const struct image_spec *spec, struct image_created *made, stru
     argv[n] = NULL;
     vb_debug("qemu-img create -f %s %s%s%s %s", spec->format, *opts ? "-o " : "", opts, spec->path,
              size);
-    int rc = remote ? vb_host_run(spec->host, argv, NULL, NULL, err) : run_command(argv, err);
+    int rc = vb_host_run(host, argv, NULL, NULL, err);
     if (rc < 0) {
         vb_error_prefix(err, "%s: cannot create the image", spec->path);
-        if (remote) {
-            vb_host_unlink(spec->host, spec->path, &(struct vb_error){0});
-            if (data_file)
-                vb_host_unlink(spec->host, data_file, &(struct vb_error){0});
-        } else {
-            unlink(spec->path);
-            if (data_file)
-                unlink(data_file);
-        }
+        vb_host_unlink(host, spec->path, &(struct vb_error){0});
+        if (data_file)
+            vb_host_unlink(host, data_file, &(struct vb_error){0});
         free(data_file);
     } else {
         made->data_file = data_file;

@@ -34,7 +34,4 @@ void image_created_free(struct image_created *made);
 int image_options(const char *qcow_json, const char *data_dir, char **options, char **data_file,
                   struct vb_error *err);
 
-/* Runs argv (execvp), waits; on failure the error carries the last line of its stderr. */
-int run_command(char *const argv[], struct vb_error *err);
-
 #endif

@@ -35,23 +35,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int mkdir_p(const char *path, struct vb_error *err)
-{
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return vb_error_errno(err, "%s: cannot create directory", tmp);
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return vb_error_errno(err, "%s: cannot create directory", tmp);
-    return 0;
-}
-
 static void fsync_dir(const char *file)
 {
     char *copy = strdup(file);
@@ -345,8 +328,7 @@ int restore_run(const struct restore_opts *o, struct restore_input *in, struct s
         }
         return -1;
     }
-    if ((vb_host_is_remote(o->host) ? vb_host_mkdir_p(o->host, o->output, &err)
-                                    : mkdir_p(o->output, &err)) < 0) {
+    if (vb_host_mkdir_p(o->host, o->output, &err) < 0) {
         vb_error_log("%s", err.msg);
         plan_chains_free(chains, n);
         return -1;
