@@ -41,7 +41,7 @@ int vb_uri_parse(const char *uri, struct vb_uri *u, struct vb_error *err)
     if (x->user && x->user[0])
         u->user = strdup(x->user);
     u->port = x->port > 0 ? x->port : 0;
-    /* libvirt's ssh parameters: keyfile=, known_hosts=, no_verify= */
+    /* libvirt's ssh parameters we share: keyfile=, known_hosts= */
     for (const char *q = x->query_raw ? x->query_raw : x->query; q && *q;) {
         size_t len = strcspn(q, "&");
         const char *eq = memchr(q, '=', len);
@@ -55,9 +55,7 @@ int vb_uri_parse(const char *uri, struct vb_uri *u, struct vb_error *err)
                 free(u->known_hosts);
                 u->known_hosts = val;
             } else {
-                if (klen == 9 && strncmp(q, "no_verify", 9) == 0)
-                    u->no_verify = val && strcmp(val, "0") != 0;
-                free(val);
+                free(val); /* no_verify= and the rest are libvirt's own business */
             }
         }
         q += len;

@@ -22,7 +22,6 @@ struct vb_uri {
     char *host;                  /* or NULL for local URIs */
     int port;                    /* 0 if none */
     char *keyfile, *known_hosts; /* libvirt's ssh URI parameters */
-    bool no_verify;
 };
 
 int vb_uri_parse(const char *uri, struct vb_uri *u, struct vb_error *err);
