@@ -1,5 +1,6 @@
 #include "qemu_nbd.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -24,7 +25,8 @@ struct qemu_nbd {
     pid_t pid;
     char *socket;
     char *dir;     /* private directory we made, or NULL */
-    char *errfile; /* qemu-nbd's stderr, shown when it fails */
+    char *errfile; /* qemu-nbd's stderr; unlinked once the child has it open */
+    int errfd;     /* our descriptor of that file, read when the server fails */
     bool exited;   /* reaped already */
     int status;
     struct vb_host *host; /* remote: the server runs there, found by its pid file */
@@ -60,15 +62,57 @@ static void sleep_ms(long ms)
 static void read_errfile(const struct qemu_nbd *srv, char *buf, size_t len)
 {
     buf[0] = '\0';
-    FILE *f = srv->errfile ? fopen(srv->errfile, "r") : NULL;
-    if (!f)
+    /* pread: the child's stdout and stderr share this descriptor's file offset. */
+    struct stat st;
+    if (srv->errfd < 0 || fstat(srv->errfd, &st) < 0)
         return;
-    char line[512];
-    while (fgets(line, sizeof line, f))
-        if (line[0] != '\n')
-            snprintf(buf, len, "%s", line);
-    fclose(f);
-    buf[strcspn(buf, "\n")] = '\0';
+    char text[4096];
+    off_t from = st.st_size > (off_t)sizeof text - 1 ? st.st_size - (off_t)(sizeof text - 1) : 0;
+    ssize_t n = pread(srv->errfd, text, sizeof text - 1, from);
+    if (n <= 0)
+        return;
+    text[n] = '\0';
+    /* the last non-empty line */
+    char *end = text + n;
+    while (end > text && (end[-1] == '\n' || end[-1] == '\r'))
+        *--end = '\0';
+    char *line = strrchr(text, '\n');
+    snprintf(buf, len, "%s", line ? line + 1 : text);
+}
+
+#define PRIVATE_DIR_PREFIX "vb-qemu-nbd."
+
+/* A tool killed with SIGKILL cannot remove its private directory (qemu-nbd, which gets
+ * SIGTERM when its parent dies, removes only its socket). The directory's name carries the
+ * owner's pid: remove those of our user whose owner is gone. Only the two names we create
+ * are unlinked, so a directory that is not ours stays (rmdir fails on anything else). */
+static void sweep_dead_dirs(const char *tmpdir)
+{
+    DIR *d = opendir(tmpdir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, PRIVATE_DIR_PREFIX, strlen(PRIVATE_DIR_PREFIX)) != 0)
+            continue;
+        char *end;
+        long pid = strtol(e->d_name + strlen(PRIVATE_DIR_PREFIX), &end, 10);
+        if (*end != '.' || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode) ||
+            st.st_uid != geteuid())
+            continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        unlinkat(fd, "nbd.sock", 0);
+        unlinkat(fd, "qemu-nbd.err", 0);
+        close(fd);
+        if (unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) == 0)
+            vb_info("removed %s/%s, left by a killed run (pid %ld)", tmpdir, e->d_name, pid);
+    }
+    closedir(d);
 }
 
 static bool socket_accepts(const char *path)
@@ -97,6 +141,8 @@ static void free_srv(struct qemu_nbd *srv)
         unlink(srv->socket);
     if (srv->errfile)
         unlink(srv->errfile);
+    if (srv->errfd >= 0)
+        close(srv->errfd);
     if (srv->dir)
         rmdir(srv->dir);
     free(srv->socket);
@@ -190,9 +236,12 @@ struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *
         return NULL;
     }
     srv->pid = -1;
+    srv->errfd = -1;
     const char *tmp = getenv("TMPDIR");
+    tmp = tmp && *tmp ? tmp : "/tmp";
+    sweep_dead_dirs(tmp);
     char tmpl[4096];
-    snprintf(tmpl, sizeof tmpl, "%s/vb-qemu-nbd.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    snprintf(tmpl, sizeof tmpl, "%s/" PRIVATE_DIR_PREFIX "%ld.XXXXXX", tmp, (long)getpid());
     /* The private directory holds qemu-nbd's stderr, and the socket unless the caller chose
      * one (-f): 0700, so no other user can connect to a writable export. */
     if (!mkdtemp(tmpl)) {
@@ -233,7 +282,7 @@ struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *
         free_srv(srv);
         return NULL;
     }
-    int errfd = open(srv->errfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int errfd = open(srv->errfile, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (errfd < 0) {
         vb_error_errno(err, "%s", srv->errfile);
         free(imageopts);
@@ -263,7 +312,10 @@ struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *
         fprintf(stderr, "cannot execute qemu-nbd: %s\n", strerror(errno));
         _exit(127);
     }
-    close(errfd);
+    /* Both the child and we hold the file open now: its name can go, so a killed run leaves
+     * at most an empty directory (swept by the next run). */
+    srv->errfd = errfd;
+    unlink(srv->errfile);
     free(imageopts);
     if (pid < 0) {
         vb_error_errno(err, "fork");
@@ -314,6 +366,7 @@ struct qemu_nbd *qemu_nbd_start_remote(struct vb_host *h, const struct qemu_nbd_
         vb_error_set(err, "out of memory");
         return NULL;
     }
+    srv->errfd = -1;
     srv->host = h;
     srv->pid = -1;
     srv->exited = true; /* not our child */

@@ -132,6 +132,7 @@ tb_step "kill -9 mid-restore: the .partial stays, qemu-nbd ends with its parent"
 R=$TB_WORKDIR/r-KILL
 slow_restore "$R"
 server=$(nbd_servers "$R")
+killed=$PID
 kill -9 $PID
 wait $PID 2>/dev/null || true
 PID=""
@@ -149,8 +150,16 @@ tb_assert_eq 1 "$rc" "exit status with a .partial left by a killed run"
 grep -qF "$R/$IMG.partial: exists" <<<"$err" || tb_fail "the refusal does not name the .partial"
 [ ! -e "$R/$IMG" ] || tb_fail "the refused run made $IMG"
 [ "$(ls -A "$R")" = "$IMG.partial" ] || tb_fail "the refused run changed $R: $(ls -A "$R")"
+# what the killed run could not remove: its private directory (qemu-nbd removed its socket,
+# and the error file's name was gone once qemu-nbd had it open)
+killed_dirs=$(find "$TMPDIR" -maxdepth 1 -name "vb-qemu-nbd.$killed.*")
+[ -n "$killed_dirs" ] || tb_fail "expected the killed run's vb-qemu-nbd.$killed.* in $TMPDIR: $(ls -A "$TMPDIR")"
+[ -z "$(ls -A $killed_dirs)" ] || tb_fail "the killed run's directory is not empty: $(ls -A $killed_dirs)"
 rm "$R/$IMG.partial"
 restore_ok "$R" "restore after kill -9"
+[ -z "$(ls -A "$TMPDIR")" ] || tb_fail "the next run did not sweep $TMPDIR: $(ls -A "$TMPDIR")"
+grep -qF "left by a killed run (pid $killed)" "$TB_WORKDIR/ok.log" ||
+    tb_fail "the next run did not say it removed the killed run's directory"
 
 # ---------------------------------------------------------------------------------------
 # virtmap
