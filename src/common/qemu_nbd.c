@@ -76,8 +76,11 @@ static void read_errfile(const struct qemu_nbd *srv, char *buf, size_t len)
     char *end = text + n;
     while (end > text && (end[-1] == '\n' || end[-1] == '\r'))
         *--end = '\0';
-    char *line = strrchr(text, '\n');
-    snprintf(buf, len, "%s", line ? line + 1 : text);
+    const char *line = strrchr(text, '\n');
+    line = line ? line + 1 : text;
+    size_t n_line = strlen(line) < len ? strlen(line) : len - 1;
+    memcpy(buf, line, n_line);
+    buf[n_line] = '\0';
 }
 
 #define PRIVATE_DIR_PREFIX "vb-qemu-nbd."

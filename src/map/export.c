@@ -14,6 +14,7 @@
 #include "log.h"
 #include "nbd_proto.h"
 #include "overlay.h"
+#include "stream_verify.h"
 
 #define CACHE_CHUNK (4u * 1024 * 1024) /* NBD_CMD_CACHE reads ahead in pieces of this size */
 
@@ -155,6 +156,22 @@ fail:
     vb_error_prefix(err, "export %s", name);
     export_free(ex);
     return NULL;
+}
+
+int export_verify(struct map_export *ex, const struct map_disk *disk, struct vb_error *err)
+{
+    for (size_t i = 0; i < ex->nfiles; i++) {
+        uint32_t sum = 0;
+        int rc = stream_file_verify(disk->paths[i], ex->files[i], &sum, err);
+        if (rc < 0)
+            return vb_error_prefix(err, "export %s", ex->name);
+        if (rc == 0)
+            vb_warn("%s: no .chksum: only the structure%s could be verified", disk->paths[i],
+                    ex->files[i]->compressed ? " and the LZ4 checksums" : "");
+        else
+            vb_info("%s: verified (adler32 %" PRIu32 ")", disk->paths[i], sum);
+    }
+    return 0;
 }
 
 int export_close(struct map_export *ex, struct vb_error *err)

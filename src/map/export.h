@@ -33,6 +33,9 @@ struct map_export *export_open(const char *name, const struct map_disk *disk,
                                const char *overlay_dir, struct block_cache *cache,
                                struct vb_error *err);
 int export_close(struct map_export *ex, struct vb_error *err);
+/* --verify: every file of the chain read once before serving (LZ4 decoded with its checksums,
+ * adler32 against .chksum). A raw .copy.data image has nothing to verify. */
+int export_verify(struct map_export *ex, const struct map_disk *disk, struct vb_error *err);
 /* The overlay is removed at exit: its map is not saved (overlay_set_temporary). */
 void export_overlay_temporary(struct map_export *ex);
 

@@ -30,6 +30,7 @@ enum {
     OPT_KEEP_NICS,
     OPT_NOCOLOR,
     OPT_CACHE,
+    OPT_VERIFY,
 };
 
 static const struct option long_opts[] = {
@@ -51,6 +52,7 @@ static const struct option long_opts[] = {
     {"keep-nics", no_argument, NULL, OPT_KEEP_NICS},
     {"uri", required_argument, NULL, 'U'},
     {"cache-size", required_argument, NULL, OPT_CACHE},
+    {"verify", no_argument, NULL, OPT_VERIFY},
     {"blocksize", required_argument, NULL, 'b'},
     {"threads", required_argument, NULL, 't'},
     {"noprogress", no_argument, NULL, 'n'},
@@ -87,6 +89,9 @@ static void help(void)
            "      --overlay DIR         keep writes in DIR (default: a temporary directory\n"
            "                            removed at exit); reused by later runs\n"
            "  -r, --readonly            refuse writes (EPERM)\n"
+           "      --verify              read every file once before serving: LZ4 checksums\n"
+           "                            and the adler32 of its .chksum (structure is always\n"
+           "                            checked; a flipped byte in uncompressed data is not)\n"
            "      --boot                start a transient VM from the backup's vmconfig\n"
            "      --name NAME           name of the booted VM (default: <vm>-virtmap)\n"
            "      --keep-nics           keep the network interfaces of the booted VM\n"
@@ -180,6 +185,9 @@ int main(int argc, char **argv)
             break;
         case 'U':
             o.uri = optarg;
+            break;
+        case OPT_VERIFY:
+            o.verify = true;
             break;
         case OPT_CACHE:
             if (!vb_opt_parse_number(optarg, &num) || num < 1 || num > 1 << 20)

@@ -115,6 +115,11 @@ static int open_exports(struct session *s, struct vb_error *err)
         s->exports[i] = export_open(name, &s->disks[i], s->overlay_dir, s->cache, err);
         if (!s->exports[i])
             return -1;
+        if (o->verify && export_verify(s->exports[i], &s->disks[i], err) < 0) {
+            export_close(s->exports[i], NULL);
+            s->exports[i] = NULL;
+            return -1;
+        }
         if (s->overlay_dir && s->overlay_dir == s->tmp_dir) /* removed at exit */
             export_overlay_temporary(s->exports[i]);
         s->nexports++;

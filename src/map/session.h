@@ -19,6 +19,7 @@ struct map_options {
     const char *run;
     const char *overlay_dir;
     bool readonly;
+    bool verify; /* read every file once before serving */
     bool boot, keep_nics;
     const char *boot_name;
     const char *uri; /* libvirt URI for --boot */

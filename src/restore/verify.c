@@ -6,16 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "frame.h"
 #include "log.h"
 #include "plan.h"
 #include "restore.h"
 #include "stream_index.h"
-#include "stream_reader.h"
-
-#define DEFAULT_READ (1024 * 1024)
+#include "stream_verify.h"
 
 static int file_adler32(struct restore_input *in, const char *name, size_t bufsize, uint32_t *sum,
                         struct vb_error *err)
@@ -23,43 +20,8 @@ static int file_adler32(struct restore_input *in, const char *name, size_t bufsi
     struct stream_source *src = restore_input_source(in, name, err);
     if (!src)
         return -1;
-    char *buf = malloc(bufsize);
-    int rc = buf ? 0 : vb_error_set(err, "out of memory");
-    uLong a = adler32(0L, Z_NULL, 0);
-    for (uint64_t off = 0; rc == 0 && off < src->size;) {
-        size_t n = src->size - off < bufsize ? (size_t)(src->size - off) : bufsize;
-        if (stream_source_read_exact(src, buf, n, off, err) < 0)
-            rc = -1;
-        else
-            a = adler32(a, (const Bytef *)buf, (uInt)n);
-        off += n;
-    }
-    *sum = (uint32_t)a;
-    free(buf);
+    int rc = stream_source_adler32(src, bufsize, sum, err);
     stream_source_free(src);
-    return rc;
-}
-
-/* Decodes every LZ4 frame as a stream, front to back (their block and content checksums, sizes
- * and ends are checked while decoding), in bounded memory. */
-static int check_payloads(struct stream_index *idx, struct vb_error *err)
-{
-    if (!idx->compressed)
-        return 0; /* the bytes themselves are covered by the adler32, if any */
-    struct stream_reader rd;
-    if (stream_reader_init(&rd, 0, err) < 0)
-        return -1;
-    void *out = malloc(DEFAULT_READ);
-    int rc = out ? 0 : vb_error_set(err, "out of memory");
-    for (size_t e = 0; rc == 0 && e < idx->nextents; e++) {
-        const struct stream_extent *x = &idx->extents[e];
-        for (uint64_t pos = 0; rc == 0 && !x->zero && pos < x->length; pos += DEFAULT_READ) {
-            size_t n = x->length - pos < DEFAULT_READ ? (size_t)(x->length - pos) : DEFAULT_READ;
-            rc = stream_reader_read(&rd, idx, e, pos, n, out, err);
-        }
-    }
-    free(out);
-    stream_reader_free(&rd);
     return rc;
 }
 
@@ -75,14 +37,7 @@ static int read_chksum(struct restore_input *in, const char *name, uint32_t *wan
     size_t len;
     if (restore_input_read(in, cname, 64, &text, &len, err) < 0)
         return -1;
-    char *end;
-    unsigned long long v = strtoull(text, &end, 10);
-    int rc = 1;
-    if (strncmp(text, "None", 4) == 0)
-        rc = 0;
-    else if (end == text || (*end && *end != '\n') || v > UINT32_MAX)
-        rc = vb_error_set(err, "%s: not a checksum: '%.20s'", cname, text);
-    *want = (uint32_t)v;
+    int rc = stream_chksum_parse(text, cname, want, err);
     free(text);
     return rc;
 }
@@ -90,7 +45,7 @@ static int read_chksum(struct restore_input *in, const char *name, uint32_t *wan
 static int verify_one(const struct restore_opts *o, struct restore_input *in, const char *name,
                       char *what, size_t whatlen, struct vb_error *err)
 {
-    size_t bufsize = o->buffsize > 0 ? (size_t)o->buffsize : DEFAULT_READ;
+    size_t bufsize = o->buffsize > 0 ? (size_t)o->buffsize : 0;
     uint32_t have = 0, want = 0;
     int found = read_chksum(in, name, &want, err);
     if (found < 0)
@@ -111,7 +66,7 @@ static int verify_one(const struct restore_opts *o, struct restore_input *in, co
         struct stream_index *idx = stream_index_build(src, err);
         if (!idx)
             return -1;
-        int rc = check_payloads(idx, err);
+        int rc = stream_index_check_payloads(idx, err);
         if (rc == 0)
             n = snprintf(what, whatlen, "%zu data, %zu zero frames%s", idx->data_frames,
                          idx->zero_frames, idx->compressed ? ", lz4 checksums ok" : "");

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #include "frame.h"
+#include "stream_verify.h"
 #include "tool_common.h"
 
 static int read_all_data(struct stream_index *idx, struct vb_error *err)
@@ -35,30 +35,22 @@ static int read_all_data(struct stream_index *idx, struct vb_error *err)
 static int check_checksum(const char *path, struct stream_source *src, int *have, uint32_t *value,
                           struct vb_error *err)
 {
-    char chk[4096];
+    char chk[4096], text[64] = "";
     snprintf(chk, sizeof chk, "%s.chksum", path);
     FILE *f = fopen(chk, "r");
     *have = 0;
     if (!f)
         return 0;
-    unsigned long long want;
-    int ok = fscanf(f, "%llu", &want) == 1;
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
     fclose(f);
-    if (!ok)
-        return vb_error_set(err, "%s: not a decimal checksum", chk);
-    uLong a = adler32(0, NULL, 0);
-    static unsigned char buf[1 << 20];
-    for (uint64_t off = 0; off < src->size;) {
-        size_t n = src->size - off < sizeof buf ? (size_t)(src->size - off) : sizeof buf;
-        if (stream_source_read_exact(src, buf, n, off, err) < 0)
-            return -1;
-        a = adler32(a, buf, (uInt)n);
-        off += n;
-    }
+    uint32_t want, a;
+    int found = stream_chksum_parse(text, chk, &want, err);
+    if (found <= 0 || stream_source_adler32(src, 0, &a, err) < 0)
+        return found < 0 ? -1 : found;
     if (a != want)
-        return vb_error_set(err, "%s: adler32 is %lu, %s says %llu", path, a, chk, want);
+        return vb_error_set(err, "%s: adler32 is %u, %s says %u", path, a, chk, want);
     *have = 1;
-    *value = (uint32_t)a;
+    *value = a;
     return 0;
 }
 
