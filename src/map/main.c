@@ -16,6 +16,7 @@
     "usage: virtmap (-f FULL[,INC...] [-e NAME] | -i DIR [--until NAME])\n"                        \
     "               [-l ADDRESS] [-p PORT] [--socket PATH] [--allow-remote]\n"                     \
     "               [-d DEVICE|none] [--pidfile FILE] [--run CMD] [--overlay DIR] [-r]\n"          \
+    "               [--verify]\n"                                                                  \
     "               [--boot [--name NAME] [--keep-nics] [-U URI]] [-L LOGFILE] [-v] [-q] [-V]\n"
 
 enum {

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,71 @@ static void commit_sync(const struct restore_opts *o, const char *target)
         vb_warn("%s: %s", target, e.msg);
 }
 
+/* The .chksum of every file a restore uses is checked by a thread of its own while the data
+ * is written (the restore reads only what survives in the final image, the checksum needs
+ * every byte); the image is committed only when all of them match. */
+struct chksum_check {
+    struct restore_input *in;
+    const char **names;
+    size_t n, checked;
+    int rc;
+    struct vb_error err;
+    pthread_t thread;
+    bool started;
+    volatile sig_atomic_t cancel; /* the restore failed or was interrupted: stop reading */
+};
+
+static void *chksum_main(void *opaque)
+{
+    struct chksum_check *c = opaque;
+    for (size_t i = 0; i < c->n && c->rc == 0 && !c->cancel; i++) {
+        bool checked;
+        c->rc = restore_check_chksum(c->in, c->names[i], &c->cancel, &checked, &c->err);
+        c->checked += checked;
+    }
+    return NULL;
+}
+
+static int chksum_start(struct chksum_check *c, struct restore_input *in,
+                        const struct disk_chain *dc, struct vb_error *err)
+{
+    memset(c, 0, sizeof *c);
+    c->in = in;
+    c->names = calloc(dc->plan.n ? dc->plan.n : 1, sizeof *c->names);
+    if (!c->names)
+        return vb_error_set(err, "out of memory");
+    for (size_t k = 0; k < dc->plan.n; k++)
+        c->names[c->n++] = dc->names[dc->plan.order[k]];
+    int e = pthread_create(&c->thread, NULL, chksum_main, c);
+    if (e) {
+        free(c->names);
+        errno = e;
+        return vb_error_errno(err, "cannot start the checksum thread");
+    }
+    c->started = true;
+    return 0;
+}
+
+/* Waits for the thread (cancelling it when the restore failed already); -1 with its error
+ * when a file did not match. */
+static int chksum_finish(struct chksum_check *c, bool failed, const char *dev, struct vb_error *err)
+{
+    if (!c->started)
+        return 0;
+    if (failed || restore_stop)
+        c->cancel = 1;
+    pthread_join(c->thread, NULL);
+    c->started = false;
+    free(c->names);
+    if (c->rc < 0) {
+        *err = c->err;
+        return -1;
+    }
+    if (!c->cancel)
+        vb_info("%s: %zu of %zu files checked against their .chksum", dev, c->checked, c->n);
+    return 0;
+}
+
 static int restore_stream_disk(const struct restore_opts *o, struct restore_input *in,
                                struct disk_chain *dc, const char *target, struct restored_disk *rd,
                                struct summary_disk *sd, struct vb_error *err)
@@ -125,6 +191,7 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
     struct restore_work w;
     if (restore_work_build(dc->ci, UNCOMPRESSED_PIECE, &w, err) < 0)
         return -1;
+
     char partial[4096 + 16];
     snprintf(partial, sizeof partial, "%s.partial", target);
     int exists = vb_host_exists(o->host, partial, err);
@@ -152,6 +219,13 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
     int rc = image_create(&spec, &made, err);
     free(qjson);
     if (rc < 0) {
+        restore_work_free(&w);
+        return -1;
+    }
+    struct chksum_check chk;
+    if (chksum_start(&chk, in, dc, err) < 0) {
+        remove_partial(o, partial, &made);
+        image_created_free(&made);
         restore_work_free(&w);
         return -1;
     }
@@ -206,6 +280,11 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
         }
     }
     progress_free(prog);
+    struct vb_error cerr = {0};
+    if (chksum_finish(&chk, rc < 0, dc->dev, &cerr) < 0 && rc == 0) {
+        *err = cerr;
+        rc = -1;
+    }
     double secs = now_s() - t0;
     if (rc == 0 && vb_host_rename_noreplace(o->host, partial, target, err) < 0)
         rc = -1;

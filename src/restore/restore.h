@@ -37,6 +37,11 @@ extern volatile sig_atomic_t restore_stop;
 /* Each returns 0 on success, -1 if anything failed (already logged). */
 int restore_dump(const struct restore_opts *o, struct restore_input *in);
 int restore_verify(const struct restore_opts *o, struct restore_input *in);
+/* The adler32 of a whole data file against its .chksum (restores check every file they use:
+ * a flipped byte in uncompressed data has no other witness). *checked is false when there is
+ * no .chksum (or stop was set); errors name the file. */
+int restore_check_chksum(struct restore_input *in, const char *name, volatile sig_atomic_t *stop,
+                         bool *checked, struct vb_error *err);
 /* Copies a file of the backup to the restore host (over SFTP for a remote one). */
 int restore_copy_to_host(const struct restore_opts *o, struct restore_input *in, const char *name,
                          const char *dest, mode_t mode, struct vb_error *err);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const char *chain_file_kind_name(enum chain_file_kind kind)
 {
@@ -82,6 +83,16 @@ int chain_classify(struct chain_file *f, struct vb_error *err)
         f->kind = CHAIN_FILE_NEW_BASE;
     else
         f->kind = CHAIN_FILE_FULL; /* unknown name (e.g. renamed by hand): metadata decides */
+    /* "<dev>.inc.<checkpoint>.data" names its checkpoint: a file renamed (files swapped, a
+     * file of another chain put in place) must not take another file's place */
+    const char *inc = strstr(name, ".inc.");
+    if (inc && ends_with(name, ".data") && strlen(inc + 5) > 5) {
+        const char *cp = inc + 5;
+        size_t len = strlen(cp) - 5;
+        if (strlen(f->meta.checkpoint_name) != len || strncmp(cp, f->meta.checkpoint_name, len))
+            return vb_error_set(err, "%s: named for checkpoint %.*s but its metadata says %s",
+                                f->path, (int)len, cp, f->meta.checkpoint_name);
+    }
     if ((f->kind == CHAIN_FILE_COPY || f->kind == CHAIN_FILE_FULL) && f->meta.incremental)
         return vb_error_set(err, "%s: named as a %s backup but its metadata says incremental=true",
                             f->path, chain_file_kind_name(f->kind));
@@ -125,6 +136,38 @@ static void list_names(const struct chain_file *files, const size_t *idx, size_t
         snprintf(out, outlen, "(none)");
 }
 
+/* META "date" is Python's naive local isoformat(): seconds on a local clock, or -1. */
+static int64_t meta_seconds(const char *date)
+{
+    struct tm tm = {0};
+    char tail;
+    if (sscanf(date, "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &tail) < 6)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm);
+}
+
+/* Names of checkpoints repeat in every chain (virtnbdbackup.0, .1, ...), so a file of another
+ * chain of the same disk can fit the links. Its date gives it away when it is older than its
+ * parent: an incremental is always taken after the backup it continues. The dates are local
+ * wall-clock times without a zone, so an hour of slack absorbs a daylight saving change. */
+#define DATE_SLACK_SECONDS 3600
+
+static bool dated_before_parent(const struct chain_file *f, const struct chain_file *parent,
+                                struct vb_error *err)
+{
+    int64_t t = meta_seconds(f->meta.date), tp = meta_seconds(parent->meta.date);
+    if (t < 0 || tp < 0 || t >= tp - DATE_SLACK_SECONDS)
+        return false;
+    vb_error_set(err,
+                 "%s (checkpoint %s) is dated %s, before %s (%s) that it continues: it belongs "
+                 "to another chain",
+                 f->path, f->meta.checkpoint_name, f->meta.date, parent->path, parent->meta.date);
+    return true;
+}
+
 int chain_plan_build(struct chain_file *files, size_t nfiles, const char *until,
                      struct chain_plan *plan, struct vb_error *err)
 {
@@ -161,8 +204,11 @@ int chain_plan_build(struct chain_file *files, size_t nfiles, const char *until,
         if (is_base(f))
             continue;
         const char *parent = parent_of(f);
-        if (k > 0 && strcmp(files[links[k - 1]].meta.checkpoint_name, parent) == 0)
+        if (k > 0 && strcmp(files[links[k - 1]].meta.checkpoint_name, parent) == 0) {
+            if (dated_before_parent(f, &files[links[k - 1]], err))
+                goto fail;
             continue;
+        }
         bool present = false;
         for (size_t j = 0; j < nlinks; j++)
             present |= strcmp(files[links[j]].meta.checkpoint_name, parent) == 0;

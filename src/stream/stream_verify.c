@@ -11,8 +11,8 @@
 
 #define DEFAULT_PIECE (1024 * 1024)
 
-int stream_source_adler32(struct stream_source *src, size_t bufsize, uint32_t *sum,
-                          struct vb_error *err)
+int stream_source_adler32_range(struct stream_source *src, uint64_t off, uint64_t len,
+                                size_t bufsize, uint32_t *sum, struct vb_error *err)
 {
     if (bufsize == 0)
         bufsize = DEFAULT_PIECE;
@@ -21,8 +21,8 @@ int stream_source_adler32(struct stream_source *src, size_t bufsize, uint32_t *s
         return vb_error_set(err, "out of memory");
     int rc = 0;
     uLong a = adler32(0L, Z_NULL, 0);
-    for (uint64_t off = 0; rc == 0 && off < src->size;) {
-        size_t n = src->size - off < bufsize ? (size_t)(src->size - off) : bufsize;
+    for (uint64_t end = off + len; rc == 0 && off < end;) {
+        size_t n = end - off < bufsize ? (size_t)(end - off) : bufsize;
         if (stream_source_read_exact(src, buf, n, off, err) < 0)
             rc = -1;
         else
@@ -32,6 +32,12 @@ int stream_source_adler32(struct stream_source *src, size_t bufsize, uint32_t *s
     *sum = (uint32_t)a;
     free(buf);
     return rc;
+}
+
+int stream_source_adler32(struct stream_source *src, size_t bufsize, uint32_t *sum,
+                          struct vb_error *err)
+{
+    return stream_source_adler32_range(src, 0, src->size, bufsize, sum, err);
 }
 
 int stream_index_check_payloads(struct stream_index *idx, struct vb_error *err)

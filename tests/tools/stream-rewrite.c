@@ -1,6 +1,6 @@
 /* stream-rewrite: reads a stream with our reader and writes it again with our writer: the
- * same META (date too, unless --new-date), frames and data; compressed iff --compress. Used
- * to prove byte-identity with the reference's writer and that its restore reads our files. */
+ * same META (date too, unless --new-date or --date), frames and data; compressed iff --compress.
+ * Used to prove byte-identity with the reference's writer and that its restore reads our files. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +10,7 @@
 #include "writer.h"
 
 static int rewrite(struct stream_index *idx, const char *out, int level, int new_date,
-                   struct vb_error *err)
+                   const char *date, struct vb_error *err)
 {
     struct stream_meta meta = idx->meta;
     meta.compressed = level;
@@ -19,6 +19,8 @@ static int rewrite(struct stream_index *idx, const char *out, int level, int new
         strcpy(meta.compression_method, "lz4");
     if (new_date)
         stream_meta_format_date(meta.date, sizeof meta.date);
+    if (date && stream_meta_set(meta.date, sizeof meta.date, date, err) < 0)
+        return -1;
     struct stream_sink *sink = stream_sink_file_open(out, err);
     if (!sink)
         return -1;
@@ -56,13 +58,18 @@ static int rewrite(struct stream_index *idx, const char *out, int level, int new
 int main(int argc, char **argv)
 {
     int level = STREAM_META_COMPRESSED_FALSE, new_date = 0, c;
-    static const struct option opts[] = {
-        {"compress", optional_argument, NULL, 'z'}, {"new-date", no_argument, NULL, 'd'}, {0}};
+    const char *date = NULL;
+    static const struct option opts[] = {{"compress", optional_argument, NULL, 'z'},
+                                         {"new-date", no_argument, NULL, 'd'},
+                                         {"date", required_argument, NULL, 'D'},
+                                         {0}};
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'z')
             level = optarg ? atoi(optarg) : 2;
         else if (c == 'd')
             new_date = 1;
+        else if (c == 'D')
+            date = optarg;
         else
             goto usage;
     }
@@ -70,7 +77,7 @@ int main(int argc, char **argv)
         goto usage;
     struct vb_error err = {0};
     struct stream_index *idx = stream_index_open(argv[optind], &err);
-    if (!idx || rewrite(idx, argv[optind + 1], level, new_date, &err) < 0) {
+    if (!idx || rewrite(idx, argv[optind + 1], level, new_date, date, &err) < 0) {
         fprintf(stderr, "stream-rewrite: %s\n", err.msg);
         stream_index_free(idx);
         return 1;
@@ -78,6 +85,6 @@ int main(int argc, char **argv)
     stream_index_free(idx);
     return 0;
 usage:
-    fprintf(stderr, "usage: stream-rewrite [--compress[=N]] [--new-date] IN OUT\n");
+    fprintf(stderr, "usage: stream-rewrite [--compress[=N]] [--new-date | --date DATE] IN OUT\n");
     return 1;
 }

@@ -108,6 +108,18 @@ static void test_plan(void)
         mk("d/vda.diff.17.data", "virtnbdbackup.1", "virtnbdbackup.0", true),
     };
     CHECK(plan(only_diff, 1, NULL, got, sizeof got, &err) < 0 && strstr(err.msg, "no full"));
+    /* incrementals swapped by renaming: the names contradict the metadata */
+    struct chain_file swapped[] = {
+        mk("d/vda.full.data", "virtnbdbackup.0", "", false),
+        mk("d/vda.inc.virtnbdbackup.2.data", "virtnbdbackup.1", "virtnbdbackup.0", true),
+        mk("d/vda.inc.virtnbdbackup.1.data", "virtnbdbackup.2", "virtnbdbackup.1", true),
+    };
+    CHECK(plan(swapped, 3, NULL, got, sizeof got, &err) < 0);
+    CHECK_MSG(strstr(err.msg, "vda.inc.virtnbdbackup.2.data: named for checkpoint "
+                              "virtnbdbackup.2 but its metadata says virtnbdbackup.1"),
+              "%s", err.msg);
+    struct chain_file odd[] = {mk("d/vda.inc.data", "virtnbdbackup.0", "", false)};
+    CHECK(plan(odd, 1, NULL, got, sizeof got, &err) == 0);
     struct chain_file liar[] = {mk("d/vda.full.data", "virtnbdbackup.0", "", true)};
     CHECK(plan(liar, 1, NULL, got, sizeof got, &err) < 0);
     /* a stale diff (taken before the last inc) is not applied */
@@ -288,9 +300,36 @@ static void test_cpt(void)
     chain_plan_free(&p);
 }
 
+/* An incremental dated before the file it continues belongs to another chain; an hour of
+ * slack covers a daylight saving change between two runs (the dates carry no zone). */
+static void test_dates(void)
+{
+    char got[1024];
+    struct vb_error err = {0};
+    struct chain_file f[] = {
+        mk("d/vda.full.data", "virtnbdbackup.0", "", false),
+        mk("d/vda.inc.virtnbdbackup.1.data", "virtnbdbackup.1", "virtnbdbackup.0", true),
+        mk("d/vda.inc.virtnbdbackup.2.data", "virtnbdbackup.2", "virtnbdbackup.1", true),
+    };
+    strcpy(f[0].meta.date, "2026-10-25T01:50:00.123456");
+    strcpy(f[1].meta.date, "2026-10-25T02:55:00");
+    strcpy(f[2].meta.date, "2026-10-25T02:05:10.5"); /* clocks went back an hour */
+    CHECK_MSG(plan(f, 3, NULL, got, sizeof got, &err) == 0, "%s", err.msg);
+    strcpy(f[2].meta.date, "2026-10-23T02:05:10.000001"); /* two days before its parent */
+    CHECK(plan(f, 3, NULL, got, sizeof got, &err) < 0);
+    CHECK_MSG(strstr(err.msg, "vda.inc.virtnbdbackup.2.data") && strstr(err.msg, "another chain") &&
+                  strstr(err.msg, "2026-10-23T02:05:10.000001"),
+              "%s", err.msg);
+    /* up to checkpoint 1 the stray file is not part of the plan, but still of the chain */
+    CHECK(plan(f, 3, "virtnbdbackup.1", got, sizeof got, &err) < 0);
+    strcpy(f[2].meta.date, "not a date"); /* unknown formats are not judged */
+    CHECK(plan(f, 3, NULL, got, sizeof got, &err) == 0);
+}
+
 int main(void)
 {
     test_plan();
+    test_dates();
     test_cpt();
     for (uint64_t seed = 1; seed <= 20; seed++)
         random_chain(seed, seed % 2 ? STREAM_META_COMPRESSED_FALSE : 2);
