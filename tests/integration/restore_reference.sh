@@ -206,10 +206,21 @@ mkzip "$W/inc1.zip" "$W/P"/*.inc.virtnbdbackup.1.data "$W/P/vmconfig.virtnbdback
 vr_restore "$W/rZip2" -i "$W/full.zip,$W/inc1.zip"
 compare_disks "$W/rZip2" P1
 "$VR" -i "$W/full.zip,$W/inc1.zip" -o verify 2>/dev/null || tb_fail "verify of zips failed"
-# an unsafe name is refused
-python3 -c 'import zipfile,sys; z=zipfile.ZipFile(sys.argv[1],"w"); z.writestr("../evil.data","x"); z.close()' "$W/evil.zip"
-out=$("$VR" -n -i "$W/evil.zip" -o "$W/rEvil" 2>&1) && tb_fail "unsafe zip accepted"
-grep -q 'unsafe name' <<<"$out" || tb_fail "unsafe zip: $out"
+# unsafe names (.., absolute) and duplicate names are refused, naming the entry
+for bad in "../evil.data:unsafe name '../evil.data'" "/etc/evil.data:unsafe name '/etc/evil.data'" \
+    "vda.full.data vda.full.data:duplicate entry 'vda.full.data'"; do
+    python3 -W ignore - "$W/evil.zip" "${bad%%:*}" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for name in sys.argv[2].split():
+        z.writestr(zipfile.ZipInfo(name), b"x")  # ZipInfo keeps the name as given
+PY
+    rc=0
+    out=$("$VR" -n -i "$W/evil.zip" -o "$W/rEvil" 2>&1) || rc=$?
+    tb_assert_eq 1 "$rc" "exit status for a zip with ${bad%%:*}"
+    grep -qF "${bad#*:}" <<<"$out" || tb_fail "zip with ${bad%%:*}: $out"
+    [ ! -e "$W/rEvil" ] || [ -z "$(ls -A "$W/rEvil")" ] || tb_fail "a refused zip wrote $(ls "$W/rEvil")"
+done
 
 tb_step "-c: adjusted config"
 vr_restore "$W/rC" -i "$W/P" -c -N "vrtest-$$-c"
