@@ -74,6 +74,9 @@ struct copy {
     struct vb_error werr; /* the writer thread's error */
     struct progress *progress;
     bool sum_on_read; /* the NBD thread computes each chunk's adler32 (plain streams) */
+    /* -t raw: adler32 of the image up to raw_pos (holes count as the zeroes they read as) */
+    uLong raw_adler;
+    uint64_t raw_pos;
     uint64_t bytes_read;
     atomic_uint_least64_t bytes_written;
 };
@@ -156,6 +159,19 @@ static void debug_stall(void)
 #endif
 }
 
+/* The raw image's checksum over the hole before pos: n zero bytes leave adler32's sum A
+ * unchanged and add n * A to B, which is what adler32_combine computes for a block whose
+ * own checksum is (A = 1, B = n mod 65521). */
+static void raw_sum_zeroes(struct copy *c, uint64_t pos)
+{
+    if (pos <= c->raw_pos)
+        return;
+    uint64_t n = pos - c->raw_pos;
+    uLong zeros = ((uLong)(n % 65521u) << 16) | 1u;
+    c->raw_adler = adler32_combine64(c->raw_adler, zeros, (z_off64_t)n);
+    c->raw_pos = pos;
+}
+
 /* Writes DATA extent x from the chunks that hold it (a chunk may hold several extents). */
 static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_fd,
                               const struct extent *x, uint64_t *seq, struct vb_error *err)
@@ -189,6 +205,9 @@ static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_f
         } else {
             ssize_t wr = pwrite(raw_fd, data, n, (off_t)pos);
             rc = wr == (ssize_t)n ? 0 : vb_error_errno(err, "%s: write", c->job->file);
+            raw_sum_zeroes(c, pos);
+            c->raw_adler = adler32(c->raw_adler, data, (uInt)n);
+            c->raw_pos = pos + n;
         }
         if (rc < 0)
             return -1;
@@ -272,11 +291,17 @@ static int writer_raw(struct copy *c, struct vb_error *err)
     if (ftruncate(fd, (off_t)job->meta.virtual_size) < 0)
         rc = vb_error_errno(err, "%s: truncate", partial);
     uint64_t seq = 0;
+    c->raw_adler = adler32(0L, Z_NULL, 0);
+    c->raw_pos = 0;
     for (size_t i = 0; rc == 0 && i < c->ext.n; i++)
         if (!c->ext.v[i].zero && !c->ext.v[i].synth)
             rc = writer_data_chunks(c, NULL, fd, &c->ext.v[i], &seq, err);
-    if (rc == 0)
-        rc = stream_commit_file(fd, job->file, false, 0, err);
+    if (rc == 0 && backup_interrupted)
+        rc = vb_error_set(err, "interrupted");
+    raw_sum_zeroes(c, job->meta.virtual_size);
+    job->checksum = (uint32_t)c->raw_adler;
+    if (rc == 0) /* a .data never exists without its .chksum (chains.md) */
+        rc = stream_commit_file(fd, job->file, true, job->checksum, err);
     close(fd);
     if (rc < 0)
         unlink(partial);

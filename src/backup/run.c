@@ -100,7 +100,7 @@ static void fill_summary(struct run *r)
         d->bytes_read = j->bytes_read;
         d->bytes_written = j->bytes_written;
         d->seconds = j->seconds;
-        d->have_checksum = j->status == 0 && j->file && !j->raw_output;
+        d->have_checksum = j->status == 0 && j->file;
         d->checksum = j->checksum;
         d->incremental = j->incremental;
         snprintf(d->checkpoint, sizeof d->checkpoint, "%s", j->meta.checkpoint_name);

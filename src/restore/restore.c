@@ -346,10 +346,17 @@ static int restore_raw_disk(const struct restore_opts *o, struct restore_input *
     double t0 = now_s();
     vb_info("%s: copying raw image %s to %s", dc->dev, dc->names[0], target);
     int rc = restore_copy_to_host(o, in, dc->names[0], partial, 0600, err);
-    if (rc == 0 && vb_host_rename_noreplace(o->host, partial, target, err) < 0) {
+    bool checked = false;
+    if (rc == 0 && restore_check_chksum(in, dc->names[0], &restore_stop, &checked, err) < 0)
         rc = -1;
+    if (rc == 0 && restore_stop)
+        rc = vb_error_set(err, "interrupted");
+    if (rc == 0 && vb_host_rename_noreplace(o->host, partial, target, err) < 0)
+        rc = -1;
+    if (rc < 0)
         vb_host_unlink(o->host, partial, &(struct vb_error){0});
-    }
+    else if (checked)
+        vb_info("%s: %s matches its .chksum", dc->dev, dc->names[0]);
     sd->seconds = now_s() - t0;
     snprintf(sd->level, sizeof sd->level, "copy");
     if (rc == 0) {

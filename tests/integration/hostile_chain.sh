@@ -191,6 +191,21 @@ for c in P Z; do
     fi
 done
 
+tb_step "a raw image (-l copy -t raw) with a flipped byte: the restore checks its .chksum"
+vb_backup -d "$DOM" -l copy -t raw -o "$W/R"
+[ -f "$W/R/vda.copy.data.chksum" ] || tb_fail "no .chksum for the raw image"
+damaged R
+flip "$D/vda.copy.data" $((40 << 20))
+rc=0
+out=$("$VIRTRESTORE" -n -i "$D" -o "$W/r" -d vda --raw 2>&1) || rc=$?
+check_refusal "raw image flipped: restore" "$rc" "$out" vda.copy.data ""
+[ -z "$(find "$W/r" -type f 2>/dev/null | grep -v vmconfig)" ] ||
+    tb_fail "the refused raw restore left $(find "$W/r" -type f)"
+rc=0
+out=$("$VIRTRESTORE" -n -i "$D" -o verify 2>&1) || rc=$?
+check_refusal "raw image flipped: verify" "$rc" "$out" vda.copy.data ""
+CASES=$((CASES + 1))
+
 tb_step "chain damage"
 damaged P
 rm "$D/$INC1" "$D/$INC1.chksum"
