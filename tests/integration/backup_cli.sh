@@ -95,29 +95,34 @@ vb_backup -d "$DOM" -k
 tb_virsh domjobinfo "$DOM" | grep -q Backup && tb_fail "the job is still running after -k"
 vb_backup -d "$DOM" -k # no job: still exit 0
 
-tb_step "Ctrl-C during a backup: exit 1, no .partial, no checkpoint, next inc works"
+tb_step "Ctrl-C (SIGINT) and SIGTERM during a backup: exit 1, no .partial, no checkpoint, next inc works"
 if [ -n "$(strings "$VIRTBACKUP" | grep -x VIRTBACKUP_DEBUG_STALL)" ]; then
-    tb_qemu_io "$DOM" vda "write -P 0x53 20M 1M"
-    VIRTBACKUP_DEBUG_STALL=30 "$VIRTBACKUP" -n -d "$DOM" -l inc -o "$OUT" 2>"$TB_WORKDIR/int.err" &
-    pid=$!
-    for _ in $(seq 1 100); do
-        ls "$OUT"/*.partial >/dev/null 2>&1 && break
-        sleep 0.1
+    n=2
+    for sig in INT TERM; do
+        tb_qemu_io "$DOM" vda "write -P 0x5$n 20M 1M"
+        VIRTBACKUP_DEBUG_STALL=30 "$VIRTBACKUP" -n -d "$DOM" -l inc -o "$OUT" 2>"$TB_WORKDIR/int.err" &
+        pid=$!
+        for _ in $(seq 1 100); do
+            ls "$OUT"/*.partial >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        ls "$OUT"/*.partial >/dev/null 2>&1 || tb_fail "the backup never started writing"
+        kill -$sig "$pid"
+        rc=0
+        wait "$pid" || rc=$?
+        tb_assert_eq 1 "$rc" "exit status after SIG$sig"
+        ! ls "$OUT"/*.partial 2>/dev/null || tb_fail ".partial left after SIG$sig"
+        ! ls "$OUT"/vda.inc.virtnbdbackup.$n.data 2>/dev/null || tb_fail "a data file after SIG$sig"
+        tb_virsh checkpoint-list "$DOM" --name | grep -qx virtnbdbackup.$n &&
+            tb_fail "the checkpoint of the run interrupted by SIG$sig was not removed"
+        tb_virsh domjobinfo "$DOM" | grep -q Backup && tb_fail "the job survived SIG$sig"
+        vb_backup -d "$DOM" -l inc -o "$OUT"
+        assert_meta "$OUT/vda.inc.virtnbdbackup.$n.data" true virtnbdbackup.$n \
+            virtnbdbackup.$((n - 1)) false
+        tb_snapshot_image "$DOM" vda "$TB_WORKDIR/now.raw"
+        apply_compare "$TB_WORKDIR/now.raw" "chain after SIG$sig" "$OUT"/vda.*.data
+        n=$((n + 1))
     done
-    ls "$OUT"/*.partial >/dev/null 2>&1 || tb_fail "the backup never started writing"
-    kill -INT "$pid"
-    rc=0
-    wait "$pid" || rc=$?
-    tb_assert_eq "$rc" 1 "exit status after Ctrl-C"
-    ! ls "$OUT"/*.partial 2>/dev/null || tb_fail ".partial left after Ctrl-C"
-    ! ls "$OUT"/vda.inc.virtnbdbackup.2.data 2>/dev/null || tb_fail "a data file after Ctrl-C"
-    tb_virsh checkpoint-list "$DOM" --name | grep -qx virtnbdbackup.2 &&
-        tb_fail "the interrupted run's checkpoint was not removed"
-    tb_virsh domjobinfo "$DOM" | grep -q Backup && tb_fail "the job survived Ctrl-C"
-    vb_backup -d "$DOM" -l inc -o "$OUT"
-    assert_meta "$OUT/vda.inc.virtnbdbackup.2.data" true virtnbdbackup.2 virtnbdbackup.1 false
-    tb_snapshot_image "$DOM" vda "$TB_WORKDIR/now.raw"
-    apply_compare "$TB_WORKDIR/now.raw" "chain after an interrupted run" "$OUT"/vda.*.data
 else
     tb_log "SKIP Ctrl-C test: release build without the debug stall (runs in the sanitizer build)"
 fi
