@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "source_tap.h"
 #include "stream_index.h"
 
 bool plan_data_name(const char *name, char *dev, size_t devlen)
@@ -329,7 +330,8 @@ int plan_index(struct restore_input *in, struct disk_chain *dc, struct vb_error 
     for (size_t k = 0; k < dc->plan.n; k++) {
         const char *name = dc->names[dc->plan.order[k]];
         struct stream_source *src = restore_input_source(in, name, err);
-        if (!src)
+        /* every byte read is checksummed on the way, for the .chksum check after the restore */
+        if (!src || !(src = stream_source_tap_new(src, err)))
             return -1;
         dc->applied[k] = stream_index_build(src, err); /* owns src, also on failure */
         if (!dc->applied[k])

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "progress.h"
 #include "qemu_nbd.h"
 #include "restore.h"
+#include "source_tap.h"
 #include "work.h"
 #include "writer_nbd.h"
 
@@ -103,68 +103,41 @@ static void commit_sync(const struct restore_opts *o, const char *target)
         vb_warn("%s: %s", target, e.msg);
 }
 
-/* The .chksum of every file a restore uses is checked by a thread of its own while the data
- * is written (the restore reads only what survives in the final image, the checksum needs
- * every byte); the image is committed only when all of them match. */
-struct chksum_check {
-    struct restore_input *in;
-    const char **names;
-    size_t n, checked;
-    int rc;
-    struct vb_error err;
-    pthread_t thread;
-    bool started;
-    volatile sig_atomic_t cancel; /* the restore failed or was interrupted: stop reading */
-};
-
-static void *chksum_main(void *opaque)
+/* Every file a restore uses is checked against its .chksum before the image is committed:
+ * an uncompressed payload has no other checksum. The restore reads only the data that
+ * survives in the final image; the sources of the plan checksummed each read on the way
+ * (source_tap.h), so only what nobody read is read now. */
+static int check_planned_chksums(struct restore_input *in, const struct disk_chain *dc,
+                                 struct vb_error *err)
 {
-    struct chksum_check *c = opaque;
-    for (size_t i = 0; i < c->n && c->rc == 0 && !c->cancel; i++) {
-        bool checked;
-        c->rc = restore_check_chksum(c->in, c->names[i], &c->cancel, &checked, &c->err);
-        c->checked += checked;
+    size_t checked = 0;
+    uint64_t reread_total = 0;
+    for (size_t k = 0; k < dc->plan.n && !restore_stop; k++) {
+        const char *name = dc->names[dc->plan.order[k]];
+        uint32_t want, have;
+        uint64_t reread;
+        int found = restore_read_chksum(in, name, &want, err);
+        if (found < 0)
+            return -1;
+        if (found == 0)
+            continue;
+        if (stream_source_tap_adler32(dc->applied[k]->source, &have, &reread, err) < 0)
+            return -1;
+        if (have != want) {
+            char *shown = restore_input_display(in, name);
+            vb_error_set(err, "%s: damaged: its adler32 is %" PRIu32 ", %s.chksum says %" PRIu32,
+                         shown ? shown : name, have, name, want);
+            free(shown);
+            return -1;
+        }
+        checked++;
+        reread_total += reread;
     }
-    return NULL;
-}
-
-static int chksum_start(struct chksum_check *c, struct restore_input *in,
-                        const struct disk_chain *dc, struct vb_error *err)
-{
-    memset(c, 0, sizeof *c);
-    c->in = in;
-    c->names = calloc(dc->plan.n ? dc->plan.n : 1, sizeof *c->names);
-    if (!c->names)
-        return vb_error_set(err, "out of memory");
-    for (size_t k = 0; k < dc->plan.n; k++)
-        c->names[c->n++] = dc->names[dc->plan.order[k]];
-    int e = pthread_create(&c->thread, NULL, chksum_main, c);
-    if (e) {
-        free(c->names);
-        errno = e;
-        return vb_error_errno(err, "cannot start the checksum thread");
-    }
-    c->started = true;
-    return 0;
-}
-
-/* Waits for the thread (cancelling it when the restore failed already); -1 with its error
- * when a file did not match. */
-static int chksum_finish(struct chksum_check *c, bool failed, const char *dev, struct vb_error *err)
-{
-    if (!c->started)
-        return 0;
-    if (failed || restore_stop)
-        c->cancel = 1;
-    pthread_join(c->thread, NULL);
-    c->started = false;
-    free(c->names);
-    if (c->rc < 0) {
-        *err = c->err;
-        return -1;
-    }
-    if (!c->cancel)
-        vb_info("%s: %zu of %zu files checked against their .chksum", dev, c->checked, c->n);
+    if (restore_stop)
+        return vb_error_set(err, "interrupted");
+    char buf[32];
+    vb_info("%s: %zu of %zu files match their .chksum (%s read again for it)", dc->dev, checked,
+            dc->plan.n, progress_format_bytes(reread_total, buf, sizeof buf));
     return 0;
 }
 
@@ -222,13 +195,6 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
         restore_work_free(&w);
         return -1;
     }
-    struct chksum_check chk;
-    if (chksum_start(&chk, in, dc, err) < 0) {
-        remove_partial(o, partial, &made);
-        image_created_free(&made);
-        restore_work_free(&w);
-        return -1;
-    }
 
     struct nbd_write_opts wo;
     nbd_write_opts_default(&wo);
@@ -280,11 +246,8 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
         }
     }
     progress_free(prog);
-    struct vb_error cerr = {0};
-    if (chksum_finish(&chk, rc < 0, dc->dev, &cerr) < 0 && rc == 0) {
-        *err = cerr;
+    if (rc == 0 && check_planned_chksums(in, dc, err) < 0)
         rc = -1;
-    }
     double secs = now_s() - t0;
     if (rc == 0 && vb_host_rename_noreplace(o->host, partial, target, err) < 0)
         rc = -1;

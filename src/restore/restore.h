@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "input.h"
@@ -37,9 +38,12 @@ extern volatile sig_atomic_t restore_stop;
 /* Each returns 0 on success, -1 if anything failed (already logged). */
 int restore_dump(const struct restore_opts *o, struct restore_input *in);
 int restore_verify(const struct restore_opts *o, struct restore_input *in);
-/* The adler32 of a whole data file against its .chksum (restores check every file they use:
- * a flipped byte in uncompressed data has no other witness). *checked is false when there is
- * no .chksum (or stop was set); errors name the file. */
+/* The checksum recorded in <name>.chksum: 1 found, 0 none (or the reference's "None"), -1
+ * unreadable. */
+int restore_read_chksum(struct restore_input *in, const char *name, uint32_t *want,
+                        struct vb_error *err);
+/* The adler32 of a whole data file (read now) against its .chksum. *checked is false when
+ * there is no .chksum (or stop was set); errors name the file. */
 int restore_check_chksum(struct restore_input *in, const char *name, volatile sig_atomic_t *stop,
                          bool *checked, struct vb_error *err);
 /* Copies a file of the backup to the restore host (over SFTP for a remote one). */

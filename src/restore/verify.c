@@ -27,9 +27,8 @@ static int file_adler32(struct restore_input *in, const char *name, size_t bufsi
     return rc;
 }
 
-/* The recorded checksum: 1 found, 0 none (or the reference's "None"), -1 unreadable. */
-static int read_chksum(struct restore_input *in, const char *name, uint32_t *want,
-                       struct vb_error *err)
+int restore_read_chksum(struct restore_input *in, const char *name, uint32_t *want,
+                        struct vb_error *err)
 {
     char cname[600];
     snprintf(cname, sizeof cname, "%s.chksum", name);
@@ -49,7 +48,7 @@ int restore_check_chksum(struct restore_input *in, const char *name, volatile si
 {
     uint32_t want = 0, have = 0;
     *checked = false;
-    int found = read_chksum(in, name, &want, err);
+    int found = restore_read_chksum(in, name, &want, err);
     if (found <= 0)
         return found;
     struct stream_source *src = restore_input_source(in, name, err);
@@ -85,7 +84,7 @@ static int verify_one(const struct restore_opts *o, struct restore_input *in, co
 {
     size_t bufsize = o->buffsize > 0 ? (size_t)o->buffsize : 0;
     uint32_t have = 0, want = 0;
-    int found = read_chksum(in, name, &want, err);
+    int found = restore_read_chksum(in, name, &want, err);
     if (found < 0)
         return -1;
     int n = 0;
