@@ -496,5 +496,5 @@ main() {
     cat "$BENCH_DIR/results/$name.md"
 }
 
-BENCH_CMDLINE="$(printf '%s ' "${BENCH_QUICK:+BENCH_QUICK=$BENCH_QUICK}" "${BENCH_REPS:+BENCH_REPS=$BENCH_REPS}" "${BENCH_SWEEP:+BENCH_SWEEP=$BENCH_SWEEP}" bench/run.sh | sed 's/^ *//; s/  */ /g')"
+BENCH_CMDLINE="$(printf '%s ' "${BENCH_QUICK:+BENCH_QUICK=$BENCH_QUICK}" "${BENCH_REPS:+BENCH_REPS=$BENCH_REPS}" "${BENCH_SWEEP:+BENCH_SWEEP=$BENCH_SWEEP}" "${BENCH_CASES:+BENCH_CASES=\"$BENCH_CASES\"}" bench/run.sh | sed 's/^ *//; s/  */ /g')"
 main "$@"
