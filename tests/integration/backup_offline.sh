@@ -37,6 +37,32 @@ offline_snap copy
 apply_compare "$SNAP/copy.raw" "offline copy" "$TB_WORKDIR/copy/vda.copy.data"
 tb_assert_eq "$(state)" "shut off" "domain state after an offline copy"
 
+if strings "$VIRTBACKUP" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
+    tb_step "the offline qemu-nbd keeps request buffers in its heap; the user's tunables still win"
+    # Without these glibc malloc settings every request gets fresh zeroed pages (a third of
+    # a restore's time, bench/README.md). Debug builds stall once the .partial exists.
+    rm -rf "$TB_WORKDIR/stall"
+    GLIBC_TUNABLES=glibc.malloc.arena_max=4 VIRTBACKUP_DEBUG_STALL=30 \
+        "$VIRTBACKUP" -n -d "$DOM" -l copy -o "$TB_WORKDIR/stall" >"$TB_WORKDIR/stall.log" 2>&1 &
+    PID=$!
+    qpid=""
+    for _ in $(seq 1 100); do
+        qpid=$(pgrep -P "$PID" -x qemu-nbd || true)
+        [ -n "$qpid" ] && ls "$TB_WORKDIR"/stall/*.partial >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    [ -n "$qpid" ] || tb_fail "no qemu-nbd under the stalled offline copy: $(cat "$TB_WORKDIR/stall.log")"
+    # glibc may split the variable at ':' in place once parsed: look at the pieces in order
+    tunables=$(tr '\0:' '\n\n' <"/proc/$qpid/environ" | sed -n '/^GLIBC_TUNABLES=/,/^[A-Z_]*=/p')
+    kill -TERM "$PID"
+    wait "$PID" 2>/dev/null || true
+    order=$({ grep -oE 'mmap_threshold=33554432|trim_threshold=268435456|arena_max=4' || true; } \
+        <<<"$tunables" | tr '\n' ' ')
+    tb_assert_eq "$order" "mmap_threshold=33554432 trim_threshold=268435456 arena_max=4 " \
+        "qemu-nbd's GLIBC_TUNABLES (ours first, the user's last)"
+    tb_assert_eq "$(state)" "shut off" "domain state after the interrupted offline copy"
+fi
+
 tb_step "full of a shut-off domain: started paused for the job, shut off afterwards"
 vb_backup -d "$DOM" -l full -o "$OUT"
 tb_assert_eq "$(state)" "shut off" "domain state after the full"

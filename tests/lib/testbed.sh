@@ -59,10 +59,10 @@ tb_fail() {
 
 tb_pass() { printf '[%s] PASS: %s\n' "$TB_NAME" "$*" >&2; }
 
-# tb_assert_eq EXPECTED ACTUAL WHAT
+# tb_assert_eq A B WHAT: fails naming WHAT unless A and B are equal
 tb_assert_eq() {
     if [ "$1" != "$2" ]; then
-        tb_fail "$3: expected '$1', got '$2'"
+        tb_fail "$3: '$1' differs from '$2'"
     fi
 }
 
