@@ -320,6 +320,23 @@ apply_change() {
     rm -f "$src"
 }
 
+# rss_floor_note DOMAIN: the peak RSS no libvirt client can go below here (rss_floor.c: load
+# libvirt, connect, read the domain's XML), next to the incremental's RSS target.
+rss_floor_note() {
+    local bin="$BL_WORKDIR/rss_floor" kib loaded connected withxml
+    # shellcheck disable=SC2046 # pkg-config gives several words
+    if ! cc -O2 -o "$bin" "$BENCH_DIR/rss_floor.c" $(pkg-config --cflags --libs libvirt) 2>"$BL_LOGDIR/rss_floor.log"; then
+        bl_note rss-floor "rss_floor.c did not build: $(tail -1 "$BL_LOGDIR/rss_floor.log")"
+        return 0
+    fi
+    kib=$("$bin" "$BL_URI" "$1" 2>>"$BL_LOGDIR/rss_floor.log") || {
+        bl_note rss-floor "rss_floor failed: $(tail -1 "$BL_LOGDIR/rss_floor.log")"
+        return 0
+    }
+    read -r loaded connected withxml <<<"$kib"
+    bl_note rss-floor "a C program that only loads libvirt is $(awk -v k="$loaded" 'BEGIN {printf "%.1f", k / 1024}') MiB resident; connected to $BL_URI $(awk -v k="$connected" 'BEGIN {printf "%.1f", k / 1024}') MiB; with the domain's XML read $(awk -v k="$withxml" 'BEGIN {printf "%.1f", k / 1024}') MiB (rss_floor.c): the floor under the tools' peak RSS"
+}
+
 case_inc() {
     bl_log "==== case inc: $INC_ROUNDS rounds of a 1% change ($CHANGE_COUNT x $CHANGE_LEN bytes)"
     DOM_OURS=$(bl_create_domain ours "$BL_WORKDIR/ours.qcow2")
@@ -345,6 +362,7 @@ case_inc() {
             qemu-img convert -U -f qcow2 -O raw "$BL_WORKDIR/ref.qcow2" "$BL_WORKDIR/at3.raw"
         fi
     done
+    rss_floor_note "$DOM_OURS"
     # Our chain is not read again; its space on the tmpfs is needed by the restores.
     rm -rf "$CHAIN_OURS"
     bl_remove_domain "$DOM_OURS"
