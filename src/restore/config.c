@@ -162,7 +162,7 @@ static int restore_boot_files(const struct restore_opts *o, struct restore_input
                 if (o->adjust_config)
                     rc = domxml_set_boot_file(cfg->dom, (enum domxml_boot_kind)k, dest, err);
             } else {
-                rc = restore_copy_to_host(o, in, saved, dest, 0644, err);
+                rc = restore_copy_to_host(o, in, saved, dest, 0644, NULL, err);
                 if (rc == 0) {
                     vb_info("restored %s %s to %s", domxml_boot_kind_name((enum domxml_boot_kind)k),
                             saved, dest);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "zip_source.h"
 
@@ -261,7 +262,7 @@ static bool all_zero(const char *p, size_t n)
 }
 
 int restore_input_copy(struct restore_input *in, const char *name, const char *dest, unsigned mode,
-                       struct vb_error *err)
+                       uint32_t *adler, struct vb_error *err)
 {
     struct stream_source *src = restore_input_source(in, name, err);
     if (!src)
@@ -274,12 +275,15 @@ int restore_input_copy(struct restore_input *in, const char *name, const char *d
     }
     char *buf = malloc(COPY_BLOCK);
     int rc = buf ? 0 : vb_error_set(err, "out of memory");
+    uLong sum = adler32(0, NULL, 0);
     for (uint64_t off = 0; rc == 0 && off < src->size;) {
         size_t n = src->size - off < COPY_BLOCK ? (size_t)(src->size - off) : COPY_BLOCK;
         if (stream_source_read_exact(src, buf, n, off, err) < 0) {
             rc = -1;
             break;
         }
+        if (adler)
+            sum = adler32(sum, (const Bytef *)buf, (uInt)n);
         /* Blocks of zeroes become holes: raw disk images stay as sparse as they were. */
         if (!all_zero(buf, n)) {
             for (size_t done = 0; done < n && rc == 0;) {
@@ -299,6 +303,8 @@ int restore_input_copy(struct restore_input *in, const char *name, const char *d
     close(fd);
     if (rc < 0)
         unlink(dest);
+    else if (adler)
+        *adler = (uint32_t)sum;
     free(buf);
     stream_source_free(src);
     return rc;

@@ -35,8 +35,8 @@ struct stream_source *restore_input_source(struct restore_input *in, const char 
 int restore_input_read(struct restore_input *in, const char *name, size_t max, char **data,
                        size_t *len, struct vb_error *err);
 /* Copies a file to dest (created exclusively, mode 0600 unless mode given), keeping holes
- * for all-zero blocks. */
+ * for all-zero blocks. With adler non-NULL, also the file's adler32, from the same reads. */
 int restore_input_copy(struct restore_input *in, const char *name, const char *dest, unsigned mode,
-                       struct vb_error *err);
+                       uint32_t *adler, struct vb_error *err);
 
 #endif

@@ -280,10 +280,10 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
 /* A backup file copied to the host: directly here; for a remote host through a local
  * temporary file and SFTP. */
 int restore_copy_to_host(const struct restore_opts *o, struct restore_input *in, const char *name,
-                         const char *dest, mode_t mode, struct vb_error *err)
+                         const char *dest, mode_t mode, uint32_t *adler, struct vb_error *err)
 {
     if (!vb_host_is_remote(o->host))
-        return restore_input_copy(in, name, dest, mode, err);
+        return restore_input_copy(in, name, dest, mode, adler, err);
     const char *tmpdir = getenv("TMPDIR");
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s/virtrestore-copy.XXXXXX",
@@ -293,7 +293,7 @@ int restore_copy_to_host(const struct restore_opts *o, struct restore_input *in,
         return vb_error_errno(err, "%s", tmp);
     close(fd);
     unlink(tmp); /* restore_input_copy creates it */
-    int rc = restore_input_copy(in, name, tmp, mode, err);
+    int rc = restore_input_copy(in, name, tmp, mode, adler, err);
     if (rc == 0)
         rc = vb_host_put(o->host, tmp, dest, mode, err);
     unlink(tmp);
@@ -308,9 +308,10 @@ static int restore_raw_disk(const struct restore_opts *o, struct restore_input *
     snprintf(partial, sizeof partial, "%s.partial", target);
     double t0 = now_s();
     vb_info("%s: copying raw image %s to %s", dc->dev, dc->names[0], target);
-    int rc = restore_copy_to_host(o, in, dc->names[0], partial, 0600, err);
+    uint32_t have = 0;
+    int rc = restore_copy_to_host(o, in, dc->names[0], partial, 0600, &have, err);
     bool checked = false;
-    if (rc == 0 && restore_check_chksum(in, dc->names[0], &restore_stop, &checked, err) < 0)
+    if (rc == 0 && restore_match_chksum(in, dc->names[0], have, &checked, err) < 0)
         rc = -1;
     if (rc == 0 && restore_stop)
         rc = vb_error_set(err, "interrupted");

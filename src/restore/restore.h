@@ -42,13 +42,14 @@ int restore_verify(const struct restore_opts *o, struct restore_input *in);
  * unreadable. */
 int restore_read_chksum(struct restore_input *in, const char *name, uint32_t *want,
                         struct vb_error *err);
-/* The adler32 of a whole data file (read now) against its .chksum. *checked is false when
- * there is no .chksum (or stop was set); errors name the file. */
-int restore_check_chksum(struct restore_input *in, const char *name, volatile sig_atomic_t *stop,
-                         bool *checked, struct vb_error *err);
-/* Copies a file of the backup to the restore host (over SFTP for a remote one). */
+/* have, the adler32 of the whole data file name, against its .chksum. *checked is false when
+ * there is no .chksum; a mismatch is an error naming the file. */
+int restore_match_chksum(struct restore_input *in, const char *name, uint32_t have, bool *checked,
+                         struct vb_error *err);
+/* Copies a file of the backup to the restore host (over SFTP for a remote one); with adler
+ * non-NULL also its adler32, from the same reads. */
 int restore_copy_to_host(const struct restore_opts *o, struct restore_input *in, const char *name,
-                         const char *dest, mode_t mode, struct vb_error *err);
+                         const char *dest, mode_t mode, uint32_t *adler, struct vb_error *err);
 int restore_run(const struct restore_opts *o, struct restore_input *in, struct summary *sum);
 
 #endif

@@ -43,35 +43,19 @@ int restore_read_chksum(struct restore_input *in, const char *name, uint32_t *wa
     return rc;
 }
 
-int restore_check_chksum(struct restore_input *in, const char *name, volatile sig_atomic_t *stop,
-                         bool *checked, struct vb_error *err)
+int restore_match_chksum(struct restore_input *in, const char *name, uint32_t have, bool *checked,
+                         struct vb_error *err)
 {
-    uint32_t want = 0, have = 0;
+    uint32_t want = 0;
     *checked = false;
     int found = restore_read_chksum(in, name, &want, err);
     if (found <= 0)
         return found;
-    struct stream_source *src = restore_input_source(in, name, err);
-    if (!src)
-        return -1;
-    /* in pieces, so that an interrupted restore does not wait for a whole file */
-    const size_t piece = 64u << 20;
-    uint32_t a = 1;
-    int rc = 0;
-    for (uint64_t off = 0; rc == 0 && off < src->size && !(stop && *stop); off += piece) {
-        size_t n = src->size - off < piece ? (size_t)(src->size - off) : piece;
-        uint32_t s;
-        rc = stream_source_adler32_range(src, off, n, 0, &s, err);
-        a = off ? (uint32_t)adler32_combine(a, s, (z_off_t)n) : s;
-    }
-    stream_source_free(src);
-    if (rc < 0 || (stop && *stop))
-        return rc;
-    have = a;
     if (have != want) {
         char *shown = restore_input_display(in, name);
-        rc = vb_error_set(err, "%s: damaged: its adler32 is %" PRIu32 ", %s.chksum says %" PRIu32,
-                          shown ? shown : name, have, name, want);
+        int rc =
+            vb_error_set(err, "%s: damaged: its adler32 is %" PRIu32 ", %s.chksum says %" PRIu32,
+                         shown ? shown : name, have, name, want);
         free(shown);
         return rc;
     }

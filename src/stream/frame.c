@@ -71,6 +71,17 @@ int stream_frame_parse(const char buf[STREAM_FRAME_LEN], struct stream_frame *fr
     }
     if (kind < 0 || buf[4] != ' ' || buf[21] != ' ' || buf[38] != '\r' || buf[39] != '\n' ||
         parse_hex16(buf + 5, &frame->start) < 0 || parse_hex16(buf + 22, &frame->length) < 0) {
+        size_t printable = 0;
+        for (size_t i = 0; i < STREAM_FRAME_LEN; i++)
+            printable += buf[i] >= 0x20 && buf[i] < 0x7f;
+        if (kind < 0 && printable < STREAM_FRAME_LEN / 2) {
+            /* payload bytes where a header belongs: quoting 40 of them helps nobody */
+            const unsigned char *u = (const unsigned char *)buf;
+            return vb_error_set(err,
+                                "no frame header here, binary data instead (%02x %02x %02x %02x "
+                                "...): the file is damaged or cut before this point",
+                                u[0], u[1], u[2], u[3]);
+        }
         char shown[STREAM_FRAME_LEN * 4 + 1];
         render(buf, STREAM_FRAME_LEN, shown, sizeof shown);
         if (kind < 0)

@@ -23,6 +23,12 @@ static void test_headers(void)
     /* hostile headers */
     CHECK(stream_frame_parse("junk 0000000000000000 0000000000000000\r\n", &f, &err) < 0);
     CHECK(strstr(err.msg, "unknown frame kind") != NULL);
+    char binary[STREAM_FRAME_LEN];
+    for (size_t i = 0; i < sizeof binary; i++)
+        binary[i] = (char)(0xf0 + i % 16);
+    CHECK(stream_frame_parse(binary, &f, &err) < 0);
+    CHECK(strstr(err.msg, "no frame header here, binary data instead (f0 f1 f2 f3 ...)") != NULL);
+    CHECK(strstr(err.msg, "\\x") == NULL);
     CHECK(stream_frame_parse("data 000000000000000g 0000000000000000\r\n", &f, &err) < 0);
     CHECK(stream_frame_parse("data 0000000000000000 0000000000000000\n\n", &f, &err) < 0);
     CHECK(stream_frame_parse("data  000000000000000 0000000000000000\r\n", &f, &err) < 0);
