@@ -249,7 +249,8 @@ full_one() {
 
 case_full() {
     bl_log "==== case full: $REPS repetitions"
-    # Warm the page cache: every tool then reads the same (cached) image.
+    # Settle, then warm the page cache: every tool then reads the same (cached) image.
+    bl_settle
     cat "$BL_WORKDIR/ref.qcow2" >/dev/null
     local rep t
     for ((rep = 1; rep <= REPS; rep++)); do
@@ -272,6 +273,7 @@ remote_one() {
 
 case_remote() {
     bl_log "==== case remote: $REPS repetitions"
+    bl_settle
     # shellcheck source=tests/lib/sshd.sh
     . "$VB_SOURCE_DIR/tests/lib/sshd.sh"
     sshd_start >/dev/null
@@ -339,6 +341,7 @@ rss_floor_note() {
 
 case_inc() {
     bl_log "==== case inc: $INC_ROUNDS rounds of a 1% change ($CHANGE_COUNT x $CHANGE_LEN bytes)"
+    bl_settle
     DOM_OURS=$(bl_create_domain ours "$BL_WORKDIR/ours.qcow2")
     DOM_REFZ=$(bl_create_domain refz "$BL_WORKDIR/refz.qcow2")
     CHAIN_REF="$BL_OUT/chain.ref" CHAIN_OURS="$BL_OUT/chain.ours" CHAIN_REFZ="$BL_OUT/chain.refz"
@@ -406,6 +409,7 @@ case_restore() {
     fi
     RESTORE_BYTES=$(bl_image_allocated "$BL_WORKDIR/at3.raw")
     bl_log "==== case restore: $REPS repetitions, $RESTORE_BYTES bytes of data"
+    bl_settle
     cat "$BL_WORKDIR/at3.raw" >/dev/null
     local rep t
     for ((rep = 1; rep <= REPS; rep++)); do
@@ -446,6 +450,7 @@ case_map() {
     [ -x "$VIRTMAP" ] || { bl_note map-skipped "virtmap is not built"; return 0; }
     RESTORE_BYTES=$(bl_image_allocated "$BL_WORKDIR/at3.raw")
     bl_log "==== case map: $REPS repetitions, $RESTORE_BYTES bytes of data"
+    bl_settle
     # our own compressed format (independent 64 KiB lz4 blocks) of the same disk: a copy
     "$VIRTBACKUP" -d "$DOM_REF" -l copy -z -o "$BL_OUT/map.ours-z" -n >"$BL_LOGDIR/map.ours-z.log" 2>&1 ||
         bl_die "virtbackup -l copy -z for the map case failed"
@@ -462,6 +467,7 @@ case_map() {
 
 case_extents() {
     bl_log "==== case extents"
+    bl_settle
     local dom rep dev case bytes out sock
     dom=$(bl_create_domain ext "$BL_WORKDIR/sparse1t.qcow2" "$BL_WORKDIR/frag.qcow2")
     for ((rep = 1; rep <= REPS; rep++)); do

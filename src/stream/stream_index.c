@@ -298,6 +298,7 @@ struct stream_index *stream_index_build(struct stream_source *src, struct vb_err
         vb_error_set(err, "out of memory");
         goto fail;
     }
+    idx->lz4_checksums = true;
     idx->source = src;
     hr->src = src;
     const char *name = src->name;
@@ -552,13 +553,15 @@ int stream_index_read(const struct stream_index *idx, size_t e, uint64_t off, si
         uint8_t *where = out + (sl->raw_offset + from - off);
         int rc;
         if (from == 0 && to == sl->raw_length) {
-            rc = stream_lz4_decompress(buf->cbuf, sl->stored, where, sl->raw_length, err);
+            rc = stream_lz4_decompress_opts(buf->cbuf, sl->stored, where, sl->raw_length,
+                                            idx->lz4_checksums, err);
         } else {
             rc = read_blocks(buf->cbuf, sl->stored, from, to - from, where, buf, err);
             if (rc == 0) { /* linked blocks: decode the whole frame */
                 if (!ensure(&buf->ubuf, &buf->ucap, sl->raw_length, err))
                     return -1;
-                rc = stream_lz4_decompress(buf->cbuf, sl->stored, buf->ubuf, sl->raw_length, err);
+                rc = stream_lz4_decompress_opts(buf->cbuf, sl->stored, buf->ubuf, sl->raw_length,
+                                                idx->lz4_checksums, err);
                 if (rc == 0)
                     memcpy(where, (uint8_t *)buf->ubuf + from, to - from);
             }

@@ -44,6 +44,9 @@ struct stream_index {
     struct stream_slice *slices;
     uint64_t data_bytes, zero_bytes;
     size_t data_frames, zero_frames;
+    /* false: skip LZ4 frames' xxh32 checksums when reading (stream_lz4_decompress_opts);
+     * true after stream_index_build */
+    bool lz4_checksums;
 };
 
 /* Reads and checks only the META frame. meta_end receives the offset after its CRLF. */

@@ -88,6 +88,15 @@ int64_t stream_lz4_encoder_end(struct stream_lz4_encoder *enc, void *dst, size_t
 
 int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect, struct vb_error *err)
 {
+    return stream_lz4_decompress_opts(src, n, dst, expect, true, err);
+}
+
+int stream_lz4_decompress_opts(const void *src, size_t n, void *dst, size_t expect, bool checksums,
+                               struct vb_error *err)
+{
+    /* dst holds the whole frame's output and nothing else writes it meanwhile: stableDst
+     * lets liblz4 keep linked blocks' history there instead of copying it aside */
+    LZ4F_decompressOptions_t dopts = {.stableDst = 1, .skipChecksums = !checksums};
     LZ4F_dctx *dctx;
     if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
         return vb_error_set(err, "out of memory for the lz4 decoder");
@@ -115,7 +124,7 @@ int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect, s
             vb_error_set(err, "lz4 frame truncated after %zu bytes", n);
             goto out;
         }
-        r = LZ4F_decompress(dctx, out + out_done, &out_len, in + in_done, &in_len, NULL);
+        r = LZ4F_decompress(dctx, out + out_done, &out_len, in + in_done, &in_len, &dopts);
         if (LZ4F_isError(r)) {
             vb_error_set(err, "lz4 data corrupt near byte %zu of the frame: %s", in_done,
                          LZ4F_getErrorName(r));

@@ -42,6 +42,12 @@ int64_t stream_lz4_encoder_end(struct stream_lz4_encoder *enc, void *dst, size_t
  * checksums the frame carries. Errors give the byte position inside the frame. */
 int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect,
                           struct vb_error *err);
+/* The same; with checksums false the frame's xxh32 checksums (block and content: two more
+ * passes over the data) are neither computed nor verified. Only for callers that check the
+ * whole file otherwise before trusting the result (a restore checks .chksum before it
+ * commits the image). Corrupt input still cannot make the decoder misbehave. */
+int stream_lz4_decompress_opts(const void *src, size_t n, void *dst, size_t expect, bool checksums,
+                               struct vb_error *err);
 
 /* The layout of one LZ4 frame, from its header and block headers only. */
 struct stream_lz4_block {

@@ -94,6 +94,14 @@ static int start_frame(struct stream_reader *r, const struct stream_index *idx,
     return 0;
 }
 
+/* The frame's xxh32 checksums are skipped when the index says the caller checks the whole
+ * file otherwise (stream_index.h, lz4_checksums). */
+static const LZ4F_decompressOptions_t *decode_options(const struct stream_reader *r)
+{
+    static const LZ4F_decompressOptions_t skip = {.skipChecksums = 1};
+    return r->idx && !r->idx->lz4_checksums ? &skip : NULL;
+}
+
 /* After the frame's last content byte: its end mark and content checksum, nothing more. */
 static int finish_frame(struct stream_reader *r, bool ended, struct vb_error *err)
 {
@@ -108,7 +116,8 @@ static int finish_frame(struct stream_reader *r, bool ended, struct vb_error *er
         }
         uint8_t extra;
         size_t out_len = 1, in_len = r->in_len - r->in_pos;
-        size_t rc = LZ4F_decompress(r->dctx, &extra, &out_len, r->in + r->in_pos, &in_len, NULL);
+        size_t rc = LZ4F_decompress(r->dctx, &extra, &out_len, r->in + r->in_pos, &in_len,
+                                    decode_options(r));
         if (LZ4F_isError(rc))
             return vb_error_set(err, "lz4 data corrupt near byte %" PRIu64 " of the frame: %s",
                                 frame_pos(r), LZ4F_getErrorName(rc));
@@ -140,8 +149,8 @@ static int decode(struct stream_reader *r, uint8_t *dst, size_t n, struct vb_err
                 return vb_error_set(err, "lz4 frame truncated after %" PRIu64 " bytes", sl->stored);
         }
         size_t out_len = n - done, in_len = r->in_len - r->in_pos;
-        size_t rc =
-            LZ4F_decompress(r->dctx, dst + done, &out_len, r->in + r->in_pos, &in_len, NULL);
+        size_t rc = LZ4F_decompress(r->dctx, dst + done, &out_len, r->in + r->in_pos, &in_len,
+                                    decode_options(r));
         if (LZ4F_isError(rc))
             return vb_error_set(err, "lz4 data corrupt near byte %" PRIu64 " of the frame: %s",
                                 frame_pos(r), LZ4F_getErrorName(rc));

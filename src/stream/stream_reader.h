@@ -9,7 +9,8 @@
  * inside the same LZ4 frame, continues decoding (skipped bytes are decoded and dropped, as
  * linked blocks require); any other read starts the frame holding it afresh. Reading a slice
  * front to back in any number of reads therefore decodes it exactly once, and checks its
- * block and content checksums, its size and that nothing follows it. One reader per thread;
+ * block and content checksums (unless the index's lz4_checksums is false), its size and that
+ * nothing follows it. One reader per thread;
  * sources are read with pread only. */
 #ifndef VB_STREAM_READER_H
 #define VB_STREAM_READER_H

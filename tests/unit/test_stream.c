@@ -455,6 +455,13 @@ static void test_lz4_blocks(void)
     CHECK(stream_lz4_decompress(dst, c, back, n, &err) == 0 && memcmp(back, src, n) == 0);
     CHECK(stream_lz4_decompress(dst, c, back, n - 1, &err) < 0); /* wrong expected size */
     CHECK(stream_lz4_decompress(dst, c - 1, back, n, &err) < 0); /* truncated */
+    /* a wrong content checksum: refused, unless the caller checks the file otherwise */
+    dst[c - 1] ^= 0x01;
+    CHECK(stream_lz4_decompress(dst, c, back, n, &err) < 0);
+    memset(back, 0, n);
+    CHECK(stream_lz4_decompress_opts(dst, c, back, n, false, &err) == 0 &&
+          memcmp(back, src, n) == 0);
+    dst[c - 1] ^= 0x01;
     dst[c / 2] ^= 0x10;
     CHECK(stream_lz4_decompress(dst, c, back, n, &err) < 0); /* checksum */
     free(src);
