@@ -26,7 +26,8 @@
  * free, so with many requests in flight nearly every request gets fresh pages: a page fault
  * and a zeroed page per 4 KiB, about 30% of a restore's wall time here (bench/README.md).
  * These keep request buffers up to 32 MiB (the NBD maximum) in qemu-nbd's heap and the heap
- * at its peak, which is bounded by the requests in flight. Other C libraries ignore it. */
+ * at its high-water mark: measured, up to ~50 MiB more resident during a restore (more than
+ * the 16 MiB in flight; fragmentation, presumably). Other C libraries ignore it. */
 #define QEMU_NBD_TUNABLES                                                                          \
     "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 
