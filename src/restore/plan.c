@@ -63,6 +63,7 @@ static void chain_free(struct disk_chain *dc)
     for (size_t k = 0; dc->applied && k < dc->plan.n; k++)
         stream_index_free(dc->applied[k]);
     free(dc->applied);
+    free(dc->chksums);
     chain_plan_free(&dc->plan);
     plan_names_free(dc->names, dc->nfiles);
     free(dc->files);
@@ -326,7 +327,8 @@ int plan_sequence(struct restore_input *in, const char *list, struct disk_chain 
 int plan_index(struct restore_input *in, struct disk_chain *dc, struct vb_error *err)
 {
     dc->applied = calloc(dc->plan.n + 1, sizeof *dc->applied);
-    if (!dc->applied)
+    dc->chksums = calloc(dc->plan.n + 1, sizeof *dc->chksums);
+    if (!dc->applied || !dc->chksums)
         return vb_error_set(err, "out of memory");
     for (size_t k = 0; k < dc->plan.n; k++) {
         const char *name = dc->names[dc->plan.order[k]];
@@ -340,11 +342,11 @@ int plan_index(struct restore_input *in, struct disk_chain *dc, struct vb_error 
         /* A file with a .chksum is checked whole before the image is committed
          * (check_planned_chksums in restore.c), so LZ4's own two xxh32 passes over its data
          * would only repeat that check: a third of a -z restore's decoding time. */
-        uint32_t want;
-        int found = restore_read_chksum(in, name, &want, err);
+        int found = restore_read_chksum(in, name, &dc->chksums[k].want, err);
         if (found < 0)
             return -1;
-        dc->applied[k]->lz4_checksums = found == 0;
+        dc->chksums[k].present = found > 0;
+        dc->applied[k]->lz4_checksums = !dc->chksums[k].present;
         vb_debug("%s: %zu: %s, %zu data / %zu zero frames, %" PRIu64 " data bytes", dc->dev, k + 1,
                  name, dc->applied[k]->data_frames, dc->applied[k]->zero_frames,
                  dc->applied[k]->data_bytes);

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "chain.h"
 #include "chain_index.h"
@@ -18,6 +19,12 @@ struct disk_chain {
     struct chain_file *files;      /* metadata of each (path = name) */
     struct chain_plan plan;        /* apply order, cut at --until */
     struct stream_index **applied; /* indexes of the planned files, in apply order */
+    /* their .chksum, read once when indexed: the LZ4 checksums are skipped on its strength,
+     * so the check before commit must use the same value */
+    struct planned_chksum {
+        bool present;
+        uint32_t want;
+    } * chksums;
     struct chain_index *ci;
     bool raw_image; /* <dev>.copy.data is a plain raw image, not a stream */
 };
