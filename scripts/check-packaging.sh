@@ -106,7 +106,7 @@ for f in "${want[@]}"; do
     grep -qxF "$f" <<<"$CONTENTS" || tb_fail "$f is not in $(basename "$DEB")"
 done
 DEPENDS=$(dpkg-deb -f "$DEB" Depends)
-for d in qemu-utils libvirt0 libnbd0 liblz4-1; do
+for d in qemu-utils libvirt0 libnbd0 liblz4-1 libdeflate0; do
     grep -q "\b$d\b" <<<"$DEPENDS" || tb_fail "Depends lacks $d: $DEPENDS"
 done
 grep -qx '/etc/virtbackup/virtbackup.conf' <(dpkg-deb --ctrl-tarfile "$DEB" | tar -xOf - ./conffiles) ||

@@ -13,7 +13,7 @@ CFLAGS=(-std=c17 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DVB_VERSION='"fuzz"' -g -
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
     -Isrc/stream -Isrc/common -Isrc/map)
 # shellcheck disable=SC2207
-LIBS=($(pkg-config --libs liblz4 zlib jansson libvirt libnbd libxml-2.0 libzip libarchive libssh) -lpthread)
+LIBS=($(pkg-config --libs liblz4 zlib libdeflate jansson libvirt libnbd libxml-2.0 libzip libarchive libssh) -lpthread)
 
 echo "==> building the fuzzers with $(clang --version | head -1)"
 clang "${CFLAGS[@]}" tests/fuzz/fuzz_stream.c src/stream/*.c "${LIBS[@]}" -o "$OUT/fuzz_stream"

@@ -15,7 +15,7 @@ fi
 PACKAGES=(
     # build
     build-essential cmake pkg-config clang-format
-    libvirt-dev libnbd-dev liblz4-dev zlib1g-dev libjansson-dev libxml2-dev
+    libvirt-dev libnbd-dev liblz4-dev zlib1g-dev libdeflate-dev libjansson-dev libxml2-dev
     libarchive-dev libzip-dev libssh-dev
     # sanitizer runtime for clang-less gcc builds is part of gcc; keep libasan via gcc
     # hypervisor and daemons

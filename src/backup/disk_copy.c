@@ -20,9 +20,9 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "backup.h"
+#include "checksum.h"
 #include "frame.h"
 #include "log.h"
 #include "nbd_target.h"
@@ -75,7 +75,7 @@ struct copy {
     struct progress *progress;
     bool sum_on_read; /* the NBD thread computes each chunk's adler32 (plain streams) */
     /* -t raw: adler32 of the image up to raw_pos (holes count as the zeroes they read as) */
-    uLong raw_adler;
+    uint32_t raw_adler;
     uint64_t raw_pos;
     uint64_t bytes_read;
     atomic_uint_least64_t bytes_written;
@@ -167,8 +167,8 @@ static void raw_sum_zeroes(struct copy *c, uint64_t pos)
     if (pos <= c->raw_pos)
         return;
     uint64_t n = pos - c->raw_pos;
-    uLong zeros = ((uLong)(n % 65521u) << 16) | 1u;
-    c->raw_adler = adler32_combine64(c->raw_adler, zeros, (z_off64_t)n);
+    uint32_t zeros = ((uint32_t)(n % 65521u) << 16) | 1u;
+    c->raw_adler = stream_adler32_combine(c->raw_adler, zeros, n);
     c->raw_pos = pos;
 }
 
@@ -206,7 +206,7 @@ static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_f
             ssize_t wr = pwrite(raw_fd, data, n, (off_t)pos);
             rc = wr == (ssize_t)n ? 0 : vb_error_errno(err, "%s: write", c->job->file);
             raw_sum_zeroes(c, pos);
-            c->raw_adler = adler32(c->raw_adler, data, (uInt)n);
+            c->raw_adler = stream_adler32(c->raw_adler, data, n);
             c->raw_pos = pos + n;
         }
         if (rc < 0)
@@ -291,7 +291,7 @@ static int writer_raw(struct copy *c, struct vb_error *err)
     if (ftruncate(fd, (off_t)job->meta.virtual_size) < 0)
         rc = vb_error_errno(err, "%s: truncate", partial);
     uint64_t seq = 0;
-    c->raw_adler = adler32(0L, Z_NULL, 0);
+    c->raw_adler = STREAM_ADLER32_INIT;
     c->raw_pos = 0;
     for (size_t i = 0; rc == 0 && i < c->ext.n; i++)
         if (!c->ext.v[i].zero && !c->ext.v[i].synth)
@@ -299,7 +299,7 @@ static int writer_raw(struct copy *c, struct vb_error *err)
     if (rc == 0 && backup_interrupted)
         rc = vb_error_set(err, "interrupted");
     raw_sum_zeroes(c, job->meta.virtual_size);
-    job->checksum = (uint32_t)c->raw_adler;
+    job->checksum = c->raw_adler;
     if (rc == 0) /* a .data never exists without its .chksum (chains.md) */
         rc = stream_commit_file(fd, job->file, true, job->checksum, err);
     close(fd);
@@ -331,7 +331,7 @@ static int read_done(void *user_data, int *error)
     struct copy *c = s->copy;
     /* checksum here, on the NBD thread: the writer thread is busy with the writes */
     if (!*error && c->sum_on_read && !s->merged)
-        s->adler = (uint32_t)adler32(adler32(0, NULL, 0), s->buf, (uInt)s->length);
+        s->adler = stream_adler32(STREAM_ADLER32_INIT, s->buf, s->length);
     pthread_mutex_lock(&c->lock);
     c->in_flight[s->conn]--;
     if (*error) {

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
+#include "checksum.h"
 #include "zip_source.h"
 
 #define COPY_BLOCK (1024 * 1024)
@@ -275,7 +275,7 @@ int restore_input_copy(struct restore_input *in, const char *name, const char *d
     }
     char *buf = malloc(COPY_BLOCK);
     int rc = buf ? 0 : vb_error_set(err, "out of memory");
-    uLong sum = adler32(0, NULL, 0);
+    uint32_t sum = STREAM_ADLER32_INIT;
     for (uint64_t off = 0; rc == 0 && off < src->size;) {
         size_t n = src->size - off < COPY_BLOCK ? (size_t)(src->size - off) : COPY_BLOCK;
         if (stream_source_read_exact(src, buf, n, off, err) < 0) {
@@ -283,7 +283,7 @@ int restore_input_copy(struct restore_input *in, const char *name, const char *d
             break;
         }
         if (adler)
-            sum = adler32(sum, (const Bytef *)buf, (uInt)n);
+            sum = stream_adler32(sum, buf, n);
         /* Blocks of zeroes become holes: raw disk images stay as sparse as they were. */
         if (!all_zero(buf, n)) {
             for (size_t done = 0; done < n && rc == 0;) {
@@ -304,7 +304,7 @@ int restore_input_copy(struct restore_input *in, const char *name, const char *d
     if (rc < 0)
         unlink(dest);
     else if (adler)
-        *adler = (uint32_t)sum;
+        *adler = sum;
     free(buf);
     stream_source_free(src);
     return rc;

@@ -3,8 +3,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "checksum.h"
 #include "sink.h"
 
 struct chunk {
@@ -38,7 +38,7 @@ static void *output_main(void *arg)
             break;
         struct chunk *c = &as->chunks[as->head];
         pthread_mutex_unlock(&as->lock);
-        as->adler = (uint32_t)adler32(as->adler, c->data, (uInt)c->len);
+        as->adler = stream_adler32(as->adler, c->data, c->len);
         struct vb_error e = {0};
         int rc = as->failed ? 0 : stream_sink_write(as->inner, c->data, c->len, &e);
         pthread_mutex_lock(&as->lock);
@@ -186,7 +186,7 @@ struct stream_sink *stream_sink_async(struct stream_sink *inner, size_t chunk, s
     as->inner = inner;
     as->chunk_size = chunk;
     as->nchunks = nchunks < 2 ? 2 : nchunks;
-    as->adler = (uint32_t)adler32(0, NULL, 0);
+    as->adler = STREAM_ADLER32_INIT;
     pthread_mutex_init(&as->lock, NULL);
     pthread_cond_init(&as->cond, NULL);
     as->chunks = calloc(as->nchunks, sizeof *as->chunks);

@@ -3,8 +3,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "checksum.h"
 #include "stream_verify.h"
 
 struct tap_range {
@@ -28,8 +28,7 @@ static ssize_t tap_pread(struct stream_source *src, void *buf, size_t len, uint6
     if (n <= 0)
         return n;
     /* the checksum is taken here, on the reader's thread, while the bytes are in its cache */
-    struct tap_range r = {off, (uint64_t)n,
-                          (uint32_t)adler32(adler32(0L, Z_NULL, 0), buf, (uInt)n)};
+    struct tap_range r = {off, (uint64_t)n, stream_adler32(STREAM_ADLER32_INIT, buf, (size_t)n)};
     pthread_mutex_lock(&t->lock);
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 256;
@@ -84,7 +83,7 @@ static int by_offset(const void *a, const void *b)
 }
 
 /* Folds [from, to) of the file, read now, into *a. */
-static int fold_gap(struct tap_source *t, uint64_t from, uint64_t to, uLong *a, uint64_t *reread,
+static int fold_gap(struct tap_source *t, uint64_t from, uint64_t to, uint32_t *a, uint64_t *reread,
                     struct vb_error *err)
 {
     if (to <= from)
@@ -92,7 +91,7 @@ static int fold_gap(struct tap_source *t, uint64_t from, uint64_t to, uLong *a, 
     uint32_t s;
     if (stream_source_adler32_range(t->inner, from, to - from, 0, &s, err) < 0)
         return -1;
-    *a = adler32_combine64(*a, s, (z_off64_t)(to - from));
+    *a = stream_adler32_combine(*a, s, to - from);
     *reread += to - from;
     return 0;
 }
@@ -106,7 +105,7 @@ int stream_source_tap_adler32(struct stream_source *src, uint32_t *sum, uint64_t
         return vb_error_set(err, "%s: internal error: not a checksumming source", src->name);
     if (t->n)
         qsort(t->ranges, t->n, sizeof *t->ranges, by_offset);
-    uLong a = adler32(0L, Z_NULL, 0);
+    uint32_t a = STREAM_ADLER32_INIT;
     uint64_t pos = 0;
     for (size_t i = 0; i < t->n; i++) {
         const struct tap_range *r = &t->ranges[i];
@@ -114,11 +113,11 @@ int stream_source_tap_adler32(struct stream_source *src, uint32_t *sum, uint64_t
             continue; /* overlaps what is folded in already: the rest of it is a gap */
         if (fold_gap(t, pos, r->off, &a, reread, err) < 0)
             return -1;
-        a = adler32_combine64(a, r->adler, (z_off64_t)r->len);
+        a = stream_adler32_combine(a, r->adler, r->len);
         pos = r->off + r->len;
     }
     if (fold_gap(t, pos, src->size, &a, reread, err) < 0)
         return -1;
-    *sum = (uint32_t)a;
+    *sum = a;
     return 0;
 }

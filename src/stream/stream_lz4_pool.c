@@ -37,8 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
+#include "checksum.h"
 #include "stream_lz4.h"
 
 #define BLOCK       ((size_t)STREAM_LZ4_BLOCK_SIZE)
@@ -185,15 +185,7 @@ unsigned stream_lz4_default_workers(void)
 
 static uint32_t adler_of(const void *buf, size_t len)
 {
-    uLong a = adler32(0, NULL, 0);
-    const uint8_t *p = buf;
-    while (len) { /* adler32 takes 32-bit lengths */
-        uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-        a = adler32(a, p, n);
-        p += n;
-        len -= n;
-    }
-    return (uint32_t)a;
+    return stream_adler32(STREAM_ADLER32_INIT, buf, len);
 }
 
 static int compress_job(struct worker *wk, struct job *j)

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "checksum.h"
 #include "stream_reader.h"
 
 #define DEFAULT_PIECE (1024 * 1024)
@@ -20,16 +20,16 @@ int stream_source_adler32_range(struct stream_source *src, uint64_t off, uint64_
     if (!buf)
         return vb_error_set(err, "out of memory");
     int rc = 0;
-    uLong a = adler32(0L, Z_NULL, 0);
+    uint32_t a = STREAM_ADLER32_INIT;
     for (uint64_t end = off + len; rc == 0 && off < end;) {
         size_t n = end - off < bufsize ? (size_t)(end - off) : bufsize;
         if (stream_source_read_exact(src, buf, n, off, err) < 0)
             rc = -1;
         else
-            a = adler32(a, (const Bytef *)buf, (uInt)n);
+            a = stream_adler32(a, buf, n);
         off += n;
     }
-    *sum = (uint32_t)a;
+    *sum = a;
     free(buf);
     return rc;
 }

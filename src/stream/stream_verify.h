@@ -14,7 +14,7 @@
 #include "stream_index.h"
 
 /* adler32 of [off, off + len) of src, read in pieces of bufsize bytes (0: 1 MiB); pieces of
- * one file combine with zlib's adler32_combine. */
+ * one file combine with stream_adler32_combine (checksum.h). */
 int stream_source_adler32_range(struct stream_source *src, uint64_t off, uint64_t len,
                                 size_t bufsize, uint32_t *sum, struct vb_error *err);
 /* adler32 of all of src. */

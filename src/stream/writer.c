@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
+#include "checksum.h"
 #include "frame.h"
 #include "stream_lz4_pool.h"
 
@@ -49,14 +49,8 @@ static int emit(struct stream_writer *w, const void *buf, size_t len, struct vb_
         w->failed = true;
         return -1;
     }
-    const uint8_t *p = buf;
-    size_t left = w->sink->computes_checksum ? 0 : len;
-    while (left) { /* adler32 takes 32-bit lengths */
-        uInt n = left > (1u << 30) ? (1u << 30) : (uInt)left;
-        w->adler = (uint32_t)adler32(w->adler, p, n);
-        p += n;
-        left -= n;
-    }
+    if (!w->sink->computes_checksum)
+        w->adler = stream_adler32(w->adler, buf, len);
     w->bytes += len;
     return 0;
 }
@@ -70,7 +64,7 @@ static int emit_summed(struct stream_writer *w, const void *buf, size_t len, uin
         return -1;
     }
     if (!w->sink->computes_checksum)
-        w->adler = (uint32_t)adler32_combine(w->adler, adler, (z_off_t)len);
+        w->adler = stream_adler32_combine(w->adler, adler, len);
     w->bytes += len;
     return 0;
 }
@@ -113,7 +107,7 @@ struct stream_writer *stream_writer_new(struct stream_sink *sink, const struct s
     w->meta = *meta;
     w->compressed = meta->compressed != STREAM_META_COMPRESSED_FALSE;
     w->lz4_workers = -1;
-    w->adler = (uint32_t)adler32(0, NULL, 0);
+    w->adler = STREAM_ADLER32_INIT;
     size_t jlen;
     char *json = stream_meta_to_json(meta, &jlen, err);
     if (!json)
@@ -210,7 +204,7 @@ static int pool_emit(void *opaque, const void *buf, size_t len, uint32_t adler,
     if (stream_sink_write(w->sink, buf, len, err) < 0)
         return -1;
     if (!w->sink->computes_checksum)
-        w->adler = (uint32_t)adler32_combine(w->adler, adler, (z_off_t)len);
+        w->adler = stream_adler32_combine(w->adler, adler, len);
     w->bytes += len;
     return 0;
 }
