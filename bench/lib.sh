@@ -241,6 +241,23 @@ bl_settle() {
     sleep 1
 }
 
+# bl_write_floor KEY BYTES: notes how long writing BYTES into a new file on the outputs' file
+# system takes (dd from /dev/zero, 1 MiB blocks), and overwriting that file again. Every
+# backup and restore writes its bytes into fresh page-cache pages; on these VMs a fresh page
+# costs a fault on the host (the balloon's free page reporting hands freed memory back),
+# measured 2-4x an overwrite: this floor lies under every tool's time, the limit's too.
+bl_write_floor() {
+    local key="$1" mib=$(($2 / 1048576)) f="$BL_OUT/write-floor" t0 t1 t2
+    bl_settle
+    t0=$(date +%s.%N)
+    dd if=/dev/zero of="$f" bs=1M count="$mib" conv=fsync status=none
+    t1=$(date +%s.%N)
+    dd if=/dev/zero of="$f" bs=1M count="$mib" conv=notrunc,fsync status=none
+    t2=$(date +%s.%N)
+    rm -f "$f"
+    bl_note "$key" "$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v m="$mib" 'BEGIN {printf "writing %d MiB into a new file on the outputs'"'"' file system takes %.2f s (dd); overwriting the same file %.2f s: the cost of fresh pages here", m, b - a, c - b}')"
+}
+
 # bl_image_allocated IMAGE: bytes of data the image holds (allocated, not zero clusters).
 bl_image_allocated() {
     qemu-img map -U --output=json "$1" | jq '[.[] | select(.data and (.zero | not)) | .length] | add // 0'

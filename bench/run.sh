@@ -249,6 +249,7 @@ full_one() {
 
 case_full() {
     bl_log "==== case full: $REPS repetitions"
+    bl_write_floor write-floor-full "$MAIN_BYTES"
     # Settle, then warm the page cache: every tool then reads the same (cached) image.
     bl_settle
     cat "$BL_WORKDIR/ref.qcow2" >/dev/null
@@ -409,6 +410,7 @@ case_restore() {
     fi
     RESTORE_BYTES=$(bl_image_allocated "$BL_WORKDIR/at3.raw")
     bl_log "==== case restore: $REPS repetitions, $RESTORE_BYTES bytes of data"
+    bl_write_floor write-floor-restore "$RESTORE_BYTES"
     bl_settle
     cat "$BL_WORKDIR/at3.raw" >/dev/null
     local rep t
