@@ -12,7 +12,8 @@
 struct block_cache;
 struct block_cache_entry;
 
-/* budget: bytes of decoded data kept (entries in use may exceed it briefly). */
+/* budget: bytes of decoded data kept (entries in use may exceed it briefly). It is raised,
+ * when entries are large, to keep at least four of the largest (block_cache.c says why). */
 struct block_cache *block_cache_new(size_t budget);
 void block_cache_free(struct block_cache *bc);
 
@@ -33,6 +34,7 @@ size_t block_cache_len(const struct block_cache_entry *e);
 struct block_cache_stats {
     uint64_t hits, misses, evictions;
     size_t bytes, entries;
+    size_t limit; /* the budget in force: the one given, or four of the largest entries */
 };
 void block_cache_stats(struct block_cache *bc, struct block_cache_stats *st);
 

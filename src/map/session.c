@@ -362,8 +362,9 @@ static int teardown(struct session *s, struct vb_error *err)
         struct block_cache_stats st;
         block_cache_stats(s->cache, &st);
         if (st.hits + st.misses)
-            vb_debug("block cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64 " evictions",
-                     st.hits, st.misses, st.evictions);
+            vb_debug("block cache: %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64
+                     " evictions, limit %zu MiB",
+                     st.hits, st.misses, st.evictions, st.limit >> 20);
         block_cache_free(s->cache);
     }
     map_disks_free(s->disks, s->ndisks);
