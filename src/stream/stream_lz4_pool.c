@@ -183,11 +183,6 @@ unsigned stream_lz4_default_workers(void)
 
 /* ---- workers ------------------------------------------------------------------------ */
 
-static uint32_t adler_of(const void *buf, size_t len)
-{
-    return stream_adler32(STREAM_ADLER32_INIT, buf, len);
-}
-
 static int compress_job(struct worker *wk, struct job *j)
 {
     int level = wk->pool->level;
@@ -273,7 +268,7 @@ static void finish_job(struct stream_lz4_pool *p, struct job *j)
         if (j->segs[i].kind == SEG_TAIL)
             memcpy(j->out + j->segs[i].out_off, j->segs[i].tail, TAIL_LEN);
     if (p->want_adler)
-        j->adler = adler_of(j->out, j->out_len);
+        j->adler = stream_adler32(STREAM_ADLER32_INIT, j->out, j->out_len);
 }
 
 /* Writes the finished jobs out, in order, through the emit callback (called with the lock
@@ -498,7 +493,8 @@ static int add_raw(struct stream_lz4_pool *p, const void *buf, size_t len, bool 
 
 static int emit_direct(struct stream_lz4_pool *p, const void *buf, size_t len, struct vb_error *err)
 {
-    if (len && p->emit(p->opaque, buf, len, p->want_adler ? adler_of(buf, len) : 0, err) < 0)
+    if (len && p->emit(p->opaque, buf, len,
+                       p->want_adler ? stream_adler32(STREAM_ADLER32_INIT, buf, len) : 0, err) < 0)
         return fail(p, err);
     return 0;
 }
