@@ -246,6 +246,7 @@ bl_settle() {
 # backup and restore writes its bytes into fresh page-cache pages; on these VMs a fresh page
 # costs a fault on the host (the balloon's free page reporting hands freed memory back),
 # measured 2-4x an overwrite: this floor lies under every tool's time, the limit's too.
+# Settles the page cache first; removing the file leaves it settled.
 bl_write_floor() {
     local key="$1" mib=$(($2 / 1048576)) f="$BL_OUT/write-floor" t0 t1 t2
     bl_settle

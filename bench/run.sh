@@ -249,9 +249,9 @@ full_one() {
 
 case_full() {
     bl_log "==== case full: $REPS repetitions"
+    # The write floor starts from a settled page cache and removes its file: the cache is
+    # settled after it. Then warm it: every tool reads the same (cached) image.
     bl_write_floor write-floor-full "$MAIN_BYTES"
-    # Settle, then warm the page cache: every tool then reads the same (cached) image.
-    bl_settle
     cat "$BL_WORKDIR/ref.qcow2" >/dev/null
     local rep t
     for ((rep = 1; rep <= REPS; rep++)); do
@@ -410,8 +410,7 @@ case_restore() {
     fi
     RESTORE_BYTES=$(bl_image_allocated "$BL_WORKDIR/at3.raw")
     bl_log "==== case restore: $REPS repetitions, $RESTORE_BYTES bytes of data"
-    bl_write_floor write-floor-restore "$RESTORE_BYTES"
-    bl_settle
+    bl_write_floor write-floor-restore "$RESTORE_BYTES" # leaves the page cache settled
     cat "$BL_WORKDIR/at3.raw" >/dev/null
     local rep t
     for ((rep = 1; rep <= REPS; rep++)); do
