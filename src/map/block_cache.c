@@ -1,6 +1,7 @@
 #include "block_cache.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 /* The cache keeps at least this many of its largest entries, whatever the budget. Readers
@@ -23,7 +24,8 @@ struct block_cache_entry {
 struct block_cache {
     pthread_mutex_t lock;
     size_t budget, bytes, entries;
-    size_t largest; /* the largest entry inserted so far */
+    size_t reserved; /* entries being decoded (block_cache_reserve) */
+    size_t largest;  /* the largest entry inserted so far */
     size_t nbuckets;
     struct block_cache_entry **buckets;
     struct block_cache_entry *head, *tail;
@@ -111,13 +113,18 @@ static size_t limit(const struct block_cache *bc)
     return floor > bc->budget ? floor : bc->budget;
 }
 
-/* Drops least recently used entries that nobody is reading until the limit holds. Entries
- * in use stay; they are freed by their last release. */
+static bool over_limit(const struct block_cache *bc)
+{
+    return bc->bytes + bc->reserved > limit(bc);
+}
+
+/* Drops least recently used entries that nobody is reading until the limit holds (for the
+ * entries and the reservations together). Entries in use stay; they are freed by their last
+ * release. */
 static void evict(struct block_cache *bc)
 {
     struct block_cache_entry *e = bc->tail;
-    size_t max = limit(bc);
-    while (bc->bytes > max && e) {
+    while (over_limit(bc) && e) {
         struct block_cache_entry *prev = e->lru_prev;
         if (e->refs == 0) {
             table_unlink(bc, e);
@@ -181,13 +188,30 @@ struct block_cache_entry *block_cache_put(struct block_cache *bc, const void *ow
     return e;
 }
 
+void block_cache_reserve(struct block_cache *bc, size_t len)
+{
+    pthread_mutex_lock(&bc->lock);
+    bc->reserved += len;
+    if (len > bc->largest)
+        bc->largest = len;
+    evict(bc);
+    pthread_mutex_unlock(&bc->lock);
+}
+
+void block_cache_unreserve(struct block_cache *bc, size_t len)
+{
+    pthread_mutex_lock(&bc->lock);
+    bc->reserved -= len < bc->reserved ? len : bc->reserved;
+    pthread_mutex_unlock(&bc->lock);
+}
+
 void block_cache_release(struct block_cache *bc, struct block_cache_entry *e)
 {
     if (!e)
         return;
     pthread_mutex_lock(&bc->lock);
     e->refs--;
-    if (e->refs == 0 && bc->bytes > limit(bc))
+    if (e->refs == 0 && over_limit(bc))
         evict(bc);
     pthread_mutex_unlock(&bc->lock);
 }

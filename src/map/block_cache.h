@@ -12,7 +12,8 @@
 struct block_cache;
 struct block_cache_entry;
 
-/* budget: bytes of decoded data kept (entries in use may exceed it briefly). It is raised,
+/* budget: bytes of decoded data kept, entries being decoded included (entries in use may
+ * exceed it briefly). It is raised,
  * when entries are large, to keep at least four of the largest (block_cache.c says why). */
 struct block_cache *block_cache_new(size_t budget);
 void block_cache_free(struct block_cache *bc);
@@ -27,6 +28,14 @@ struct block_cache_entry *block_cache_put(struct block_cache *bc, const void *ow
                                           void *data, size_t len);
 
 void block_cache_release(struct block_cache *bc, struct block_cache_entry *e);
+
+/* Room for an entry of len bytes about to be decoded: it counts against the limit (and
+ * older entries are evicted for it) from now on, not only once block_cache_put inserts it,
+ * so that the slices several connections are decoding at once stay within the budget too.
+ * Every reservation is returned with block_cache_unreserve, right before the put or after
+ * a failed decode. */
+void block_cache_reserve(struct block_cache *bc, size_t len);
+void block_cache_unreserve(struct block_cache *bc, size_t len);
 
 const void *block_cache_data(const struct block_cache_entry *e);
 size_t block_cache_len(const struct block_cache_entry *e);

@@ -13,6 +13,8 @@
 /* A linked-block slice is decoded whole; refuse absurd sizes instead of allocating them. */
 #define MAX_WHOLE_SLICE (256ull * 1024 * 1024)
 #define WHOLE_SLICE     UINT32_MAX /* cache key of a whole decoded slice */
+/* Stored bytes of a linked-block slice read and decoded at a time. */
+#define LINKED_WINDOW (1024 * 1024)
 
 struct slice_layout {
     struct stream_lz4_layout lay; /* header flags and block size (blocks unused) */
@@ -200,66 +202,86 @@ static struct slice_layout *get_layout(struct lz4_reader *r, size_t slice, struc
     return l;
 }
 
-/* Decodes block b of a slice (or the whole slice) into a new cache entry. */
+/* A slice with linked blocks, decoded whole into out: its stored bytes are read and fed to
+ * the decoder a window at a time, so a connection holds one window, not the compressed slice. */
+static int decode_linked(struct lz4_reader *r, const struct stream_slice *sl, void *out,
+                         struct lz4_scratch *s, struct vb_error *err)
+{
+    struct stream_lz4_decoder dec;
+    if (stream_lz4_decoder_init(&dec, out, (size_t)sl->raw_length, true, err) < 0)
+        return -1;
+    int rc = 0;
+    for (uint64_t done = 0; rc == 0 && done < sl->stored;) {
+        size_t n = sl->stored - done < LINKED_WINDOW ? (size_t)(sl->stored - done) : LINKED_WINDOW;
+        void *c = scratch(s, n, err);
+        rc = c ? stream_source_read_exact(r->idx->source, c, n, sl->file_offset + done, err) : -1;
+        if (rc == 0)
+            rc = stream_lz4_decoder_feed(&dec, c, n, err);
+        done += n;
+    }
+    if (rc == 0)
+        rc = stream_lz4_decoder_finish(&dec, err);
+    stream_lz4_decoder_free(&dec);
+    return rc;
+}
+
+/* The length of block b of a slice (of the whole slice for linked blocks) once decoded. */
+static size_t unit_len(const struct stream_slice *sl, const struct slice_layout *l, uint32_t b)
+{
+    if (l->linked)
+        return (size_t)sl->raw_length;
+    uint64_t first = (uint64_t)b * l->lay.block_max;
+    return sl->raw_length - first < l->lay.block_max ? (size_t)(sl->raw_length - first)
+                                                     : l->lay.block_max;
+}
+
+/* Decodes block b of a slice (or the whole slice) into out (unit_len bytes, and room for a
+ * whole block). */
+static int decode_unit(struct lz4_reader *r, const struct stream_slice *sl,
+                       const struct slice_layout *l, uint32_t b, void *out, struct lz4_scratch *s,
+                       struct vb_error *err)
+{
+    if (l->linked)
+        return decode_linked(r, sl, out, s, err);
+    size_t out_len = unit_len(sl, l, b);
+    struct stream_lz4_block blk = {.size = l->word[b] & 0x7fffffffu,
+                                   .uncompressed = l->word[b] >> 31};
+    void *c = scratch(s, blk.size ? blk.size : 1, err);
+    int64_t got = -1;
+    if (c && stream_source_read_exact(r->idx->source, c, blk.size, l->data_off[b], err) == 0)
+        got = stream_lz4_decode_block(&l->lay, &blk, c, out, l->lay.block_max, err);
+    if (got >= 0 && (size_t)got != out_len)
+        got = vb_error_set(err, "lz4 block %" PRIu32 " decoded to %" PRId64 " bytes, not %zu", b,
+                           got, out_len);
+    if (got < 0)
+        return vb_error_prefix(err, "offset %" PRIu64, l->data_off[b] - 4);
+    return 0;
+}
+
+/* Decodes block b of a slice (or the whole slice) into a new cache entry, its room reserved
+ * in the cache while it is decoded. */
 static struct block_cache_entry *decode(struct lz4_reader *r, size_t slice,
                                         const struct slice_layout *l, uint32_t b,
                                         struct lz4_scratch *s, struct vb_error *err)
 {
     const struct stream_slice *sl = &r->idx->slices[slice];
-    uint64_t key = (uint64_t)slice << 32 | b;
-    size_t out_len;
-    void *out;
-    if (l->linked) {
-        out_len = (size_t)sl->raw_length;
-        void *c = scratch(s, (size_t)sl->stored, err);
-        if (!c || !(out = malloc(out_len ? out_len : 1))) {
-            if (c)
-                vb_error_set(err, "out of memory");
-            return NULL;
-        }
-        if (stream_source_read_exact(r->idx->source, c, (size_t)sl->stored, sl->file_offset, err) <
-                0 ||
-            stream_lz4_decompress(c, (size_t)sl->stored, out, out_len, err) < 0) {
-            free(out);
-            return NULL;
-        }
-    } else {
-        uint64_t first = (uint64_t)b * l->lay.block_max;
-        out_len = sl->raw_length - first < l->lay.block_max ? (size_t)(sl->raw_length - first)
-                                                            : l->lay.block_max;
-        struct stream_lz4_block blk = {.size = l->word[b] & 0x7fffffffu,
-                                       .uncompressed = l->word[b] >> 31};
-        void *c = scratch(s, blk.size ? blk.size : 1, err);
-        if (!c || !(out = malloc(l->lay.block_max))) {
-            if (c)
-                vb_error_set(err, "out of memory");
-            return NULL;
-        }
-        int64_t got = -1;
-        if (stream_source_read_exact(r->idx->source, c, blk.size, l->data_off[b], err) == 0)
-            got = stream_lz4_decode_block(&l->lay, &blk, c, out, l->lay.block_max, err);
-        if (got >= 0 && (size_t)got != out_len)
-            got = vb_error_set(err, "lz4 block %" PRIu32 " decoded to %" PRId64 " bytes, not %zu",
-                               b, got, out_len);
-        if (got < 0) {
-            free(out);
-            vb_error_prefix(err, "offset %" PRIu64, l->data_off[b] - 4);
-            return NULL;
-        }
+    size_t len = unit_len(sl, l, b);
+    size_t room = l->linked ? len : l->lay.block_max;
+    block_cache_reserve(r->cache, len);
+    void *out = malloc(room ? room : 1);
+    int rc = out ? decode_unit(r, sl, l, b, out, s, err) : vb_error_set(err, "out of memory");
+    block_cache_unreserve(r->cache, len);
+    if (rc < 0) {
+        free(out);
+        return NULL;
     }
-    struct block_cache_entry *e = block_cache_put(r->cache, r, key, out, out_len);
+    struct block_cache_entry *e = block_cache_put(r->cache, r, (uint64_t)slice << 32 | b, out, len);
     if (!e)
         vb_error_set(err, "out of memory");
     return e;
 }
 
 #define DIRECT_RUN 128 /* whole blocks decoded from one read (8 MiB of content at most) */
-
-static uint64_t block_len(const struct stream_slice *sl, const struct slice_layout *l, uint32_t b)
-{
-    uint64_t first = (uint64_t)b * l->lay.block_max;
-    return sl->raw_length - first < l->lay.block_max ? sl->raw_length - first : l->lay.block_max;
-}
 
 /* Blocks b..e (inclusive) wanted whole: one read of their stored bytes (they are
  * contiguous in the file), decoded straight into dst. A sequential reader gains nothing
@@ -276,7 +298,7 @@ static int decode_direct(struct lz4_reader *r, const struct stream_slice *sl,
     for (uint32_t k = b; k <= e; k++) {
         struct stream_lz4_block blk = {.size = l->word[k] & 0x7fffffffu,
                                        .uncompressed = l->word[k] >> 31};
-        uint64_t want = block_len(sl, l, k);
+        uint64_t want = unit_len(sl, l, k);
         int64_t got = stream_lz4_decode_block(&l->lay, &blk, c + (l->data_off[k] - start), dst,
                                               (size_t)want, err);
         if (got >= 0 && (uint64_t)got != want)
@@ -301,14 +323,14 @@ static int read_slice(struct lz4_reader *r, size_t slice, uint64_t from, uint64_
     for (uint64_t pos = from; pos < to;) {
         uint32_t b = l->linked ? WHOLE_SLICE : (uint32_t)(pos / unit);
         uint64_t base = l->linked ? 0 : (uint64_t)b * unit;
-        if (!l->linked && pos == base && base + block_len(sl, l, b) <= to) {
+        if (!l->linked && pos == base && base + unit_len(sl, l, b) <= to) {
             uint32_t e = b;
             while (e + 1 < l->nblocks && e + 1 - b < DIRECT_RUN &&
-                   (uint64_t)(e + 1) * unit + block_len(sl, l, e + 1) <= to)
+                   (uint64_t)(e + 1) * unit + unit_len(sl, l, e + 1) <= to)
                 e++;
             if (decode_direct(r, sl, l, b, e, dst + (pos - from), s, err) < 0)
                 return -1;
-            pos = (uint64_t)e * unit + block_len(sl, l, e);
+            pos = (uint64_t)e * unit + unit_len(sl, l, e);
             continue;
         }
         struct block_cache_entry *e = block_cache_get(r->cache, r, (uint64_t)slice << 32 | b);

@@ -73,6 +73,42 @@ static void test_cache_large_entries(void)
     block_cache_free(bc);
 }
 
+/* A reservation (an entry being decoded) counts against the budget at once: older entries
+ * make room for it before it exists, entries in use stay, and once it is returned and the
+ * entry put, the cache holds the budget again. */
+static void test_cache_reservation(void)
+{
+    struct block_cache *bc = block_cache_new(10000);
+    int owner;
+    for (uint64_t k = 1; k <= 10; k++)
+        block_cache_release(bc, block_cache_put(bc, &owner, k, blob(1000, (int)k), 1000));
+    struct block_cache_entry *held = block_cache_get(bc, &owner, 1); /* in use: stays */
+    block_cache_reserve(bc, 2000);
+    struct block_cache_stats st;
+    block_cache_stats(bc, &st);
+    CHECK_MSG(st.bytes == 8000 && st.entries == 8, "%zu bytes in %zu entries while 2000 reserved",
+              st.bytes, st.entries);
+    CHECK(block_cache_get(bc, &owner, 2) == NULL && block_cache_get(bc, &owner, 3) == NULL);
+    struct block_cache_entry *h = block_cache_get(bc, &owner, 4);
+    CHECK(h != NULL);
+    block_cache_release(bc, h);
+    block_cache_unreserve(bc, 2000);
+    block_cache_release(bc, block_cache_put(bc, &owner, 11, blob(2000, 11), 2000));
+    block_cache_stats(bc, &st);
+    CHECK_MSG(st.bytes == 10000 && st.entries == 9 && st.limit == 10000,
+              "%zu bytes in %zu entries, limit %zu", st.bytes, st.entries, st.limit);
+    /* a failed decode returns its reservation: nothing more is evicted for it */
+    block_cache_reserve(bc, 1000);
+    block_cache_unreserve(bc, 1000);
+    block_cache_release(bc, block_cache_put(bc, &owner, 12, blob(500, 12), 500));
+    block_cache_stats(bc, &st);
+    CHECK_MSG(st.entries == 9 && st.bytes == 9500, "%zu bytes in %zu entries", st.bytes,
+              st.entries);
+    CHECK(((const char *)block_cache_data(held))[999] == 1);
+    block_cache_release(bc, held);
+    block_cache_free(bc);
+}
+
 struct worker {
     struct block_cache *bc;
     int bad;
@@ -159,6 +195,7 @@ int main(void)
 {
     test_cache_basics();
     test_cache_large_entries();
+    test_cache_reservation();
     test_cache_threads();
     test_overlay();
     test_cleanup();
