@@ -13,8 +13,6 @@
 /* A linked-block slice is decoded whole; refuse absurd sizes instead of allocating them. */
 #define MAX_WHOLE_SLICE (256ull * 1024 * 1024)
 #define WHOLE_SLICE     UINT32_MAX /* cache key of a whole decoded slice */
-/* Stored bytes of a linked-block slice read and decoded at a time. */
-#define LINKED_WINDOW (1024 * 1024)
 
 struct slice_layout {
     struct stream_lz4_layout lay; /* header flags and block size (blocks unused) */
@@ -32,6 +30,7 @@ struct lz4_reader {
 
 void lz4_scratch_free(struct lz4_scratch *s)
 {
+    stream_reader_free(&s->rd);
     free(s->buf);
     s->buf = NULL;
     s->cap = 0;
@@ -202,27 +201,15 @@ static struct slice_layout *get_layout(struct lz4_reader *r, size_t slice, struc
     return l;
 }
 
-/* A slice with linked blocks, decoded whole into out: its stored bytes are read and fed to
- * the decoder a window at a time, so a connection holds one window, not the compressed slice. */
-static int decode_linked(struct lz4_reader *r, const struct stream_slice *sl, void *out,
+/* A slice with linked blocks, decoded whole into out by the thread's streaming reader: it
+ * reads the compressed bytes a chunk at a time, so a connection never holds the compressed
+ * slice (up to 32 MiB) besides the decoded one. */
+static int decode_linked(struct lz4_reader *r, size_t e, const struct stream_slice *sl, void *out,
                          struct lz4_scratch *s, struct vb_error *err)
 {
-    struct stream_lz4_decoder dec;
-    if (stream_lz4_decoder_init(&dec, out, (size_t)sl->raw_length, true, err) < 0)
+    if (!s->rd.dctx && stream_reader_init(&s->rd, 0, err) < 0)
         return -1;
-    int rc = 0;
-    for (uint64_t done = 0; rc == 0 && done < sl->stored;) {
-        size_t n = sl->stored - done < LINKED_WINDOW ? (size_t)(sl->stored - done) : LINKED_WINDOW;
-        void *c = scratch(s, n, err);
-        rc = c ? stream_source_read_exact(r->idx->source, c, n, sl->file_offset + done, err) : -1;
-        if (rc == 0)
-            rc = stream_lz4_decoder_feed(&dec, c, n, err);
-        done += n;
-    }
-    if (rc == 0)
-        rc = stream_lz4_decoder_finish(&dec, err);
-    stream_lz4_decoder_free(&dec);
-    return rc;
+    return stream_reader_read(&s->rd, r->idx, e, sl->raw_offset, (size_t)sl->raw_length, out, err);
 }
 
 /* The length of block b of a slice (of the whole slice for linked blocks) once decoded. */
@@ -237,12 +224,12 @@ static size_t unit_len(const struct stream_slice *sl, const struct slice_layout 
 
 /* Decodes block b of a slice (or the whole slice) into out (unit_len bytes, and room for a
  * whole block). */
-static int decode_unit(struct lz4_reader *r, const struct stream_slice *sl,
+static int decode_unit(struct lz4_reader *r, size_t extent, const struct stream_slice *sl,
                        const struct slice_layout *l, uint32_t b, void *out, struct lz4_scratch *s,
                        struct vb_error *err)
 {
     if (l->linked)
-        return decode_linked(r, sl, out, s, err);
+        return decode_linked(r, extent, sl, out, s, err);
     size_t out_len = unit_len(sl, l, b);
     struct stream_lz4_block blk = {.size = l->word[b] & 0x7fffffffu,
                                    .uncompressed = l->word[b] >> 31};
@@ -260,7 +247,7 @@ static int decode_unit(struct lz4_reader *r, const struct stream_slice *sl,
 
 /* Decodes block b of a slice (or the whole slice) into a new cache entry, its room reserved
  * in the cache while it is decoded. */
-static struct block_cache_entry *decode(struct lz4_reader *r, size_t slice,
+static struct block_cache_entry *decode(struct lz4_reader *r, size_t extent, size_t slice,
                                         const struct slice_layout *l, uint32_t b,
                                         struct lz4_scratch *s, struct vb_error *err)
 {
@@ -269,7 +256,8 @@ static struct block_cache_entry *decode(struct lz4_reader *r, size_t slice,
     size_t room = l->linked ? len : l->lay.block_max;
     block_cache_reserve(r->cache, len);
     void *out = malloc(room ? room : 1);
-    int rc = out ? decode_unit(r, sl, l, b, out, s, err) : vb_error_set(err, "out of memory");
+    int rc =
+        out ? decode_unit(r, extent, sl, l, b, out, s, err) : vb_error_set(err, "out of memory");
     block_cache_unreserve(r->cache, len);
     if (rc < 0) {
         free(out);
@@ -312,8 +300,8 @@ static int decode_direct(struct lz4_reader *r, const struct stream_slice *sl,
     return 0;
 }
 
-static int read_slice(struct lz4_reader *r, size_t slice, uint64_t from, uint64_t to, uint8_t *dst,
-                      struct lz4_scratch *s, struct vb_error *err)
+static int read_slice(struct lz4_reader *r, size_t extent, size_t slice, uint64_t from, uint64_t to,
+                      uint8_t *dst, struct lz4_scratch *s, struct vb_error *err)
 {
     struct slice_layout *l = get_layout(r, slice, err);
     if (!l)
@@ -334,7 +322,7 @@ static int read_slice(struct lz4_reader *r, size_t slice, uint64_t from, uint64_
             continue;
         }
         struct block_cache_entry *e = block_cache_get(r->cache, r, (uint64_t)slice << 32 | b);
-        if (!e && !(e = decode(r, slice, l, b, s, err)))
+        if (!e && !(e = decode(r, extent, slice, l, b, s, err)))
             return -1;
         uint64_t end = base + block_cache_len(e) < to ? base + block_cache_len(e) : to;
         if (end <= pos) { /* cannot happen with a checked layout; never loop forever */
@@ -369,9 +357,13 @@ int lz4_reader_read(struct lz4_reader *r, size_t e, uint64_t off, size_t len, vo
         uint64_t to = off + len - sl->raw_offset;
         if (to > sl->raw_length)
             to = sl->raw_length;
-        if (read_slice(r, slice, from, to, out + (sl->raw_offset + from - off), s, err) < 0)
-            return vb_error_prefix(err, "%s: slice at offset %" PRIu64, r->idx->source->name,
-                                   sl->file_offset);
+        if (read_slice(r, e, slice, from, to, out + (sl->raw_offset + from - off), s, err) < 0) {
+            /* the streaming reader of linked slices names the file and offset itself */
+            const struct slice_layout *l = atomic_load(&r->layouts[slice]);
+            return l && l->linked ? -1
+                                  : vb_error_prefix(err, "%s: slice at offset %" PRIu64,
+                                                    r->idx->source->name, sl->file_offset);
+        }
     }
     return 0;
 }

@@ -13,13 +13,16 @@
 #include "block_cache.h"
 #include "error.h"
 #include "stream_index.h"
+#include "stream_reader.h"
 
 struct lz4_reader;
 
-/* Per-thread scratch buffer for compressed bytes. */
+/* Per-thread scratch: a buffer for compressed bytes, and a streaming reader for slices with
+ * linked blocks (zero-initialised; set up on first use). */
 struct lz4_scratch {
     void *buf;
     size_t cap;
+    struct stream_reader rd;
 };
 void lz4_scratch_free(struct lz4_scratch *s);
 

@@ -1,6 +1,5 @@
 #include "stream_lz4.h"
 
-#include <inttypes.h>
 #include <lz4.h>
 #include <lz4frame.h>
 #include <string.h>
@@ -95,87 +94,61 @@ int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect, s
 int stream_lz4_decompress_opts(const void *src, size_t n, void *dst, size_t expect, bool checksums,
                                struct vb_error *err)
 {
-    struct stream_lz4_decoder dec;
-    if (stream_lz4_decoder_init(&dec, dst, expect, checksums, err) < 0)
-        return -1;
-    int rc = stream_lz4_decoder_feed(&dec, src, n, err);
-    if (rc == 0)
-        rc = stream_lz4_decoder_finish(&dec, err);
-    stream_lz4_decoder_free(&dec);
-    return rc;
-}
-
-int stream_lz4_decoder_init(struct stream_lz4_decoder *dec, void *dst, size_t expect,
-                            bool checksums, struct vb_error *err)
-{
-    LZ4F_dctx *dctx;
-    *dec = (struct stream_lz4_decoder){.dst = dst, .expect = expect, .checksums = checksums};
-    if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
-        return vb_error_set(err, "out of memory for the lz4 decoder");
-    dec->dctx = dctx;
-    return 0;
-}
-
-void stream_lz4_decoder_free(struct stream_lz4_decoder *dec)
-{
-    if (dec->dctx)
-        LZ4F_freeDecompressionContext(dec->dctx);
-    dec->dctx = NULL;
-}
-
-/* Once liblz4 has the whole header (it may come in several pieces): the content size it
- * states must be the one expected. */
-static int check_header(struct stream_lz4_decoder *dec, struct vb_error *err)
-{
-    LZ4F_frameInfo_t info;
-    size_t none = 0;
-    if (LZ4F_isError(LZ4F_getFrameInfo(dec->dctx, &info, NULL, &none)))
-        return 0; /* not yet */
-    dec->started = true;
-    if (info.contentSize && info.contentSize != dec->expect)
-        return vb_error_set(err, "lz4 frame holds %llu bytes, expected %zu",
-                            (unsigned long long)info.contentSize, dec->expect);
-    return 0;
-}
-
-int stream_lz4_decoder_feed(struct stream_lz4_decoder *dec, const void *src, size_t n,
-                            struct vb_error *err)
-{
     /* dst holds the whole frame's output and nothing else writes it meanwhile: stableDst
      * lets liblz4 keep linked blocks' history there instead of copying it aside */
-    LZ4F_decompressOptions_t dopts = {.stableDst = 1, .skipChecksums = !dec->checksums};
+    LZ4F_decompressOptions_t dopts = {.stableDst = 1, .skipChecksums = !checksums};
+    LZ4F_dctx *dctx;
+    if (LZ4F_isError(LZ4F_createDecompressionContext(&dctx, LZ4F_VERSION)))
+        return vb_error_set(err, "out of memory for the lz4 decoder");
+    int rc = -1;
     const char *in = src;
-    size_t pos = 0;
-    while (pos < n) {
-        if (dec->ended)
-            return vb_error_set(err, "%zu stray bytes after the lz4 frame", n - pos);
-        size_t out_len = dec->expect - dec->out_done, in_len = n - pos;
-        size_t r = LZ4F_decompress(dec->dctx, dec->dst + dec->out_done, &out_len, in + pos, &in_len,
-                                   &dopts);
-        if (LZ4F_isError(r))
-            return vb_error_set(err, "lz4 data corrupt near byte %" PRIu64 " of the frame: %s",
-                                dec->in_done, LZ4F_getErrorName(r));
-        pos += in_len;
-        dec->in_done += in_len;
-        dec->out_done += out_len;
-        dec->ended = r == 0;
-        if (!dec->started && check_header(dec, err) < 0)
-            return -1;
-        if (!dec->ended && in_len == 0 && out_len == 0) /* the output is full */
-            return vb_error_set(err, "lz4 frame holds more than the expected %zu bytes",
-                                dec->expect);
+    char *out = dst;
+    size_t in_done = 0, out_done = 0;
+    LZ4F_frameInfo_t info;
+    size_t in_len = n;
+    size_t r = LZ4F_getFrameInfo(dctx, &info, in, &in_len);
+    if (LZ4F_isError(r)) {
+        vb_error_set(err, "bad lz4 frame header: %s", LZ4F_getErrorName(r));
+        goto out;
     }
-    return 0;
-}
-
-int stream_lz4_decoder_finish(struct stream_lz4_decoder *dec, struct vb_error *err)
-{
-    if (!dec->ended)
-        return vb_error_set(err, "lz4 frame truncated after %" PRIu64 " bytes", dec->in_done);
-    if (dec->out_done != dec->expect)
-        return vb_error_set(err, "lz4 frame decoded to %zu bytes, expected %zu", dec->out_done,
-                            dec->expect);
-    return 0;
+    in_done = in_len;
+    if (info.contentSize && info.contentSize != expect) {
+        vb_error_set(err, "lz4 frame holds %llu bytes, expected %zu",
+                     (unsigned long long)info.contentSize, expect);
+        goto out;
+    }
+    while (r != 0) {
+        size_t out_len = expect - out_done;
+        in_len = n - in_done;
+        if (in_len == 0) {
+            vb_error_set(err, "lz4 frame truncated after %zu bytes", n);
+            goto out;
+        }
+        r = LZ4F_decompress(dctx, out + out_done, &out_len, in + in_done, &in_len, &dopts);
+        if (LZ4F_isError(r)) {
+            vb_error_set(err, "lz4 data corrupt near byte %zu of the frame: %s", in_done,
+                         LZ4F_getErrorName(r));
+            goto out;
+        }
+        in_done += in_len;
+        out_done += out_len;
+        if (out_done == expect && r != 0 && in_len == 0 && out_len == 0) {
+            vb_error_set(err, "lz4 frame holds more than the expected %zu bytes", expect);
+            goto out;
+        }
+    }
+    if (out_done != expect) {
+        vb_error_set(err, "lz4 frame decoded to %zu bytes, expected %zu", out_done, expect);
+        goto out;
+    }
+    if (in_done != n) {
+        vb_error_set(err, "%zu stray bytes after the lz4 frame", n - in_done);
+        goto out;
+    }
+    rc = 0;
+out:
+    LZ4F_freeDecompressionContext(dctx);
+    return rc;
 }
 
 static uint32_t le32(const uint8_t *p)

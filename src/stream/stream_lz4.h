@@ -49,24 +49,6 @@ int stream_lz4_decompress(const void *src, size_t n, void *dst, size_t expect,
 int stream_lz4_decompress_opts(const void *src, size_t n, void *dst, size_t expect, bool checksums,
                                struct vb_error *err);
 
-/* Incremental decoding of one LZ4 frame into a buffer that holds all of its output (expect
- * bytes), fed its stored bytes in pieces of any size: a 32 MiB slice never has to be held
- * compressed in memory as a whole. feed fails on corrupt data or bytes after the frame's end,
- * finish if the frame is incomplete or decoded to another size. Checksums as above. */
-struct stream_lz4_decoder {
-    void *dctx; /* LZ4F_dctx */
-    uint8_t *dst;
-    size_t expect, out_done;
-    uint64_t in_done;
-    bool checksums, started, ended;
-};
-int stream_lz4_decoder_init(struct stream_lz4_decoder *dec, void *dst, size_t expect,
-                            bool checksums, struct vb_error *err);
-int stream_lz4_decoder_feed(struct stream_lz4_decoder *dec, const void *src, size_t n,
-                            struct vb_error *err);
-int stream_lz4_decoder_finish(struct stream_lz4_decoder *dec, struct vb_error *err);
-void stream_lz4_decoder_free(struct stream_lz4_decoder *dec);
-
 /* The layout of one LZ4 frame, from its header and block headers only. */
 struct stream_lz4_block {
     uint32_t offset;   /* of the block's data, from the frame start */
