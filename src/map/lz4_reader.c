@@ -204,12 +204,13 @@ static struct slice_layout *get_layout(struct lz4_reader *r, size_t slice, struc
 /* A slice with linked blocks, decoded whole into out by the thread's streaming reader: it
  * reads the compressed bytes a chunk at a time, so a connection never holds the compressed
  * slice (up to 32 MiB) besides the decoded one. */
-static int decode_linked(struct lz4_reader *r, size_t e, const struct stream_slice *sl, void *out,
-                         struct lz4_scratch *s, struct vb_error *err)
+static int decode_linked(struct lz4_reader *r, size_t extent, const struct stream_slice *sl,
+                         void *out, struct lz4_scratch *s, struct vb_error *err)
 {
     if (!s->rd.dctx && stream_reader_init(&s->rd, 0, err) < 0)
         return -1;
-    return stream_reader_read(&s->rd, r->idx, e, sl->raw_offset, (size_t)sl->raw_length, out, err);
+    return stream_reader_read(&s->rd, r->idx, extent, sl->raw_offset, (size_t)sl->raw_length, out,
+                              err);
 }
 
 /* The length of block b of a slice (of the whole slice for linked blocks) once decoded. */
