@@ -13,8 +13,8 @@ struct block_cache;
 struct block_cache_entry;
 
 /* budget: bytes of decoded data kept, entries being decoded included (entries in use may
- * exceed it briefly). It is raised,
- * when entries are large, to keep at least four of the largest (block_cache.c says why). */
+ * exceed it briefly). It is raised, when entries are large, to keep at least four of the
+ * largest (block_cache.c says why). */
 struct block_cache *block_cache_new(size_t budget);
 void block_cache_free(struct block_cache *bc);
 
