@@ -68,6 +68,17 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* One step of the waits for qemu-nbd to listen or to exit: they poll at 1 ms first and back
+ * off to max_ms, since qemu-nbd usually takes a few milliseconds and a fixed 10-20 ms step
+ * added half a step to every run. Returns the milliseconds slept. */
+static int backoff_sleep(int *pause_ms, int max_ms)
+{
+    int slept = *pause_ms;
+    sleep_ms(slept);
+    *pause_ms = *pause_ms * 2 > max_ms ? max_ms : *pause_ms * 2;
+    return slept;
+}
+
 /* The last line qemu-nbd wrote to stderr, for error messages. */
 static void read_errfile(const struct qemu_nbd *srv, char *buf, size_t len)
 {
@@ -373,7 +384,7 @@ struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *
     }
     srv->pid = pid;
 
-    for (int waited = 0;; waited += 20) {
+    for (int waited = 0, pause = 1;;) {
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid) {
             char msg[512];
@@ -393,7 +404,7 @@ struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *
             qemu_nbd_stop(srv, NULL);
             return NULL;
         }
-        sleep_ms(20);
+        waited += backoff_sleep(&pause, 20);
     }
 }
 
@@ -503,7 +514,7 @@ int qemu_nbd_stop(struct qemu_nbd *srv, struct vb_error *err)
         bool early = r == srv->pid;
         if (!early) {
             kill(srv->pid, SIGTERM);
-            for (int waited = 0;; waited += 10) {
+            for (int waited = 0, pause = 1;;) {
                 r = waitpid(srv->pid, &status, WNOHANG);
                 if (r == srv->pid || (r < 0 && errno != EINTR))
                     break;
@@ -513,7 +524,7 @@ int qemu_nbd_stop(struct qemu_nbd *srv, struct vb_error *err)
                     status = -1;
                     break;
                 }
-                sleep_ms(10);
+                waited += backoff_sleep(&pause, 10);
             }
         }
         bool clean = !early && status != -1 &&
