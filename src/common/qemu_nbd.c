@@ -220,6 +220,8 @@ static int build_argv(const struct qemu_nbd_opts *o, const char *sock, struct re
     argv[n++] = "-e";
     argv[n++] = shared;
     argv[n++] = "--cache=writeback";
+    if (o->io_uring)
+        argv[n++] = "--aio=io_uring";
     if (o->discard)
         argv[n++] = "--discard=unmap";
     if (o->read_only)
@@ -281,7 +283,7 @@ static char **qemu_nbd_environ(void)
     return env;
 }
 
-struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *err)
+static struct qemu_nbd *start_local(const struct qemu_nbd_opts *o, struct vb_error *err)
 {
     struct qemu_nbd *srv = calloc(1, sizeof *srv);
     char *imageopts = NULL;
@@ -418,8 +420,8 @@ pid_t qemu_nbd_pid(const struct qemu_nbd *srv)
     return srv->pid;
 }
 
-struct qemu_nbd *qemu_nbd_start_remote(struct vb_host *h, const struct qemu_nbd_opts *o,
-                                       struct vb_error *err)
+static struct qemu_nbd *start_remote(struct vb_host *h, const struct qemu_nbd_opts *o,
+                                     struct vb_error *err)
 {
     struct qemu_nbd *srv = calloc(1, sizeof *srv);
     if (!srv) {
@@ -543,4 +545,35 @@ int qemu_nbd_stop(struct qemu_nbd *srv, struct vb_error *err)
     }
     free_srv(srv);
     return rc;
+}
+
+/* A qemu-nbd built without io_uring, or on a kernel or under a seccomp policy that refuses
+ * it, exits at once saying so ("Unable to use io_uring", "... is not supported in this
+ * build"): then it gets its thread pool. Any other failure is the caller's. */
+static bool io_uring_refused(const struct qemu_nbd_opts *o, const struct vb_error *err)
+{
+    return o->io_uring && strstr(err->msg, "io_uring");
+}
+
+struct qemu_nbd *qemu_nbd_start(const struct qemu_nbd_opts *o, struct vb_error *err)
+{
+    struct qemu_nbd *srv = start_local(o, err);
+    if (srv || !io_uring_refused(o, err))
+        return srv;
+    vb_debug("%s; qemu-nbd started again without io_uring", err->msg);
+    struct qemu_nbd_opts without = *o;
+    without.io_uring = false;
+    return start_local(&without, err);
+}
+
+struct qemu_nbd *qemu_nbd_start_remote(struct vb_host *h, const struct qemu_nbd_opts *o,
+                                       struct vb_error *err)
+{
+    struct qemu_nbd *srv = start_remote(h, o, err);
+    if (srv || !io_uring_refused(o, err))
+        return srv;
+    vb_debug("%s; qemu-nbd started again without io_uring", err->msg);
+    struct qemu_nbd_opts without = *o;
+    without.io_uring = false;
+    return start_remote(h, &without, err);
 }

@@ -133,8 +133,15 @@ static int check_planned_chksums(struct restore_input *in, const struct disk_cha
     if (restore_stop)
         return vb_error_set(err, "interrupted");
     char buf[32];
-    vb_info("%s: %zu of %zu files match their .chksum (%s read again for it)", dc->dev, checked,
-            dc->plan.n, progress_format_bytes(reread_total, buf, sizeof buf));
+    size_t none = dc->plan.n - checked;
+    /* "0 of 1 match" would read as a mismatch where there was no .chksum to compare with */
+    if (none)
+        vb_info("%s: %zu of %zu files match their .chksum, %zu %s none (%s read again for it)",
+                dc->dev, checked, dc->plan.n, none, none == 1 ? "has" : "have",
+                progress_format_bytes(reread_total, buf, sizeof buf));
+    else
+        vb_info("%s: %zu of %zu files match their .chksum (%s read again for it)", dc->dev, checked,
+                dc->plan.n, progress_format_bytes(reread_total, buf, sizeof buf));
     return 0;
 }
 
@@ -207,7 +214,8 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
                                .socket_path = o->socketfile,
                                .connections = wo.connections,
                                .compress = o->compress,
-                               .discard = true};
+                               .discard = true,
+                               .io_uring = true};
     bool remote = vb_host_is_remote(o->host);
     if (remote) {
         qo.socket_path = NULL;

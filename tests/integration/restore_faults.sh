@@ -161,6 +161,47 @@ restore_ok "$R" "restore after kill -9"
 grep -qF "left by a killed run (pid $killed)" "$TB_WORKDIR/ok.log" ||
     tb_fail "the next run did not say it removed the killed run's directory"
 
+tb_step "qemu-nbd runs with --aio=io_uring; one that refuses io_uring is started again without"
+# A qemu-nbd in front of the real one: logs its arguments, and with REFUSE_URING set answers
+# --aio=io_uring like a qemu-nbd built without io_uring (or on a kernel that refuses it).
+WRAP=$TB_WORKDIR/wrap
+mkdir -p "$WRAP"
+cat >"$WRAP/qemu-nbd" <<'SH'
+#!/bin/sh
+echo "$*" >>"$WRAP_LOG"
+case " $* " in
+*" --aio=io_uring "*) if [ -n "${REFUSE_URING:-}" ]; then
+    echo "qemu-nbd: Failed to blk_new_open 'x': Unable to use io_uring: failed to init linux io_uring ring" >&2
+    exit 1
+fi ;;
+esac
+exec /usr/bin/qemu-nbd "$@"
+SH
+chmod +x "$WRAP/qemu-nbd"
+export WRAP_LOG=$TB_WORKDIR/wrap.log
+for mode in uses refused; do
+    R=$TB_WORKDIR/r-uring-$mode
+    : >"$WRAP_LOG"
+    rc=0
+    if [ $mode = refused ]; then
+        REFUSE_URING=1 PATH="$WRAP:$PATH" "$VIRTRESTORE" -n -v -i "$OUT" -o "$R" -d vda >"$R.log" 2>&1 || rc=$?
+    else
+        PATH="$WRAP:$PATH" "$VIRTRESTORE" -n -v -i "$OUT" -o "$R" -d vda >"$R.log" 2>&1 || rc=$?
+    fi
+    [ "$rc" -eq 0 ] || tb_fail "io_uring $mode: virtrestore exited $rc: $(tail -5 "$R.log")"
+    compare_qcow_raw "$R/$IMG" "$SNAP" "restore with io_uring $mode"
+    sed 's/^/    | qemu-nbd /' "$WRAP_LOG" >&2
+    grep -q -- "--aio=io_uring" <(head -1 "$WRAP_LOG") || tb_fail "io_uring $mode: the first qemu-nbd had no --aio=io_uring"
+    if [ $mode = refused ]; then
+        tb_assert_eq 2 "$(wc -l <"$WRAP_LOG")" "qemu-nbd starts when io_uring is refused"
+        grep -q -- "--aio=io_uring" <(tail -1 "$WRAP_LOG") && tb_fail "the second qemu-nbd asked for io_uring again"
+        grep -q "started again without io_uring" "$R.log" || tb_fail "the fallback is not in the debug log"
+    else
+        tb_assert_eq 1 "$(wc -l <"$WRAP_LOG")" "qemu-nbd starts with io_uring available"
+    fi
+    [ -z "$(nbd_servers "$R")" ] || tb_fail "io_uring $mode: qemu-nbd left running"
+done
+
 # ---------------------------------------------------------------------------------------
 # virtmap
 
