@@ -29,6 +29,10 @@ step "building (RelWithDebInfo) in build/"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$JOBS"
 
+step "compiling (Release, -O3) in build-release/: deeper inlining, other warnings under -Werror"
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-release -j"$JOBS"
+
 step "building (ASan+UBSan) in build-asan/"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVB_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$JOBS"

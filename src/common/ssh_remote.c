@@ -620,7 +620,8 @@ int vb_ssh_run(struct vb_ssh *s, char *const argv[], char **out, size_t *outlen,
                      RUN_MAX_STDOUT >> 20);
         goto out;
     }
-    if (!ob.data && growbuf_add(&ob, "", 0) < 0) {
+    /* No output at all still gives the caller an empty string, not NULL. */
+    if (!ob.data && !(ob.data = calloc(1, 1))) {
         vb_error_errno(err, "out of memory");
         goto out;
     }
