@@ -311,13 +311,20 @@ bl_measure() {
     local wall user sys rss load
     read -r wall user sys rss <<<"$(grep -E '^[0-9.]+ [0-9.]+ [0-9.]+ [0-9]+$' "$tf" | tail -1)"
     load=$(cut -d' ' -f1 /proc/loadavg)
+    # A failed run keeps its last message in the results: the work dir (and the log) is
+    # gone by the time anyone reads the table.
+    local error=""
+    if [ "$rc" -ne 0 ]; then
+        error=$(grep -v '^Command exited with' "$log" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-200)
+    fi
     jq -nc --arg case "$case" --arg tool "$tool" --argjson rep "$rep" --argjson bytes "$bytes" \
         --argjson wall "${wall:-0}" --argjson user "${user:-0}" --argjson sys "${sys:-0}" \
         --argjson rss "${rss:-0}" --argjson rssm "$hwm" --argjson rc "$rc" --argjson load "$load" \
-        --arg env "${BL_MEASURE_ENV:-}" \
+        --arg env "${BL_MEASURE_ENV:-}" --arg error "$error" \
         '{case: $case, tool: $tool, rep: $rep, bytes: $bytes, wall: $wall, cpu: ($user + $sys),
           user: $user, sys: $sys, rss_kb: $rss, rss_main_kb: $rssm, rc: $rc, load: $load}
-         + (if $env == "" then {} else {env: $env} end)' >>"$BL_RESULTS"
+         + (if $env == "" then {} else {env: $env} end)
+         + (if $error == "" then {} else {error: $error} end)' >>"$BL_RESULTS"
     if [ "$rc" -ne 0 ] && [ -z "${BL_RETRYING:-}" ] &&
         grep -qE "libvirt-sock|failed to connect to the hypervisor|End of file while reading|Cannot recv data|libvirtd" "$log"; then
         bl_log "$case/$tool rep $rep failed while libvirtd was away: once more after it is back"

@@ -26,7 +26,7 @@ summarise() {
             wall_min_s: ([.[].wall] | min),
             load_max: ([.[].load] | max)
           } | .mb_per_s = (if .wall_s > 0 then (.bytes / .wall_s / 1e6 | r3) else null end))) as $sum
-      | ([$runs[] | select(.rc != 0) | {case, tool, rep, rc, env}]) as $failed
+      | ([$runs[] | select(.rc != 0) | {case, tool, rep, rc, env, error}]) as $failed
       | def get($c; $t): first($sum[] | select(.case == $c and .tool == $t and .env == null)) // null;
         def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else ($a / $b | r3) end;
         def target($name; $val; $op; $goal; $unit):
@@ -96,7 +96,7 @@ render() {
         (get("full"; "virtbackup") | if . then "| defaults (case full) | \(.runs) | \(f(.wall_s)) | \(f(.wall_min_s)) | \(f(.mb_per_s)) | \(f(.cpu_s)) | \(f(.peak_rss_mib)) |" else empty end),
         (.summary[] | select(.case == "sweep") | "| \(.env) | \(.runs) | \(f(.wall_s)) | \(f(.wall_min_s)) | \(f(.mb_per_s)) | \(f(.cpu_s)) | \(f(.peak_rss_mib)) |")
       else empty end),
-      (if (.failed | length) > 0 then "\n## Failed runs (not in the medians)\n", (.failed[] | "- \(.case) / \(.tool) rep \(.rep): exit \(.rc)\(if .env then " (\(.env))" else "" end)") else empty end),
+      (if (.failed | length) > 0 then "\n## Failed runs (not in the medians)\n", (.failed[] | "- \(.case) / \(.tool) rep \(.rep): exit \(.rc)\(if .env then " (\(.env))" else "" end)\(if .error then ": \(.error)" else "" end)") else empty end),
       "\n## Notes\n",
       (.notes[] | "- \(.note): \(.text)")
     ' "$1"
