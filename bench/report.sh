@@ -73,7 +73,7 @@ render() {
       . as $r
       | def get($c; $t): first($r.summary[] | select(.case == $c and .tool == $t and .env == null)) // null;
       "# virtbackup benchmark (\(.settings.mode) mode)\n",
-      "`\(.settings.command)` — \(.settings.date), \(.settings.cpus) CPUs, kernel \(.settings.kernel), commit \(.settings.commit)",
+      "`\(.settings.command)` — \(.settings.date), \(.settings.cpus) CPUs\(if .settings.cpu_model then " (\(.settings.cpu_model))" else "" end), kernel \(.settings.kernel), commit \(.settings.commit)\(if .settings.domain_type then ", domains: \(if .settings.domain_type == "kvm" then "kvm" else "\(.settings.domain_type) (TCG: no /dev/kvm)" end)" else "" end)",
       "ours: \(.settings.ours); reference: virtnbdbackup \(.settings.reference); \(.settings.qemu); \(.settings.nbdcopy)",
       "corpus: \(.settings.virtual_size) main disk; \(.settings.reps) repetitions, tools alternating; outputs on \(.settings.outputs); medians of whole-command wall time; MB/s = allocated bytes / wall time; CPU s = user+sys of the process tree (median); peak RSS own = the tool\u0027s process, tree max = its largest process (e.g. the restore\u0027s qemu-nbd); limit = nbdcopy; max load = highest 1-min load average seen at the end of a run (2 CPUs: above 2, other work competed)\n",
       "| case | tool | runs | wall s (median) | (best) | MB/s | CPU s | peak RSS MiB (own) | (tree max) | speedup vs ref | vs limit | max load |",

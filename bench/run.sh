@@ -137,9 +137,11 @@ record_settings() {
         --arg ours "$("$VIRTBACKUP" -V 2>&1 | tail -1)" --arg commit "$(git -C "$VB_SOURCE_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         --arg qemu "$(qemu-img --version | sed -n 1p)" --arg nbdcopy "$(nbdcopy --version | sed -n 1p)" \
         --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg cmd "${BENCH_CMDLINE:-bench/run.sh}" \
+        --arg dtype "$(bl_domain_type)" --arg cpu "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)" \
         '{settings: {mode: $mode, reps: $reps, virtual_size: $vsize, outputs: $output, host: $host,
-          kernel: $kernel, cpus: $cpus, reference: $ref, ours: $ours, commit: $commit,
-          qemu: $qemu, nbdcopy: $nbdcopy, date: $date, command: $cmd}}' >>"$BL_RESULTS"
+          kernel: $kernel, cpus: $cpus, cpu_model: $cpu, domain_type: $dtype, reference: $ref,
+          ours: $ours, commit: $commit, qemu: $qemu, nbdcopy: $nbdcopy, date: $date,
+          command: $cmd}}' >>"$BL_RESULTS"
 }
 
 # ---------------------------------------------------------------------------
@@ -543,8 +545,8 @@ main() {
     want_case inc && case_inc
     want_case restore && case_restore
     want_case map && case_map
-    # Nothing after this reads the chains: their ~10 GB would leave the remote case's full
-    # backups no room on the outputs' tmpfs (ENOSPC, every run failed).
+    # Nothing after this reads the chains: their ~10 GB only take room on the outputs' tmpfs
+    # from the remote case's full backups (all of whose runs once failed, cause unrecorded).
     rm -rf "$BL_OUT"/chain.* "$BL_OUT"/map.*
     want_case remote && case_remote
     want_case extents && case_extents
