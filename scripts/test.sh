@@ -34,7 +34,8 @@ cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-release -j"$JOBS"
 
 step "building (ASan+UBSan) in build-asan/"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVB_SANITIZE=ON >/dev/null
+# -O1, as the sanitizers' authors advise: -O0 doubles the sanitized tools' CPU for no finding.
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DVB_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$JOBS"
 
 step "unit tests, optimised build"
