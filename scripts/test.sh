@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 JOBS=$(nproc)
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%s, %ss] %s\n' "$(date +%H:%M:%S)" "$SECONDS" "$*"; }
 
 step "installing dependencies"
 ./scripts/install-deps.sh
