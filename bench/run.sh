@@ -2,7 +2,7 @@
 # virtbackup benchmark: ours side by side with the reference (virtnbdbackup 1.9.15) and
 # the practical limits (nbdcopy), on one corpus, in one go. Issue 5.
 #
-#   sudo bench/run.sh                  # full run: 16 GiB corpus, 3 repetitions (~15-35 min: 25 with 5 repetitions on a fast machine, 32 on a slow one)
+#   sudo bench/run.sh                  # full run: 16 GiB corpus, 3 repetitions (~15-35 min)
 #   BENCH_QUICK=1 bench/run.sh         # quick: 2 GiB corpus, 1 repetition (~2-3 min)
 #
 # Writes bench/results/latest.json (every run plus the summary) and bench/results/latest.md
