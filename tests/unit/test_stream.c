@@ -284,13 +284,13 @@ static struct stream_source *mem_source(const void *data, size_t len)
     return &m->base;
 }
 
-/* Every truncation of a good file must be refused, by the index or by reading the data. */
 /* The hostile tests decode a file once per byte of it: one destination buffer for all of
- * them, as a fresh one per extent gets fresh pages each time under ASan (its allocator maps
- * and unmaps large blocks), which took minutes in page faults. */
+ * them, as a fresh one per extent got fresh pages each time under ASan (its allocator maps
+ * and unmaps large blocks): minutes of page faults. */
 static uint8_t *readable_buf;
 static size_t readable_cap;
 
+/* Every truncation of a good file must be refused, by the index or by reading the data. */
 static int fully_readable(const void *data, size_t len, struct vb_error *err)
 {
     struct stream_index *idx = stream_index_build(mem_source(data, len), err);
