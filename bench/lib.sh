@@ -315,7 +315,8 @@ bl_measure() {
     # gone by the time anyone reads the table.
     local error=""
     if [ "$rc" -ne 0 ]; then
-        error=$(grep -v '^Command exited with' "$log" | grep -v '^[[:space:]]*$' | tail -n 1 | cut -c1-200)
+        # a run that printed nothing has no message (grep then fails: not the bench's end)
+        error=$({ grep -v -e '^Command exited with' -e '^[[:space:]]*$' "$log" || true; } | tail -n 1 | cut -c1-200)
     fi
     jq -nc --arg case "$case" --arg tool "$tool" --argjson rep "$rep" --argjson bytes "$bytes" \
         --argjson wall "${wall:-0}" --argjson user "${user:-0}" --argjson sys "${sys:-0}" \
