@@ -64,6 +64,7 @@ struct copy {
     struct nbd_handle *nbd[MAX_CONNS];
     int nconns;
     int in_flight[MAX_CONNS];
+    bool df[MAX_CONNS]; /* the server takes NBD_CMD_FLAG_DF on this connection */
     size_t request;
     size_t nslots;
     struct slot *slots;
@@ -325,6 +326,14 @@ static void *writer_main(void *arg)
 
 /* ---- NBD side --------------------------------------------------------------------- */
 
+/* The data of a read with NBD_CMD_FLAG_DF arrives in one chunk, already in the buffer. */
+static int read_chunk(void *user_data, const void *subbuf, size_t count, uint64_t offset,
+                      unsigned status, int *error)
+{
+    (void)user_data, (void)subbuf, (void)count, (void)offset, (void)status, (void)error;
+    return 0;
+}
+
 static int read_done(void *user_data, int *error)
 {
     struct slot *s = user_data;
@@ -343,6 +352,17 @@ static int read_done(void *user_data, int *error)
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->lock);
     return 1; /* retire the command */
+}
+
+/* A read of len bytes at off into s->buf; libnbd calls read_done when it completes. */
+static int64_t start_read(struct copy *c, int conn, struct slot *s, size_t len, uint64_t off)
+{
+    nbd_completion_callback done = {.callback = read_done, .user_data = s};
+    if (!c->df[conn])
+        return nbd_aio_pread(c->nbd[conn], s->buf, len, off, done, 0);
+    return nbd_aio_pread_structured(c->nbd[conn], s->buf, len, off,
+                                    (nbd_chunk_callback){.callback = read_chunk}, done,
+                                    LIBNBD_CMD_FLAG_DF);
 }
 
 static int connect_all(struct copy *c, struct vb_error *err)
@@ -375,6 +395,11 @@ static int connect_all(struct copy *c, struct vb_error *err)
                                 vb_nbd_target_describe(&target, where, sizeof where),
                                 nbd_get_error(), vb_nbd_target_hint(&target, nbd_get_error()));
         }
+        /* Don't fragment: without it qemu answers a read that spans holes with one reply
+         * chunk per extent (a block status lookup each on its side, three recv() calls each
+         * on ours); a merged read over 4 KiB extents cost 5 s per 100,000 extents. Holes
+         * read along are zeroes either way. */
+        c->df[i] = nbd_can_df(h) == 1;
         if (i == 0) {
             if (job->bitmap && nbd_can_meta_context(h, job->bitmap) != 1)
                 return vb_error_set(err, "%s: the NBD export does not offer the dirty bitmap %s",
@@ -425,9 +450,7 @@ static int pump(struct copy *c, struct vb_error *err)
             s->length = len;
             s->merged = merged;
             s->conn = conn;
-            if (nbd_aio_pread(c->nbd[conn], s->buf, len, off,
-                              (nbd_completion_callback){.callback = read_done, .user_data = s},
-                              0) == -1) {
+            if (start_read(c, conn, s, len, off) == -1) {
                 rc = vb_error_set(err, "%s: NBD read at offset %" PRIu64 ": %s",
                                   c->job->disk->target, off, nbd_get_error());
                 atomic_store(&c->failed, true);
