@@ -104,8 +104,9 @@ static int save_osinfo(virDomainPtr dom, const struct meta_out *out, const char 
 }
 
 int metadata_save(struct vb_host *host, virDomainPtr dom, const struct vb_domain_info *info,
-                  struct disk_job **disks, size_t ndisks, const char *outdir,
-                  struct vb_zip_writer *zip, const char *ident, bool is_copy, struct vb_error *err)
+                  struct disk_job **disks, size_t ndisks, struct image_info *images,
+                  const char *outdir, struct vb_zip_writer *zip, const char *ident, bool is_copy,
+                  struct vb_error *err)
 {
     const struct meta_out out = {outdir, zip};
     char path[4200];
@@ -119,19 +120,14 @@ int metadata_save(struct vb_host *host, virDomainPtr dom, const struct vb_domain
         return -1;
 
     for (size_t i = 0; i < ndisks; i++) {
-        const struct vb_disk *d = disks[i]->disk;
-        if (!d->format || strncmp(d->format, "qcow", 4) != 0 || !d->path)
+        if (!image_info_wanted(disks[i]->disk))
             continue;
-        char *argv[] = {"qemu-img",      "info",          "--output", "json",
-                        "--force-share", (char *)d->path, NULL};
-        char *json;
+        const char *json;
         size_t len;
-        if (vb_host_run(host, argv, &json, &len, err) < 0)
-            return vb_error_prefix(err, "%s: image information", d->target);
-        snprintf(path, sizeof path, "%s.%s.qcow.json", d->target, ident);
-        rc = put_buffer(&out, path, json, len, err);
-        free(json);
-        if (rc < 0)
+        if (image_info_get(images, i, host, &json, &len, err) < 0)
+            return -1;
+        snprintf(path, sizeof path, "%s.%s.qcow.json", disks[i]->disk->target, ident);
+        if (put_buffer(&out, path, json, len, err) < 0)
             return -1;
     }
 

@@ -135,10 +135,23 @@ static int save_metadata(struct run *r, struct vb_error *err)
         return vb_error_set(err, "out of memory");
     for (size_t i = 0; i < r->njobs; i++)
         jp[i] = &r->jobs[i];
-    int rc = metadata_save(&r->host, r->dom, &r->info, jp, r->njobs, r->o->output, r->zip, r->ident,
-                           r->level == LEVEL_COPY, err);
+    int rc = metadata_save(&r->host, r->dom, &r->info, jp, r->njobs, r->images, r->o->output,
+                           r->zip, r->ident, r->level == LEVEL_COPY, err);
     free(jp);
     return rc;
+}
+
+/* qemu-img info of the images, in the background from here on (image_info.h) */
+static int start_image_info(struct run *r, struct vb_error *err)
+{
+    const struct vb_disk **disks = calloc(r->njobs, sizeof *disks);
+    if (!disks)
+        return vb_error_set(err, "out of memory");
+    for (size_t i = 0; i < r->njobs; i++)
+        disks[i] = r->jobs[i].disk;
+    r->images = image_info_start(&r->o->remote, vb_host_is_remote(&r->host), disks, r->njobs);
+    free(disks);
+    return r->images ? 0 : vb_error_set(err, "out of memory");
 }
 
 static void remove_job_dir(struct run *r, const char *dir)
@@ -256,6 +269,8 @@ static int run(struct run *r, struct vb_error *err)
         vb_info("no disk supports checkpoints: taking a copy backup");
         r->level = LEVEL_COPY;
     }
+    if (start_image_info(r, err) < 0)
+        return -1;
 
     /* a leftover job of a killed run (we hold the domain lock, so its owner is gone) */
     char *sock = job_running_socket(r->dom);
@@ -344,6 +359,7 @@ static int run(struct run *r, struct vb_error *err)
 
 static void cleanup(struct run *r)
 {
+    image_info_release(r->images);
     rollback(r);
     stop_servers(r);
     if (r->started_domain && r->dom) {

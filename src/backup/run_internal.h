@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include "backup.h"
+#include "image_info.h"
 #include "qemu_nbd.h"
 #include "summary.h"
 
@@ -35,6 +36,7 @@ struct run {
     size_t njobs;
     struct summary *summary;
     struct vb_zip_writer *zip; /* -o - */
+    struct image_info *images; /* qemu-img info, fetched while the disks are copied */
     char logpath[4300];
 };
 

@@ -84,7 +84,10 @@ snap full
 for d in vda vdc vdd vde; do
     assert_meta "$W/A/$d.full.data" false virtnbdbackup.0 "" false
     apply_compare "$SNAP/full-$d.raw" "full $d" "$W/A/$d.full.data"
+    # qemu-img info runs in a thread during the copy: each disk's file must describe its image
+    tb_assert_eq "$(jq -r .filename "$W/A/$d.virtnbdbackup.0.qcow.json")" "${IMG[$d]}" "image of $d's qcow.json"
 done
+[ ! -e "$W/A/vdb.virtnbdbackup.0.qcow.json" ] || tb_fail "qcow.json for the skipped raw disk"
 [ ! -e "$W/A/vdb.full.data" ] && [ ! -e "$W/A/vdb.copy.data" ] || tb_fail "raw disk backed up without --raw"
 # the backup holds what only the backing file has (0x64 at 20.5 MiB) and the zeroed half
 tb_assert_eq "$(xxd -s $((20 * 1048576 + 524288)) -l 1 -p "$SNAP/full-vdc.raw")" 64 "backing data in vdc"
