@@ -290,7 +290,7 @@ case_remote() {
         if "$ssh_tool" --port "$SSHD_PORT" --user root --key "$SSH_KEY" \
             --known-hosts "$SSH_KNOWN_HOSTS" 127.0.0.1 run true >/dev/null 2>&1; then
             t1=$(date +%s.%N)
-            bl_note ssh-floor "one command over SSH to the test sshd (connect, the remote shell's start-up, exit) takes $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}') s; a remote backup pays it twice (libvirt's qemu+ssh connection, qemu-img info)"
+            bl_note ssh-floor "one command over SSH to the test sshd (connect, the remote shell's start-up, exit) takes $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}') s; a remote backup waits for it once (libvirt's qemu+ssh connection; qemu-img info runs during the copy)"
         fi
     fi
     cat "$BL_WORKDIR/ref.qcow2" >/dev/null
