@@ -1,7 +1,9 @@
 /* qemu-img info of the saved images, fetched while the disks are copied (image_info.h). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "image_info.h"
 #include "log.h"
@@ -162,6 +164,18 @@ int image_info_get(struct image_info *ii, size_t i, struct vb_host *host, const 
 
 void image_info_release(struct image_info *ii)
 {
-    if (ii)
-        unref(ii);
+    if (!ii)
+        return;
+    /* A failed run ends soon after: give the thread a moment to end first, so that the
+     * process's exit does not tear libssh down under it. Not longer: a command hanging on
+     * the host must not hold up the exit. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    int rc = 0;
+    pthread_mutex_lock(&ii->lock);
+    while (ii->threaded && !ii->done && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&ii->cond, &ii->lock, &until);
+    pthread_mutex_unlock(&ii->lock);
+    unref(ii);
 }

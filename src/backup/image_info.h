@@ -33,8 +33,8 @@ struct image_info *image_info_start(const struct vb_remote_opts *remote, bool is
 int image_info_get(struct image_info *ii, size_t i, struct vb_host *host, const char **json,
                    size_t *len, struct vb_error *err);
 
-/* Drops the caller's hold without waiting: a thread still running frees everything when it
- * ends (or with the process). NULL is allowed. */
+/* Drops the caller's hold, waiting up to 5 s for a thread still running; after that the
+ * thread frees everything when it ends (or ends with the process). NULL is allowed. */
 void image_info_release(struct image_info *ii);
 
 #endif

@@ -269,7 +269,7 @@ static int run(struct run *r, struct vb_error *err)
         vb_info("no disk supports checkpoints: taking a copy backup");
         r->level = LEVEL_COPY;
     }
-    if (start_image_info(r, err) < 0)
+    if (!o->startonly && start_image_info(r, err) < 0) /* -s saves no metadata */
         return -1;
 
     /* a leftover job of a killed run (we hold the domain lock, so its owner is gone) */
