@@ -117,10 +117,10 @@ struct image_info *image_info_start(const struct vb_remote_opts *remote, bool is
     ii->n = ii->v ? n : 0;
     bool complete = ii->v != NULL;
     for (size_t i = 0; i < ii->n; i++) {
+        bool want = image_info_wanted(disks[i]);
         ii->v[i].target = strdup(disks[i]->target);
-        if (image_info_wanted(disks[i]))
-            ii->v[i].path = strdup(disks[i]->path);
-        complete = complete && ii->v[i].target && (!image_info_wanted(disks[i]) || ii->v[i].path);
+        ii->v[i].path = want ? strdup(disks[i]->path) : NULL;
+        complete = complete && ii->v[i].target && (!want || ii->v[i].path);
     }
     if (!complete || (remote->uri && !ii->remote.uri)) {
         free_all(ii);
@@ -142,7 +142,7 @@ int image_info_get(struct image_info *ii, size_t i, struct vb_host *host, const 
                    size_t *len, struct vb_error *err)
 {
     if (!ii || i >= ii->n)
-        return vb_error_set(err, "image information: out of memory");
+        return vb_error_set(err, "internal error: image information of disk %zu not started", i);
     struct image *im = &ii->v[i];
     if (!im->path)
         return vb_error_set(err, "%s: internal error: no image information wanted", im->target);
