@@ -28,6 +28,8 @@ PACKAGES=(
     jq e2fsprogs xxd python3-lz4 time hyperfine
     # remote tests: a loopback sshd, TLS certificates, a SASL-authenticated libvirtd listener
     openssh-server openssh-client gnutls-bin sasl2-bin libsasl2-modules
+    # remote tests: a second SSH session turned away (connlimit)
+    iptables
     # fuzzing (libFuzzer) and man page lint
     clang libclang-rt-14-dev mandoc
 )

@@ -67,6 +67,21 @@ jobdir=$(sed -n "s|.*<scratch file='\(.*\)/scratch.vda'/>.*|\1|p" <<<"$out" | he
 [ -n "$jobdir" ] || tb_fail "no scratch file in the job XML: $out"
 [ ! -e "$jobdir" ] || tb_fail "the remote job directory $jobdir was left behind"
 
+tb_step "qemu-img info over the main SSH session when the server turns a second one away"
+# The image-information thread opens its own SSH session so that the command runs during the
+# copy. Open are libvirt's qemu+ssh connection and our main session: a third is refused.
+tb_on_exit sshd_unlimit
+sshd_limit_connections 2
+out=$("$VIRTBACKUP" -n -v -d "$DOM" -l copy -o "$TB_WORKDIR/onesession" -U "$URI" \
+    -I 127.0.0.1 -P "$PORT" 2>&1) || tb_fail "remote copy with one SSH session failed: $out"
+sshd_unlimit
+grep -q "image information: no second SSH session" <<<"$out" ||
+    tb_fail "a second SSH session was not refused (connlimit), or its failure went unnoticed: $out"
+grep -q "ssh 127.0.0.1:$SSHD_PORT: 'qemu-img' 'info'" <<<"$out" ||
+    tb_fail "qemu-img info did not run over the main session: $out"
+tb_assert_eq "$(jq -r .filename "$TB_WORKDIR/onesession/vda.copy.qcow.json")" "$IMG0" \
+    "the image in the copy's qcow.json"
+
 tb_step "incremental (-z) of the running remote domain"
 tb_qemu_io "$DOM" vda "write -P 0x33 8M 1M"
 tb_qemu_io "$DOM" vda "write -z 64M 1M"

@@ -15,6 +15,10 @@
 #                    TEST_REMOTE_URI  qemu+ssh://root@127.0.0.1:2222/system?keyfile=$SSH_KEY&no_verify=1
 #   sshd_stop      stops our sshd (never another one); safe to call when none runs
 #   sshd_check_libvirt   `virsh -c "$TEST_REMOTE_URI" list --all` must work (libvirt over ssh)
+#   sshd_limit_connections N   refuses (TCP reset) every new connection to our sshd beyond N
+#                  open ones, through an iptables rule tagged with this shell's pid, to test
+#                  what a tool does when the server turns a further SSH session away
+#   sshd_unlimit   removes that rule; sshd_start removes those of runs that are gone
 #
 # Config: AuthorizedKeysFile is $SSHD_DIR/authorized_keys (root's own ~/.ssh is not used),
 # PermitRootLogin prohibit-password, no passwords, StrictModes no (the state dir lies under
@@ -115,7 +119,34 @@ sshd_make_keys() {
     install -m 0600 "$SSHD_DIR/id_ed25519.pub" "$SSHD_DIR/authorized_keys"
 }
 
+# sshd_drop_limits ALL: deletes the connection-limit rules of runs that are gone, or with
+# ALL=all also this shell's own.
+sshd_drop_limits() {
+    local line pid words
+    command -v iptables >/dev/null || return 0
+    while IFS= read -r line; do
+        pid=${line##*--comment vbtest-sshd-limit-}
+        pid=${pid%% *}
+        if [ "$1" = all ] && [ "$pid" = "$$" ] || ! kill -0 "$pid" 2>/dev/null; then
+            # the comment holds no spaces: the rule's words split as iptables -S printed them
+            read -ra words <<<"${line/#-A/-D}"
+            iptables "${words[@]}" || sshd_log "could not delete the rule: $line"
+        fi
+    done < <(iptables -S INPUT 2>/dev/null | grep -e "--comment vbtest-sshd-limit-[0-9]" || true)
+}
+
+sshd_limit_connections() {
+    command -v iptables >/dev/null || sshd_die "iptables missing (scripts/install-deps.sh installs it)"
+    iptables -I INPUT -p tcp --syn -d "$SSHD_ADDR" --dport "$SSHD_PORT" \
+        -m connlimit --connlimit-above "$1" --connlimit-mask 32 \
+        -m comment --comment "vbtest-sshd-limit-$$" -j REJECT --reject-with tcp-reset ||
+        sshd_die "iptables could not add the connection limit (netfilter's connlimit match)"
+}
+
+sshd_unlimit() { sshd_drop_limits all; }
+
 sshd_start() {
+    sshd_drop_limits gone
     if ! command -v ssh-keygen >/dev/null || ! command -v ssh >/dev/null || [ ! -x "$SSHD_BIN" ]; then
         sshd_die "openssh-server/openssh-client missing (scripts/install-deps.sh installs them)"
     fi
