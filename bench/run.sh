@@ -340,7 +340,8 @@ apply_change() {
 # rss_floor_note DOMAIN: the peak RSS no libvirt client can go below here (rss_floor.c: load
 # libvirt, connect, read the domain's XML), next to the incremental's RSS target.
 rss_floor_note() {
-    local bin="$BL_WORKDIR/rss_floor" kib loaded connected withxml
+    local bin="$BL_WORKDIR/rss_floor" kib loaded connected withxml ours
+    rss_mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
     # shellcheck disable=SC2046 # pkg-config gives several words
     if ! cc -O2 -o "$bin" "$BENCH_DIR/rss_floor.c" $(pkg-config --cflags --libs libvirt) 2>"$BL_LOGDIR/rss_floor.log"; then
         bl_note rss-floor "rss_floor.c did not build: $(tail -1 "$BL_LOGDIR/rss_floor.log")"
@@ -351,7 +352,11 @@ rss_floor_note() {
         return 0
     }
     read -r loaded connected withxml <<<"$kib"
-    bl_note rss-floor "a C program that only loads libvirt is $(awk -v k="$loaded" 'BEGIN {printf "%.1f", k / 1024}') MiB resident; connected to $BL_URI $(awk -v k="$connected" 'BEGIN {printf "%.1f", k / 1024}') MiB; with the domain's XML read $(awk -v k="$withxml" 'BEGIN {printf "%.1f", k / 1024}') MiB (rss_floor.c): the floor under the tools' peak RSS"
+    # virtbackup --version loads every library the tool links (libnbd, liblz4, libarchive,
+    # ...) and connects to nothing: what those add to libvirt's share.
+    ours=$(/usr/bin/time -f %M "$VIRTBACKUP" --version 2>&1 >/dev/null | tail -1)
+    [[ "$ours" =~ ^[0-9]+$ ]] && ours="; virtbackup --version (all its libraries loaded, no connection) $(rss_mib "$ours") MiB" || ours=""
+    bl_note rss-floor "a C program that only loads libvirt is $(rss_mib "$loaded") MiB resident; connected to $BL_URI $(rss_mib "$connected") MiB; with the domain's XML read $(rss_mib "$withxml") MiB (rss_floor.c)$ours: the floor under the tools' peak RSS"
 }
 
 case_inc() {
