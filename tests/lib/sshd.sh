@@ -119,8 +119,8 @@ sshd_make_keys() {
     install -m 0600 "$SSHD_DIR/id_ed25519.pub" "$SSHD_DIR/authorized_keys"
 }
 
-# sshd_drop_limits ALL: deletes the connection-limit rules of runs that are gone, or with
-# ALL=all also this shell's own.
+# sshd_drop_limits gone|all: deletes the connection-limit rules of runs that are gone; with
+# "all" also this shell's own.
 sshd_drop_limits() {
     local line pid words
     command -v iptables >/dev/null || return 0
