@@ -188,23 +188,22 @@ static int adjust(const struct restore_opts *o, struct restore_config *cfg,
         if (!d->target)
             continue;
         const struct restored_disk *r = find_restored(rd, nrd, d->target);
-        const char *why = NULL;
-        if (strcmp(d->device, "cdrom") == 0 || strcmp(d->device, "floppy") == 0)
+        bool removable = strcmp(d->device, "cdrom") == 0 || strcmp(d->device, "floppy") == 0;
+        if (!removable && r && r->ok) {
+            int rc =
+                domxml_set_disk_file(cfg->dom, d->target, r->path, r->format, r->data_file, err);
+            if (rc < 0)
+                return -1;
+            continue;
+        }
+        const char *why = "not restored";
+        if (removable)
             why = d->device;
-        else if (r && r->ok)
-            why = NULL;
         else if (d->format && strcmp(d->format, "raw") == 0 && !o->raw)
             why = "raw disk, not restored without --raw";
-        else
-            why = "not restored";
-        if (why) {
-            vb_info("config: removing disk %s (%s)", d->target, why);
-            if (domxml_remove_disk(cfg->dom, d->target, err) < 0)
-                return -1;
-        } else if (domxml_set_disk_file(cfg->dom, d->target, r->path, r->format, r->data_file,
-                                        err) < 0) {
+        vb_info("config: removing disk %s (%s)", d->target, why);
+        if (domxml_remove_disk(cfg->dom, d->target, err) < 0)
             return -1;
-        }
     }
     domxml_drop_backing_stores(cfg->dom);
     domxml_remove_uuid(cfg->dom);
