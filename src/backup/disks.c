@@ -84,6 +84,12 @@ void prepare_jobs(struct run *r)
     for (size_t i = 0; i < r->njobs; i++) {
         struct disk_job *j = &r->jobs[i];
         const char *t = j->disk->target;
+        /* again after a lost bitmap turned the run into a new base (start_job) */
+        free(j->file);
+        free(j->socket);
+        free(j->export_name);
+        free((char *)j->bitmap);
+        j->bitmap = NULL;
         char name[1024];
         if (j->raw_output || r->level == LEVEL_COPY)
             snprintf(name, sizeof name, "%s.copy.data", t);

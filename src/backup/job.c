@@ -187,12 +187,11 @@ int job_begin(virDomainPtr dom, const struct job_spec *spec, struct vb_error *er
             vb_debug("checkpoint XML:\n%s", cxml);
         if (virDomainBackupBegin(dom, bxml, cxml, 0) < 0) {
             virErrorPtr e = virGetLastError();
-            if (e && e->code == VIR_ERR_CHECKPOINT_INCONSISTENT)
-                rc = vb_virt_error(err,
-                                   "cannot start the backup job: the dirty bitmaps are "
-                                   "inconsistent with checkpoint %s (run a full backup)",
-                                   spec->incremental ? spec->incremental : "?");
-            else if (strstr(vb_virt_last_error(), "qcow2 v2"))
+            if (e && e->code == VIR_ERR_CHECKPOINT_INCONSISTENT) {
+                vb_virt_error(err, "cannot use checkpoint %s",
+                              spec->incremental ? spec->incremental : "?");
+                rc = JOB_BEGIN_INCONSISTENT;
+            } else if (strstr(vb_virt_last_error(), "qcow2 v2"))
                 rc = vb_virt_error(err, "cannot start the backup job (a qcow2 v2 image cannot "
                                         "keep checkpoints: upgrade it with 'qemu-img amend -o "
                                         "compat=1.1', exclude it with -x, or use -l copy)");
@@ -329,7 +328,7 @@ bool checkpoint_valid(virDomainPtr dom, const char *name, struct vb_error *err)
             ok = true;
             virDomainCheckpointFree(again);
         } else {
-            vb_virt_error(err, "checkpoint %s is inconsistent", name);
+            vb_virt_error(err, "cannot use checkpoint %s", name);
         }
     }
     free(xml);

@@ -28,7 +28,13 @@ struct job_spec {
 char *job_backup_xml(const struct job_spec *spec);
 char *job_checkpoint_xml(const struct job_spec *spec);
 
-/* virDomainBackupBegin with the checkpoint; explains bitmap inconsistencies. */
+/* What job_begin returns when libvirt found the incremental parent's bitmap missing or broken
+ * (VIR_ERR_CHECKPOINT_INCONSISTENT): err says "cannot use checkpoint <parent>: ...". The
+ * caller may fall back to a full backup (chains.md, lost bitmap). */
+#define JOB_BEGIN_INCONSISTENT (-2)
+
+/* virDomainBackupBegin with the checkpoint; explains the usual failures. 0, -1 or
+ * JOB_BEGIN_INCONSISTENT. */
 int job_begin(virDomainPtr dom, const struct job_spec *spec, struct vb_error *err);
 /* Ends the pull job (virDomainAbortJob is how a pull job is finished). */
 int job_end(virDomainPtr dom, struct vb_error *err);

@@ -174,6 +174,25 @@ static void qemu_owner(struct run *r, int *uid, int *gid)
         vb_warn("domain %s: no DAC label, the job directory stays root-only", r->info.name);
 }
 
+/* job_begin with the domain paused (--pause) and its file systems frozen around it. */
+static int begin_quiesced(struct run *r, const struct job_spec *spec, struct vb_error *err)
+{
+    bool paused = false, frozen = false;
+    if (r->o->pause) {
+        if (virDomainSuspend(r->dom) < 0)
+            vb_warn("cannot pause the domain: %s", vb_virt_last_error());
+        else
+            paused = true;
+    }
+    freeze(r, &frozen);
+    int rc = job_begin(r->dom, spec, err);
+    if (frozen)
+        thaw(r);
+    if (paused && virDomainResume(r->dom) < 0)
+        vb_warn("cannot resume the domain: %s", vb_virt_last_error());
+    return rc;
+}
+
 int start_job(struct run *r, struct vb_error *err)
 {
     int uid, gid;
@@ -215,19 +234,19 @@ int start_job(struct run *r, struct vb_error *err)
         .bitmap_disks = bitmaps,
         .nbitmap_disks = nb,
     };
-    bool paused = false, frozen = false;
-    if (r->o->pause) {
-        if (virDomainSuspend(r->dom) < 0)
-            vb_warn("cannot pause the domain: %s", vb_virt_last_error());
-        else
-            paused = true;
+    int rc = begin_quiesced(r, &spec, err);
+    if (rc == JOB_BEGIN_INCONSISTENT && spec.incremental) {
+        /* libvirt found the parent's bitmap missing or broken (prepare_checkpoints leaves
+         * that check to the job's start); nothing was started, so begin again as a full */
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        rc = fall_back_to_new_base(r, why, err);
+        if (rc == 0) {
+            prepare_jobs(r);
+            spec.incremental = NULL;
+            rc = begin_quiesced(r, &spec, err);
+        }
     }
-    freeze(r, &frozen);
-    int rc = job_begin(r->dom, &spec, err);
-    if (frozen)
-        thaw(r);
-    if (paused && virDomainResume(r->dom) < 0)
-        vb_warn("cannot resume the domain: %s", vb_virt_last_error());
     free(jp);
     free(bitmaps);
     if (rc < 0)

@@ -43,6 +43,9 @@ struct run {
 /* levels.c */
 int resolve_level(struct run *r, struct vb_error *err);
 int prepare_checkpoints(struct run *r, struct vb_error *err);
+/* The parent checkpoint's bitmap is lost (why says how): an inc becomes a full recorded as a
+ * new base, with libvirt's checkpoints and their bitmaps removed; a diff fails. */
+int fall_back_to_new_base(struct run *r, const char *why, struct vb_error *err);
 int commit_chain(struct run *r, struct vb_error *err);
 
 /* mode.c */

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Checkpoint handling and less common options of virtbackup: checkpoints libvirt forgot are
 # redefined from checkpoints/ (or -C), a foreign checkpoint is refused, --no-sparse-detection
-# saves zeroed dirty ranges as data, --pause leaves a running domain running, and no job
-# directory or socket is left behind.
+# saves zeroed dirty ranges as data, --pause leaves a running domain running, a bitmap lost
+# at run time refuses a diff and makes an inc a new base, and no job directory or socket is
+# left behind.
 set -euo pipefail
 source "$(dirname "$0")/../lib/testbed.sh"
 source "$(dirname "$0")/../lib/chain.sh"
@@ -64,6 +65,50 @@ tb_virsh resume "$DOM" >/dev/null
 vb_backup -d "$DOM" -l inc -o "$OUT" -C "$CPDIR" --pause
 tb_assert_eq "$(tb_virsh domstate "$DOM" | head -1)" running "state after --pause"
 tb_virsh suspend "$DOM" >/dev/null
+
+# lose_bitmap: qemu drops the bitmap of the chain's last checkpoint; libvirt still lists it.
+lose_bitmap() {
+    local last node
+    last=$(jq -r '.[-1]' "$OUT/$DOM.cpt")
+    node=$(tb_virsh qemu-monitor-command "$DOM" '{"execute":"query-block"}' |
+        jq -r --arg b "$last" '.return[].inserted | select(.["dirty-bitmaps"] // [] |
+            map(.name) | index($b) != null) | .["node-name"]')
+    [ -n "$node" ] || tb_fail "no block node holds bitmap $last"
+    tb_virsh qemu-monitor-command "$DOM" \
+        "{\"execute\":\"block-dirty-bitmap-remove\",\"arguments\":{\"node\":\"$node\",\"name\":\"$last\"}}" >/dev/null
+    tb_virsh checkpoint-list "$DOM" --name | grep -qx "$last" || tb_fail "libvirt forgot $last too"
+}
+
+# Without --threshold libvirt's check of the parent's bitmaps at the job's start decides (the
+# run begins again as a full); with it the parent is validated before its size is read.
+tb_step "a bitmap lost while the domain runs: diff refused, inc falls back to a new base"
+lose_bitmap
+cpt_before=$(cat "$OUT/$DOM.cpt")
+vb_backup_fails "cannot take a differential backup: cannot use checkpoint virtnbdbackup.4: checkpoint inconsistent" \
+    -d "$DOM" -l diff -o "$OUT" -C "$CPDIR"
+tb_assert_eq "$(cat "$OUT/$DOM.cpt")" "$cpt_before" ".cpt after the refused diff"
+! ls "$OUT"/vda.diff.* 2>/dev/null || tb_fail "the refused diff left a file"
+tb_qemu_io "$DOM" vda "write -P 0x44 3M 1M"
+out=$("$VIRTBACKUP" -n -d "$DOM" -l inc -o "$OUT" -C "$CPDIR" 2>&1) || tb_fail "inc failed: $out"
+grep -q "cannot use checkpoint virtnbdbackup.4: checkpoint inconsistent.*new base" <<<"$out" ||
+    tb_fail "the fallback was not reported: $out"
+assert_meta "$OUT/vda.inc.virtnbdbackup.5.data" false virtnbdbackup.5 "" false
+tb_snapshot_image "$DOM" vda "$TB_WORKDIR/now.raw"
+apply_compare "$TB_WORKDIR/now.raw" "new base after a bitmap lost at run time" "$OUT"/vda.*.data
+
+tb_step "the same with --threshold: the parent is validated before the job"
+lose_bitmap
+tb_qemu_io "$DOM" vda "write -P 0x45 5M 1M"
+out=$("$VIRTBACKUP" -n -d "$DOM" -l inc -T 1 -o "$OUT" -C "$CPDIR" 2>&1) ||
+    tb_fail "inc -T 1 failed: $out"
+grep -q "cannot use checkpoint virtnbdbackup.5: checkpoint inconsistent.*new base" <<<"$out" ||
+    tb_fail "the fallback was not reported: $out"
+assert_meta "$OUT/vda.inc.virtnbdbackup.6.data" false virtnbdbackup.6 "" false
+tb_qemu_io "$DOM" vda "write -P 0x46 7M 1M"
+vb_backup -d "$DOM" -l inc -o "$OUT" -C "$CPDIR"
+assert_meta "$OUT/vda.inc.virtnbdbackup.7.data" true virtnbdbackup.7 virtnbdbackup.6 false
+tb_snapshot_image "$DOM" vda "$TB_WORKDIR/now.raw"
+apply_compare "$TB_WORKDIR/now.raw" "inc after the second new base" "$OUT"/vda.*.data
 
 tb_step "nothing left behind: no job directory, socket or scratch file"
 leftover=$(comm -13 <(echo "$JOBDIRS_BEFORE") <(jobdirs))
