@@ -42,13 +42,11 @@ static int put_file(const struct meta_out *out, const char *name, const char *fr
 }
 
 /* osinfo.<ident>: what the guest agent reports (virDomainGetGuestInfo), as a JSON object.
- * Only for domains with an agent channel; an agent that does not answer is a warning. */
-static int save_osinfo(virDomainPtr dom, const struct meta_out *out, const char *ident,
+ * Only for domains with an agent channel (agent: the domain XML has one); an agent that
+ * does not answer is a warning. */
+static int save_osinfo(virDomainPtr dom, bool agent, const struct meta_out *out, const char *ident,
                        struct vb_error *err)
 {
-    char *xml = virDomainGetXMLDesc(dom, 0);
-    bool agent = xml && strstr(xml, "org.qemu.guest_agent.0");
-    free(xml);
     int state, reason;
     if (!agent || virDomainGetState(dom, &state, &reason, 0) < 0 || state != VIR_DOMAIN_RUNNING)
         return 0;
@@ -115,6 +113,7 @@ int metadata_save(struct vb_host *host, virDomainPtr dom, const struct vb_domain
         return vb_virt_error(err, "cannot read the domain XML");
     snprintf(path, sizeof path, "vmconfig.%s.xml", ident);
     int rc = put_buffer(&out, path, xml, strlen(xml), err);
+    bool agent = strstr(xml, "org.qemu.guest_agent.0") != NULL;
     free(xml);
     if (rc < 0)
         return -1;
@@ -167,7 +166,7 @@ int metadata_save(struct vb_host *host, virDomainPtr dom, const struct vb_domain
         }
     }
 
-    if (save_osinfo(dom, &out, ident, err) < 0)
+    if (save_osinfo(dom, agent, &out, ident, err) < 0)
         return -1;
 
     int autostart = 0;
