@@ -14,6 +14,7 @@
 #include "log.h"
 #include "nbd_proto.h"
 #include "overlay.h"
+#include "overlay_identity.h"
 #include "stream_verify.h"
 
 #define CACHE_CHUNK (4u * 1024 * 1024) /* NBD_CMD_CACHE reads ahead in pieces of this size */
@@ -58,23 +59,6 @@ static void export_free(struct map_export *ex)
     free(ex->name);
     free(ex->description);
     free(ex);
-}
-
-/* Names the chain and point in time, so that a saved overlay is never applied to another. */
-static char *identity(const struct map_disk *disk, uint64_t size)
-{
-    size_t len = 64;
-    for (size_t i = 0; i < disk->nfiles; i++)
-        len += strlen(disk->paths[i]) + 1;
-    char *id = malloc(len);
-    if (!id)
-        return NULL;
-    int n = snprintf(id, len, "%" PRIu64, size);
-    for (size_t i = 0; i < disk->nfiles; i++) {
-        const char *b = strrchr(disk->paths[i], '/');
-        n += snprintf(id + n, len - (size_t)n, "%c%s", i ? ',' : ':', b ? b + 1 : disk->paths[i]);
-    }
-    return id;
 }
 
 static int open_chain(struct map_export *ex, const struct map_disk *disk, struct block_cache *cache,
@@ -141,11 +125,12 @@ struct map_export *export_open(const char *name, const struct map_disk *disk,
         goto fail;
     }
     if (overlay_dir) {
-        char *id = identity(disk, ex->size);
-        if (!id) {
-            vb_error_set(err, "out of memory");
+        /* names the chain and point in time: a saved overlay is never applied to another */
+        char *id = disk->raw_image
+                       ? overlay_identity_raw(ex->raw_fd, disk->paths[0], ex->size, err)
+                       : overlay_identity_chain(ex->files, disk->paths, ex->nfiles, ex->size, err);
+        if (!id)
             goto fail;
-        }
         ex->ovl = overlay_open(overlay_dir, name, ex->size, id, err);
         free(id);
         if (!ex->ovl)
@@ -345,9 +330,9 @@ static int modify_locked(struct map_export *ex, struct export_io *io, uint64_t o
     pthread_rwlock_wrlock(&ex->lock);
     int rc = modify(ex, io, off, len, src, err);
     pthread_rwlock_unlock(&ex->lock);
-    /* FUA: the data must be stable when we reply; the map is saved at the next flush */
+    /* FUA: the write must be durable when we reply, data and map, as after a flush */
     if (rc == 0 && fua)
-        rc = overlay_datasync(ex->ovl, err);
+        rc = overlay_sync(ex->ovl, &ex->lock, err);
     return rc;
 }
 
@@ -367,11 +352,8 @@ int export_flush(struct map_export *ex, struct vb_error *err)
 {
     if (!ex->ovl)
         return 0;
-    /* the map is written under the read lock: writers cannot change it meanwhile */
-    pthread_rwlock_rdlock(&ex->lock);
-    int rc = overlay_sync(ex->ovl, err);
-    pthread_rwlock_unlock(&ex->lock);
-    return rc;
+    /* writers wait only while the changes to save are collected, not while they are synced */
+    return overlay_sync(ex->ovl, &ex->lock, err);
 }
 
 int export_cache(struct map_export *ex, struct export_io *io, uint64_t off, uint64_t len,

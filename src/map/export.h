@@ -45,7 +45,8 @@ bool export_readonly(const struct map_export *ex);
 /* A one-line description for NBD_OPT_LIST and logs. */
 const char *export_description(const struct map_export *ex);
 
-/* All ranges must lie inside the disk (the server validates them first). */
+/* All ranges must lie inside the disk (the server validates them first). fua: durable (data
+ * and map) before the call returns, as if a flush followed. */
 int export_read(struct map_export *ex, struct export_io *io, uint64_t off, size_t len, void *dst,
                 struct vb_error *err);
 int export_write(struct map_export *ex, struct export_io *io, uint64_t off, size_t len,
@@ -54,6 +55,8 @@ int export_write(struct map_export *ex, struct export_io *io, uint64_t off, size
  * anything; zeroes are the simplest answer and keep the overlay sparse). */
 int export_zero(struct map_export *ex, struct export_io *io, uint64_t off, uint64_t len, bool fua,
                 struct vb_error *err);
+/* Every write that completed before the call is durable when it returns, whatever other
+ * connections' flushes are doing meanwhile. */
 int export_flush(struct map_export *ex, struct vb_error *err);
 /* NBD_CMD_CACHE: reads ahead so that later reads are served from memory. */
 int export_cache(struct map_export *ex, struct export_io *io, uint64_t off, uint64_t len,

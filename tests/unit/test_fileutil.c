@@ -16,8 +16,7 @@
 
 #define WRITERS 6
 #define ROUNDS  150
-#define VERSION 3000 /* bytes of each version: more than one write() of a pipe, less than a page   \
-                      */
+#define VERSION 3000 /* bytes of each version */
 
 struct writer {
     int id;
