@@ -1,5 +1,6 @@
 #include "overlay.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -339,23 +341,50 @@ static int load_map(struct overlay *o, const struct overlay_mapfile *m, struct v
     return 0;
 }
 
-static int open_data(struct overlay *o, bool have_map, struct vb_error *err)
+/* Opens (or creates) the data file and locks it: one process at a time uses an overlay, so
+ * that two never interleave their logs and checkpoints. *created: it did not exist. */
+static int open_data(struct overlay *o, bool *created, struct vb_error *err)
 {
-    bool created = false;
-    o->fd = open(o->data_path, O_RDWR | O_CLOEXEC);
-    if (o->fd < 0 && errno == ENOENT && !have_map) {
-        o->fd = open(o->data_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        created = o->fd >= 0;
+    *created = false;
+    for (int attempt = 0; o->fd < 0 && attempt < 2; attempt++) {
+        o->fd = open(o->data_path, O_RDWR | O_CLOEXEC);
+        if (o->fd < 0 && errno == ENOENT) {
+            o->fd = open(o->data_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            *created = o->fd >= 0;
+        }
+        if (o->fd < 0 && errno != EEXIST) /* EEXIST: created meanwhile, open that */
+            break;
     }
-    if (o->fd < 0 && errno == ENOENT)
-        return vb_error_set(err, "%s: missing, but its map %s is there", o->data_path, o->map_path);
     if (o->fd < 0)
         return vb_error_errno(err, "%s: cannot open the overlay file", o->data_path);
-    struct stat st;
-    if (fstat(o->fd, &st) == 0 && (uint64_t)st.st_size != o->size &&
-        ftruncate(o->fd, (off_t)o->size) < 0)
-        return vb_error_errno(err, "%s: cannot size the overlay file", o->data_path);
-    return created ? vb_fsync_dir_of(o->data_path, err) : 0;
+    if (flock(o->fd, LOCK_EX | LOCK_NB) < 0)
+        return errno == EWOULDBLOCK
+                   ? vb_error_set(err, "%s: in use by another virtmap", o->data_path)
+                   : vb_error_errno(err, "%s: cannot lock", o->data_path);
+    return 0;
+}
+
+/* Removes the temporaries of map and log saves that a crash left (the overlay is locked:
+ * nobody is writing them). */
+static void remove_stale_temporaries(const char *dir, const char *name)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "%s.overlay.map", name);
+    for (struct dirent *e; (e = readdir(d));) {
+        /* <name>.overlay.map.XXXXXX.partial or <name>.overlay.maplog.XXXXXX.partial */
+        size_t pl = strlen(prefix), l = strlen(e->d_name);
+        const char *rest = e->d_name + pl;
+        if (l < pl || strncmp(e->d_name, prefix, pl) != 0)
+            continue;
+        if (strncmp(rest, "log", 3) == 0)
+            rest += 3;
+        if (strlen(rest) == 15 && rest[0] == '.' && strcmp(rest + 7, ".partial") == 0)
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
 }
 
 struct overlay *overlay_open(const char *dir, const char *name, uint64_t size, const char *identity,
@@ -366,6 +395,7 @@ struct overlay *overlay_open(const char *dir, const char *name, uint64_t size, c
         vb_error_set(err, "out of memory");
         return NULL;
     }
+    bool created = false;
     o->fd = -1;
     pthread_mutex_init(&o->sync_lock, NULL);
     o->size = size;
@@ -383,12 +413,17 @@ struct overlay *overlay_open(const char *dir, const char *name, uint64_t size, c
         vb_error_set(err, "out of memory");
         goto fail;
     }
+    if (open_data(o, &created, err) < 0)
+        goto fail;
+    remove_stale_temporaries(dir, name);
     struct overlay_mapfile m;
     int rc = overlay_mapfile_read(o->map_path, &m, err);
     if (rc < 0)
         goto fail;
     if (rc == 0) {
-        rc = load_map(o, &m, err);
+        rc = created ? vb_error_set(err, "%s: missing, but its map %s is there", o->data_path,
+                                    o->map_path)
+                     : load_map(o, &m, err);
         overlay_mapfile_free(&m);
         if (rc < 0)
             goto fail;
@@ -403,10 +438,18 @@ struct overlay *overlay_open(const char *dir, const char *name, uint64_t size, c
             goto fail;
         }
     }
-    if (open_data(o, rc == 0, err) < 0)
+    struct stat st;
+    if (fstat(o->fd, &st) == 0 && (uint64_t)st.st_size != o->size &&
+        ftruncate(o->fd, (off_t)o->size) < 0) {
+        vb_error_errno(err, "%s: cannot size the overlay file", o->data_path);
+        goto fail;
+    }
+    if (created && vb_fsync_dir_of(o->data_path, err) < 0)
         goto fail;
     return o;
 fail:
+    if (created) /* nothing of a refused overlay is left behind */
+        unlink(o->data_path);
     overlay_free(o);
     return NULL;
 }

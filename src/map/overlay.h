@@ -11,8 +11,9 @@
  * since the last sync to the log and syncs it: what a sync acknowledged survives a crash. When
  * the log has grown past the map's size (plus 4 MiB), and at a clean close, the whole map is
  * saved instead and a new log started. Opening loads the map and replays the log.
- * Reads, writes and marks are not locked here: the export serialises writers against readers
- * and syncs (overlay_sync takes its lock for reading while it collects the changes). */
+ * One process at a time uses an overlay (a lock on the data file). Reads, writes and marks
+ * are not locked here: the export serialises writers against readers and syncs (overlay_sync
+ * takes its lock for reading while it collects the changes). */
 #ifndef VM_OVERLAY_H
 #define VM_OVERLAY_H
 

@@ -4,8 +4,8 @@
 # -9: 4096 reads Y), then 6 rounds of random writes and zeroes (aligned and not, some with
 # FUA) and flushes through a real NBD client, killed at a random point, each round checked
 # sector by sector against the journal of what was acknowledged, with untouched regions
-# still reading the backup. A damaged map and one of the older format are refused with one
-# line naming the file.
+# still reading the backup. A second virtmap on an overlay in use, a damaged map and one of
+# the older format are refused with one line naming the file.
 set -euo pipefail
 source "$(dirname "$0")/../lib/testbed.sh"
 source "$(dirname "$0")/../lib/chain.sh"
@@ -56,6 +56,16 @@ done
 cmp -s <(tail -c +$((LIMIT + 1)) "$W/base.raw") <(tail -c +$((LIMIT + 1)) "$W/a.raw") ||
     tb_fail "the region no request touched does not read the backup"
 no_temporaries "$OVL"
+
+tb_step "a second virtmap on an overlay in use is refused; the first one goes on"
+start_map -i "$W/a" --overlay "$OVL"
+rc=0
+out=$("$VIRTMAP" -d none --socket "$W/other.sock" -i "$W/a" --overlay "$OVL" --run true 2>&1) ||
+    rc=$?
+tb_assert_eq 1 "$rc" "exit status of a second virtmap on one overlay"
+grep -qF "$OVL/vda.overlay: in use by another virtmap" <<<"$out" || tb_fail "no clear refusal: $out"
+nbdsh -u "$URI" -c 'h.pwrite(b"\x42" * 4096, 0, nbd.CMD_FLAG_FUA)' || tb_fail "the first one stopped"
+stop_map
 
 tb_step "a damaged map is refused with one line naming it"
 MAP=$W/ovl-random/vda.overlay.map

@@ -2,8 +2,9 @@
  * dies without closing), also with concurrent syncs and across checkpoints; a torn last log
  * record is cut off; a damaged map or log, an old-format map, a log without its map or a map
  * without its data file are refused naming the file; a stale log (folded into a newer map
- * already) is ignored; a foreign identity is refused naming both; identities tell raw images
- * of one size apart. */
+ * already) is ignored; a second user of an overlay is refused and a crashed save's
+ * temporaries are removed; a foreign identity is refused naming both; identities tell raw
+ * images of one size apart. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -381,6 +382,48 @@ static void test_growing_log(void)
     CHECK(overlay_close(o, &err) == 0);
 }
 
+/* One process at a time: a second open of the same overlay is refused while the first is
+ * open; temporaries of a crashed save are removed, nothing else. */
+static void test_lock_and_leftovers(void)
+{
+    const char *dir = dir_path("lock");
+    mkdir(dir, 0755);
+    struct vb_error err = {0};
+    struct overlay *o = overlay_open(dir, "vda", SIZE, ID, &err);
+    CHECK_MSG(o != NULL, "%s", err.msg);
+    expect_refused(dir, ID, "vda.overlay: in use by another virtmap", NULL);
+    CHECK(o && put_block(o, 1, 1, &err) == 0 && overlay_close(o, &err) == 0);
+    const char *stale[] = {"vda.overlay.map.Ab3dE9.partial", "vda.overlay.maplog.zzzzzz.partial"};
+    const char *kept[] = {"vda.overlay.map.partial", "vdb.overlay.map.Ab3dE9.partial",
+                          "other.partial"};
+    char path[4300];
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, stale[i]);
+        CHECK(test_write_file(path, "x", 1) == 0);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, kept[i]);
+        CHECK(test_write_file(path, "x", 1) == 0);
+    }
+    o = overlay_open(dir, "vda", SIZE, ID, &err);
+    CHECK_MSG(o && has_block(o, 1, 1), "%s", err.msg);
+    overlay_close(o, &err);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, stale[i]);
+        CHECK_MSG(access(path, F_OK) < 0, "%s left", stale[i]);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, kept[i]);
+        CHECK_MSG(access(path, F_OK) == 0, "%s removed", kept[i]);
+    }
+    /* a refused open (another backup) leaves no data file behind in a fresh directory */
+    const char *fresh = dir_path("refused");
+    mkdir(fresh, 0755);
+    CHECK(test_write_file(file_in(fresh, ".maplog"), "x", 1) == 0);
+    expect_refused(fresh, ID, "there is no map", NULL);
+    CHECK(access(file_in(fresh, ""), F_OK) < 0);
+}
+
 static void test_identity(void)
 {
     const char *dir = dir_path("identity");
@@ -435,6 +478,7 @@ int main(void)
     test_stale_log();
     test_concurrent_syncs();
     test_growing_log();
+    test_lock_and_leftovers();
     test_identity();
     return test_finish("test_overlay");
 }
