@@ -22,7 +22,7 @@ start_map() {
     "$VIRTMAP" -d none --socket "$SOCK" --pidfile "$TB_WORKDIR/map.pid" "$@" >/dev/null \
         2>>"$TB_WORKDIR/map.log" &
     VMPID=$!
-    for _ in $(seq 1 200); do [ -s "$TB_WORKDIR/map.pid" ] && break; sleep 0.05; done
+    for _ in $(seq 1 600); do [ -s "$TB_WORKDIR/map.pid" ] && break; sleep 0.05; done
     [ -s "$TB_WORKDIR/map.pid" ] ||
         tb_fail "virtmap did not start: $(tail -3 "$TB_WORKDIR/map.log")"
 }
@@ -43,9 +43,9 @@ stop_map() {
     tb_assert_eq 0 "$rc" "virtmap exit status after SIGTERM"
 }
 
-# wait_file FILE WHAT: waits until FILE exists (a client got going), at most 30 s.
+# wait_file FILE WHAT: waits until FILE exists (a client got going), at most 120 s.
 wait_file() {
-    for _ in $(seq 1 600); do [ -e "$1" ] && return 0; sleep 0.05; done
+    for _ in $(seq 1 2400); do [ -e "$1" ] && return 0; sleep 0.05; done
     tb_fail "$2: $1 never appeared"
 }
 
