@@ -1,6 +1,7 @@
 #include "boot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libvirt/libvirt.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "domxml.h"
+#include "domxml_sanitize.h"
 #include "fileutil.h"
 #include "log.h"
 #include "virt.h"
@@ -102,31 +104,62 @@ static int rewrite_devices(xmlDocPtr doc, bool keep_nics, const char *socket_pat
     return 0;
 }
 
-/* Boot files: copies from the backup (<base>.<ident> or <base>) into the work directory.
- * A loader not in the backup is the host's read-only firmware and may stay; an nvram not in
- * the backup becomes a fresh file that libvirt creates from its template. */
-static int copy_boot_files(struct domxml *d, const char *dir, const char *ident,
-                           const char *workdir, struct vb_error *err)
+/* Opens <dir>/<name> if it is a regular file, not following a symbolic link (which could
+ * name any host file). -1 if there is no such plain file. */
+static int open_backup_file(const char *dir, const char *name)
 {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        return fd;
+    if (fd >= 0 || errno == ELOOP)
+        vb_warn("--boot: %s: not a regular file, not used as a boot file", path);
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* Boot files: copies from the backup (<base>.<ident> or <base>) into the work directory.
+ * A loader not in the backup may be the host's read-only firmware (the sanitizer decides
+ * unless --trust-config); an nvram not in the backup becomes a fresh file that libvirt
+ * creates from its template. *own gets the bits of the kinds now on our files. */
+static int copy_boot_files(struct domxml *d, const char *dir, const char *ident,
+                           const char *workdir, unsigned *own, struct vb_error *err)
+{
+    *own = 0;
     for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
         char *orig = domxml_boot_file(d, (enum domxml_boot_kind)k);
         if (!orig)
             continue;
         const char *base = strrchr(orig, '/') ? strrchr(orig, '/') + 1 : orig;
-        char from[4200], to[4200];
-        struct stat st;
-        snprintf(from, sizeof from, "%s/%s.%s", dir, base, ident);
-        if (stat(from, &st) < 0)
-            snprintf(from, sizeof from, "%s/%s", dir, base);
+        char name[600], to[4200];
+        int fd = -1;
+        if (*base && strcmp(base, ".") != 0 && strcmp(base, "..") != 0) {
+            snprintf(name, sizeof name, "%s.%s", base, ident);
+            if ((fd = open_backup_file(dir, name)) < 0) {
+                snprintf(name, sizeof name, "%s", base);
+                fd = open_backup_file(dir, name);
+            }
+        }
         snprintf(to, sizeof to, "%s/%s.%s", workdir, domxml_boot_kind_name(k), base);
         int rc = 0;
-        if (stat(from, &st) == 0) {
+        if (fd >= 0) {
+            /* copied through the descriptor: the file checked is the file copied */
+            char from[64];
+            snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
             rc = vb_copy_file_atomic(from, to, err);
+            close(fd);
+            if (rc < 0)
+                vb_error_prefix(err, "--boot: copying %s/%s", dir, name);
             if (rc == 0)
                 rc = domxml_set_boot_file(d, (enum domxml_boot_kind)k, to, err);
-            vb_debug("--boot: %s: copy of %s", domxml_boot_kind_name(k), from);
+            vb_debug("--boot: %s: copy of %s/%s", domxml_boot_kind_name(k), dir, name);
+            *own |= 1u << k;
         } else if (k == DOMXML_NVRAM) {
             rc = domxml_set_boot_file(d, (enum domxml_boot_kind)k, to, err);
+            *own |= 1u << k;
         } else if (k != DOMXML_LOADER) {
             rc = vb_error_set(err, "--boot: the backup holds no copy of %s %s",
                               domxml_boot_kind_name(k), orig);
@@ -138,8 +171,27 @@ static int copy_boot_files(struct domxml *d, const char *dir, const char *ident,
     return 0;
 }
 
+/* Unless trusted, only what a VM needs from the backup's domain XML (domxml_sanitize.h). */
+static int sanitize(struct domxml *d, bool trust_config, unsigned own, struct vb_error *err)
+{
+    if (trust_config) {
+        vb_warn("--boot --trust-config: the backup's vmconfig is used as it is, with every host "
+                "device, filesystem, file and emulator it names");
+        return 0;
+    }
+    struct domxml_drops drops;
+    if (domxml_sanitize(d, own, &drops, err) < 0)
+        return -1;
+    for (size_t i = 0; i < drops.n; i++)
+        vb_info("--boot: dropped %s%s%s%s from the backup's vmconfig (--trust-config keeps it)",
+                drops.v[i].what, drops.v[i].refs[0] ? " (" : "", drops.v[i].refs,
+                drops.v[i].refs[0] ? ")" : "");
+    domxml_drops_free(&drops);
+    return 0;
+}
+
 char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool keep_nics,
-                      const char *socket_path, struct map_export **ex, size_t n,
+                      bool trust_config, const char *socket_path, struct map_export **ex, size_t n,
                       const char *backup_dir, const char *ident, const char *workdir,
                       struct vb_error *err)
 {
@@ -156,7 +208,10 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool k
         goto out;
     domxml_remove_uuid(d);
     domxml_drop_backing_stores(d);
-    if (backup_dir && copy_boot_files(d, backup_dir, ident, workdir, err) < 0)
+    unsigned own = 0;
+    if (backup_dir && copy_boot_files(d, backup_dir, ident, workdir, &own, err) < 0)
+        goto out;
+    if (sanitize(d, trust_config, own, err) < 0)
         goto out;
     if (!(xml = domxml_format(d, err)))
         goto out;
@@ -227,8 +282,8 @@ struct boot_vm *boot_start(const struct map_options *o, const char *workdir,
     }
     if (read_vmconfig(o->input, ident, &cfg, &len, err) < 0)
         goto fail;
-    xml = boot_domain_xml(cfg, len, o->boot_name, o->keep_nics, socket_path, ex, n, o->input, ident,
-                          workdir, err);
+    xml = boot_domain_xml(cfg, len, o->boot_name, o->keep_nics, o->trust_config, socket_path, ex, n,
+                          o->input, ident, workdir, err);
     if (!xml)
         goto fail;
     if (!(vm->conn = vb_virt_connect(o->uri, err)))
