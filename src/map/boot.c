@@ -121,48 +121,67 @@ static int open_backup_file(const char *dir, const char *name)
     return -1;
 }
 
-/* Boot files: copies from the backup (<base>.<ident> or <base>) into the work directory.
- * A loader not in the backup may be the host's read-only firmware (the sanitizer decides
- * unless --trust-config); an nvram not in the backup becomes a fresh file that libvirt
- * creates from its template. *own gets the bits of the kinds now on our files. */
-static int copy_boot_files(struct domxml *d, const char *dir, const char *ident,
-                           const char *workdir, unsigned *own, struct vb_error *err)
+/* Boot files found in the backup (<base>.<ident> or <base>), opened: fd[kind], -1 where
+ * there is none. *own gets the kinds that will be on our files: those copies, and the nvram
+ * always (without a copy, a fresh file in the work directory that libvirt creates from its
+ * template). A kernel or initrd without a copy is an error. */
+static int find_boot_files(struct domxml *d, const char *dir, const char *ident,
+                           int fd[DOMXML_BOOT_KINDS], unsigned *own, struct vb_error *err)
 {
-    *own = 0;
+    *own = 1u << DOMXML_NVRAM;
+    for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
+        fd[k] = -1;
+        char *orig = domxml_boot_file(d, (enum domxml_boot_kind)k);
+        if (!orig)
+            continue;
+        const char *base = strrchr(orig, '/') ? strrchr(orig, '/') + 1 : orig;
+        char name[600];
+        if (*base && strcmp(base, ".") != 0 && strcmp(base, "..") != 0) {
+            snprintf(name, sizeof name, "%s.%s", base, ident);
+            if ((fd[k] = open_backup_file(dir, name)) < 0) {
+                snprintf(name, sizeof name, "%s", base);
+                fd[k] = open_backup_file(dir, name);
+            }
+        }
+        if (fd[k] >= 0) {
+            vb_debug("--boot: %s: copy of %s/%s", domxml_boot_kind_name(k), dir, name);
+            *own |= 1u << k;
+        } else if (k == DOMXML_KERNEL || k == DOMXML_INITRD) {
+            vb_error_set(err, "--boot: the backup holds no copy of %s %s", domxml_boot_kind_name(k),
+                         orig);
+            free(orig);
+            return -1;
+        }
+        free(orig);
+    }
+    return 0;
+}
+
+/* Points the boot files still in the XML at the work directory: copies of fd[kind], or
+ * for an nvram without one a fresh file. A loader without a copy stays where it is (the
+ * host's firmware, unless --trust-config let something else through). */
+static int copy_boot_files(struct domxml *d, const int fd[DOMXML_BOOT_KINDS], const char *workdir,
+                           struct vb_error *err)
+{
     for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
         char *orig = domxml_boot_file(d, (enum domxml_boot_kind)k);
         if (!orig)
             continue;
         const char *base = strrchr(orig, '/') ? strrchr(orig, '/') + 1 : orig;
-        char name[600], to[4200];
-        int fd = -1;
-        if (*base && strcmp(base, ".") != 0 && strcmp(base, "..") != 0) {
-            snprintf(name, sizeof name, "%s.%s", base, ident);
-            if ((fd = open_backup_file(dir, name)) < 0) {
-                snprintf(name, sizeof name, "%s", base);
-                fd = open_backup_file(dir, name);
-            }
-        }
+        char to[4200];
         snprintf(to, sizeof to, "%s/%s.%s", workdir, domxml_boot_kind_name(k), base);
         int rc = 0;
-        if (fd >= 0) {
+        if (fd[k] >= 0) {
             /* copied through the descriptor: the file checked is the file copied */
             char from[64];
-            snprintf(from, sizeof from, "/proc/self/fd/%d", fd);
+            snprintf(from, sizeof from, "/proc/self/fd/%d", fd[k]);
             rc = vb_copy_file_atomic(from, to, err);
-            close(fd);
             if (rc < 0)
-                vb_error_prefix(err, "--boot: copying %s/%s", dir, name);
-            if (rc == 0)
+                vb_error_prefix(err, "--boot: copying the %s %s", domxml_boot_kind_name(k), orig);
+            else
                 rc = domxml_set_boot_file(d, (enum domxml_boot_kind)k, to, err);
-            vb_debug("--boot: %s: copy of %s/%s", domxml_boot_kind_name(k), dir, name);
-            *own |= 1u << k;
         } else if (k == DOMXML_NVRAM) {
             rc = domxml_set_boot_file(d, (enum domxml_boot_kind)k, to, err);
-            *own |= 1u << k;
-        } else if (k != DOMXML_LOADER) {
-            rc = vb_error_set(err, "--boot: the backup holds no copy of %s %s",
-                              domxml_boot_kind_name(k), orig);
         }
         free(orig);
         if (rc < 0)
@@ -197,6 +216,7 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool k
 {
     char *out = NULL, *xml = NULL;
     xmlDocPtr doc = NULL;
+    int fd[DOMXML_BOOT_KINDS] = {-1, -1, -1, -1};
     struct domxml *d = domxml_parse(vmconfig, len, err);
     if (!d)
         return NULL;
@@ -209,9 +229,9 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool k
     domxml_remove_uuid(d);
     domxml_drop_backing_stores(d);
     unsigned own = 0;
-    if (backup_dir && copy_boot_files(d, backup_dir, ident, workdir, &own, err) < 0)
-        goto out;
-    if (sanitize(d, trust_config, own, err) < 0)
+    if ((backup_dir && find_boot_files(d, backup_dir, ident, fd, &own, err) < 0) ||
+        sanitize(d, trust_config, own, err) < 0 ||
+        (backup_dir && copy_boot_files(d, fd, workdir, err) < 0))
         goto out;
     if (!(xml = domxml_format(d, err)))
         goto out;
@@ -232,6 +252,9 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool k
     if (!out)
         vb_error_set(err, "out of memory");
 out:
+    for (int k = 0; k < DOMXML_BOOT_KINDS; k++)
+        if (fd[k] >= 0)
+            close(fd[k]);
     if (doc)
         xmlFreeDoc(doc);
     free(xml);
