@@ -3,6 +3,7 @@
 #include "domxml_sanitize.h"
 
 #include <libxml/tree.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,17 @@ struct san {
     unsigned own;
     bool oom;
 };
+
+/* snprintf for report texts, where cutting a long element path short is fine */
+static void fmt(char *buf, size_t len, const char *f, ...) __attribute__((format(printf, 3, 4)));
+
+static void fmt(char *buf, size_t len, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(buf, len, f, ap);
+    va_end(ap);
+}
 
 static const char *const firmware_dirs[] = {
     "/usr/share/OVMF",
@@ -157,8 +169,8 @@ static void unlink_free(xmlNodePtr n)
 static void path_of(char *buf, size_t len, const char *where, xmlNodePtr n)
 {
     const char *prefix = n->ns && n->ns->prefix ? (const char *)n->ns->prefix : NULL;
-    snprintf(buf, len, "%s%s%s%s%s", where ? where : "", where && *where ? "/" : "",
-             prefix ? prefix : "", prefix ? ":" : "", (const char *)n->name);
+    fmt(buf, len, "%s%s%s%s%s", where ? where : "", where && *where ? "/" : "",
+        prefix ? prefix : "", prefix ? ":" : "", (const char *)n->name);
 }
 
 static void append_ref(char *buf, size_t len, const char *ref)
@@ -219,8 +231,8 @@ static void drop(struct san *s, const char *where, xmlNodePtr n)
 {
     char what[WHERE_MAX], refs[REFS_MAX + 1];
     if (n->type == XML_ENTITY_REF_NODE) {
-        snprintf(what, sizeof what, "%s%sentity reference &%s;", where, *where ? "/" : "",
-                 (const char *)n->name);
+        fmt(what, sizeof what, "%s%sentity reference &%s;", where, *where ? "/" : "",
+            (const char *)n->name);
         refs[0] = '\0';
     } else {
         path_of(what, sizeof what, where, n);
@@ -235,7 +247,7 @@ static void drop_attr(struct san *s, const char *where, xmlNodePtr n, xmlAttrPtr
 {
     char what[WHERE_MAX];
     xmlChar *v = xmlNodeListGetString(n->doc, a->children, 1);
-    snprintf(what, sizeof what, "%s/@%s", where, (const char *)a->name);
+    fmt(what, sizeof what, "%s/@%s", where, (const char *)a->name);
     note(s, what, v ? (const char *)v : "");
     xmlFree(v);
     xmlRemoveProp(a);
@@ -556,7 +568,7 @@ static void sanitize_pty(struct san *s, xmlNodePtr dev)
     strip_attrs(dev, (const char *const[]){"type", NULL}); /* tty='/dev/pts/N' */
     set_prop(s, dev, "type", "pty");
     if (refs[0]) {
-        snprintf(what, sizeof what, "devices/%s backend (now a pty)", (const char *)dev->name);
+        fmt(what, sizeof what, "devices/%s backend (now a pty)", (const char *)dev->name);
         note(s, what, refs);
     }
     scrub(s, "devices", dev, NULL);
