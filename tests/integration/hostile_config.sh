@@ -12,7 +12,7 @@
 #   - a boot file copy that is a symbolic link to a host file is not copied;
 #   - a META checkpointName that is not a plain name ("../../../../t.0", a leading '.', a
 #     control character) is refused by virtrestore (directory and zip) and virtmap, naming
-#     the file.
+#     the file; so is a zip's vmconfig.<ident>.xml whose ident holds a '/'.
 set -euo pipefail
 source "$(dirname "$0")/../lib/testbed.sh"
 source "$(dirname "$0")/../lib/chain.sh"
@@ -238,4 +238,17 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
         tb_fail "virtmap with checkpointName $name: $out"
     tb_log "virtmap: $(grep -m1 refusing <<<"$out")"
 done
+tb_step "a zip whose only vmconfig entry has a '/' in its checkpoint part is refused, naming it"
+# zip entry names may hold '/' (checkpoints/...); the <ident> of vmconfig.<ident>.xml may not
+(cd "$W/out" && /usr/bin/python3 -c 'import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for f in sorted(os.listdir(".")):
+        if os.path.isfile(f):
+            z.write(f, "vmconfig.a/b.xml" if f.startswith("vmconfig.") else f)' "$W/slash.zip")
+rc=0
+out=$("$VIRTRESTORE" -n -i "$W/slash.zip" -o "$W/rS" -c 2>&1) || rc=$?
+tb_assert_eq 1 "$rc" "virtrestore exit status with vmconfig.a/b.xml"
+grep -qF "$W/slash.zip:vmconfig.a/b.xml: refusing the unsafe checkpoint name \"a/b\"" <<<"$out" ||
+    tb_fail "virtrestore with vmconfig.a/b.xml: $out"
+tb_log "virtrestore: $(grep -m1 refusing <<<"$out")"
 tb_pass "hostile domain configs and checkpoint names"
