@@ -109,6 +109,11 @@ char *domxml_format(struct domxml *d, struct vb_error *err)
     return out;
 }
 
+xmlDocPtr domxml_doc(struct domxml *d)
+{
+    return d->doc;
+}
+
 static xmlNodePtr root_child(struct domxml *d, const char *name)
 {
     return domxml_child(xmlDocGetRootElement(d->doc), name);

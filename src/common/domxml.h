@@ -51,7 +51,9 @@ void domxml_drop_backing_stores(struct domxml *d);
 
 const char *domxml_boot_kind_name(enum domxml_boot_kind kind);
 
-/* Small libxml2 helpers for code that walks a domain's XML itself (virtmap --boot). */
+/* Small libxml2 helpers for code that walks a domain's XML itself (virtmap --boot, the
+ * sanitizer). */
+xmlDocPtr domxml_doc(struct domxml *d);
 bool domxml_is_elem(xmlNodePtr n, const char *name);
 /* The first child element called name, or NULL. */
 xmlNodePtr domxml_child(xmlNodePtr parent, const char *name);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "chain.h"
+#include "checkpoint_name.h"
 #include "stream_index.h"
 
 /* "<dev>.<full|copy|inc.X|diff.X>.data" -> dev */
@@ -75,7 +76,9 @@ static int plan_disk(struct map_disk *d, char **paths, size_t n, const char *unt
     for (size_t i = 0; rc == 0 && i < n; i++) {
         struct stream_source *src = stream_source_file_open(paths[i], err);
         uint64_t end;
-        if (!src || stream_read_meta(src, &files[i].meta, &end, err) < 0)
+        /* the last file's checkpoint name becomes part of file names (--boot) */
+        if (!src || stream_read_meta(src, &files[i].meta, &end, err) < 0 ||
+            vb_checkpoint_name_check(files[i].meta.checkpoint_name, paths[i], err) < 0)
             rc = -1;
         stream_source_free(src);
         files[i].path = base_name(paths[i]);

@@ -1,6 +1,7 @@
 #include "boot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libvirt/libvirt.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "domxml.h"
+#include "domxml_sanitize.h"
 #include "fileutil.h"
 #include "log.h"
 #include "virt.h"
@@ -102,34 +104,84 @@ static int rewrite_devices(xmlDocPtr doc, bool keep_nics, const char *socket_pat
     return 0;
 }
 
-/* Boot files: copies from the backup (<base>.<ident> or <base>) into the work directory.
- * A loader not in the backup is the host's read-only firmware and may stay; an nvram not in
- * the backup becomes a fresh file that libvirt creates from its template. */
-static int copy_boot_files(struct domxml *d, const char *dir, const char *ident,
-                           const char *workdir, struct vb_error *err)
+/* Opens <dir>/<name> if it is a regular file, not following a symbolic link (which could
+ * name any host file). -1 if there is no such plain file. */
+static int open_backup_file(const char *dir, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+        return fd;
+    if (fd >= 0 || errno == ELOOP)
+        vb_warn("--boot: %s: not a regular file, not used as a boot file", path);
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* Boot files found in the backup (<base>.<ident> or <base>), opened: fd[kind], -1 where
+ * there is none. *own gets the kinds that will be on our files: those copies, and the nvram
+ * always (without a copy, a fresh file in the work directory that libvirt creates from its
+ * template). A kernel or initrd without a copy is an error. */
+static int find_boot_files(struct domxml *d, const char *dir, const char *ident,
+                           int fd[DOMXML_BOOT_KINDS], unsigned *own, struct vb_error *err)
+{
+    *own = 1u << DOMXML_NVRAM;
+    for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
+        fd[k] = -1;
+        char *orig = domxml_boot_file(d, (enum domxml_boot_kind)k);
+        if (!orig)
+            continue;
+        const char *base = strrchr(orig, '/') ? strrchr(orig, '/') + 1 : orig;
+        char name[600];
+        if (*base && strcmp(base, ".") != 0 && strcmp(base, "..") != 0) {
+            snprintf(name, sizeof name, "%s.%s", base, ident);
+            if ((fd[k] = open_backup_file(dir, name)) < 0) {
+                snprintf(name, sizeof name, "%s", base);
+                fd[k] = open_backup_file(dir, name);
+            }
+        }
+        if (fd[k] >= 0) {
+            vb_debug("--boot: %s: copy of %s/%s", domxml_boot_kind_name(k), dir, name);
+            *own |= 1u << k;
+        } else if (k == DOMXML_KERNEL || k == DOMXML_INITRD) {
+            vb_error_set(err, "--boot: the backup holds no copy of %s %s", domxml_boot_kind_name(k),
+                         orig);
+            free(orig);
+            return -1;
+        }
+        free(orig);
+    }
+    return 0;
+}
+
+/* Points the boot files still in the XML at the work directory: copies of fd[kind], or
+ * for an nvram without one a fresh file. A loader without a copy stays where it is (the
+ * host's firmware, unless --trust-config let something else through). */
+static int copy_boot_files(struct domxml *d, const int fd[DOMXML_BOOT_KINDS], const char *workdir,
+                           struct vb_error *err)
 {
     for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
         char *orig = domxml_boot_file(d, (enum domxml_boot_kind)k);
         if (!orig)
             continue;
         const char *base = strrchr(orig, '/') ? strrchr(orig, '/') + 1 : orig;
-        char from[4200], to[4200];
-        struct stat st;
-        snprintf(from, sizeof from, "%s/%s.%s", dir, base, ident);
-        if (stat(from, &st) < 0)
-            snprintf(from, sizeof from, "%s/%s", dir, base);
+        char to[4200];
         snprintf(to, sizeof to, "%s/%s.%s", workdir, domxml_boot_kind_name(k), base);
         int rc = 0;
-        if (stat(from, &st) == 0) {
+        if (fd[k] >= 0) {
+            /* copied through the descriptor: the file checked is the file copied */
+            char from[64];
+            snprintf(from, sizeof from, "/proc/self/fd/%d", fd[k]);
             rc = vb_copy_file_atomic(from, to, err);
-            if (rc == 0)
+            if (rc < 0)
+                vb_error_prefix(err, "--boot: copying the %s %s", domxml_boot_kind_name(k), orig);
+            else
                 rc = domxml_set_boot_file(d, (enum domxml_boot_kind)k, to, err);
-            vb_debug("--boot: %s: copy of %s", domxml_boot_kind_name(k), from);
         } else if (k == DOMXML_NVRAM) {
             rc = domxml_set_boot_file(d, (enum domxml_boot_kind)k, to, err);
-        } else if (k != DOMXML_LOADER) {
-            rc = vb_error_set(err, "--boot: the backup holds no copy of %s %s",
-                              domxml_boot_kind_name(k), orig);
         }
         free(orig);
         if (rc < 0)
@@ -138,13 +190,33 @@ static int copy_boot_files(struct domxml *d, const char *dir, const char *ident,
     return 0;
 }
 
+/* Unless trusted, only what a VM needs from the backup's domain XML (domxml_sanitize.h). */
+static int sanitize(struct domxml *d, bool trust_config, unsigned own, struct vb_error *err)
+{
+    if (trust_config) {
+        vb_warn("--boot --trust-config: the backup's vmconfig is used as it is, with every host "
+                "device, filesystem, file and emulator it names");
+        return 0;
+    }
+    struct domxml_drops drops;
+    if (domxml_sanitize(d, own, &drops, err) < 0)
+        return -1;
+    for (size_t i = 0; i < drops.n; i++)
+        vb_info("--boot: dropped %s%s%s%s from the backup's vmconfig (--trust-config keeps it)",
+                drops.v[i].what, drops.v[i].refs[0] ? " (" : "", drops.v[i].refs,
+                drops.v[i].refs[0] ? ")" : "");
+    domxml_drops_free(&drops);
+    return 0;
+}
+
 char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool keep_nics,
-                      const char *socket_path, struct map_export **ex, size_t n,
+                      bool trust_config, const char *socket_path, struct map_export **ex, size_t n,
                       const char *backup_dir, const char *ident, const char *workdir,
                       struct vb_error *err)
 {
     char *out = NULL, *xml = NULL;
     xmlDocPtr doc = NULL;
+    int fd[DOMXML_BOOT_KINDS] = {-1, -1, -1, -1};
     struct domxml *d = domxml_parse(vmconfig, len, err);
     if (!d)
         return NULL;
@@ -156,7 +228,10 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool k
         goto out;
     domxml_remove_uuid(d);
     domxml_drop_backing_stores(d);
-    if (backup_dir && copy_boot_files(d, backup_dir, ident, workdir, err) < 0)
+    unsigned own = 0;
+    if ((backup_dir && find_boot_files(d, backup_dir, ident, fd, &own, err) < 0) ||
+        sanitize(d, trust_config, own, err) < 0 ||
+        (backup_dir && copy_boot_files(d, fd, workdir, err) < 0))
         goto out;
     if (!(xml = domxml_format(d, err)))
         goto out;
@@ -177,6 +252,9 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool k
     if (!out)
         vb_error_set(err, "out of memory");
 out:
+    for (int k = 0; k < DOMXML_BOOT_KINDS; k++)
+        if (fd[k] >= 0)
+            close(fd[k]);
     if (doc)
         xmlFreeDoc(doc);
     free(xml);
@@ -227,8 +305,8 @@ struct boot_vm *boot_start(const struct map_options *o, const char *workdir,
     }
     if (read_vmconfig(o->input, ident, &cfg, &len, err) < 0)
         goto fail;
-    xml = boot_domain_xml(cfg, len, o->boot_name, o->keep_nics, socket_path, ex, n, o->input, ident,
-                          workdir, err);
+    xml = boot_domain_xml(cfg, len, o->boot_name, o->keep_nics, o->trust_config, socket_path, ex, n,
+                          o->input, ident, workdir, err);
     if (!xml)
         goto fail;
     if (!(vm->conn = vb_virt_connect(o->uri, err)))

@@ -18,7 +18,8 @@
     "               [-l ADDRESS] [-p PORT] [--socket PATH] [--allow-remote]\n"                     \
     "               [-d DEVICE|none] [--pidfile FILE] [--run CMD] [--overlay DIR] [-r]\n"          \
     "               [--verify]\n"                                                                  \
-    "               [--boot [--name NAME] [--keep-nics] [-U URI]] [-L LOGFILE] [-v] [-q] [-V]\n"
+    "               [--boot [--name NAME] [--keep-nics] [--trust-config] [-U URI]]\n"              \
+    "               [-L LOGFILE] [-v] [-q] [-V]\n"
 
 enum {
     OPT_UNTIL = 256,
@@ -30,6 +31,7 @@ enum {
     OPT_BOOT,
     OPT_NAME,
     OPT_KEEP_NICS,
+    OPT_TRUST_CONFIG,
     OPT_NOCOLOR,
     OPT_CACHE,
     OPT_VERIFY,
@@ -52,6 +54,7 @@ static const struct option long_opts[] = {
     {"boot", no_argument, NULL, OPT_BOOT},
     {"name", required_argument, NULL, OPT_NAME},
     {"keep-nics", no_argument, NULL, OPT_KEEP_NICS},
+    {"trust-config", no_argument, NULL, OPT_TRUST_CONFIG},
     {"uri", required_argument, NULL, 'U'},
     {"cache-size", required_argument, NULL, OPT_CACHE},
     {"verify", no_argument, NULL, OPT_VERIFY},
@@ -97,6 +100,8 @@ static void help(void)
            "      --boot                start a transient VM from the backup's vmconfig\n"
            "      --name NAME           name of the booted VM (default: <vm>-virtmap)\n"
            "      --keep-nics           keep the network interfaces of the booted VM\n"
+           "      --trust-config        boot the backup's config whole (default: only what a\n"
+           "                            VM needs; no host devices, filesystems, host files)\n"
            "  -U, --uri URI             libvirt URI for --boot (default: qemu:///system)\n"
            "      --cache-size MIB      decoded-block cache for compressed backups (256)\n"
            "  -L, --logfile FILE        also log to FILE\n"
@@ -191,6 +196,9 @@ int main(int argc, char **argv)
         case OPT_KEEP_NICS:
             o.keep_nics = true;
             break;
+        case OPT_TRUST_CONFIG:
+            o.trust_config = true;
+            break;
         case 'U':
             o.uri = optarg;
             break;
@@ -239,8 +247,8 @@ int main(int argc, char **argv)
         return usage_error("-e names the export of -f; with -i exports are named by disk");
     if (o.boot && !o.input)
         return usage_error("--boot needs -i DIR (the backup's vmconfig is read from it)");
-    if ((o.boot_name || o.keep_nics) && !o.boot)
-        return usage_error("--name and --keep-nics go with --boot");
+    if ((o.boot_name || o.keep_nics || o.trust_config) && !o.boot)
+        return usage_error("--name, --keep-nics and --trust-config go with --boot");
     if (o.readonly && o.overlay_dir)
         return usage_error("-r and --overlay exclude each other");
     if (!o.export_name)

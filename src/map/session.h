@@ -21,6 +21,7 @@ struct map_options {
     bool readonly;
     bool verify; /* read every file once before serving */
     bool boot, keep_nics;
+    bool trust_config; /* --boot uses the backup's domain XML whole (no allow-list) */
     const char *boot_name;
     const char *uri; /* libvirt URI for --boot */
     unsigned long cache_mb;

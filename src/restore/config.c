@@ -8,8 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint_name.h"
+#include "domxml_sanitize.h"
 #include "log.h"
 #include "virt.h"
 
@@ -37,14 +40,25 @@ static char *ident_of(const char *name)
     return strndup(name + strlen(pre), l - strlen(pre) - strlen(suf));
 }
 
-static char *newest_config(struct restore_input *in)
+/* The newest vmconfig.<ident>.xml's ident (malloc'ed) in *best, NULL if there is none. An
+ * ident that is not a plain name is refused: it names other files (boot file copies). */
+static int newest_config(struct restore_input *in, char **out, struct vb_error *err)
 {
     char *best = NULL;
     long long best_rank = -3, best_ts = -1;
+    *out = NULL;
     for (size_t i = 0; i < restore_input_count(in); i++) {
         char *id = ident_of(restore_input_name(in, i));
         if (!id)
             continue;
+        if (vb_checkpoint_name_problem(id)) {
+            char *shown = restore_input_display(in, restore_input_name(in, i));
+            vb_checkpoint_name_check(id, shown ? shown : restore_input_name(in, i), err);
+            free(shown);
+            free(id);
+            free(best);
+            return -1;
+        }
         long long r = ident_rank(id), ts = r == -2 ? atoll(id) : -1;
         if (r > best_rank || (r == best_rank && ts > best_ts)) {
             free(best);
@@ -55,7 +69,8 @@ static char *newest_config(struct restore_input *in)
             free(id);
         }
     }
-    return best;
+    *out = best;
+    return 0;
 }
 
 int config_load(struct restore_input *in, const char *ident, struct restore_config **cfg,
@@ -64,11 +79,14 @@ int config_load(struct restore_input *in, const char *ident, struct restore_conf
     *cfg = NULL;
     char name[512];
     snprintf(name, sizeof name, "vmconfig.%s.xml", ident);
+    if (vb_checkpoint_name_check(ident, name, err) < 0)
+        return -1;
     char *use = NULL;
     if (restore_input_has(in, name)) {
         use = strdup(ident);
     } else {
-        use = newest_config(in);
+        if (newest_config(in, &use, err) < 0)
+            return -1;
         if (!use) {
             vb_warn("%s: no vmconfig.*.xml in the backup: disks are restored under their "
                     "target names, no config is written",
@@ -131,11 +149,29 @@ static const struct restored_disk *find_restored(const struct restored_disk *rd,
     return NULL;
 }
 
-/* Copies <basename>[.<ident>] from the backup to <out>/<basename>; with adjust, points the
- * config there. The original VM's file is never written. */
-static int restore_boot_files(const struct restore_opts *o, struct restore_input *in,
-                              struct restore_config *cfg, struct vb_error *err)
+/* A copy of a boot file the backup holds as a plain file: from a directory, not a symbolic
+ * link (which could name any host file); zip entries are always plain. */
+static bool plain_backup_file(struct restore_input *in, const char *name)
 {
+    if (!restore_input_has(in, name))
+        return false;
+    if (restore_input_is_zip(in))
+        return true;
+    char *path = restore_input_display(in, name);
+    struct stat st;
+    bool plain = path && lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+    if (path && !plain)
+        vb_warn("%s: not a regular file, not used as a boot file", path);
+    free(path);
+    return plain;
+}
+
+/* Copies <basename>[.<ident>] from the backup to <out>/<basename>; with adjust, points the
+ * config there and sets the kind's bit in *own. The original VM's file is never written. */
+static int restore_boot_files(const struct restore_opts *o, struct restore_input *in,
+                              struct restore_config *cfg, unsigned *own, struct vb_error *err)
+{
+    *own = 0;
     for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
         char *path = domxml_boot_file(cfg->dom, (enum domxml_boot_kind)k);
         if (!path)
@@ -146,14 +182,21 @@ static int restore_boot_files(const struct restore_opts *o, struct restore_input
         int rc = 0;
         if (!base) {
             rc = vb_error_set(err, "out of memory");
+        } else if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0 ||
+                   strcmp(base, "/") == 0) {
+            vb_warn("%s %s: not a file name, nothing restored",
+                    domxml_boot_kind_name((enum domxml_boot_kind)k), path);
         } else {
             snprintf(saved, sizeof saved, "%s.%s", base, cfg->ident);
-            if (!restore_input_has(in, saved))
+            if (!plain_backup_file(in, saved))
                 snprintf(saved, sizeof saved, "%s", base);
             snprintf(dest, sizeof dest, "%s/%s", o->output, base);
-            if (!restore_input_has(in, saved)) {
-                vb_warn("%s %s: not in the backup; the config keeps the original path",
-                        domxml_boot_kind_name((enum domxml_boot_kind)k), path);
+            if (!plain_backup_file(in, saved)) {
+                vb_warn("%s %s: not in the backup%s",
+                        domxml_boot_kind_name((enum domxml_boot_kind)k), path,
+                        o->adjust_config && !o->trust_config
+                            ? ""
+                            : "; the config keeps the original path");
             } else if ((rc = vb_host_exists(o->host, dest, err)) != 0) {
                 if (rc < 0)
                     goto next;
@@ -161,6 +204,7 @@ static int restore_boot_files(const struct restore_opts *o, struct restore_input
                 vb_warn("%s: exists already, not overwritten", dest);
                 if (o->adjust_config)
                     rc = domxml_set_boot_file(cfg->dom, (enum domxml_boot_kind)k, dest, err);
+                *own |= 1u << k;
             } else {
                 rc = restore_copy_to_host(o, in, saved, dest, 0644, NULL, err);
                 if (rc == 0) {
@@ -168,6 +212,7 @@ static int restore_boot_files(const struct restore_opts *o, struct restore_input
                             saved, dest);
                     if (o->adjust_config)
                         rc = domxml_set_boot_file(cfg->dom, (enum domxml_boot_kind)k, dest, err);
+                    *own |= 1u << k;
                 }
             }
         }
@@ -218,6 +263,27 @@ static int adjust(const struct restore_opts *o, struct restore_config *cfg,
     free(old);
     free(newname);
     return rc;
+}
+
+/* What the adjusted config keeps of the backup's: see domxml_sanitize.h. */
+static int sanitize(const struct restore_opts *o, struct restore_config *cfg, unsigned own,
+                    struct vb_error *err)
+{
+    if (o->trust_config) {
+        vb_warn("--trust-config: %s is used as it is, with every host device, filesystem, "
+                "file and emulator it names",
+                cfg->name);
+        return 0;
+    }
+    struct domxml_drops drops;
+    if (domxml_sanitize(cfg->dom, own, &drops, err) < 0)
+        return vb_error_prefix(err, "%s", cfg->name);
+    for (size_t i = 0; i < drops.n; i++)
+        vb_info("config: dropped %s%s%s%s from %s (--trust-config keeps it)", drops.v[i].what,
+                drops.v[i].refs[0] ? " (" : "", drops.v[i].refs, drops.v[i].refs[0] ? ")" : "",
+                cfg->name);
+    domxml_drops_free(&drops);
+    return 0;
 }
 
 static int write_file_excl(const char *path, const char *data, struct vb_error *err)
@@ -282,9 +348,12 @@ int config_finish(const struct restore_opts *o, struct restore_input *in,
                                 o->define ? "define a domain" : "adjust a config");
         return 0;
     }
-    if (restore_boot_files(o, in, cfg, err) < 0)
+    unsigned own = 0;
+    if (restore_boot_files(o, in, cfg, &own, err) < 0)
         return -1;
     if (o->adjust_config && adjust(o, cfg, rd, nrd, err) < 0)
+        return -1;
+    if (o->adjust_config && sanitize(o, cfg, own, err) < 0)
         return -1;
     char *xml = domxml_format(cfg->dom, err);
     if (!xml)

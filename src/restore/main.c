@@ -23,9 +23,9 @@
     "                   [-U URI] [-L LOGFILE] [--nocolor] [-v] [-V] [--json[=FILE]]\n"             \
     "                   [--user USER] [--password-file FILE] [--ssh-user USER]\n"                  \
     "                   [--ssh-port PORT] [--ssh-private-key KEY] [-P PORT] [-I ADDR]\n"           \
-    "                   [--tls] [--tls-cert DIR]\n"
+    "                   [--tls] [--tls-cert DIR] [--trust-config]\n"
 
-enum { OPT_COMPRESS = 256, OPT_NOCOLOR, OPT_JSON, OPT_CONNECTIONS, OPT_THREADS };
+enum { OPT_COMPRESS = 256, OPT_NOCOLOR, OPT_JSON, OPT_CONNECTIONS, OPT_THREADS, OPT_TRUST_CONFIG };
 
 static const struct option long_opts[] = {
     {"action", required_argument, NULL, 'a'},
@@ -39,6 +39,7 @@ static const struct option long_opts[] = {
     {"raw", no_argument, NULL, 'r'},
     {"adjust-config", no_argument, NULL, 'c'},
     {"define", no_argument, NULL, 'D'},
+    {"trust-config", no_argument, NULL, OPT_TRUST_CONFIG},
     {"config-file", required_argument, NULL, 'C'},
     {"name", required_argument, NULL, 'N'},
     {"buffsize", required_argument, NULL, 'B'},
@@ -92,6 +93,11 @@ static void help(void)
            "                          restored next to the images\n"
            "  -D, --define            define the restored domain in libvirt (implies -c);\n"
            "                          autostart if the backup recorded it\n"
+           "                          (-c/-D keep only what a VM needs from the backup's\n"
+           "                          config: no host devices, filesystems, host files,\n"
+           "                          emulator or qemu:commandline; each drop is logged)\n"
+           "      --trust-config      -c/-D: keep the backup's config whole (only for a\n"
+           "                          backup you trust: it can name any host resource)\n"
            "  -C, --config-file NAME  name of the written config (default vmconfig.xml)\n"
            "  -N, --name NAME         domain name for -c/-D\n"
            "  -B, --buffsize BYTES    read size of verify (default 1 MiB)\n"
@@ -210,6 +216,9 @@ int main(int argc, char **argv)
         case 'D':
             o.define = o.adjust_config = true;
             break;
+        case OPT_TRUST_CONFIG:
+            o.trust_config = true;
+            break;
         case 'C':
             if (!*optarg || strchr(optarg, '/'))
                 return usage_error("-C/--config-file: '%s' must be a plain file name", optarg);
@@ -290,6 +299,8 @@ int main(int argc, char **argv)
         return usage_error("%s", o.until ? "--sequence and --until exclude each other"
                                          : "--sequence restores no config: -c/-D do not apply");
     }
+    if (o.trust_config && !o.adjust_config)
+        return usage_error("%s", "--trust-config goes with -c/-D");
     if (o.decoders <= 0) { /* at least 4: reads of plain streams overlap better */
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         o.decoders = ncpu > 4 ? (int)ncpu : 4;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint_name.h"
 #include "log.h"
 #include "restore.h"
 #include "source_tap.h"
@@ -57,6 +58,19 @@ void plan_names_free(char **names, size_t n)
     free(names);
 }
 
+/* The checkpoint name of a META names files of the restore (vmconfig.<name>.xml, the boot
+ * files' copies): refused unless it is a plain name. */
+static int check_checkpoint_name(struct restore_input *in, const char *name,
+                                 const struct stream_meta *meta, struct vb_error *err)
+{
+    if (!vb_checkpoint_name_problem(meta->checkpoint_name))
+        return 0;
+    char *shown = restore_input_display(in, name);
+    vb_checkpoint_name_check(meta->checkpoint_name, shown ? shown : name, err);
+    free(shown);
+    return -1;
+}
+
 static void chain_free(struct disk_chain *dc)
 {
     chain_index_free(dc->ci);
@@ -100,7 +114,7 @@ static int read_metas(struct restore_input *in, struct disk_chain *dc, struct vb
         uint64_t end;
         int rc = stream_read_meta(src, &dc->files[i].meta, &end, err);
         stream_source_free(src);
-        if (rc < 0)
+        if (rc < 0 || check_checkpoint_name(in, dc->names[i], &dc->files[i].meta, err) < 0)
             return -1;
         dc->files[i].path = dc->names[i];
         if (strcmp(dc->files[i].meta.disk_name, dc->dev) != 0)
@@ -291,7 +305,8 @@ int plan_sequence(struct restore_input *in, const char *list, struct disk_chain 
     for (size_t i = 0; rc == 0 && i < dc->nfiles; i++) {
         struct stream_source *src = restore_input_source(in, dc->names[i], err);
         uint64_t end;
-        if (!src || stream_read_meta(src, &dc->files[i].meta, &end, err) < 0)
+        if (!src || stream_read_meta(src, &dc->files[i].meta, &end, err) < 0 ||
+            check_checkpoint_name(in, dc->names[i], &dc->files[i].meta, err) < 0)
             rc = -1;
         stream_source_free(src);
         dc->files[i].path = dc->names[i];

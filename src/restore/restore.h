@@ -28,6 +28,7 @@ struct restore_opts {
     const char *json;             /* --json: NULL none, "-" stdout, else a file */
     const char *logfile;
     bool noprogress, raw, adjust_config, define, preallocate, compress, verbose;
+    bool trust_config; /* -c/-D keep the backup's domain XML whole (no allow-list) */
     long buffsize;
     int connections; /* NBD connections per disk */
     int decoders;    /* decoder threads */
