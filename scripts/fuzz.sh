@@ -13,7 +13,7 @@ CFLAGS=(-std=c17 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DVB_VERSION='"fuzz"' -g -
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
     -Isrc/stream -Isrc/common -Isrc/map)
 # shellcheck disable=SC2207
-LIBS=($(pkg-config --libs liblz4 zlib libdeflate jansson libvirt libnbd libxml-2.0 libzip libarchive libssh) -lpthread)
+LIBS=($(pkg-config --libs liblz4 zlib libdeflate jansson libvirt libnbd libxml-2.0 libzip libarchive libssh gnutls) -lpthread)
 
 echo "==> building the fuzzers with $(clang --version | head -1)"
 clang "${CFLAGS[@]}" tests/fuzz/fuzz_stream.c src/stream/*.c "${LIBS[@]}" -o "$OUT/fuzz_stream"
@@ -40,6 +40,12 @@ run() { # run NAME CORPUS
         ls "$OUT/$name"-crash-* "$OUT/$name"-leak-* "$OUT/$name"-timeout-* >/dev/null 2>&1; then
         grep -A20 -E 'ERROR: |runtime error:' "$OUT/$name.log" | head -40 >&2
         echo "FUZZ FAILURE in $name: $(ls "$OUT/$name"-*-*)" >&2
+        return 1
+    fi
+    # a harness killed by a signal (SIGPIPE...) leaves neither an error nor its final line
+    if ! grep -qE '^#[0-9]+.*DONE' "$OUT/$name.log"; then
+        tail -5 "$OUT/$name.log" >&2
+        echo "FUZZ FAILURE in $name: it ended before its time was up" >&2
         return 1
     fi
 }

@@ -39,7 +39,12 @@ int listen_unix(struct listeners *l, const char *path, struct vb_error *err)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return vb_error_errno(err, "socket");
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, BACKLOG) < 0) {
+    /* connecting needs write permission on the socket: only our user (and root) may; the
+     * umask makes it so from the start (no other thread creates files at this point) */
+    mode_t old = umask(0177);
+    int b = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (b < 0 || listen(fd, BACKLOG) < 0) {
         int rc = vb_error_errno(err, "%s: cannot listen", path);
         close(fd);
         return rc;
@@ -48,6 +53,51 @@ int listen_unix(struct listeners *l, const char *path, struct vb_error *err)
     l->socket_path = strdup(path);
     l->is_unix = true;
     return l->socket_path ? 0 : vb_error_set(err, "out of memory");
+}
+
+int listen_private(struct listeners *l, const char *dir_template, struct vb_error *err)
+{
+    char *dir = strdup(dir_template), *slash = dir ? strrchr(dir, '/') : NULL;
+    if (!dir)
+        return vb_error_set(err, "out of memory");
+    if (slash && slash != dir) {
+        *slash = '\0';
+        struct stat st;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+            int rc = vb_error_errno(err, "%s: cannot create the directory for the socket", dir);
+            free(dir);
+            return rc;
+        }
+        if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            int rc = vb_error_set(err, "%s: not a directory", dir);
+            free(dir);
+            return rc;
+        }
+        *slash = '/';
+    }
+    if (!mkdtemp(dir)) {
+        int rc = vb_error_errno(err,
+                                "%s: cannot create a private directory for the socket "
+                                "(or use --socket PATH)",
+                                dir_template);
+        free(dir);
+        return rc;
+    }
+    char *path = NULL;
+    if (asprintf(&path, "%s/nbd.sock", dir) < 0) {
+        rmdir(dir);
+        free(dir);
+        return vb_error_set(err, "out of memory");
+    }
+    int rc = listen_unix(l, path, err);
+    free(path);
+    if (rc < 0) {
+        rmdir(dir);
+        free(dir);
+        return rc;
+    }
+    l->socket_dir = dir;
+    return 0;
 }
 
 static bool is_loopback(const struct sockaddr *sa)
@@ -76,8 +126,8 @@ int listen_tcp(struct listeners *l, const char *address, const char *port, bool 
         if (!is_loopback(ai->ai_addr) && !allow_remote) {
             rc = vb_error_set(err,
                               "listen address %s is not a loopback address: anyone who can "
-                              "reach it could read the backup (NBD has no authentication "
-                              "here); pass --allow-remote if that is intended",
+                              "reach it could read the backup; pass --allow-remote (with "
+                              "--tls-creds or --tls-psk) if that is intended",
                               address);
             break;
         }
@@ -122,12 +172,19 @@ void listeners_close(struct listeners *l)
         free(l->socket_path);
         l->socket_path = NULL;
     }
+    if (l->socket_dir) {
+        rmdir(l->socket_dir);
+        free(l->socket_dir);
+        l->socket_dir = NULL;
+    }
 }
 
 char *listen_uri(const struct listeners *l, const char *export_name)
 {
     char *uri = NULL;
-    int r = l->is_unix ? asprintf(&uri, "nbd+unix:///%s?socket=%s", export_name, l->socket_path)
-                       : asprintf(&uri, "nbd://%s:%d/%s", l->host, l->port, export_name);
+    const char *s = l->tls ? "s" : "";
+    int r = l->is_unix
+                ? asprintf(&uri, "nbd%s+unix:///%s?socket=%s", s, export_name, l->socket_path)
+                : asprintf(&uri, "nbd%s://%s:%d/%s", s, l->host, l->port, export_name);
     return r < 0 ? NULL : uri;
 }

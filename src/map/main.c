@@ -8,14 +8,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "nbd_proto.h"
+#include "nbd_server.h"
 #include "options.h"
 #include "session.h"
 
 #define USAGE                                                                                      \
     "usage: virtmap (-f FULL[,INC...] [-e NAME] | -i DIR [--until NAME])\n"                        \
-    "               [-l ADDRESS] [-p PORT] [--socket PATH] [--allow-remote]\n"                     \
+    "               [--socket PATH | [-l ADDRESS] [-p PORT] [--allow-remote]]\n"                   \
+    "               [--tls-creds DIR [--tls-no-verify-peer] | --tls-psk FILE]\n"                   \
+    "               [--max-connections N] [--handshake-timeout SEC]\n"                             \
     "               [-d DEVICE|none] [--pidfile FILE] [--run CMD] [--overlay DIR] [-r]\n"          \
     "               [--verify]\n"                                                                  \
     "               [--boot [--name NAME] [--keep-nics] [--trust-config] [-U URI]]\n"              \
@@ -35,6 +40,11 @@ enum {
     OPT_NOCOLOR,
     OPT_CACHE,
     OPT_VERIFY,
+    OPT_MAX_CONN,
+    OPT_HANDSHAKE_TIMEOUT,
+    OPT_TLS_CREDS,
+    OPT_TLS_PSK,
+    OPT_TLS_NO_VERIFY,
 };
 
 static const struct option long_opts[] = {
@@ -46,6 +56,11 @@ static const struct option long_opts[] = {
     {"listen-port", required_argument, NULL, 'p'},
     {"socket", required_argument, NULL, OPT_SOCKET},
     {"allow-remote", no_argument, NULL, OPT_ALLOW_REMOTE},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONN},
+    {"handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT},
+    {"tls-creds", required_argument, NULL, OPT_TLS_CREDS},
+    {"tls-psk", required_argument, NULL, OPT_TLS_PSK},
+    {"tls-no-verify-peer", no_argument, NULL, OPT_TLS_NO_VERIFY},
     {"device", required_argument, NULL, 'd'},
     {"pidfile", required_argument, NULL, OPT_PIDFILE},
     {"run", required_argument, NULL, OPT_RUN},
@@ -82,10 +97,19 @@ static void help(void)
            "  -e, --export-name NAME    export name with -f (default: sda)\n"
            "  -i, --input DIR           every disk of a backup directory, named by target\n"
            "      --until NAME          with -i: the point in time (a checkpoint name)\n"
-           "  -l, --listen-address ADDR TCP address (default: 127.0.0.1)\n"
-           "  -p, --listen-port PORT    TCP port (default: 10809; 0: any free port)\n"
-           "      --socket PATH         listen on a unix socket instead of TCP\n"
-           "      --allow-remote        allow a non-loopback listen address\n"
+           "      --socket PATH         listen on this unix socket (default: a socket only\n"
+           "                            your user can use, in a private runtime directory)\n"
+           "  -l, --listen-address ADDR listen on TCP instead (default address 127.0.0.1:\n"
+           "                            every local user can connect)\n"
+           "  -p, --listen-port PORT    listen on TCP, this port (default 10809; 0: any)\n"
+           "      --allow-remote        allow a non-loopback listen address (needs TLS)\n"
+           "      --tls-creds DIR       require TLS: x509 ca-cert.pem, server-cert.pem,\n"
+           "                            server-key.pem [ca-crl.pem]; clients need a\n"
+           "                            certificate signed by the CA\n"
+           "      --tls-no-verify-peer  with --tls-creds: no client certificate needed\n"
+           "      --tls-psk FILE        require TLS with pre-shared keys (username:hexkey)\n"
+           "      --max-connections N   clients served at once, more are refused (32)\n"
+           "      --handshake-timeout SEC  time a client has to choose an export (30)\n"
            "  -d, --device DEV|none     attach to the kernel NBD client (default: /dev/nbd0,\n"
            "                            further disks of -i on the following devices)\n"
            "      --pidfile FILE        write the process id once serving\n"
@@ -132,6 +156,9 @@ int main(int argc, char **argv)
         .listen_port = "10809",
         .device = "/dev/nbd0",
         .cache_mb = 256,
+        .max_connections = NBD_DEFAULT_MAX_CONNECTIONS,
+        .handshake_timeout_ms = NBD_DEFAULT_HANDSHAKE_MS,
+        .tls_verify_peer = true,
     };
     bool verbose = false, quiet = false;
     const char *logfile = NULL;
@@ -160,11 +187,32 @@ int main(int argc, char **argv)
             break;
         case 'l':
             o.listen_address = optarg;
+            o.listen_tcp = true;
             break;
         case 'p':
             if (!vb_opt_parse_number(optarg, &num) || num > 65535)
                 return usage_error("bad port '%s'", optarg);
             o.listen_port = optarg;
+            o.listen_tcp = true;
+            break;
+        case OPT_MAX_CONN:
+            if (!vb_opt_parse_number(optarg, &num) || num < 1 || num > 65536)
+                return usage_error("bad --max-connections '%s' (1 to 65536)", optarg);
+            o.max_connections = (unsigned)num;
+            break;
+        case OPT_HANDSHAKE_TIMEOUT:
+            if (!vb_opt_parse_number(optarg, &num) || num < 1 || num > 86400)
+                return usage_error("bad --handshake-timeout '%s' (1 to 86400 seconds)", optarg);
+            o.handshake_timeout_ms = (unsigned)num * 1000;
+            break;
+        case OPT_TLS_CREDS:
+            o.tls_creds = optarg;
+            break;
+        case OPT_TLS_PSK:
+            o.tls_psk = optarg;
+            break;
+        case OPT_TLS_NO_VERIFY:
+            o.tls_verify_peer = false;
             break;
         case OPT_SOCKET:
             o.socket_path = optarg;
@@ -253,6 +301,34 @@ int main(int argc, char **argv)
         return usage_error("-r and --overlay exclude each other");
     if (!o.export_name)
         o.export_name = "sda";
+    if (strlen(o.export_name) > NBD_MAX_STRING)
+        return usage_error("-e: an export name of %zu bytes; NBD allows at most %d",
+                           strlen(o.export_name), NBD_MAX_STRING);
+    if (o.socket_path && o.listen_tcp)
+        return usage_error("--socket and -l/-p exclude each other (a unix socket or TCP)");
+    if (o.tls_creds && o.tls_psk)
+        return usage_error("--tls-creds and --tls-psk exclude each other");
+    if (!o.tls_verify_peer && !o.tls_creds)
+        return usage_error("--tls-no-verify-peer goes with --tls-creds");
+    bool tls = o.tls_creds || o.tls_psk;
+    if (o.allow_remote && !tls)
+        return usage_error("--allow-remote needs TLS (--tls-creds DIR or --tls-psk FILE): "
+                           "without it anyone who reaches the address reads the backup");
+    if (o.boot && tls)
+        return usage_error("--boot serves its VM on a private unix socket: --tls-creds and "
+                           "--tls-psk do not apply");
+    /* the default socket's private directory: under /run for root, else in the user's
+     * runtime directory (or $TMPDIR) */
+    char private_dir[4096];
+    const char *xdg = getenv("XDG_RUNTIME_DIR"), *tmp = getenv("TMPDIR");
+    if (geteuid() == 0)
+        snprintf(private_dir, sizeof private_dir, "/run/virtmap/XXXXXX");
+    else
+        snprintf(private_dir, sizeof private_dir, "%s/virtmap.XXXXXX",
+                 xdg && *xdg   ? xdg
+                 : tmp && *tmp ? tmp
+                               : "/tmp");
+    o.private_socket_dir = private_dir;
 
     vb_log_init("virtmap", verbose, quiet);
     if (logfile)

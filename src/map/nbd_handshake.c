@@ -1,7 +1,9 @@
 /* Phase one of the NBD protocol: the fixed newstyle handshake and option haggling
  * (NBD_OPT_*). Every option's payload is length-checked before it is parsed; a client that
  * breaks the framing (bad magic, truncated data) is disconnected, one that merely asks for
- * something we do not offer gets an error reply and may continue. */
+ * something we do not offer gets an error reply and may continue. With TLS configured,
+ * NBD_OPT_STARTTLS must come first: every other option gets NBD_REP_ERR_TLS_REQD until
+ * then (ABORT excepted), and the haggling goes on inside the TLS session. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include "log.h"
 #include "nbd_conn.h"
 #include "nbd_proto.h"
+#include "nbd_tls.h"
 #include "nbd_wire.h"
 
 #define MAX_OPTION_DATA 65536 /* any legal option fits (names and queries are <= 4 KiB) */
@@ -23,7 +26,7 @@ static int reply(struct nbd_conn *c, uint32_t opt, uint32_t type, const void *da
     put_be32(hdr + 12, type);
     put_be32(hdr + 16, len);
     struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)data, len}};
-    return wire_writev(c->fd, iov, len ? 2 : 1);
+    return wire_writev(&c->w, iov, len ? 2 : 1);
 }
 
 static int reply_error(struct nbd_conn *c, uint32_t opt, uint32_t type, const char *fmt, ...)
@@ -72,7 +75,7 @@ static int send_export_info(struct nbd_conn *c, uint32_t opt, struct map_export 
         if (!s)
             continue;
         uint8_t out[2 + NBD_MAX_STRING];
-        size_t n = strlen(s) < NBD_MAX_STRING ? strlen(s) : NBD_MAX_STRING;
+        size_t n = strnlen(s, NBD_MAX_STRING);
         put_be16(out, what);
         memcpy(out + 2, s, n);
         if (reply(c, opt, NBD_REP_INFO, out, (uint32_t)(2 + n)) < 0)
@@ -123,9 +126,8 @@ static int opt_list(struct nbd_conn *c, uint32_t len)
     for (size_t i = 0; i < nbd_server_count(c->srv); i++) {
         struct map_export *ex = nbd_server_export(c->srv, i);
         const char *name = export_name(ex), *desc = export_description(ex);
-        size_t nl = strlen(name), dl = strlen(desc);
-        if (dl > NBD_MAX_STRING)
-            dl = NBD_MAX_STRING;
+        /* names are checked when the server is made; both copies are capped regardless */
+        size_t nl = strnlen(name, NBD_MAX_STRING), dl = strnlen(desc, NBD_MAX_STRING);
         uint8_t out[4 + 2 * NBD_MAX_STRING];
         put_be32(out, (uint32_t)nl);
         memcpy(out + 4, name, nl);
@@ -204,7 +206,7 @@ static int opt_export_name(struct nbd_conn *c, const uint8_t *data, uint32_t len
     uint8_t out[10 + 124] = {0};
     put_be64(out, export_size(ex));
     put_be16(out + 8, nbd_export_flags(ex));
-    if (wire_write(c->fd, out, c->no_zeroes ? 10 : sizeof out) < 0)
+    if (wire_write(&c->w, out, c->no_zeroes ? 10 : sizeof out) < 0)
         return -1;
     c->ex = ex;
     if (c->meta_alloc && strcmp(c->meta_export, name) != 0)
@@ -212,16 +214,42 @@ static int opt_export_name(struct nbd_conn *c, const uint8_t *data, uint32_t len
     return 1;
 }
 
+/* NBD_OPT_STARTTLS: ack in plain text, then the TLS handshake; the options that follow
+ * arrive through the session. */
+static int opt_starttls(struct nbd_conn *c, uint32_t len)
+{
+    const struct nbd_tls *tls = nbd_server_tls(c->srv);
+    if (!tls)
+        return reply_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP,
+                           "TLS is not offered by this server");
+    if (len != 0)
+        return reply_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "STARTTLS takes no data");
+    if (c->w.tls)
+        return reply_error(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already on");
+    if (reply(c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0) < 0)
+        return -1;
+    struct vb_error err = {0};
+    char who[256];
+    if (nbd_tls_start(tls, &c->w, who, sizeof who, &err) < 0) {
+        if (wire_time_left(&c->w) != 0) /* else the deadline is reported */
+            vb_info("%s: %s: disconnecting", c->peer, err.msg);
+        return -1;
+    }
+    vb_debug("%s: TLS on (%s)", c->peer, who);
+    return 0;
+}
+
 int nbd_handshake(struct nbd_conn *c)
 {
+    const struct nbd_tls *tls = nbd_server_tls(c->srv);
     uint8_t hello[18];
     put_be64(hello, NBD_MAGIC);
     put_be64(hello + 8, NBD_IHAVEOPT);
     put_be16(hello + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-    if (wire_write(c->fd, hello, sizeof hello) < 0)
+    if (wire_write(&c->w, hello, sizeof hello) < 0)
         return -1;
     uint8_t cf[4];
-    if (wire_read(c->fd, cf, 4) < 0)
+    if (wire_read(&c->w, cf, 4) < 0)
         return -1;
     uint32_t client_flags = get_be32(cf);
     if (client_flags & ~(uint32_t)(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
@@ -232,7 +260,7 @@ int nbd_handshake(struct nbd_conn *c)
 
     for (int n = 0; n < MAX_OPTIONS; n++) {
         uint8_t h[16];
-        if (wire_read(c->fd, h, sizeof h) < 0)
+        if (wire_read(&c->w, h, sizeof h) < 0)
             return -1;
         if (get_be64(h) != NBD_IHAVEOPT) {
             vb_info("%s: bad option magic 0x%016" PRIx64 ": disconnecting", c->peer, get_be64(h));
@@ -241,15 +269,26 @@ int nbd_handshake(struct nbd_conn *c)
         uint32_t opt = get_be32(h + 8), len = get_be32(h + 12);
         if (len > MAX_OPTION_DATA) {
             /* consume it to stay in sync, then refuse: nothing we offer needs that much */
-            if (opt == NBD_OPT_EXPORT_NAME || wire_discard(c->fd, len) < 0)
+            if (opt == NBD_OPT_EXPORT_NAME || wire_discard(&c->w, len) < 0)
                 return -1;
             if (reply_error(c, opt, NBD_REP_ERR_TOO_BIG, "option data too large") < 0)
                 return -1;
             continue;
         }
-        if (nbd_conn_buffer(c, len ? len : 1) < 0 || wire_read(c->fd, c->buf, len) < 0)
+        if (nbd_conn_buffer(c, len ? len : 1) < 0 || wire_read(&c->w, c->buf, len) < 0)
             return -1;
         int rc;
+        if (tls && !c->w.tls && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+            if (opt == NBD_OPT_EXPORT_NAME) { /* no error reply possible */
+                vb_info("%s: EXPORT_NAME without TLS, which this server requires: "
+                        "disconnecting",
+                        c->peer);
+                return -1;
+            }
+            if (reply_error(c, opt, NBD_REP_ERR_TLS_REQD, "this server requires TLS") < 0)
+                return -1;
+            continue;
+        }
         switch (opt) {
         case NBD_OPT_EXPORT_NAME:
             return opt_export_name(c, c->buf, len) == 1 ? 0 : -1;
@@ -279,7 +318,7 @@ int nbd_handshake(struct nbd_conn *c)
             rc = opt_meta(c, opt, c->buf, len);
             break;
         case NBD_OPT_STARTTLS:
-            rc = reply_error(c, opt, NBD_REP_ERR_UNSUP, "TLS is not offered by this server");
+            rc = opt_starttls(c, len);
             break;
         default:
             rc = reply_error(c, opt, NBD_REP_ERR_UNSUP, "option %" PRIu32 " not supported", opt);

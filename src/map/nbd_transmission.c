@@ -4,7 +4,8 @@
  * that fails the check gets an error reply (its write payload is consumed first, so the
  * stream stays in sync); only a broken frame (bad magic, EOF inside a request) ends the
  * connection. Requests of one connection are served in order; clients get parallelism from
- * several connections (multi-conn). */
+ * several connections (multi-conn). What a large request made the connection allocate is
+ * given back once it is answered (nbd_conn_trim). */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
@@ -108,7 +109,7 @@ static int simple_reply(struct nbd_conn *c, uint64_t cookie, uint32_t error, con
     put_be32(h + 4, error);
     put_be64(h + 8, cookie);
     struct iovec iov[2] = {{h, sizeof h}, {(void *)data, len}};
-    return wire_writev(c->fd, iov, error == 0 && len ? 2 : 1);
+    return wire_writev(&c->w, iov, error == 0 && len ? 2 : 1);
 }
 
 static int chunk(struct nbd_conn *c, uint64_t cookie, uint16_t flags, uint16_t type,
@@ -121,7 +122,7 @@ static int chunk(struct nbd_conn *c, uint64_t cookie, uint16_t flags, uint16_t t
     put_be64(h + 8, cookie);
     put_be32(h + 16, (uint32_t)(prelen + len));
     struct iovec iov[3] = {{h, sizeof h}, {(void *)pre, prelen}, {(void *)data, len}};
-    return wire_writev(c->fd, iov, len ? 3 : prelen ? 2 : 1);
+    return wire_writev(&c->w, iov, len ? 3 : prelen ? 2 : 1);
 }
 
 static int error_reply(struct nbd_conn *c, const struct request *r, uint32_t error, const char *msg)
@@ -247,7 +248,7 @@ void nbd_transmission(struct nbd_conn *c)
 {
     for (;;) {
         uint8_t h[NBD_REQUEST_LEN];
-        if (wire_read(c->fd, h, sizeof h) < 0) {
+        if (wire_read(&c->w, h, sizeof h) < 0) {
             if (errno)
                 vb_debug("%s: connection lost: %s", c->peer, strerror(errno));
             return;
@@ -270,15 +271,16 @@ void nbd_transmission(struct nbd_conn *c)
                     error = NBD_ENOMEM;
                     msg = "out of memory";
                 }
-                if (wire_discard(c->fd, r.length) < 0)
+                if (wire_discard(&c->w, r.length) < 0)
                     return;
-            } else if (wire_read(c->fd, c->buf, r.length) < 0) {
+            } else if (wire_read(&c->w, c->buf, r.length) < 0) {
                 return;
             }
         }
         if (r.type == NBD_CMD_DISC) /* never answered, whatever its flags */
             return;
         int rc = error ? error_reply(c, &r, error, msg) : serve(c, &r);
+        nbd_conn_trim(c);
         if (rc < 0) {
             vb_debug("%s: cannot send a reply: %s", c->peer, strerror(errno));
             return;

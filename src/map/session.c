@@ -27,6 +27,7 @@
 #include "listen.h"
 #include "log.h"
 #include "nbd_server.h"
+#include "nbd_tls.h"
 
 struct session {
     const struct map_options *o;
@@ -38,6 +39,7 @@ struct session {
     struct map_export **exports;
     size_t nexports;
     struct nbd_server *srv;
+    struct nbd_tls *tls;
     struct listeners listeners;
     struct kernel_attach **devices;
     struct boot_vm *vm;
@@ -126,7 +128,10 @@ static int open_exports(struct session *s, struct vb_error *err)
         vb_info("export %s: %" PRIu64 " bytes, %s%s", name, export_size(s->exports[i]),
                 export_description(s->exports[i]), o->readonly ? ", read-only" : "");
     }
-    s->srv = nbd_server_new(s->exports, s->nexports, err);
+    struct nbd_server_config cfg = {.max_connections = o->max_connections,
+                                    .handshake_timeout_ms = o->handshake_timeout_ms,
+                                    .tls = s->tls};
+    s->srv = nbd_server_new(s->exports, s->nexports, &cfg, err);
     return s->srv ? 0 : -1;
 }
 
@@ -144,6 +149,7 @@ static void socket_for_qemu(const char *path)
 static int open_listeners(struct session *s, struct vb_error *err)
 {
     const struct map_options *o = s->o;
+    s->listeners.tls = s->tls != NULL;
     if (o->socket_path || o->boot) {
         char path[4200];
         if (o->socket_path)
@@ -160,7 +166,23 @@ static int open_listeners(struct session *s, struct vb_error *err)
         }
         return 0;
     }
+    if (!o->listen_tcp) /* private by default: only our user can connect */
+        return listen_private(&s->listeners, o->private_socket_dir, err);
     return listen_tcp(&s->listeners, o->listen_address, o->listen_port, o->allow_remote, err);
+}
+
+/* Credentials are read before anything else is done, so that a mistake there costs nothing. */
+static int load_tls(struct session *s, struct vb_error *err)
+{
+    const struct map_options *o = s->o;
+    if (!o->tls_creds && !o->tls_psk)
+        return 0;
+    struct nbd_tls_options to = {
+        .creds_dir = o->tls_creds, .psk_file = o->tls_psk, .verify_peer = o->tls_verify_peer};
+    if (!(s->tls = nbd_tls_new(&to, err)))
+        return -1;
+    vb_info("TLS (%s) required of every client", nbd_tls_kind(s->tls));
+    return 0;
 }
 
 static int attach_devices(struct session *s, struct vb_error *err)
@@ -350,6 +372,7 @@ static int teardown(struct session *s, struct vb_error *err)
     free(s->devices);
     listeners_close(&s->listeners);
     nbd_server_free(s->srv);
+    nbd_tls_free(s->tls);
     for (size_t i = 0; i < s->nexports; i++) {
         struct vb_error e2 = {0};
         if (export_close(s->exports[i], &e2) < 0 && rc == 0) {
@@ -398,6 +421,8 @@ int map_session_run(const struct map_options *o)
         vb_error_errno(&err, "signalfd");
         goto out;
     }
+    if (load_tls(&s, &err) < 0)
+        goto out;
     if (strcmp(o->device, "none") != 0 && kernel_attach_check(o->device, &err) < 0)
         goto out;
     if (plan(&s, &err) < 0)

@@ -12,9 +12,16 @@ struct map_options {
     const char *input;       /* -i DIR */
     const char *until;
     const char *listen_address, *listen_port;
+    bool listen_tcp; /* -l or -p given: TCP instead of the private unix socket */
     const char *socket_path;
+    const char *private_socket_dir; /* mkdtemp template of the default socket's directory */
     bool allow_remote;
-    const char *device; /* -d: "none" or /dev/nbdX */
+    unsigned max_connections;      /* network clients at once */
+    unsigned handshake_timeout_ms; /* for a client's whole handshake */
+    const char *tls_creds;         /* x509 directory, or */
+    const char *tls_psk;           /* PSK file: TLS required of every client */
+    bool tls_verify_peer;          /* x509: client certificates checked against the CA */
+    const char *device;            /* -d: "none" or /dev/nbdX */
     const char *pidfile;
     const char *run;
     const char *overlay_dir;

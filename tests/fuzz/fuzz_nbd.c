@@ -1,6 +1,9 @@
 /* libFuzzer harness for virtmap's NBD server: each input is everything a client sends on one
  * connection (handshake, options, then requests), fed through a socketpair to the real
- * connection code serving a small backup chain with a writable overlay. */
+ * connection code serving a small backup chain with a writable overlay. The first byte picks
+ * the server: plain; TLS required (PSK: options before STARTTLS, STARTTLS, a TLS handshake
+ * fed with the input); its connection limit reached (the client is refused); a handshake
+ * deadline of 1 ms (the deadline cuts the handshake wherever it is). */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,10 +18,12 @@
 #include "log.h"
 #include "meta.h"
 #include "nbd_server.h"
+#include "nbd_tls.h"
 #include "sink.h"
 #include "writer.h"
 
-static struct nbd_server *server;
+enum { PLAIN, TLS, FULL, DEADLINE, NSERVERS };
+static struct nbd_server *servers[NSERVERS];
 
 /* A 1 MiB disk: data at 0 and 512 KiB, zeroes elsewhere. */
 static int make_stream(const char *path)
@@ -77,10 +82,28 @@ static int setup(void)
     static struct block_cache *cache;
     cache = block_cache_new(4 << 20);
     ex[0] = export_open("vda", disk, ovl, cache, &err);
-    if (!ex[0] || !(server = nbd_server_new(ex, 1, &err))) {
+    char psk[256];
+    snprintf(psk, sizeof psk, "%s/keys.psk", dir);
+    FILE *f = fopen(psk, "w");
+    if (!f || fputs("fuzz:00112233445566778899aabbccddeeff\n", f) < 0 || fclose(f) != 0)
+        return -1;
+    static struct nbd_tls *tls;
+    struct nbd_tls_options to = {.psk_file = psk};
+    if (!ex[0] || !(tls = nbd_tls_new(&to, &err))) {
         fprintf(stderr, "fuzz_nbd: %s\n", err.msg);
         return -1;
     }
+    const struct nbd_server_config cfg[NSERVERS] = {
+        [PLAIN] = {.max_connections = 8, .handshake_timeout_ms = 30000},
+        [TLS] = {.max_connections = 8, .handshake_timeout_ms = 30000, .tls = tls},
+        [FULL] = {.max_connections = 1, .handshake_timeout_ms = 30000},
+        [DEADLINE] = {.max_connections = 8, .handshake_timeout_ms = 1},
+    };
+    for (int i = 0; i < NSERVERS; i++)
+        if (!(servers[i] = nbd_server_new(ex, 1, &cfg[i], &err))) {
+            fprintf(stderr, "fuzz_nbd: %s\n", err.msg);
+            return -1;
+        }
     return 0;
 }
 
@@ -95,7 +118,8 @@ static void *feeder(void *arg)
     struct feed *f = arg;
     size_t done = 0;
     while (done < f->size) {
-        ssize_t n = write(f->fd, f->data + done, f->size - done);
+        /* a server that hangs up early (a refused client) must not raise SIGPIPE */
+        ssize_t n = send(f->fd, f->data + done, f->size - done, MSG_NOSIGNAL);
         if (n <= 0)
             break;
         done += (size_t)n;
@@ -111,10 +135,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ready = setup() == 0;
     if (!ready)
         abort();
+    if (size == 0)
+        return 0;
+    struct nbd_server *server = servers[data[0] % NSERVERS];
+    int held[2] = {-1, -1};
+    struct vb_error err = {0};
+    /* the FULL server's one slot is taken by a client that sends nothing */
+    if (server == servers[FULL] && (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, held) < 0 ||
+                                    nbd_server_serve(server, held[1], NULL, "held", &err) < 0))
+        abort();
+    data++;
+    size--;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        return 0;
-    struct vb_error err = {0};
+        abort();
     if (nbd_server_serve(server, sv[1], NULL, "fuzz", &err) < 0) {
         close(sv[0]);
         return 0;
@@ -127,6 +161,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ;
     pthread_join(t, NULL);
     close(sv[0]);
+    if (held[0] >= 0)
+        close(held[0]);
     while (nbd_server_reap(server) > 0)
         usleep(100);
     return 0;

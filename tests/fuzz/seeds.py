@@ -47,10 +47,16 @@ def stream(extents, size, compressed=False, linked=False, v1=False):
     return out
 
 
-def nbd_session(requests):
-    opt = lambda o, data: struct.pack(">QII", 0x49484156454F5054, o, len(data)) + data
+def nbd_opt(o, data):
+    return struct.pack(">QII", 0x49484156454F5054, o, len(data)) + data
+
+
+def nbd_session(requests, server=0):
+    """server: the harness's first byte (0 plain, 1 TLS required, 2 limit reached,
+    3 a 1 ms handshake deadline)."""
+    opt = nbd_opt
     name = b"vda"
-    s = struct.pack(">I", 3)  # fixed newstyle, no zeroes
+    s = bytes([server]) + struct.pack(">I", 3)  # fixed newstyle, no zeroes
     s += opt(8, b"")  # structured reply
     q = b"base:allocation"
     s += opt(10, struct.pack(">I", len(name)) + name + struct.pack(">II", 1, len(q)) + q)
@@ -113,6 +119,18 @@ def main():
     for name, reqs in sessions.items():
         with open(os.path.join(ndir, name), "wb") as f:
             f.write(nbd_session(reqs))
+    go = struct.pack(">I", 3) + b"vda" + struct.pack(">H", 0)
+    # TLS required: options before STARTTLS (TLS_REQD), STARTTLS, then the start of a TLS
+    # ClientHello record; the same session against the full and the impatient server
+    tls = (b"\x01" + struct.pack(">I", 3) + nbd_opt(3, b"") + nbd_opt(7, go) +
+           nbd_opt(5, b"x") + nbd_opt(5, b"") + bytes.fromhex("16030100c8010000c40303") +
+           bytes(32))
+    extra = {"tls-required": tls, "tls-export-name": b"\x01" + struct.pack(">I", 3) +
+             nbd_opt(1, b"vda"), "limit": b"\x02" + nbd_session(sessions["read"])[1:],
+             "deadline": b"\x03" + nbd_session(sessions["status"])[1:]}
+    for name, data in extra.items():
+        with open(os.path.join(ndir, name), "wb") as f:
+            f.write(data)
 
 
 if __name__ == "__main__":
