@@ -16,7 +16,7 @@
 #define USAGE                                                                                      \
     "usage: virtmap (-f FULL[,INC...] [-e NAME] | -i DIR [--until NAME])\n"                        \
     "               [-l ADDRESS] [-p PORT] [--socket PATH] [--allow-remote]\n"                     \
-    "               [-d DEVICE|none] [--pidfile FILE] [--run CMD] [--overlay DIR] [-r]\n"          \
+    "               [-d DEVICE|auto|none] [--pidfile FILE] [--run CMD] [--overlay DIR] [-r]\n"     \
     "               [--verify]\n"                                                                  \
     "               [--boot [--name NAME] [--keep-nics] [-U URI]] [-L LOGFILE] [-v] [-q] [-V]\n"
 
@@ -83,8 +83,10 @@ static void help(void)
            "  -p, --listen-port PORT    TCP port (default: 10809; 0: any free port)\n"
            "      --socket PATH         listen on a unix socket instead of TCP\n"
            "      --allow-remote        allow a non-loopback listen address\n"
-           "  -d, --device DEV|none     attach to the kernel NBD client (default: /dev/nbd0,\n"
-           "                            further disks of -i on the following devices)\n"
+           "  -d, --device DEV|auto|none\n"
+           "                            attach to the kernel NBD client (default: /dev/nbd0,\n"
+           "                            further disks of -i on the following devices; auto:\n"
+           "                            the first free ones); a device in use is refused\n"
            "      --pidfile FILE        write the process id once serving\n"
            "      --run CMD             run CMD (sh -c) with $uri and $nbd set once serving,\n"
            "                            stop when it exits and return its exit status\n"
