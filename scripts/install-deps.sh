@@ -30,6 +30,9 @@ PACKAGES=(
     openssh-server openssh-client gnutls-bin sasl2-bin libsasl2-modules
     # remote tests: a second SSH session turned away (connlimit)
     iptables
+    # the lab guest (tests/lib/labguest.sh): a kernel and its modules, a static busybox for its
+    # initramfs, sfdisk for partitioned test disks, the guest agent for tests that freeze
+    linux-image-amd64 busybox-static fdisk qemu-guest-agent
     # fuzzing (libFuzzer) and man page lint
     clang libclang-rt-14-dev mandoc
 )

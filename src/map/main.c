@@ -21,7 +21,7 @@
     "               [--socket PATH | [-l ADDRESS] [-p PORT] [--allow-remote]]\n"                   \
     "               [--tls-creds DIR [--tls-no-verify-peer] | --tls-psk FILE]\n"                   \
     "               [--max-connections N] [--handshake-timeout SEC]\n"                             \
-    "               [-d DEVICE|none] [--pidfile FILE] [--run CMD] [--overlay DIR] [-r]\n"          \
+    "               [-d DEVICE|auto|none] [--pidfile FILE] [--run CMD] [--overlay DIR] [-r]\n"     \
     "               [--verify]\n"                                                                  \
     "               [--boot [--name NAME] [--keep-nics] [--trust-config] [-U URI]]\n"              \
     "               [-L LOGFILE] [-v] [-q] [-V]\n"
@@ -110,8 +110,10 @@ static void help(void)
            "      --tls-psk FILE        require TLS with pre-shared keys (username:hexkey)\n"
            "      --max-connections N   clients served at once, more are refused (32)\n"
            "      --handshake-timeout SEC  time a client has to choose an export (30)\n"
-           "  -d, --device DEV|none     attach to the kernel NBD client (default: /dev/nbd0,\n"
-           "                            further disks of -i on the following devices)\n"
+           "  -d, --device DEV|auto|none\n"
+           "                            attach to the kernel NBD client (default: /dev/nbd0,\n"
+           "                            further disks of -i on the following devices; auto:\n"
+           "                            the first free ones); a device in use is refused\n"
            "      --pidfile FILE        write the process id once serving\n"
            "      --run CMD             run CMD (sh -c) with $uri and $nbd set once serving,\n"
            "                            stop when it exits and return its exit status\n"

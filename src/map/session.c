@@ -192,12 +192,17 @@ static int attach_devices(struct session *s, struct vb_error *err)
     s->devices = calloc(s->nexports, sizeof *s->devices);
     if (!s->devices)
         return vb_error_set(err, "out of memory");
+    bool autodev = strcmp(s->o->device, "auto") == 0;
+    unsigned first = 0; /* -d auto: each disk takes the first free device after the last */
     for (size_t i = 0; i < s->nexports; i++) {
-        char dev[256];
-        if (kernel_device_nth(s->o->device, (unsigned)i, dev, sizeof dev, err) < 0)
+        char dev[256] = "auto";
+        if (!autodev && kernel_device_nth(s->o->device, (unsigned)i, dev, sizeof dev, err) < 0)
             return -1;
-        if (!(s->devices[i] = kernel_attach(dev, s->srv, s->exports[i], err)))
+        if (!(s->devices[i] = kernel_attach(dev, first, s->srv, s->exports[i], err)))
             return -1;
+        first = (unsigned)(kernel_attach_number(s->devices[i]) + 1);
+        if (i == 0) /* for --run, as $uri */
+            setenv("device", kernel_attach_device(s->devices[i]), 1);
     }
     return 0;
 }
