@@ -68,7 +68,8 @@ int vb_host_run(struct vb_host *h, char *const argv[], char **out, size_t *len,
 int vb_host_exists(struct vb_host *h, const char *path, struct vb_error *err);
 /* Copies the host's file to a local path (atomically). */
 int vb_host_fetch(struct vb_host *h, const char *path, const char *local, struct vb_error *err);
-/* Copies a local file to the host (atomically; refuses to overwrite). */
+/* Copies a local file to the host (atomically; refuses to overwrite, also a file that
+ * appears while it runs: locally a no-replace rename, remotely SFTP's rename). */
 int vb_host_put(struct vb_host *h, const char *local, const char *path, mode_t mode,
                 struct vb_error *err);
 /* A private directory in parent (mode 0700, owned by uid:gid when uid >= 0). Malloc'ed. */
@@ -86,7 +87,7 @@ int vb_host_rename_noreplace(struct vb_host *h, const char *from, const char *to
 int vb_host_unlink(struct vb_host *h, const char *path, struct vb_error *err);
 /* Makes a completed file and its directory entry durable (fsync of both). */
 int vb_host_sync(struct vb_host *h, const char *path, struct vb_error *err);
-/* Writes a new file with data (atomically; refuses to overwrite). */
+/* Writes a new file with data (atomically; refuses to overwrite, as vb_host_put). */
 int vb_host_put_buffer(struct vb_host *h, const void *data, size_t len, const char *path,
                        mode_t mode, struct vb_error *err);
 

@@ -10,17 +10,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#if defined(__x86_64__)
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#endif
 
 #include "sink.h"
 #include "testutil.h"
@@ -242,30 +234,6 @@ static void run_cases(void)
     test_rename_noreplace();
 }
 
-#if defined(__x86_64__)
-/* Refuses renameat2 with any flag (EINVAL) and, with no_links, link/linkat (EPERM). */
-static int refuse_syscalls(bool no_links)
-{
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_renameat2, 0, 3),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[4])),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 4, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_link, 1, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_linkat, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, no_links ? SECCOMP_RET_ERRNO | EPERM : SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        return -1;
-    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
-}
-
 /* The cases again in a child that sees a filesystem without renameat2's flags. */
 static void run_without_flags(const char *name, bool no_links)
 {
@@ -273,7 +241,7 @@ static void run_without_flags(const char *name, bool no_links)
     CHECK(pid >= 0);
     if (pid == 0) {
         phase = name;
-        if (refuse_syscalls(no_links) < 0) {
+        if (test_refuse_rename_flags(no_links) < 0) {
             perror("seccomp");
             _exit(100);
         }
@@ -293,15 +261,12 @@ static void run_without_flags(const char *name, bool no_links)
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the %s cases failed (status %d)",
               name, status);
 }
-#endif
 
 int main(void)
 {
     run_cases();
-#if defined(__x86_64__)
     run_without_flags("no-rename-flags", false);
     run_without_flags("no-rename-flags-no-links", true);
-#endif
     test_cleanup();
     return test_finish("test_commit");
 }
