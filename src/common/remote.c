@@ -97,6 +97,7 @@ int vb_host_open(const struct vb_remote_opts *o, struct vb_host *h, struct vb_er
     h->nbd_port = o->nbd_port > 0 ? o->nbd_port : VB_NBD_DEFAULT_PORT;
     h->tls = o->tls;
     h->tls_cert = strdup(o->tls_cert ? o->tls_cert : VB_TLS_DEFAULT_DIR);
+    h->tmpdir = o->tmpdir && o->tmpdir[0] ? strdup(o->tmpdir) : NULL;
     if (!u.remote) {
         vb_uri_free(&u);
         return 0;
@@ -129,6 +130,7 @@ void vb_host_close(struct vb_host *h)
     free(h->name);
     free(h->nbd_host);
     free(h->tls_cert);
+    free(h->tmpdir);
     memset(h, 0, sizeof *h);
 }
 
@@ -335,9 +337,8 @@ int vb_host_put_buffer(struct vb_host *h, const void *data, size_t len, const ch
 {
     if (!h->ssh)
         return put_local(-1, NULL, data, len, path, mode, err);
-    const char *tmpdir = getenv("TMPDIR");
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/virtbackup-put.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    snprintf(tmp, sizeof tmp, "%s/virtbackup-put.XXXXXX", vb_host_tmpdir(h));
     int fd = mkstemp(tmp);
     if (fd < 0)
         return vb_error_errno(err, "%s", tmp);

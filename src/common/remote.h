@@ -38,10 +38,12 @@ struct vb_remote_opts {
     int nbd_port;       /* 0: 10809 */
     bool tls;
     const char *tls_cert; /* NULL: /etc/pki/qemu */
+    const char *tmpdir;   /* local temporary files ($TMPDIR); NULL: VB_TMPDIR_DEFAULT */
 };
 
 #define VB_NBD_DEFAULT_PORT 10809
 #define VB_TLS_DEFAULT_DIR  "/etc/pki/qemu"
+#define VB_TMPDIR_DEFAULT   "/var/tmp"
 
 struct vb_host {
     struct vb_ssh *ssh; /* NULL: this machine */
@@ -50,6 +52,7 @@ struct vb_host {
     int nbd_port;
     bool tls;
     char *tls_cert;
+    char *tmpdir; /* where local temporary files of remote transfers go */
 };
 
 /* Local for local URIs; for remote ones opens the SSH session (errors name the host and what
@@ -59,6 +62,10 @@ void vb_host_close(struct vb_host *h);
 static inline bool vb_host_is_remote(const struct vb_host *h)
 {
     return h->ssh != NULL;
+}
+static inline const char *vb_host_tmpdir(const struct vb_host *h)
+{
+    return h->tmpdir ? h->tmpdir : VB_TMPDIR_DEFAULT;
 }
 
 /* Runs argv (no shell locally; quoted for the remote shell) and returns its stdout. */

@@ -112,6 +112,7 @@ void vb_remote_cli_finish(struct vb_remote_cli *cli, int argc, char **argv, cons
         unsetenv("VIRTBACKUP_PASSWORD");
     }
     cli->remote.uri = uri;
+    cli->remote.tmpdir = getenv("TMPDIR");
 }
 
 void vb_remote_cli_free(struct vb_remote_cli *cli)

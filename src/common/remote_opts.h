@@ -47,7 +47,7 @@ int vb_remote_cli_option(struct vb_remote_cli *cli, int c, const char *arg, stru
 
 /* After parsing, before any child process is started: scrubs --password from argv, takes
  * VIRTBACKUP_PASSWORD if no password was given and removes it from the environment (and
- * overwrites its value there) in any case, and records the URI. */
+ * overwrites its value there) in any case, and records the URI and TMPDIR. */
 void vb_remote_cli_finish(struct vb_remote_cli *cli, int argc, char **argv, const char *uri);
 void vb_remote_cli_free(struct vb_remote_cli *cli);
 
