@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "debug_stall.h"
 #include "image.h"
 #include "log.h"
 #include "plan.h"
@@ -231,6 +232,9 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
     if (!srv) {
         rc = -1;
     } else {
+        /* tests: the image's qemu-nbd serves, no client of ours is connected yet (debug
+         * builds only) */
+        VB_DEBUG_STALL(&restore_stop);
         if (remote) {
             wo.target.host = o->host->nbd_host;
             wo.target.port = o->host->nbd_port;
