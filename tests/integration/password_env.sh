@@ -84,13 +84,8 @@ if strings "$VIRTBACKUP" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
         "$VIRTBACKUP" -n -d "$DOM" -l copy -o "$W/stall" >"$W/stall.log" 2>&1 &
     PID=$!
     tb_on_exit "kill $PID"
-    qpid=""
-    # bounded by the stall, not by a guess: the copy waits 600 s once its .partial exists
-    while kill -0 "$PID" 2>/dev/null; do
-        qpid=$(pgrep -P "$PID" -x qemu-nbd || true)
-        [ -n "$qpid" ] && ls "$W"/stall/*.partial >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    tb_wait_for "$PID" compgen -G "$W/stall/*.partial" >/dev/null || true
+    qpid=$(pgrep -P "$PID" -x qemu-nbd || true)
     [ -n "$qpid" ] || tb_fail "no qemu-nbd under the stalled backup: $(cat "$W/stall.log")"
     qenv=$(tr '\0' '\n' <"/proc/$qpid/environ")
     venv=$(tr '\0' '\n' <"/proc/$PID/environ")

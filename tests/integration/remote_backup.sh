@@ -270,7 +270,8 @@ tb_step "failures name what to fix"
 # the NBD port is taken (by an NBD server that is not ours)
 nbdkit --exit-with-parent -p "$PORT" -i 127.0.0.1 null 1M &
 blocker=$!
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+tb_wait_for "$blocker" eval '(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null' ||
+    tb_fail "nbdkit did not listen on $PORT"
 vb_backup_fails "-P/--nbd-port" -d "$D1" -l copy -o "$TB_WORKDIR/taken" -U "$URI" \
     -I 127.0.0.1 -P "$PORT"
 kill "$blocker"
@@ -305,14 +306,24 @@ SECRET="s3cr3t-$RANDOM-pw"
     tb_fail "backup with --password failed: $(cat "$TB_WORKDIR/pw.out")"
 ! grep -rqF -- "$SECRET" "$TB_WORKDIR/pw" "$TB_WORKDIR/pw.json" "$TB_WORKDIR/pw.out" ||
     tb_fail "the password appears in the output, log or JSON"
-"$VIRTBACKUP" -n -d "$D1" -l copy -o "$TB_WORKDIR/pw2" -U "$URI" -I 127.0.0.1 -P "$PORT" \
-    --password "$SECRET" >/dev/null 2>&1 &
-pwpid=$!
-sleep 0.3
-if [ -r "/proc/$pwpid/cmdline" ]; then
-    ! tr '\0' ' ' <"/proc/$pwpid/cmdline" | grep -qF -- "$SECRET" ||
-        tb_fail "the password is visible in /proc/$pwpid/cmdline"
+if strings "$VIRTBACKUP" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
+    # held at the debug stall (its .partial exists): surely past option parsing, still alive
+    gate=$TB_WORKDIR/pw.gate
+    touch "$gate"
+    VIRTBACKUP_DEBUG_STALL=$gate "$VIRTBACKUP" -n -d "$D1" -l copy -o "$TB_WORKDIR/pw2" -U "$URI" \
+        -I 127.0.0.1 -P "$PORT" --password "$SECRET" >"$TB_WORKDIR/pw2.out" 2>&1 &
+    pwpid=$!
+    tb_on_exit "kill $pwpid"
+    tb_wait_for "$pwpid" test -e "$gate.stalled" ||
+        tb_fail "the backup with --password never reached its stall: $(cat "$TB_WORKDIR/pw2.out")"
+    cmdline=$(tr '\0' ' ' <"/proc/$pwpid/cmdline")
+    rm -f "$gate"
+    wait "$pwpid" || tb_fail "backup with --password (argv check) failed: $(cat "$TB_WORKDIR/pw2.out")"
+    ! grep -qF -- "$SECRET" <<<"$cmdline" || tb_fail "the password is visible in /proc/$pwpid/cmdline"
+    grep -qF -- "--password" <<<"$cmdline" || tb_fail "not the backup's command line: $cmdline"
+    tb_log "/proc/$pwpid/cmdline of the running backup: $cmdline"
+else
+    tb_log "release build without the debug stall: the /proc/PID/cmdline check runs in debug builds"
 fi
-wait "$pwpid" || tb_fail "backup with --password (argv check) failed"
 
 tb_pass "remote backups and restores over qemu+ssh, NBD/TCP, SSH/SFTP"

@@ -66,10 +66,8 @@ probed_run() {
     VIRTBACKUP_DEBUG_STALL=$gate "$@" >"$log" 2>&1 &
     pid=$!
     tb_on_exit "kill $pid"
-    while [ ! -e "$gate.stalled" ] && kill -0 "$pid" 2>/dev/null; do
-        sleep 0.05
-    done
-    [ -e "$gate.stalled" ] || tb_fail "$what never reached its stall point: $(tail -5 "$log")"
+    tb_wait_for "$pid" test -e "$gate.stalled" ||
+        tb_fail "$what never reached its stall point: $(tail -5 "$log")"
     rc=0
     out=$(tls_probe "$CA_ONLY") || rc=$?
     [ "$rc" -ne 0 ] || tb_fail "$what: a TLS client without a certificate was served (size $out)"
