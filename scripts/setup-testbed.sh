@@ -70,18 +70,31 @@ restart_stale_libvirtd() {
     rm -rf /var/cache/libvirt/qemu/capabilities/*
 }
 
+# daemon CMD...: starts a daemon with every inherited descriptor above 2 closed. libvirtd keeps
+# what it inherits: a lock a caller holds on a descriptor (flock around ctest) would be held
+# by the daemon for as long as it runs, and block every later run that waits for that lock.
+daemon() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+        done
+        exec "$@" </dev/null
+    )
+}
+
 start_daemons() {
     # virtlogd is required: without it a domain start fails with
     # "Failed to connect socket to '/run/libvirt/virtlogd-sock'".
     if [ -z "$(pids_of virtlogd)" ]; then
         log "starting virtlogd"
-        virtlogd -d
+        daemon virtlogd -d
     fi
     if [ -z "$(pids_of libvirtd)" ]; then
         log "starting libvirtd"
         # A stale pid file of a killed daemon would make libvirtd refuse to start.
         rm -f /run/libvirtd.pid
-        libvirtd -d
+        daemon libvirtd -d
     fi
 }
 

@@ -23,6 +23,7 @@
 
 #include "backup.h"
 #include "checksum.h"
+#include "debug_stall.h"
 #include "frame.h"
 #include "log.h"
 #include "nbd_target.h"
@@ -148,18 +149,6 @@ static void wake_main(struct copy *c)
 
 /* ---- writer thread ---------------------------------------------------------------- */
 
-/* Tests of signals and crashes need a backup that is surely still running: debug builds
- * pause here (after the .partial file exists) for VIRTBACKUP_DEBUG_STALL seconds. Release
- * builds (NDEBUG) do not contain this. */
-static void debug_stall(void)
-{
-#ifndef NDEBUG
-    const char *v = getenv("VIRTBACKUP_DEBUG_STALL");
-    for (int i = v ? atoi(v) * 10 : 0; i > 0 && !backup_interrupted; i--)
-        usleep(100000);
-#endif
-}
-
 /* The raw image's checksum over the hole before pos: n zero bytes leave adler32's sum A
  * unchanged and add n * A to B, which is what adler32_combine computes for a block whose
  * own checksum is (A = 1, B = n mod 65521). */
@@ -249,7 +238,8 @@ static int writer_stream(struct copy *c, struct vb_error *err)
     struct stream_writer *w = stream_writer_new(sink, &job->meta, err);
     if (!w)
         return -1;
-    debug_stall();
+    /* tests: the .partial file exists, the NBD connections are open (debug builds only) */
+    VB_DEBUG_STALL(&backup_interrupted);
     uint64_t seq = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < c->ext.n; i++) {

@@ -52,6 +52,7 @@ static void free_all(struct image_info *ii)
     free((char *)ii->remote.ssh_key);
     free((char *)ii->remote.nbd_ip);
     free((char *)ii->remote.tls_cert);
+    free((char *)ii->remote.tmpdir);
     pthread_mutex_destroy(&ii->lock);
     pthread_cond_destroy(&ii->cond);
     free(ii);
@@ -113,6 +114,7 @@ struct image_info *image_info_start(const struct vb_remote_opts *remote, bool is
     ii->remote.ssh_key = dup_or_null(remote->ssh_key);
     ii->remote.nbd_ip = dup_or_null(remote->nbd_ip);
     ii->remote.tls_cert = dup_or_null(remote->tls_cert);
+    ii->remote.tmpdir = dup_or_null(remote->tmpdir);
     ii->v = calloc(n ? n : 1, sizeof *ii->v);
     ii->n = ii->v ? n : 0;
     bool complete = ii->v != NULL;

@@ -1,5 +1,6 @@
 /* What is saved beside the data (reference §2): the domain XML, qemu-img info of every qcow2
  * image, the loader/nvram/kernel/initrd files and the autostart flag. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,72 @@ static int save_osinfo(virDomainPtr dom, bool agent, const struct meta_out *out,
     return rc;
 }
 
+/* The loader, nvram, kernel and initrd files. A remote domain's files for a zip are fetched
+ * into a private directory (mode 0700, under the host's temporary directory) first, because
+ * the zip takes local files; it is removed before returning, on every path. */
+static int save_boot_files(struct vb_host *host, const struct vb_domain_info *info,
+                           const struct meta_out *out, const char *ident, bool is_copy,
+                           struct vb_error *err)
+{
+    const char *boot[] = {info->loader, info->nvram, info->kernel, info->initrd};
+    char *fetchdir = NULL;
+    char path[4200];
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < 4; i++) {
+        if (!boot[i])
+            continue;
+        int exists = vb_host_exists(host, boot[i], err);
+        if (exists < 0) {
+            rc = -1;
+            break;
+        }
+        if (!exists) {
+            vb_warn("boot file %s is not readable, not saved", boot[i]);
+            continue;
+        }
+        if (is_copy)
+            snprintf(path, sizeof path, "%s", base_name(boot[i]));
+        else
+            snprintf(path, sizeof path, "%s.%s", base_name(boot[i]), ident);
+        if (vb_host_is_remote(host) && !out->zip) {
+            /* over SFTP straight into the backup directory (atomically) */
+            char dest[8600];
+            snprintf(dest, sizeof dest, "%s/%s", out->dir, path);
+            if (vb_host_fetch(host, boot[i], dest, err) < 0)
+                rc = vb_error_prefix(err, "boot file %s on %s", boot[i], host->name);
+        } else if (vb_host_is_remote(host)) {
+            if (!fetchdir) {
+                char tmpl[4200];
+                snprintf(tmpl, sizeof tmpl, "%s/virtbackup-boot.%ld.XXXXXX", vb_host_tmpdir(host),
+                         (long)getpid());
+                if (!mkdtemp(tmpl)) {
+                    rc = vb_error_errno(err, "cannot create a directory for boot files in %s",
+                                        vb_host_tmpdir(host));
+                    break;
+                }
+                if (!(fetchdir = strdup(tmpl))) {
+                    rmdir(tmpl);
+                    rc = vb_error_set(err, "out of memory");
+                    break;
+                }
+            }
+            char tmp[8600];
+            snprintf(tmp, sizeof tmp, "%s/%s", fetchdir, path);
+            if (vb_host_fetch(host, boot[i], tmp, err) < 0)
+                rc = vb_error_prefix(err, "boot file %s on %s", boot[i], host->name);
+            else
+                rc = put_file(out, path, tmp, err);
+            unlink(tmp);
+        } else {
+            rc = put_file(out, path, boot[i], err);
+        }
+    }
+    if (fetchdir && rmdir(fetchdir) < 0)
+        vb_warn("cannot remove %s: %s", fetchdir, strerror(errno));
+    free(fetchdir);
+    return rc;
+}
+
 int metadata_save(struct vb_host *host, virDomainPtr dom, const struct vb_domain_info *info,
                   struct disk_job **disks, size_t ndisks, struct image_info *images,
                   const char *outdir, struct vb_zip_writer *zip, const char *ident, bool is_copy,
@@ -130,41 +197,8 @@ int metadata_save(struct vb_host *host, virDomainPtr dom, const struct vb_domain
             return -1;
     }
 
-    const char *boot[] = {info->loader, info->nvram, info->kernel, info->initrd};
-    for (size_t i = 0; i < 4; i++) {
-        if (!boot[i])
-            continue;
-        int exists = vb_host_exists(host, boot[i], err);
-        if (exists < 0)
-            return -1;
-        if (!exists) {
-            vb_warn("boot file %s is not readable, not saved", boot[i]);
-            continue;
-        }
-        if (is_copy)
-            snprintf(path, sizeof path, "%s", base_name(boot[i]));
-        else
-            snprintf(path, sizeof path, "%s.%s", base_name(boot[i]), ident);
-        if (vb_host_is_remote(host) && !out.zip) {
-            /* over SFTP straight into the backup directory (atomically) */
-            char dest[8600];
-            snprintf(dest, sizeof dest, "%s/%s", out.dir, path);
-            if (vb_host_fetch(host, boot[i], dest, err) < 0)
-                return vb_error_prefix(err, "boot file %s on %s", boot[i], host->name);
-        } else if (vb_host_is_remote(host)) {
-            /* the zip takes local files: fetched into a temporary file first */
-            char tmp[8600];
-            snprintf(tmp, sizeof tmp, "./.%s.fetch", path);
-            if (vb_host_fetch(host, boot[i], tmp, err) < 0)
-                return vb_error_prefix(err, "boot file %s on %s", boot[i], host->name);
-            rc = put_file(&out, path, tmp, err);
-            unlink(tmp);
-            if (rc < 0)
-                return -1;
-        } else if (put_file(&out, path, boot[i], err) < 0) {
-            return -1;
-        }
-    }
+    if (save_boot_files(host, info, &out, ident, is_copy, err) < 0)
+        return -1;
 
     if (save_osinfo(dom, agent, &out, ident, err) < 0)
         return -1;

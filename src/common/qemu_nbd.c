@@ -448,10 +448,13 @@ static struct qemu_nbd *start_remote(struct vb_host *h, const struct qemu_nbd_op
     struct remote_args ra = {.pidfile = srv->pidfile};
     snprintf(ra.port, sizeof ra.port, "%d", o->port);
     if (o->tls_dir) {
+        /* verify-peer=on: a client must present a certificate signed by the directory's CA
+         * (ours comes from the same --tls-cert directory); the port is reachable from the
+         * network, and the export is the disk (read) or the image being restored (written). */
         char *esc = qemu_opt_escape(o->tls_dir);
         if (!esc ||
-            asprintf(&ra.tls_object,
-                     "tls-creds-x509,id=tls0,endpoint=server,dir=%s,verify-peer=off", esc) < 0)
+            asprintf(&ra.tls_object, "tls-creds-x509,id=tls0,endpoint=server,dir=%s,verify-peer=on",
+                     esc) < 0)
             ra.tls_object = NULL;
         free(esc);
     }

@@ -26,9 +26,11 @@ struct qemu_nbd_opts {
      * A qemu-nbd or kernel that refuses io_uring is started again without it. */
     bool io_uring;
     /* On a remote host (qemu_nbd_start_remote): TCP instead of a unix socket. */
-    int port;            /* -p */
-    const char *bind;    /* -b: the address clients reach */
-    const char *tls_dir; /* x509 credentials (server side, on that host), or NULL */
+    int port;         /* -p */
+    const char *bind; /* -b: the address clients reach */
+    /* x509 credentials on that host (ca-cert.pem, server-cert.pem, server-key.pem), or NULL;
+     * clients must present a certificate signed by that CA (verify-peer=on) */
+    const char *tls_dir;
 };
 
 struct qemu_nbd;

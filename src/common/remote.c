@@ -1,6 +1,8 @@
 #include "remote.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <libxml/uri.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -95,6 +97,7 @@ int vb_host_open(const struct vb_remote_opts *o, struct vb_host *h, struct vb_er
     h->nbd_port = o->nbd_port > 0 ? o->nbd_port : VB_NBD_DEFAULT_PORT;
     h->tls = o->tls;
     h->tls_cert = strdup(o->tls_cert ? o->tls_cert : VB_TLS_DEFAULT_DIR);
+    h->tmpdir = o->tmpdir && o->tmpdir[0] ? strdup(o->tmpdir) : NULL;
     if (!u.remote) {
         vb_uri_free(&u);
         return 0;
@@ -127,6 +130,7 @@ void vb_host_close(struct vb_host *h)
     free(h->name);
     free(h->nbd_host);
     free(h->tls_cert);
+    free(h->tmpdir);
     memset(h, 0, sizeof *h);
 }
 
@@ -152,18 +156,86 @@ int vb_host_fetch(struct vb_host *h, const char *path, const char *local, struct
     return vb_copy_file_atomic(path, local, err);
 }
 
+static int write_all_fd(int fd, const void *data, size_t len, const char *name,
+                        struct vb_error *err)
+{
+    for (size_t done = 0; done < len;) {
+        ssize_t n = write(fd, (const char *)data + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return vb_error_errno(err, "%s: write", name);
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* A new local file at path with the bytes of from_fd (read to its end) or of data: written to
+ * a unique temporary beside it (O_EXCL), given mode exactly, synced, then renamed without
+ * replacing anything (RENAME_NOREPLACE or link: the test for an existing file and the rename
+ * are one step, so a file that appears meanwhile is never overwritten), and the directory
+ * synced. */
+static int put_local(int from_fd, const char *from_name, const void *data, size_t len,
+                     const char *path, mode_t mode, struct vb_error *err)
+{
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.XXXXXX.partial", path) < 0)
+        return vb_error_set(err, "out of memory");
+    int fd = mkostemps(tmp, (int)strlen(".partial"), O_CLOEXEC);
+    if (fd < 0) {
+        int rc = vb_error_errno(err, "%s: create", tmp);
+        free(tmp);
+        return rc;
+    }
+    int rc = 0;
+    if (from_fd >= 0) {
+        char buf[1 << 16];
+        for (;;) {
+            ssize_t n = read(from_fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                rc = vb_error_errno(err, "%s: read", from_name);
+            if (n <= 0 || (rc = write_all_fd(fd, buf, (size_t)n, tmp, err)) < 0)
+                break;
+        }
+    } else {
+        rc = write_all_fd(fd, data, len, tmp, err);
+    }
+    if (rc == 0 && fchmod(fd, mode) < 0)
+        rc = vb_error_errno(err, "%s: chmod", tmp);
+    if (rc == 0 && fsync(fd) < 0)
+        rc = vb_error_errno(err, "%s: fsync", tmp);
+    if (close(fd) < 0 && rc == 0)
+        rc = vb_error_errno(err, "%s: close", tmp);
+    if (rc == 0)
+        rc = vb_rename_noreplace(tmp, path, err);
+    if (rc < 0)
+        unlink(tmp);
+    free(tmp);
+    if (rc == 0) {
+        char *dir = strdup(path);
+        int dfd = dir ? open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+        if (dfd >= 0 && fsync(dfd) < 0 && errno != EINVAL)
+            rc = vb_error_errno(err, "%s: fsync of its directory", path);
+        if (dfd >= 0)
+            close(dfd);
+        free(dir);
+    }
+    return rc;
+}
+
 int vb_host_put(struct vb_host *h, const char *local, const char *path, mode_t mode,
                 struct vb_error *err)
 {
     if (h->ssh)
         return vb_ssh_put(h->ssh, local, path, mode, err);
-    if (access(path, F_OK) == 0)
-        return vb_error_set(err, "%s exists already: not overwritten", path);
-    if (vb_copy_file_atomic(local, path, err) < 0)
-        return -1;
-    if (chmod(path, mode) < 0)
-        return vb_error_errno(err, "%s: chmod", path);
-    return 0;
+    int in = open(local, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return vb_error_errno(err, "%s: open", local);
+    int rc = put_local(in, local, NULL, 0, path, mode, err);
+    close(in);
+    return rc;
 }
 
 char *vb_host_mkdtemp(struct vb_host *h, const char *parent, const char *prefix, int uid, int gid,
@@ -263,16 +335,10 @@ int vb_host_sync(struct vb_host *h, const char *path, struct vb_error *err)
 int vb_host_put_buffer(struct vb_host *h, const void *data, size_t len, const char *path,
                        mode_t mode, struct vb_error *err)
 {
-    if (!h->ssh) {
-        if (access(path, F_OK) == 0)
-            return vb_error_set(err, "%s exists already: not overwritten", path);
-        if (vb_write_file_atomic(path, data, len, err) < 0)
-            return -1;
-        return chmod(path, mode) < 0 ? vb_error_errno(err, "%s: chmod", path) : 0;
-    }
-    const char *tmpdir = getenv("TMPDIR");
+    if (!h->ssh)
+        return put_local(-1, NULL, data, len, path, mode, err);
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/virtbackup-put.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    snprintf(tmp, sizeof tmp, "%s/virtbackup-put.XXXXXX", vb_host_tmpdir(h));
     int fd = mkstemp(tmp);
     if (fd < 0)
         return vb_error_errno(err, "%s", tmp);

@@ -38,10 +38,12 @@ struct vb_remote_opts {
     int nbd_port;       /* 0: 10809 */
     bool tls;
     const char *tls_cert; /* NULL: /etc/pki/qemu */
+    const char *tmpdir;   /* local temporary files ($TMPDIR); NULL: VB_TMPDIR_DEFAULT */
 };
 
 #define VB_NBD_DEFAULT_PORT 10809
 #define VB_TLS_DEFAULT_DIR  "/etc/pki/qemu"
+#define VB_TMPDIR_DEFAULT   "/var/tmp"
 
 struct vb_host {
     struct vb_ssh *ssh; /* NULL: this machine */
@@ -50,6 +52,7 @@ struct vb_host {
     int nbd_port;
     bool tls;
     char *tls_cert;
+    char *tmpdir; /* where local temporary files of remote transfers go */
 };
 
 /* Local for local URIs; for remote ones opens the SSH session (errors name the host and what
@@ -60,6 +63,10 @@ static inline bool vb_host_is_remote(const struct vb_host *h)
 {
     return h->ssh != NULL;
 }
+static inline const char *vb_host_tmpdir(const struct vb_host *h)
+{
+    return h->tmpdir ? h->tmpdir : VB_TMPDIR_DEFAULT;
+}
 
 /* Runs argv (no shell locally; quoted for the remote shell) and returns its stdout. */
 int vb_host_run(struct vb_host *h, char *const argv[], char **out, size_t *len,
@@ -68,7 +75,8 @@ int vb_host_run(struct vb_host *h, char *const argv[], char **out, size_t *len,
 int vb_host_exists(struct vb_host *h, const char *path, struct vb_error *err);
 /* Copies the host's file to a local path (atomically). */
 int vb_host_fetch(struct vb_host *h, const char *path, const char *local, struct vb_error *err);
-/* Copies a local file to the host (atomically; refuses to overwrite). */
+/* Copies a local file to the host (atomically; refuses to overwrite, also a file that
+ * appears while it runs: locally a no-replace rename, remotely SFTP's rename). */
 int vb_host_put(struct vb_host *h, const char *local, const char *path, mode_t mode,
                 struct vb_error *err);
 /* A private directory in parent (mode 0700, owned by uid:gid when uid >= 0). Malloc'ed. */
@@ -86,7 +94,7 @@ int vb_host_rename_noreplace(struct vb_host *h, const char *from, const char *to
 int vb_host_unlink(struct vb_host *h, const char *path, struct vb_error *err);
 /* Makes a completed file and its directory entry durable (fsync of both). */
 int vb_host_sync(struct vb_host *h, const char *path, struct vb_error *err);
-/* Writes a new file with data (atomically; refuses to overwrite). */
+/* Writes a new file with data (atomically; refuses to overwrite, as vb_host_put). */
 int vb_host_put_buffer(struct vb_host *h, const void *data, size_t len, const char *path,
                        mode_t mode, struct vb_error *err);
 

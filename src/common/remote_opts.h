@@ -45,8 +45,9 @@ struct vb_remote_cli {
 /* 1: c was an option of the group and is stored; 0: not one of ours; -1: bad value (err). */
 int vb_remote_cli_option(struct vb_remote_cli *cli, int c, const char *arg, struct vb_error *err);
 
-/* After parsing: scrubs --password from argv, takes VIRTBACKUP_PASSWORD if no password was
- * given, and records the URI. */
+/* After parsing, before any child process is started: scrubs --password from argv, takes
+ * VIRTBACKUP_PASSWORD if no password was given and removes it from the environment (and
+ * overwrites its value there) in any case, and records the URI and TMPDIR. */
 void vb_remote_cli_finish(struct vb_remote_cli *cli, int argc, char **argv, const char *uri);
 void vb_remote_cli_free(struct vb_remote_cli *cli);
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "debug_stall.h"
 #include "image.h"
 #include "log.h"
 #include "plan.h"
@@ -231,6 +232,9 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
     if (!srv) {
         rc = -1;
     } else {
+        /* tests: the image's qemu-nbd serves, no client of ours is connected yet (debug
+         * builds only) */
+        VB_DEBUG_STALL(&restore_stop);
         if (remote) {
             wo.target.host = o->host->nbd_host;
             wo.target.port = o->host->nbd_port;
@@ -282,26 +286,24 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
     return rc;
 }
 
-/* A backup file copied to the host: directly here; for a remote host through a local
- * temporary file and SFTP. */
+/* A backup file copied to the host: directly here; for a remote host through a file in a
+ * private local directory (mode 0700, removed afterwards) and SFTP. */
 int restore_copy_to_host(const struct restore_opts *o, struct restore_input *in, const char *name,
                          const char *dest, mode_t mode, uint32_t *adler, struct vb_error *err)
 {
     if (!vb_host_is_remote(o->host))
         return restore_input_copy(in, name, dest, mode, adler, err);
-    const char *tmpdir = getenv("TMPDIR");
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/virtrestore-copy.XXXXXX",
-             tmpdir && *tmpdir ? tmpdir : "/var/tmp");
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return vb_error_errno(err, "%s", tmp);
-    close(fd);
-    unlink(tmp); /* restore_input_copy creates it */
+    char dir[4096], tmp[4200];
+    snprintf(dir, sizeof dir, "%s/virtrestore-copy.XXXXXX", vb_host_tmpdir(o->host));
+    if (!mkdtemp(dir))
+        return vb_error_errno(err, "cannot create a private directory in %s",
+                              vb_host_tmpdir(o->host));
+    snprintf(tmp, sizeof tmp, "%s/file", dir);
     int rc = restore_input_copy(in, name, tmp, mode, adler, err);
     if (rc == 0)
         rc = vb_host_put(o->host, tmp, dest, mode, err);
     unlink(tmp);
+    rmdir(dir);
     return rc;
 }
 

@@ -48,17 +48,20 @@ void stream_sink_free(struct stream_sink *sink);
 struct stream_sink *stream_sink_async(struct stream_sink *inner, size_t chunk, size_t nchunks,
                                       struct vb_error *err);
 
-/* A file sink: writes <path>.partial; commit = fsync, <path>.chksum via a temporary name,
- * rename to <path>, fsync the directory. Refuses to start if <path> exists. */
+/* A file sink: writes <path>.partial; commit = stream_commit_file. Refuses to start if <path>
+ * exists. */
 struct stream_sink *stream_sink_file_open(const char *path, struct vb_error *err);
 
-/* The commit order of chains.md for any fd already fully written to <path>.partial. Shared by
- * the stream writer and the raw-image writer. */
+/* The commit order of chains.md for any fd already fully written to <path>.partial: fsync,
+ * <path>.chksum from a unique temporary name (an existing one is swapped aside), the data's
+ * no-replace rename, fsync of the directory. A data file never exists without its checksum;
+ * a failed commit (the data file exists) leaves every existing file as it was. Shared by the
+ * stream writer and the raw-image writer. */
 int stream_commit_file(int fd, const char *path, bool have_checksum, uint32_t checksum,
                        struct vb_error *err);
 
-/* rename(2) that never replaces an existing target (RENAME_NOREPLACE, or a check first on
- * filesystems without it). */
+/* rename(2) that never replaces an existing target: RENAME_NOREPLACE, on filesystems without
+ * it link(2) + unlink(2), and only where neither exists a check first. */
 int vb_rename_noreplace(const char *from, const char *to, struct vb_error *err);
 
 #endif

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sink.h"
@@ -88,7 +90,21 @@ int vb_rename_noreplace(const char *from, const char *to, struct vb_error *err)
         return vb_error_set(err, "%s: already exists, refusing to overwrite", to);
     if (errno != EINVAL && errno != ENOSYS)
         return vb_error_errno(err, "%s: rename to %s", from, to);
-    /* filesystems without RENAME_NOREPLACE: check, then rename */
+    /* Filesystems without RENAME_NOREPLACE (NFS, older FUSE): link(2) fails with EEXIST
+     * atomically when the target exists. */
+    if (link(from, to) == 0) {
+        if (unlink(from) == 0)
+            return 0;
+        int saved = errno;
+        unlink(to);
+        errno = saved;
+        return vb_error_errno(err, "%s: rename to %s (unlink after link)", from, to);
+    }
+    if (errno == EEXIST)
+        return vb_error_set(err, "%s: already exists, refusing to overwrite", to);
+    if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS)
+        return vb_error_errno(err, "%s: rename to %s (link)", from, to);
+    /* Neither flags nor hard links (FAT and the like): the best left is check, then rename. */
     if (access(to, F_OK) == 0)
         return vb_error_set(err, "%s: already exists, refusing to overwrite", to);
     if (rename(from, to) < 0)
@@ -96,13 +112,112 @@ int vb_rename_noreplace(const char *from, const char *to, struct vb_error *err)
     return 0;
 }
 
+/* A new empty file named <prefix>.XXXXXX.partial with mode (less the umask), created with
+ * O_EXCL (never an existing file or a planted link); the .partial suffix lets the next run's
+ * leftover sweep remove it after a crash. Returns its descriptor and the malloc'ed name. */
+static int create_unique_partial(const char *prefix, mode_t mode, char **name, struct vb_error *err)
+{
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    if (asprintf(name, "%s.XXXXXX.partial", prefix) < 0) {
+        *name = NULL;
+        return vb_error_set(err, "out of memory");
+    }
+    char *x = *name + strlen(prefix) + 1;
+    for (int attempt = 0;; attempt++) {
+        unsigned char rnd[6];
+        if (attempt == 100) {
+            vb_error_set(err, "%s: no unused temporary name", *name);
+            break;
+        }
+        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+            vb_error_errno(err, "getrandom");
+            break;
+        }
+        for (size_t i = 0; i < sizeof rnd; i++)
+            x[i] = chars[rnd[i] % (sizeof chars - 1)];
+        int fd = open(*name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST) {
+            vb_error_errno(err, "%s: create", *name);
+            break;
+        }
+    }
+    free(*name);
+    *name = NULL;
+    return -1;
+}
+
+/* Puts the checksum file tmp at chk. A chk that exists already (a run that crashed between
+ * the two renames of the commit left it, or the data file exists too and the data's rename
+ * will fail) is kept under a unique name in *aside, so that checksum_undo can put it back
+ * exactly; *aside is NULL when chk did not exist. */
+static int checksum_place(const char *tmp, const char *chk, char **aside, struct vb_error *err)
+{
+    *aside = NULL;
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, chk, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno == EEXIST) {
+        /* tmp and chk swap: the old checksum is now under tmp's unique name */
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, chk, RENAME_EXCHANGE) == 0) {
+            *aside = strdup(tmp);
+            if (*aside)
+                return 0;
+            renameat2(AT_FDCWD, tmp, AT_FDCWD, chk, RENAME_EXCHANGE);
+            return vb_error_set(err, "out of memory");
+        }
+        if (errno != EINVAL && errno != ENOSYS)
+            return vb_error_errno(err, "%s: exchange with %s", tmp, chk);
+    } else if (errno != EINVAL && errno != ENOSYS) {
+        return vb_error_errno(err, "%s: rename to %s", tmp, chk);
+    }
+    /* Filesystems without renameat2's flags: the old checksum is moved aside onto a fresh
+     * unique name (rename replaces that empty placeholder), then ours is linked into place. */
+    int fd = create_unique_partial(chk, 0600, aside, err);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    if (rename(chk, *aside) < 0) {
+        int saved = errno;
+        unlink(*aside);
+        free(*aside);
+        *aside = NULL;
+        if (saved != ENOENT) {
+            errno = saved;
+            return vb_error_errno(err, "%s: rename aside", chk);
+        }
+    }
+    if (vb_rename_noreplace(tmp, chk, err) == 0)
+        return 0;
+    if (*aside && rename(*aside, chk) < 0)
+        vb_error_prefix(err, "%s could not be put back from %s (%s)", chk, *aside, strerror(errno));
+    free(*aside);
+    *aside = NULL;
+    return -1;
+}
+
+/* Undoes checksum_place after the data's rename failed: the old checksum back (rename
+ * replaces ours atomically), or ours removed when there was none. */
+static void checksum_undo(const char *chk, const char *aside)
+{
+    if (aside)
+        rename(aside, chk);
+    else
+        unlink(chk);
+}
+
+/* The commit (virtbackup-stream(5), COMMITTING A FILE): the data synced; its checksum written
+ * under a unique temporary name, synced and renamed into place; then the data renamed without
+ * replacing anything. A data file never exists without its checksum, and a commit that fails
+ * (the data file exists already) leaves every file that existed as it was: a checksum it
+ * displaced is put back. */
 int stream_commit_file(int fd, const char *path, bool have_checksum, uint32_t checksum,
                        struct vb_error *err)
 {
-    char *partial = NULL, *chk = NULL, *chktmp = NULL;
+    char *partial = NULL, *chk = NULL, *chktmp = NULL, *aside = NULL;
+    bool placed = false, renamed = false;
     int rc = -1, cfd = -1;
-    if (asprintf(&partial, "%s.partial", path) < 0 || asprintf(&chk, "%s.chksum", path) < 0 ||
-        asprintf(&chktmp, "%s.chksum.partial", path) < 0) {
+    if (asprintf(&partial, "%s.partial", path) < 0 || asprintf(&chk, "%s.chksum", path) < 0) {
         vb_error_set(err, "out of memory");
         goto out;
     }
@@ -110,38 +225,49 @@ int stream_commit_file(int fd, const char *path, bool have_checksum, uint32_t ch
         vb_error_errno(err, "%s: fsync", partial);
         goto out;
     }
+    /* Refuse before touching anything; the no-replace rename below is what guarantees it. */
+    if (access(path, F_OK) == 0) {
+        vb_error_set(err, "%s: already exists, refusing to overwrite", path);
+        goto out;
+    }
     if (have_checksum) {
         char text[16];
         int n = snprintf(text, sizeof text, "%u", checksum);
-        cfd = open(chktmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (cfd < 0) {
-            vb_error_errno(err, "%s: create", chktmp);
+        cfd = create_unique_partial(chk, 0644, &chktmp, err);
+        if (cfd < 0)
             goto out;
-        }
         if (write_all(cfd, text, (size_t)n, chktmp, err) < 0)
             goto out;
         if (fsync(cfd) < 0) {
             vb_error_errno(err, "%s: fsync", chktmp);
             goto out;
         }
-        if (rename(chktmp, chk) < 0) {
-            vb_error_errno(err, "%s: rename to %s", chktmp, chk);
+        if (checksum_place(chktmp, chk, &aside, err) < 0)
             goto out;
-        }
+        placed = true;
     }
     if (vb_rename_noreplace(partial, path, err) < 0)
         goto out;
+    renamed = true;
+    if (aside)
+        unlink(aside); /* the displaced checksum of a data file that did not exist */
     if (fsync_parent_dir(path, err) < 0)
         goto out;
     rc = 0;
 out:
     if (cfd >= 0)
         close(cfd);
+    if (rc < 0 && placed && !renamed) {
+        struct vb_error ignored;
+        checksum_undo(chk, aside);
+        fsync_parent_dir(path, &ignored);
+    }
     if (rc < 0 && chktmp)
         unlink(chktmp);
     free(partial);
     free(chk);
     free(chktmp);
+    free(aside);
     return rc;
 }
 

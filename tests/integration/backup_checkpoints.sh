@@ -8,17 +8,14 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/testbed.sh"
 source "$(dirname "$0")/../lib/chain.sh"
 tb_init
-# job directories of other, still running processes are not ours to judge
-jobdirs() {
-    local d pid
-    for d in /var/tmp/virtbackup.*; do
-        [ -d "$d" ] || continue
-        pid=${d#/var/tmp/virtbackup.}
-        pid=${pid%%.*}
-        kill -0 "$pid" 2>/dev/null || echo "$d"
-    done | sort
-}
-JOBDIRS_BEFORE=$(jobdirs)
+# This test's runs keep their job directories in a scratch directory of their own: the shared
+# /var/tmp holds those of other tests' runs, e.g. of a job started with -s and not yet ended.
+SCRATCH=$TB_WORKDIR/scratch
+install -d -o root -g kvm -m 0770 "$SCRATCH"
+VIRTBACKUP_REAL=$VIRTBACKUP
+VIRTBACKUP=$TB_WORKDIR/virtbackup
+printf '#!/bin/sh\nexec "%s" --scratchdir "%s" "$@"\n' "$VIRTBACKUP_REAL" "$SCRATCH" >"$VIRTBACKUP"
+chmod 0755 "$VIRTBACKUP"
 
 tb_create_domain cpt 64M
 DOM=$TB_DOMAIN
@@ -111,5 +108,5 @@ tb_snapshot_image "$DOM" vda "$TB_WORKDIR/now.raw"
 apply_compare "$TB_WORKDIR/now.raw" "inc after the second new base" "$OUT"/vda.*.data
 
 tb_step "nothing left behind: no job directory, socket or scratch file"
-leftover=$(comm -13 <(echo "$JOBDIRS_BEFORE") <(jobdirs))
-[ -z "$leftover" ] || tb_fail "left behind: $leftover"
+leftover=$(ls -A "$SCRATCH")
+[ -z "$leftover" ] || tb_fail "left behind in $SCRATCH: $leftover"

@@ -100,13 +100,11 @@ if [ -n "$(strings "$VIRTBACKUP" | grep -x VIRTBACKUP_DEBUG_STALL)" ]; then
     n=2
     for sig in INT TERM; do
         tb_qemu_io "$DOM" vda "write -P 0x5$n 20M 1M"
-        VIRTBACKUP_DEBUG_STALL=30 "$VIRTBACKUP" -n -d "$DOM" -l inc -o "$OUT" 2>"$TB_WORKDIR/int.err" &
+        # the stall is ended by the signal; 600 s only bound a run that never gets it
+        VIRTBACKUP_DEBUG_STALL=600 "$VIRTBACKUP" -n -d "$DOM" -l inc -o "$OUT" 2>"$TB_WORKDIR/int.err" &
         pid=$!
-        for _ in $(seq 1 100); do
-            ls "$OUT"/*.partial >/dev/null 2>&1 && break
-            sleep 0.1
-        done
-        ls "$OUT"/*.partial >/dev/null 2>&1 || tb_fail "the backup never started writing"
+        tb_wait_for "$pid" compgen -G "$OUT/*.partial" >/dev/null ||
+            tb_fail "the backup never started writing: $(cat "$TB_WORKDIR/int.err")"
         kill -$sig "$pid"
         rc=0
         wait "$pid" || rc=$?

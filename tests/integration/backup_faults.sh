@@ -23,15 +23,11 @@ vb_backup -d "$DOM" -l full -o "$OUT"
 # stalled_backup ARGS...: starts virtbackup stalled in the background once its .partial file
 # exists; sets PID.
 stalled_backup() {
-    VIRTBACKUP_DEBUG_STALL=60 "$VIRTBACKUP" -n "$@" >"$TB_WORKDIR/stalled.out" 2>&1 &
+    # the test ends the stall with a signal; 600 s only bound a run that never gets one
+    VIRTBACKUP_DEBUG_STALL=600 "$VIRTBACKUP" -n "$@" >"$TB_WORKDIR/stalled.out" 2>&1 &
     PID=$!
-    local i
-    for i in $(seq 1 150); do
-        ls "$OUT"/*.partial >/dev/null 2>&1 && return 0
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    tb_fail "the stalled backup never started writing: $(cat "$TB_WORKDIR/stalled.out")"
+    tb_wait_for "$PID" compgen -G "$OUT/*.partial" >/dev/null ||
+        tb_fail "the stalled backup never started writing: $(cat "$TB_WORKDIR/stalled.out")"
 }
 
 # continues NAME: the next inc continues the chain and the chain equals the disk
@@ -99,9 +95,10 @@ stalled_backup -d "$DOM" -l inc -o "$OUT"
 # the libvirtd this machine runs (started by setup-testbed.sh), by its pid file
 old=$(cat /run/libvirtd.pid)
 kill "$old"
-for _ in $(seq 1 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
-libvirtd -d
-for _ in $(seq 1 100); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.1; done
+tb_wait_for "" eval '! kill -0 "$old" 2>/dev/null' || tb_fail "libvirtd ($old) does not exit"
+tb_daemon libvirtd -d
+tb_wait_for "" eval 'virsh -c qemu:///system version >/dev/null 2>&1' ||
+    tb_fail "libvirtd did not come back"
 kill -INT "$PID" # end the stall; the run must notice that libvirt went away
 rc=0
 wait "$PID" || rc=$?

@@ -42,15 +42,12 @@ if strings "$VIRTBACKUP" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
     # Without these glibc malloc settings every request gets fresh zeroed pages (a third of
     # a restore's time, bench/README.md). Debug builds stall once the .partial exists.
     rm -rf "$TB_WORKDIR/stall"
-    GLIBC_TUNABLES=glibc.malloc.arena_max=4 VIRTBACKUP_DEBUG_STALL=30 \
+    # ended by the signal below; 600 s only bound a run that never gets it
+    GLIBC_TUNABLES=glibc.malloc.arena_max=4 VIRTBACKUP_DEBUG_STALL=600 \
         "$VIRTBACKUP" -n -d "$DOM" -l copy -o "$TB_WORKDIR/stall" >"$TB_WORKDIR/stall.log" 2>&1 &
     PID=$!
-    qpid=""
-    for _ in $(seq 1 100); do
-        qpid=$(pgrep -P "$PID" -x qemu-nbd || true)
-        [ -n "$qpid" ] && ls "$TB_WORKDIR"/stall/*.partial >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    tb_wait_for "$PID" compgen -G "$TB_WORKDIR/stall/*.partial" >/dev/null || true
+    qpid=$(pgrep -P "$PID" -x qemu-nbd || true)
     [ -n "$qpid" ] || tb_fail "no qemu-nbd under the stalled offline copy: $(cat "$TB_WORKDIR/stall.log")"
     # glibc may split the variable at ':' in place once parsed: look at the pieces in order
     tunables=$(tr '\0:' '\n\n' <"/proc/$qpid/environ" | sed -n '/^GLIBC_TUNABLES=/,/^[A-Z_]*=/p')

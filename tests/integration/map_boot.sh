@@ -24,8 +24,7 @@ tb_step "virtmap --boot starts $BOOT reading from the backup"
 "$VIRTMAP" -d none -i "$W/out" --boot --name "$BOOT" >"$W/uris" 2>"$W/virtmap.log" &
 vmpid=$!
 tb_on_exit "kill $vmpid"
-for _ in $(seq 1 150); do [ -s "$W/uris" ] && break; kill -0 $vmpid || break; sleep 0.1; done
-[ -s "$W/uris" ] || tb_fail "virtmap --boot did not become ready: $(cat "$W/virtmap.log")"
+tb_wait_for $vmpid test -s "$W/uris" || tb_fail "virtmap --boot did not become ready: $(cat "$W/virtmap.log")"
 cat "$W/uris" >&2
 # (output captured first: grep -q ending a pipe early fails it under pipefail)
 running=$(tb_virsh list --name)

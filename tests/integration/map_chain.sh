@@ -156,7 +156,7 @@ tb_step "readiness: URIs on stdout, pidfile, SIGTERM stops cleanly"
     2>>"$TB_WORKDIR/virtmap.log" &
 vmpid=$!
 tb_on_exit "kill $vmpid"
-for _ in $(seq 1 100); do [ -s "$TB_WORKDIR/pid" ] && break; sleep 0.1; done
+tb_wait_for $vmpid test -s "$TB_WORKDIR/pid" || tb_fail "virtmap did not start: $(tail -3 "$TB_WORKDIR/virtmap.log")"
 tb_assert_eq "$vmpid" "$(cat "$TB_WORKDIR/pid")" "pidfile"
 cat "$TB_WORKDIR/uris" >&2
 grep -qE '^nbd://127\.0\.0\.1:[0-9]+/vda$' "$TB_WORKDIR/uris" || tb_fail "no TCP URI for vda"

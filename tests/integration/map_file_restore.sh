@@ -64,17 +64,15 @@ for point in virtnbdbackup.0 virtnbdbackup.1; do
     "$VIRTMAP" -d none -r -i "$W/out" --until $point --socket "$W/s" >/dev/null 2>"$W/virtmap.log" &
     vmpid=$!
     tb_on_exit "kill $vmpid"
-    for _ in $(seq 1 100); do [ -S "$W/s" ] && break; sleep 0.1; done
+    tb_wait_for $vmpid test -S "$W/s" || tb_fail "virtmap did not start: $(cat "$W/virtmap.log")"
     nbdfuse -r "$FUSE" --unix "$W/s" & # export name "" = the default (first) export
-    for _ in $(seq 1 100); do [ -e "$FUSE/nbd" ] && break; sleep 0.1; done
-    [ -e "$FUSE/nbd" ] || tb_fail "nbdfuse did not come up"
+    tb_wait_for $! test -e "$FUSE/nbd" || tb_fail "nbdfuse did not come up"
     LOOP=$(losetup -f --show -r -P "$FUSE/nbd")
     # the kernel scans the partitions; without udev nobody makes the /dev node: we do
     sys=/sys/block/$(basename "$LOOP")/$(basename "$LOOP")p1/dev
     # the scan at attach may not see the table through FUSE; partx adds it with BLKPG
     [ -e "$sys" ] || partx -a "$LOOP"
-    for _ in $(seq 1 50); do [ -e "$sys" ] && break; sleep 0.1; done
-    [ -e "$sys" ] || tb_fail "the kernel found no partition 1 on $LOOP"
+    TB_WAIT_LIMIT=60 tb_wait_for "" test -e "$sys" || tb_fail "the kernel found no partition 1 on $LOOP"
     PART=$W/part1
     rm -f "$PART"
     mknod "$PART" b "$(cut -d: -f1 "$sys")" "$(cut -d: -f2 "$sys")"

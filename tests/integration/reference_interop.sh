@@ -122,12 +122,8 @@ ref_restore() {
     [ -f "$img" ] || tb_fail "virtnbdrestore made no $img (files: $(ls "$out"))"
     # virtnbdrestore returns while its qemu-nbd (--fork, exits when the client has
     # gone) may still hold the image's write lock: wait for qemu-nbd to let go.
-    local i
-    for i in $(seq 1 100); do
-        qemu-img info "$img" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    [ "$i" -lt 100 ] || tb_fail "$img still locked 10 s after virtnbdrestore ended"
+    TB_WAIT_LIMIT=120 tb_wait_for "" eval 'qemu-img info "$img" >/dev/null 2>&1' ||
+        tb_fail "$img still locked 120 s after virtnbdrestore ended"
     echo "$img"
 }
 

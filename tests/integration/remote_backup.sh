@@ -6,7 +6,9 @@
 #  - a shut-off domain: copy offline (qemu-nbd started over SSH, on --nbd-port), full
 #    (started paused through libvirt), inc --no-start-domain (offline through the persistent
 #    bitmap, a diff);
-#  - zip to stdout; two remote backups at once on distinct NBD ports;
+#  - zip to stdout, also of a domain with boot files (fetched through a private directory in
+#    TMPDIR, nothing created in the current directory but the run's log); two remote
+#    backups at once on distinct NBD ports;
 #  - failures name what to fix: NBD port taken, NBD address that does not resolve, SSH port
 #    refused, SSH authentication, an unknown host key; passwords never in logs or --json.
 set -euo pipefail
@@ -189,6 +191,56 @@ cmp "$WOUT/vmlinuz, 'k'" "$W/vmlinuz, 'k'" || tb_fail "the kernel restored over 
 cmp "$WOUT/initrd" "$W/initrd" || tb_fail "the initrd restored over SFTP differs"
 got_kernel=$(python3 -c 'import sys, xml.etree.ElementTree as E; print(E.parse(sys.argv[1]).find("os/kernel").text)' "$WOUT/vmconfig.xml")
 tb_assert_eq "$got_kernel" "$W/vmlinuz, 'k'" "kernel in the config written over SFTP"
+
+tb_step "zip of a remote domain with boot files: fetched into a private directory, not the cwd"
+# Every name created in the current directory and in TMPDIR while the backup runs, seen with
+# inotify: the boot files must go through a private directory in TMPDIR (gone afterwards),
+# and the current directory gets the run's log only (a copy keeps no chain files).
+ZCWD=$TB_WORKDIR/zip-cwd
+ZTMP=$TB_WORKDIR/zip-tmp
+mkdir -p "$ZCWD" "$ZTMP"
+created=$(TMPDIR=$ZTMP /usr/bin/python3 - "$ZCWD" "$ZTMP" "$TB_WORKDIR/boot.zip" \
+    "$VIRTBACKUP" -n -d "$WDOM" -l copy -o - -U "$URI" -I 127.0.0.1 -P "$PORT" <<'PY'
+import ctypes, os, struct, subprocess, sys
+cwd, tmp, zip_path, cmd = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+IN_CREATE, IN_MOVED_TO, IN_NONBLOCK = 0x100, 0x80, 0o4000
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.inotify_init1(IN_NONBLOCK)
+watch = {libc.inotify_add_watch(fd, d.encode(), IN_CREATE | IN_MOVED_TO): label
+         for d, label in ((cwd, "cwd"), (tmp, "tmp"))}
+assert fd >= 0 and all(w >= 0 for w in watch), "inotify"
+with open(zip_path, "wb") as out:
+    rc = subprocess.call(cmd, cwd=cwd, stdout=out)
+buf = b""
+while True:
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        break
+    if not chunk:
+        break
+    buf += chunk
+off = 0
+while off < len(buf):
+    wd, mask, cookie, n = struct.unpack_from("iIII", buf, off)
+    name = buf[off + 16:off + 16 + n].rstrip(b"\0").decode()
+    print(f"{watch.get(wd, '?')}: {name}")
+    off += 16 + n
+sys.exit(rc)
+PY
+) || tb_fail "remote zip backup with boot files failed (exit $?)"
+tb_log "created while the zip backup ran: $(tr '\n' ';' <<<"$created")"
+grep -q '^tmp: virtbackup-boot\.' <<<"$created" ||
+    tb_fail "the boot files were not fetched through a private directory in TMPDIR: $created"
+bad=$(grep '^cwd: ' <<<"$created" | grep -v '^cwd: backup\.copy\.[0-9]*\.log$' || true)
+[ -z "$bad" ] || tb_fail "the zip backup created files in the current directory: $bad"
+[ -z "$(ls -A "$ZTMP")" ] || tb_fail "left in TMPDIR: $(ls -A "$ZTMP")"
+[ -z "$(ls -A "$ZCWD" | grep -v '^backup\.copy\.[0-9]*\.log$')" ] ||
+    tb_fail "left in the current directory: $(ls -A "$ZCWD")"
+unzip -p "$TB_WORKDIR/boot.zip" "vmlinuz, 'k'" | cmp - "$W/vmlinuz, 'k'" ||
+    tb_fail "the kernel in the zip differs from the host's"
+unzip -p "$TB_WORKDIR/boot.zip" initrd | cmp - "$W/initrd" || tb_fail "the initrd in the zip differs"
+vr_restore_compare "$TB_WORKDIR/boot.zip" "$SNAP/weird.raw" "remote zip with boot files"
 tb_virsh undefine "$WDOM" >/dev/null
 
 tb_step "two remote backups at once, on distinct NBD ports"
@@ -218,7 +270,8 @@ tb_step "failures name what to fix"
 # the NBD port is taken (by an NBD server that is not ours)
 nbdkit --exit-with-parent -p "$PORT" -i 127.0.0.1 null 1M &
 blocker=$!
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+tb_wait_for "$blocker" eval '(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null' ||
+    tb_fail "nbdkit did not listen on $PORT"
 vb_backup_fails "-P/--nbd-port" -d "$D1" -l copy -o "$TB_WORKDIR/taken" -U "$URI" \
     -I 127.0.0.1 -P "$PORT"
 kill "$blocker"
@@ -253,14 +306,24 @@ SECRET="s3cr3t-$RANDOM-pw"
     tb_fail "backup with --password failed: $(cat "$TB_WORKDIR/pw.out")"
 ! grep -rqF -- "$SECRET" "$TB_WORKDIR/pw" "$TB_WORKDIR/pw.json" "$TB_WORKDIR/pw.out" ||
     tb_fail "the password appears in the output, log or JSON"
-"$VIRTBACKUP" -n -d "$D1" -l copy -o "$TB_WORKDIR/pw2" -U "$URI" -I 127.0.0.1 -P "$PORT" \
-    --password "$SECRET" >/dev/null 2>&1 &
-pwpid=$!
-sleep 0.3
-if [ -r "/proc/$pwpid/cmdline" ]; then
-    ! tr '\0' ' ' <"/proc/$pwpid/cmdline" | grep -qF -- "$SECRET" ||
-        tb_fail "the password is visible in /proc/$pwpid/cmdline"
+if strings "$VIRTBACKUP" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
+    # held at the debug stall (its .partial exists): surely past option parsing, still alive
+    gate=$TB_WORKDIR/pw.gate
+    touch "$gate"
+    VIRTBACKUP_DEBUG_STALL=$gate "$VIRTBACKUP" -n -d "$D1" -l copy -o "$TB_WORKDIR/pw2" -U "$URI" \
+        -I 127.0.0.1 -P "$PORT" --password "$SECRET" >"$TB_WORKDIR/pw2.out" 2>&1 &
+    pwpid=$!
+    tb_on_exit "kill $pwpid"
+    tb_wait_for "$pwpid" test -e "$gate.stalled" ||
+        tb_fail "the backup with --password never reached its stall: $(cat "$TB_WORKDIR/pw2.out")"
+    cmdline=$(tr '\0' ' ' <"/proc/$pwpid/cmdline")
+    rm -f "$gate"
+    wait "$pwpid" || tb_fail "backup with --password (argv check) failed: $(cat "$TB_WORKDIR/pw2.out")"
+    ! grep -qF -- "$SECRET" <<<"$cmdline" || tb_fail "the password is visible in /proc/$pwpid/cmdline"
+    grep -qF -- "--password" <<<"$cmdline" || tb_fail "not the backup's command line: $cmdline"
+    tb_log "/proc/$pwpid/cmdline of the running backup: $cmdline"
+else
+    tb_log "release build without the debug stall: the /proc/PID/cmdline check runs in debug builds"
 fi
-wait "$pwpid" || tb_fail "backup with --password (argv check) failed"
 
 tb_pass "remote backups and restores over qemu+ssh, NBD/TCP, SSH/SFTP"

@@ -4,7 +4,7 @@
 #   - TLS: a pull backup job serving NBD over TCP+TLS on 127.0.0.1 is readable with the
 #     client certificate of TLS_CERT_DIR, not with another CA's (TLS_BAD_CERT_DIR), and
 #     refuses plain NBD;
-#   - SASL: libvirt over qemu+tcp://127.0.0.1/system accepts the right credentials from a
+#   - SASL: libvirt over qemu+tcp://127.0.0.1:PORT/system accepts the right credentials from a
 #     libvirt auth file and rejects a wrong password;
 #   - afterwards libvirtd runs as before (same arguments, socket) and the /etc files are
 #     byte-identical (checked even when a step failed).
@@ -148,17 +148,14 @@ tb_log "as expected: $(grep -m1 'not permitted before TLS' <<<"$out")"
 
 tb_step "TLS: end the job"
 tb_virsh domjobabort "$DOM" >/dev/null || tb_fail "virsh domjobabort failed"
-for _ in $(seq 1 50); do
-    tb_virsh domjobinfo "$DOM" 2>/dev/null | grep -q 'Job type: *None' && break
-    sleep 0.1
-done
-tb_virsh domjobinfo "$DOM" | grep -q 'Job type: *None' || tb_fail "the backup job did not end"
+tb_wait_for "" eval 'tb_virsh domjobinfo "$DOM" 2>/dev/null | grep -q "Job type: *None"' ||
+    tb_fail "the backup job did not end"
 tb_expect_fail "nothing listens after the abort" nbdinfo "nbds://127.0.0.1:$PORT/vda?tls-certificates=$TLS_CERT_DIR"
 
 # ---------------------------------------------------------------------------
-tb_step "SASL: libvirtd listens on 127.0.0.1:$SASL_PORT with auth_tcp=sasl"
+tb_step "SASL: libvirtd listens on 127.0.0.1 (a free port) with auth_tcp=sasl"
 sasl_setup
-[ "$SASL_URI" = "qemu+tcp://127.0.0.1/system" ] || tb_fail "SASL_URI is '$SASL_URI'"
+[ "$SASL_URI" = "qemu+tcp://127.0.0.1:$SASL_PORT/system" ] || tb_fail "SASL_URI is '$SASL_URI'"
 virsh -c qemu:///system list >/dev/null </dev/null || tb_fail "the unix socket stopped working in SASL mode"
 ss -Hltn "sport = :$SASL_PORT" | grep -q "127.0.0.1:$SASL_PORT" || tb_fail "not listening on 127.0.0.1 only"
 
@@ -193,7 +190,7 @@ out=$(LIBVIRT_AUTH_FILE=/dev/null virsh -c "$SASL_URI" list 2>&1 </dev/null) || 
 tb_step "sasl_teardown: libvirtd leaves the listening mode, TLS stays"
 sasl_teardown || tb_fail "sasl_teardown failed"
 [ -z "$(ss -Hltn "sport = :$SASL_PORT")" ] || tb_fail "still listening on $SASL_PORT"
-tb_expect_fail "the tcp URI is gone" virsh -c "qemu+tcp://127.0.0.1/system" list
+tb_expect_fail "the tcp URI is gone" virsh -c "qemu+tcp://127.0.0.1:$SASL_PORT/system" list
 grep -q '^backup_tls_x509_cert_dir' /etc/libvirt/qemu.conf || tb_fail "sasl_teardown undid the TLS setting"
 
 tb_step "tls_teardown: the machine is as before"

@@ -6,6 +6,11 @@
 #    with x509 credentials started over SSH) and a remote restore, all over nbds, compared
 #    with the disk. Failures: a client whose CA did not sign the server's certificate, a
 #    missing certificate directory.
+#  - the qemu-nbd started on the host (offline copy, restore) verifies its clients: while
+#    the tool is held at its debug stall point (debug builds), nbdinfo as a TLS client
+#    without a certificate, and with one another CA signed, is refused; with the test's
+#    client certificate it is served; then the tool's own transfer completes and its result
+#    equals the disk.
 #  - SASL: a TCP listener of libvirtd with auth_tcp = "sasl" (DIGEST-MD5) and a test user,
 #    reached with --user and --password-file (and VIRTBACKUP_PASSWORD); a wrong password is
 #    refused naming the options.
@@ -24,6 +29,60 @@ PORT=$(remote_env_free_port 10900 10999)
 SNAP=$TB_WORKDIR/snap
 mkdir -p "$SNAP"
 tls() { vb_backup -U "$URI" -I 127.0.0.1 -P "$PORT" --tls --tls-cert "$TLS_CERT_DIR" "$@"; }
+
+# Client certificate directories for the probes: the CA only (no client certificate), and
+# the CA with a client certificate that another CA signed.
+CA_ONLY=$TB_WORKDIR/tls-ca-only
+WRONG_CLIENT=$TB_WORKDIR/tls-wrong-client
+mkdir -p "$CA_ONLY" "$WRONG_CLIENT"
+cp "$TLS_CERT_DIR/ca-cert.pem" "$CA_ONLY/"
+cp "$TLS_CERT_DIR/ca-cert.pem" "$TLS_BAD_CERT_DIR/client-cert.pem" \
+    "$TLS_BAD_CERT_DIR/client-key.pem" "$WRONG_CLIENT/"
+# debug builds (both tools have the stall point then; a virtrestore without it fails below)
+STALL=0
+if strings "$VIRTBACKUP" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
+    STALL=1
+fi
+
+# tls_probe DIR: nbdinfo, as a TLS client with the certificates in DIR, asks the export vda
+# on PORT for its size (the server answers at once or refuses: the timeout is a hang guard)
+tls_probe() {
+    timeout 60 nbdinfo --size "nbds://127.0.0.1:$PORT/vda?tls-certificates=$1" 2>&1
+}
+
+# probed_run WHAT CMD...: runs CMD (virtbackup or virtrestore with --tls, whose qemu-nbd on
+# the host serves PORT) held at its debug stall point, where the server runs; there TLS
+# clients without a certificate and with one of another CA must be refused, ours served.
+# Then CMD goes on and must succeed. Release builds (no stall) just run CMD.
+probed_run() {
+    local what="$1" gate="$TB_WORKDIR/gate.$((++PROBED))" log="$TB_WORKDIR/probed.$PROBED.log"
+    local pid out rc
+    shift
+    if [ "$STALL" = 0 ]; then
+        "$@" >"$log" 2>&1 || tb_fail "$what failed: $(tail -5 "$log")"
+        return 0
+    fi
+    touch "$gate"
+    VIRTBACKUP_DEBUG_STALL=$gate "$@" >"$log" 2>&1 &
+    pid=$!
+    tb_on_exit "kill $pid"
+    tb_wait_for "$pid" test -e "$gate.stalled" ||
+        tb_fail "$what never reached its stall point: $(tail -5 "$log")"
+    rc=0
+    out=$(tls_probe "$CA_ONLY") || rc=$?
+    [ "$rc" -ne 0 ] || tb_fail "$what: a TLS client without a certificate was served (size $out)"
+    tb_log "$what: a client without a certificate was refused: $out"
+    rc=0
+    out=$(tls_probe "$WRONG_CLIENT") || rc=$?
+    [ "$rc" -ne 0 ] ||
+        tb_fail "$what: a TLS client whose certificate another CA signed was served (size $out)"
+    tb_log "$what: a client certificate of another CA was refused: $out"
+    out=$(tls_probe "$TLS_CERT_DIR") || tb_fail "$what: our client certificate was refused: $out"
+    tb_log "$what: the test's client certificate was served (size $out)"
+    rm -f "$gate"
+    wait "$pid" || tb_fail "$what failed: $(tail -5 "$log")"
+}
+PROBED=0
 
 tb_create_domain tls 96M
 DOM=$TB_DOMAIN
@@ -61,16 +120,18 @@ assert_meta "$OUT/vda.inc.virtnbdbackup.2.data" true virtnbdbackup.2 virtnbdback
 tb_snapshot_image "$DOM" vda "$SNAP/inc2.raw"
 apply_compare "$SNAP/inc2.raw" "TLS chain after failures" "$OUT"/vda.*.data
 
-tb_step "restore on the remote host over TLS (qemu-nbd with x509 credentials, over SSH)"
+tb_step "restore on the remote host over TLS: its qemu-nbd refuses clients without our certificate"
 RR=$TB_WORKDIR/remote-restore
-"$VIRTRESTORE" -n -i "$OUT" -o "$RR" -U "$URI" -I 127.0.0.1 -P "$PORT" --tls \
-    --tls-cert "$TLS_CERT_DIR" >"$RR.log" 2>&1 || tb_fail "TLS remote restore failed: $(tail -5 "$RR.log")"
+probed_run "TLS remote restore" "$VIRTRESTORE" -n -i "$OUT" -o "$RR" -U "$URI" -I 127.0.0.1 \
+    -P "$PORT" --tls --tls-cert "$TLS_CERT_DIR"
 compare_qcow_raw "$(ls "$RR"/*.qcow2)" "$SNAP/inc2.raw" "TLS remote restore"
 
-tb_step "copy of a shut-off domain over TLS: the remote qemu-nbd serves nbds"
+tb_step "copy of a shut-off domain over TLS: the remote qemu-nbd serves nbds to our certificate only"
 tb_virsh destroy "$DOM" >/dev/null
 qemu-img convert -f qcow2 -O raw "${TB_IMAGES[0]}" "$SNAP/off.raw"
-tls -d "$DOM" -l copy -o "$TB_WORKDIR/offcopy"
+# one connection of ours: qemu-nbd takes 4 clients (-e 4), the probes need room beside it
+VIRTBACKUP_CONNECTIONS=1 probed_run "TLS offline copy" "$VIRTBACKUP" -n -d "$DOM" -l copy \
+    -o "$TB_WORKDIR/offcopy" -U "$URI" -I 127.0.0.1 -P "$PORT" --tls --tls-cert "$TLS_CERT_DIR"
 assert_meta "$TB_WORKDIR/offcopy/vda.copy.data" false virtnbdbackup.0 "" false
 apply_compare "$SNAP/off.raw" "TLS offline copy" "$TB_WORKDIR/offcopy/vda.copy.data"
 # the remote qemu-nbd takes its server credentials from the same --tls-cert directory
@@ -98,4 +159,4 @@ vb_backup_fails "--password-file" -d "$DOM" -l inc -o "$TB_WORKDIR/sasl" -U "$SA
     --user "$SASL_USER" --password-file "$TB_WORKDIR/badpw" "${SSH_OPTS[@]}"
 ! grep -rqF -- "$SASL_PASSWORD" "$TB_WORKDIR/sasl" || tb_fail "the password is in a backup log"
 
-tb_pass "NBD over TLS (verified peers) and libvirt over SASL"
+tb_pass "NBD over TLS (verified peers, both ways) and libvirt over SASL"

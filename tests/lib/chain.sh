@@ -72,14 +72,12 @@ ref_restore() {
         tail -n 30 "$out.stdout" >&2
         tb_fail "virtnbdrestore -i $in -o $out $* failed (exit $rc)"
     fi
-    local img i
+    local img
     img="$out/$(basename "${TB_IMAGES[0]}")"
     [ -f "$img" ] || tb_fail "virtnbdrestore made no $img (files: $(ls "$out"))"
     # its qemu-nbd may still hold the image's lock for a moment after it returns
-    for i in $(seq 1 100); do
-        qemu-img info "$img" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    TB_WAIT_LIMIT=120 tb_wait_for "" eval 'qemu-img info "$img" >/dev/null 2>&1' ||
+        tb_fail "$img still locked 120 s after virtnbdrestore ended"
     echo "$img"
 }
 

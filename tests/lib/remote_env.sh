@@ -13,10 +13,11 @@
 #               TLS_BAD_CERT_DIR  ca-cert.pem client-cert.pem client-key.pem of another CA:
 #                                 verification fails both ways (client and server side)
 #   sasl_setup / sasl_teardown
-#       libvirtd listening on tcp 127.0.0.1:16509 with auth_tcp="sasl" (DIGEST-MD5, sasldb),
+#       libvirtd listening on tcp 127.0.0.1:$SASL_PORT (a free port of 16510-16599) with
+#       auth_tcp="sasl" (DIGEST-MD5, sasldb),
 #       restarted with --listen and a copy of /etc/libvirt/libvirtd.conf (-f); the SASL config
 #       is given to libvirtd by SASL_CONF_PATH, so nothing under /etc is edited for it.
-#       Exports SASL_URI=qemu+tcp://127.0.0.1/system SASL_USER SASL_PASSWORD
+#       Exports SASL_URI=qemu+tcp://127.0.0.1:$SASL_PORT/system SASL_PORT SASL_USER SASL_PASSWORD
 #               SASL_AUTH_FILE   a libvirt auth file with these credentials (for LIBVIRT_AUTH_FILE)
 #   remote_env_teardown          both teardowns (safe to call any time, also twice)
 #   remote_env_restart_libvirtd  restarts libvirtd in the mode the environments need
@@ -34,7 +35,7 @@ REMOTE_ENV_QEMU_CONF=/etc/libvirt/qemu.conf
 REMOTE_ENV_LIBVIRTD_CONF=/etc/libvirt/libvirtd.conf
 REMOTE_ENV_PIDFILE=/run/libvirtd.pid
 REMOTE_ENV_URI=qemu:///system
-SASL_PORT=16509
+SASL_PORT=16509 # libvirtd's default; sasl_setup picks a free one
 
 re_log() {
     if declare -F tb_log >/dev/null; then tb_log "remote_env: $*"; else echo "remote_env: $*" >&2; fi
@@ -70,6 +71,20 @@ re_wait_ready() {
     done
 }
 
+# re_without_fds CMD...: runs CMD with every inherited descriptor above 2 closed. libvirtd
+# keeps what it inherits: a lock the test runs under (flock around ctest) would be held by the
+# daemon for as long as it runs, blocking every later run that waits for that lock.
+re_without_fds() {
+    (
+        local fd
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+        done
+        exec "$@"
+    )
+}
+
 # remote_env_restart_libvirtd: stops the libvirtd of the pid file and starts it again:
 # listening with SASL when sasl_setup is in effect, otherwise with its original arguments.
 # Running domains survive (libvirtd reconnects to their qemu). Returns 1 on failure.
@@ -100,7 +115,7 @@ remote_env_restart_libvirtd() {
         argv=(libvirtd -d)
     fi
     local out
-    if ! out=$(env -u SASL_CONF_PATH -u LIBVIRT_AUTH_FILE -u LIBVIRT_DEFAULT_URI \
+    if ! out=$(re_without_fds env -u SASL_CONF_PATH -u LIBVIRT_AUTH_FILE -u LIBVIRT_DEFAULT_URI \
         "${argv[@]}" 2>&1 </dev/null); then
         re_log "starting '${argv[*]}' failed: $out"
         return 1
@@ -166,7 +181,10 @@ re_release() {
     fi
 }
 
-# remote_env_free_port [FIRST [LAST]]: a TCP port nobody listens on at 127.0.0.1.
+# remote_env_free_port [FIRST [LAST]]: a TCP port nobody listens on at 127.0.0.1. Between
+# the check and the bind another process could take it: in 10800-16599 only the remote tests
+# bind ports (the kernel's ephemeral ports start at 32768), and those never run at the same
+# time (tests/CMakeLists.txt: RUN_SERIAL, or the test-sshd resource lock).
 remote_env_free_port() {
     local first=${1:-10800} last=${2:-10999} p i
     for i in $(seq 1 50); do
@@ -291,6 +309,7 @@ sasl_setup() {
         >/dev/null 2>&1 || re_die "the DIGEST-MD5 SASL plugin is missing (package libsasl2-modules)"
     re_claim
     [ ! -e "$REMOTE_ENV_ROOT/sasl" ] || re_die "sasl_setup: already set up ($REMOTE_ENV_ROOT/sasl)"
+    SASL_PORT=$(remote_env_free_port 16510 16599) || re_die "sasl_setup: no free TCP port"
     if [ -n "$(ss -Hltn "sport = :$SASL_PORT" 2>/dev/null)" ]; then
         re_die "sasl_setup: something already listens on port $SASL_PORT: $(ss -Hltnp "sport = :$SASL_PORT")"
     fi
@@ -343,7 +362,8 @@ EOF
     [ -n "$(ss -Hltn "src 127.0.0.1 and sport = :$SASL_PORT" 2>/dev/null)" ] ||
         re_die "sasl_setup: libvirtd does not listen on 127.0.0.1:$SASL_PORT"
 
-    export SASL_URI="qemu+tcp://127.0.0.1/system" SASL_USER SASL_PASSWORD SASL_AUTH_FILE
+    export SASL_URI="qemu+tcp://127.0.0.1:$SASL_PORT/system" SASL_PORT SASL_USER SASL_PASSWORD \
+        SASL_AUTH_FILE
     re_log "SASL ready: SASL_URI=$SASL_URI SASL_USER=$SASL_USER (DIGEST-MD5)"
 }
 

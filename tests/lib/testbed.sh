@@ -78,6 +78,37 @@ tb_expect_fail() {
     tb_log "as expected, '$*' failed (exit $rc): $what"
 }
 
+# tb_wait_for PID CMD...: polls CMD (every 0.05 s) until it succeeds and returns 0. Returns 1
+# once the process PID, the one expected to bring the state about, has exited while CMD still
+# fails (PID may be empty), or after TB_WAIT_LIMIT seconds (default 600): a bound for a hung
+# run, far beyond any healthy one, never a speed expectation. The caller reports the failure.
+tb_wait_for() {
+    local pid="$1" deadline=$((SECONDS + ${TB_WAIT_LIMIT:-600}))
+    shift
+    until "$@"; do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            "$@"
+            return
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 0.05
+    done
+}
+
+# tb_daemon CMD...: starts a daemon (libvirtd -d) with every inherited descriptor above 2
+# closed. libvirtd keeps what it inherits: the lock a test runs under (flock around ctest)
+# would be held by the daemon for as long as it runs, blocking every later run.
+tb_daemon() {
+    (
+        local fd
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-"; fi
+        done
+        exec "$@" </dev/null
+    )
+}
+
 # tb_tool NAME: path of a test tool from the build tree; fails if it is not built.
 tb_tool() {
     local p="$VB_BUILD_DIR/tests/$1"

@@ -2,6 +2,7 @@
 #ifndef VB_TESTUTIL_H
 #define VB_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,5 +40,10 @@ void test_fill(void *buf, size_t len, uint64_t seed);
 int test_read_file(const char *path, void **buf, size_t *len);
 int test_write_file(const char *path, const void *buf, size_t len);
 int test_finish(const char *name);
+
+/* Makes this process see a filesystem without renameat2's flags: renameat2 with any flag
+ * fails with EINVAL (as on NFS), and with no_links link/linkat fail with EPERM (as on FAT).
+ * For a forked child only; seccomp cannot be undone. Returns -1 where seccomp is missing. */
+int test_refuse_rename_flags(bool no_links);
 
 #endif
