@@ -77,8 +77,9 @@ qemu-img convert -O qcow2 "$W/held.raw" "$G/held.qcow2"
 lab_readable "$G"
 
 {
-    printf 'G=%q\nVIRTMAP=%q\n' "$G" "$VIRTMAP"
+    printf 'G=%q\n' "$G"
     cat <<'GUEST'
+VIRTMAP=$VB_BUILD_DIR/src/map/virtmap # the lab's copy of the build's virtmap
 BK=$G/backup
 
 # owner_of DEV: the process the kernel records for DEV (its thread's thread group), or none

@@ -28,14 +28,17 @@
 # virtio-9p (tag hostroot, cache=loose; multidevs=remap, without which the host's /proc and
 # /sys, both inode 1 of their filesystems, are one directory in the guest) and the script
 # runs chrooted into it: the host's paths are the guest's paths, with tmpfs on /tmp, /run,
-# /var/tmp and /mnt (private to the guest, so the host's files there are not seen: lab_start
-# refuses a script or VB_BUILD_DIR there; /var/lock is /run/lock) and the guest's own /proc,
+# /var/tmp and /mnt (private to the guest, so the host's files there are not seen; /var/lock
+# is /run/lock) and the guest's own /proc,
 # /sys, /dev (devtmpfs, so /dev/nbd* and partitions appear by themselves; devpts, /dev/shm).
 # The script runs as root under bash with tests/lib/labguest-guest.sh sourced first
 # (lab_step, lab_fail, lab_assert_eq, lab_expect_fail, lab_steps, lab_wait_for; `set -euo
 # pipefail`), in /tmp, with PATH, HOME=/tmp, TMPDIR=/tmp, LAB_OUT, LAB_LIB (that file, for
-# scripts the guest starts itself) and the host's VB_SOURCE_DIR, VB_BUILD_DIR and sanitizer
-# options (*SAN_OPTIONS). The loopback interface is up.
+# scripts the guest starts itself), the host's VB_SOURCE_DIR and sanitizer options
+# (*SAN_OPTIONS), and VB_BUILD_DIR naming a copy of the build's programs in the run's
+# directory (lab_stage_build: the build tree may be hidden from the guest or unreadable for
+# qemu's user), so a guest script names them "$VB_BUILD_DIR/src/map/virtmap", evaluated in
+# the guest, never by the host's path. The loopback interface is up.
 #
 # Files: 9p reads and writes as qemu's user (libvirt-qemu, group kvm), whatever the guest's
 # uid. What the guest reads must be readable by that user: $TB_WORKDIR is (root:kvm 0770)
@@ -181,19 +184,27 @@ lab_cleanup() {
     fi
 }
 
+# lab_stage_build DIR: copies the build's programs (src/*/virt*, tests/<tool>) to DIR/build
+# and tests/lsan.supp to DIR, readable by qemu's user. The guest runs these copies: the
+# build tree itself may be where the guest cannot see it (under /tmp, its own tmpfs there)
+# or where qemu's user, which reads the 9p share, may not enter (a home directory).
+lab_stage_build() {
+    local dir="$1" f rel
+    while IFS= read -r f; do
+        rel=${f#"$VB_BUILD_DIR"/}
+        install -D -m 0755 "$f" "$dir/build/$rel"
+    done < <(find "$VB_BUILD_DIR/src" "$VB_BUILD_DIR/tests" -maxdepth 2 -type f -perm -u+x \
+        ! -path '*/CMakeFiles/*' ! -name '*.so*' ! -name 'test_*' 2>/dev/null)
+    [ -x "$dir/build/src/map/virtmap" ] || tb_fail "lab: no programs found under $VB_BUILD_DIR"
+    install -m 0644 "$VB_SOURCE_DIR/tests/lsan.supp" "$dir/lsan.supp"
+    chgrp -R kvm "$dir/build"
+}
+
 lab_start() {
     local script="$1" extra="${2:-}"
     [ -n "$LAB_INITRD" ] || tb_fail "lab_start: call lab_init first"
     [ -f "$script" ] || tb_fail "lab_start: no script $script"
     [ "$LAB_STARTED" = 0 ] || tb_fail "lab_start: the previous guest ($LAB_DOMAIN) was not waited for"
-    local p
-    for p in "$(realpath "$script")" "$(realpath "$VB_BUILD_DIR")"; do
-        case "$p/" in
-        /tmp/* | /run/* | /var/tmp/* | /mnt/*)
-            tb_fail "lab_start: $p is hidden in the guest (its own tmpfs on /tmp, /run, /var/tmp, /mnt)"
-            ;;
-        esac
-    done
     LAB_RUNS=$((LAB_RUNS + 1))
     LAB_DOMAIN="vbtest-$$-lab$LAB_RUNS"
     LAB_RUN_DIR="$TB_WORKDIR/lab$LAB_RUNS"
@@ -204,11 +215,16 @@ lab_start() {
     install -d -o libvirt-qemu -g kvm -m 0770 "$LAB_OUT"
     install -m 0644 "$script" "$LAB_RUN_DIR/script.sh"
     install -m 0644 "$TB_LIB_DIR/labguest-guest.sh" "$LAB_RUN_DIR/guest-lib.sh"
+    lab_stage_build "$LAB_RUN_DIR"
     {
         local v
-        for v in VB_SOURCE_DIR VB_BUILD_DIR ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS; do
+        for v in VB_SOURCE_DIR ASAN_OPTIONS UBSAN_OPTIONS; do
             [ -z "${!v:-}" ] || printf 'export %s=%q\n' "$v" "${!v}"
         done
+        printf 'export VB_BUILD_DIR=%q\n' "$LAB_RUN_DIR/build"
+        # the suppressions file staged with the programs (the source tree may be unreadable)
+        [ -z "${LSAN_OPTIONS:-}" ] ||
+            printf 'export LSAN_OPTIONS=%q\n' "${LSAN_OPTIONS//$VB_SOURCE_DIR\/tests\/lsan.supp/$LAB_RUN_DIR/lsan.supp}"
         printf 'export LAB_LIB=%q\n' "$LAB_RUN_DIR/guest-lib.sh"
         printf 'source "$LAB_LIB"\nsource %q\n' "$LAB_RUN_DIR/script.sh"
     } >"$LAB_RUN_DIR/run.sh"
