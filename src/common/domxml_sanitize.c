@@ -86,14 +86,17 @@ void domxml_drops_free(struct domxml_drops *drops)
     }
 }
 
-/* Records one dropped thing; a kind seen before gets the new reference appended. */
-static void note(struct san *s, const char *what, const char *ref)
+/* Records one dropped thing; a kind seen before gets the new reference appended. routine:
+ * what libvirt writes into every domain's XML with the host's defaults (the kind stays
+ * routine only while all of its drops are). */
+static void note_drop(struct san *s, const char *what, const char *ref, bool routine)
 {
     struct domxml_drops *d = s->drops;
     ref = ref ? ref : "";
     for (size_t i = 0; i < d->n; i++) {
         if (strcmp(d->v[i].what, what) != 0)
             continue;
+        d->v[i].routine = d->v[i].routine && routine;
         size_t have = strlen(d->v[i].refs), add = strlen(ref);
         if (!add || strstr(d->v[i].refs, ref) || have > REFS_MAX)
             return;
@@ -114,6 +117,7 @@ static void note(struct san *s, const char *what, const char *ref)
     d->v = v;
     v[d->n].what = strdup(what);
     v[d->n].refs = strdup(ref);
+    v[d->n].routine = routine;
     if (!v[d->n].what || !v[d->n].refs) {
         free(v[d->n].what);
         free(v[d->n].refs);
@@ -121,6 +125,11 @@ static void note(struct san *s, const char *what, const char *ref)
         return;
     }
     d->n++;
+}
+
+static void note(struct san *s, const char *what, const char *ref)
+{
+    note_drop(s, what, ref, false);
 }
 
 static char *prop(xmlNodePtr n, const char *name)
@@ -227,6 +236,39 @@ static void refs_of(xmlNodePtr n, char *buf, size_t len)
     }
 }
 
+/* Elements that libvirt itself puts into every domain's XML from the host's defaults, so
+ * that dropping them is worth only a debug line: the default resource partition, a dynamic
+ * security label, the distributions' qemu emulators. */
+static bool routine_element(xmlNodePtr n)
+{
+    if (n->type != XML_ELEMENT_NODE || n->ns)
+        return false;
+    if (named(n, "seclabel"))
+        return prop_is(n, "type", "dynamic");
+    char *t = NULL;
+    bool routine = false;
+    if (named(n, "resource")) {
+        xmlNodePtr part = NULL;
+        size_t elems = 0;
+        for (xmlNodePtr c = n->children; c; c = c->next)
+            if (c->type == XML_ELEMENT_NODE) {
+                elems++;
+                part = c;
+            }
+        routine = elems == 1 && named(part, "partition") && (t = text_of(part)) &&
+                  strcmp(t, "/machine") == 0;
+    } else if (named(n, "emulator") && (t = text_of(n))) {
+        static const char *const usual[] = {"/usr/libexec/qemu-kvm", "/usr/bin/qemu-kvm",
+                                            "/usr/bin/kvm"};
+        const char *sys = "/usr/bin/qemu-system-";
+        routine = strncmp(t, sys, strlen(sys)) == 0 && !strchr(t + strlen(sys), '/');
+        for (size_t i = 0; i < sizeof usual / sizeof *usual; i++)
+            routine = routine || strcmp(t, usual[i]) == 0;
+    }
+    free(t);
+    return routine;
+}
+
 static void drop(struct san *s, const char *where, xmlNodePtr n)
 {
     char what[WHERE_MAX], refs[REFS_MAX + 1];
@@ -238,7 +280,7 @@ static void drop(struct san *s, const char *where, xmlNodePtr n)
         path_of(what, sizeof what, where, n);
         refs_of(n, refs, sizeof refs);
     }
-    note(s, what, refs);
+    note_drop(s, what, refs, routine_element(n));
     unlink_free(n);
 }
 

@@ -42,8 +42,11 @@
 
 /* One kind of thing dropped or changed, with what it referenced. */
 struct domxml_drop {
-    char *what; /* "devices/filesystem", "os/nvram/@template", "qemu:commandline" */
-    char *refs; /* host paths (or the type) it referenced, ", "-separated; "" if none */
+    char *what;   /* "devices/filesystem", "os/nvram/@template", "qemu:commandline" */
+    char *refs;   /* host paths (or the type) it referenced, ", "-separated; "" if none */
+    bool routine; /* only what libvirt writes into every domain's XML from the host's
+                     defaults (resource /machine, a dynamic seclabel, the usual emulator):
+                     worth a debug line, not a report */
 };
 
 struct domxml_drops {

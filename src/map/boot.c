@@ -202,9 +202,10 @@ static int sanitize(struct domxml *d, bool trust_config, unsigned own, struct vb
     if (domxml_sanitize(d, own, &drops, err) < 0)
         return -1;
     for (size_t i = 0; i < drops.n; i++)
-        vb_info("--boot: dropped %s%s%s%s from the backup's vmconfig (--trust-config keeps it)",
-                drops.v[i].what, drops.v[i].refs[0] ? " (" : "", drops.v[i].refs,
-                drops.v[i].refs[0] ? ")" : "");
+        vb_log(drops.v[i].routine ? VB_LOG_DEBUG : VB_LOG_INFO,
+               "--boot: dropped %s%s%s%s from the backup's vmconfig (--trust-config keeps it)",
+               drops.v[i].what, drops.v[i].refs[0] ? " (" : "", drops.v[i].refs,
+               drops.v[i].refs[0] ? ")" : "");
     domxml_drops_free(&drops);
     return 0;
 }

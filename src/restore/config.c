@@ -279,9 +279,10 @@ static int sanitize(const struct restore_opts *o, struct restore_config *cfg, un
     if (domxml_sanitize(cfg->dom, own, &drops, err) < 0)
         return vb_error_prefix(err, "%s", cfg->name);
     for (size_t i = 0; i < drops.n; i++)
-        vb_info("config: dropped %s%s%s%s from %s (--trust-config keeps it)", drops.v[i].what,
-                drops.v[i].refs[0] ? " (" : "", drops.v[i].refs, drops.v[i].refs[0] ? ")" : "",
-                cfg->name);
+        vb_log(drops.v[i].routine ? VB_LOG_DEBUG : VB_LOG_INFO,
+               "config: dropped %s%s%s%s from %s (--trust-config keeps it)", drops.v[i].what,
+               drops.v[i].refs[0] ? " (" : "", drops.v[i].refs, drops.v[i].refs[0] ? ")" : "",
+               cfg->name);
     domxml_drops_free(&drops);
     return 0;
 }

@@ -388,6 +388,42 @@ static void test_checkpoint_names(void)
               "%s", err.msg);
 }
 
+/* What libvirt writes into every domain's XML from the host's defaults is dropped as
+ * routine (a debug line); the same elements pointing elsewhere are reported. */
+static void test_routine(void)
+{
+    static const char usual[] =
+        "<domain type='kvm'><name>vm</name><memory>131072</memory>"
+        "<resource><partition>/machine</partition></resource>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+        "<devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>"
+        "<seclabel type='dynamic' model='dac' relabel='yes'><label>+64055:+64055</label>"
+        "<imagelabel>+64055:+64055</imagelabel></seclabel></domain>";
+    static const char unusual[] =
+        "<domain type='kvm'><name>vm</name><memory>131072</memory>"
+        "<resource><partition>/evil</partition></resource>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
+        "<devices><emulator>/usr/bin/qemu-system-x86_64/../../../tmp/q</emulator></devices>"
+        "<seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>"
+        "</domain>";
+    struct domxml_drops drops;
+    char *out = sanitized(usual, 0, &drops);
+    const char *kinds[] = {"resource", "devices/emulator", "seclabel"};
+    for (size_t i = 0; i < 3; i++) {
+        const struct domxml_drop *d = find_drop(&drops, kinds[i]);
+        CHECK_MSG(d && d->routine, "the usual %s is not dropped as routine", kinds[i]);
+    }
+    free(out);
+    domxml_drops_free(&drops);
+    out = sanitized(unusual, 0, &drops);
+    for (size_t i = 0; i < 3; i++) {
+        const struct domxml_drop *d = find_drop(&drops, kinds[i]);
+        CHECK_MSG(d && !d->routine, "an unusual %s is dropped as routine", kinds[i]);
+    }
+    free(out);
+    domxml_drops_free(&drops);
+}
+
 int main(void)
 {
     test_hostile();
@@ -396,5 +432,6 @@ int main(void)
     test_entities();
     test_firmware_path();
     test_checkpoint_names();
+    test_routine();
     return test_finish("test_domxml_sanitize");
 }
