@@ -39,7 +39,7 @@ static char *prop(xmlNodePtr n, const char *name)
     return s;
 }
 
-static void unlink_free(xmlNodePtr n)
+void domxml_unlink_free(xmlNodePtr n)
 {
     /* Also drop the indentation text before it, so the output keeps its shape. */
     xmlNodePtr prev = n->prev;
@@ -145,7 +145,7 @@ void domxml_remove_uuid(struct domxml *d)
 {
     xmlNodePtr n;
     while ((n = root_child(d, "uuid")))
-        unlink_free(n);
+        domxml_unlink_free(n);
 }
 
 static xmlNodePtr find_disk(struct domxml *d, const char *target)
@@ -230,7 +230,7 @@ static void remove_children(xmlNodePtr parent, const char *name)
 {
     xmlNodePtr c;
     while ((c = domxml_child(parent, name)))
-        unlink_free(c);
+        domxml_unlink_free(c);
 }
 
 int domxml_set_disk_file(struct domxml *d, const char *target, const char *path, const char *format,
@@ -252,7 +252,7 @@ int domxml_set_disk_file(struct domxml *d, const char *target, const char *path,
             xmlUnlinkNode(ds);
             keep_data = ds;
         }
-        unlink_free(src);
+        domxml_unlink_free(src);
     }
     xmlNodePtr target_el = domxml_child(disk, "target");
     src = xmlNewNode(NULL, BAD_CAST "source");
@@ -267,7 +267,7 @@ int domxml_set_disk_file(struct domxml *d, const char *target, const char *path,
         xmlSetProp(keep_data, BAD_CAST "type", BAD_CAST "file");
         xmlNodePtr dsrc = domxml_child(keep_data, "source");
         if (dsrc)
-            unlink_free(dsrc);
+            domxml_unlink_free(dsrc);
         dsrc = xmlNewChild(keep_data, NULL, BAD_CAST "source", NULL);
         xmlSetProp(dsrc, BAD_CAST "file", BAD_CAST data_file);
         remove_children(keep_data, "backingStore");
@@ -290,7 +290,7 @@ int domxml_remove_disk(struct domxml *d, const char *target, struct vb_error *er
     xmlNodePtr disk = find_disk(d, target);
     if (!disk)
         return vb_error_set(err, "domain XML has no disk with target '%s'", target);
-    unlink_free(disk);
+    domxml_unlink_free(disk);
     return 0;
 }
 

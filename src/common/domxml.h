@@ -57,6 +57,8 @@ xmlDocPtr domxml_doc(struct domxml *d);
 bool domxml_is_elem(xmlNodePtr n, const char *name);
 /* The first child element called name, or NULL. */
 xmlNodePtr domxml_child(xmlNodePtr parent, const char *name);
+/* Unlinks and frees n, with the indentation before it (the output keeps its shape). */
+void domxml_unlink_free(xmlNodePtr n);
 /* The path of <os><loader|nvram|kernel|initrd> (malloc'ed), or NULL if absent. */
 char *domxml_boot_file(struct domxml *d, enum domxml_boot_kind kind);
 int domxml_set_boot_file(struct domxml *d, enum domxml_boot_kind kind, const char *path,

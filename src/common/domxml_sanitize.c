@@ -162,18 +162,6 @@ static char *text_of(xmlNodePtr n)
     return s;
 }
 
-static void unlink_free(xmlNodePtr n)
-{
-    /* also the indentation before it, so that the output keeps its shape */
-    xmlNodePtr prev = n->prev;
-    if (prev && prev->type == XML_TEXT_NODE && xmlIsBlankNode(prev)) {
-        xmlUnlinkNode(prev);
-        xmlFreeNode(prev);
-    }
-    xmlUnlinkNode(n);
-    xmlFreeNode(n);
-}
-
 /* "where/name" (a namespaced element as prefix:name) */
 static void path_of(char *buf, size_t len, const char *where, xmlNodePtr n)
 {
@@ -281,7 +269,7 @@ static void drop(struct san *s, const char *where, xmlNodePtr n)
         refs_of(n, refs, sizeof refs);
     }
     note_drop(s, what, refs, routine_element(n));
-    unlink_free(n);
+    domxml_unlink_free(n);
 }
 
 /* Removes n's attribute a, reporting it. */
@@ -497,7 +485,7 @@ static void sanitize_interface(struct san *s, xmlNodePtr nic)
     if (target) {
         char *dev = prop(target, "dev");
         if (!dev || strncmp(dev, "vnet", 4) == 0) {
-            unlink_free(target);
+            domxml_unlink_free(target);
         }
         free(dev);
     }
@@ -605,7 +593,7 @@ static void sanitize_pty(struct san *s, xmlNodePtr dev)
         /* a pty's <source path='/dev/pts/N'/> is libvirt's own output in a live XML */
         if (!(was_pty && named(c, "source")))
             collect_paths(c, refs, sizeof refs);
-        unlink_free(c);
+        domxml_unlink_free(c);
     }
     strip_attrs(dev, (const char *const[]){"type", NULL}); /* tty='/dev/pts/N' */
     set_prop(s, dev, "type", "pty");
@@ -646,7 +634,7 @@ static void sanitize_channel(struct san *s, xmlNodePtr ch)
             remove_children(src);
             strip_attrs(src, (const char *const[]){NULL});
         } else {
-            unlink_free(c);
+            domxml_unlink_free(c);
         }
     }
     if (strncmp(refs, "/var/lib/libvirt/qemu/channel/", 30) == 0 && !strchr(refs, ','))

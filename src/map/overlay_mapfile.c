@@ -1,6 +1,5 @@
 #include "overlay_mapfile.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -10,23 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "overlay_le.h"
+
 #define MAP_MAGIC     "VBOVMAP2"
 #define MAP_MAGIC_OLD "VBOVMAP1" /* format 1: no checksum, no log, saved only on flush */
 #define MAP_HEADER    (8 + 8 + 8 + 8 + OVERLAY_INSTANCE_LEN + 8)
 #define MAP_MAX_ID    (16u << 20)
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return le64toh(v);
-}
 
 uint8_t *overlay_mapfile_encode(const struct overlay_mapfile *m, uint64_t *const *chunks,
                                 uint64_t nchunks, size_t *len)
@@ -39,23 +27,23 @@ uint8_t *overlay_mapfile_encode(const struct overlay_mapfile *m, uint64_t *const
     if (!buf)
         return NULL;
     memcpy(p, MAP_MAGIC, 8);
-    put64(p + 8, m->size);
-    put64(p + 16, m->block);
-    put64(p + 24, m->generation);
+    le_put64(p + 8, m->size);
+    le_put64(p + 16, m->block);
+    le_put64(p + 24, m->generation);
     memcpy(p + 32, m->instance, OVERLAY_INSTANCE_LEN);
-    put64(p + 32 + OVERLAY_INSTANCE_LEN, idlen);
+    le_put64(p + 32 + OVERLAY_INSTANCE_LEN, idlen);
     p += MAP_HEADER;
     memcpy(p, m->identity, idlen);
     p += idlen;
-    put64(p, present);
+    le_put64(p, present);
     p += 8;
     for (uint64_t c = 0; c < nchunks; c++) {
         if (!chunks[c])
             continue;
-        put64(p, c);
+        le_put64(p, c);
         p += 8;
         for (size_t w = 0; w < OVERLAY_CHUNK_WORDS; w++, p += 8)
-            put64(p, chunks[c][w]);
+            le_put64(p, chunks[c][w]);
     }
     uint32_t crc = htole32((uint32_t)libdeflate_crc32(0, buf, n - 4));
     memcpy(p, &crc, 4);
@@ -128,11 +116,11 @@ int overlay_mapfile_read(const char *path, struct overlay_mapfile *m, struct vb_
         vb_error_set(err, "%s: damaged overlay map (checksum mismatch)", path);
         goto fail;
     }
-    m->size = get64(b + 8);
-    m->block = get64(b + 16);
-    m->generation = get64(b + 24);
+    m->size = le_get64(b + 8);
+    m->block = le_get64(b + 16);
+    m->generation = le_get64(b + 24);
     memcpy(m->instance, b + 32, OVERLAY_INSTANCE_LEN);
-    uint64_t idlen = get64(b + 32 + OVERLAY_INSTANCE_LEN);
+    uint64_t idlen = le_get64(b + 32 + OVERLAY_INSTANCE_LEN);
     if (idlen > MAP_MAX_ID || MAP_HEADER + idlen + 8 + 4 > m->len) {
         vb_error_set(err, "%s: damaged overlay map (identity length %" PRIu64 ")", path, idlen);
         goto fail;
@@ -154,20 +142,20 @@ int overlay_mapfile_chunks(const char *path, const struct overlay_mapfile *m, ui
                            uint64_t nchunks, struct vb_error *err)
 {
     const uint8_t *p = m->buf + m->chunks_at, *end = m->buf + m->len - 4;
-    uint64_t present = get64(p);
+    uint64_t present = le_get64(p);
     p += 8;
     const size_t chunk_bytes = 8 + OVERLAY_CHUNK_WORDS * 8;
     if (present > nchunks || (uint64_t)(end - p) != present * chunk_bytes)
         return vb_error_set(err, "%s: damaged overlay map (%" PRIu64 " chunks in %zu bytes)", path,
                             present, m->len);
     for (uint64_t k = 0; k < present; k++, p += chunk_bytes) {
-        uint64_t c = get64(p);
+        uint64_t c = le_get64(p);
         if (c >= nchunks || chunks[c])
             return vb_error_set(err, "%s: damaged overlay map (chunk %" PRIu64 ")", path, c);
         if (!(chunks[c] = malloc(OVERLAY_CHUNK_WORDS * 8)))
             return vb_error_set(err, "out of memory");
         for (size_t w = 0; w < OVERLAY_CHUNK_WORDS; w++) {
-            uint64_t v = get64(p + 8 + 8 * w);
+            uint64_t v = le_get64(p + 8 + 8 * w);
             if (!OVERLAY_WORD_VALID(v))
                 return vb_error_set(err, "%s: damaged overlay map (chunk %" PRIu64 ", word %zu)",
                                     path, c, w);

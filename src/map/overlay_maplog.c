@@ -1,6 +1,5 @@
 #include "overlay_maplog.h"
 
-#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "fileutil.h"
+#include "overlay_le.h"
 
 #define LOG_MAGIC     "VBOVLOG1"
 #define LOG_HEADER    (8 + 8 + OVERLAY_INSTANCE_LEN + 4 + 4)
@@ -28,32 +28,6 @@ struct overlay_maplog {
     uint64_t next; /* its sequence number */
 };
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    v = htole32(v);
-    memcpy(p, &v, 4);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    v = htole64(v);
-    memcpy(p, &v, 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return le32toh(v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return le64toh(v);
-}
-
 uint64_t overlay_maplog_record_size(uint64_t n)
 {
     return REC_HEAD + n * REC_ENTRY + REC_TAIL;
@@ -69,11 +43,12 @@ static size_t intact_record(const uint8_t *p, size_t avail, uint64_t max_words)
 {
     if (avail < REC_HEAD + REC_ENTRY + REC_TAIL || memcmp(p, REC_MAGIC, 4) != 0)
         return 0;
-    uint64_t n = get32(p + 4);
+    uint64_t n = le_get32(p + 4);
     if (n == 0 || n > max_words || overlay_maplog_record_size(n) > avail)
         return 0;
     size_t len = (size_t)overlay_maplog_record_size(n);
-    return get32(p + len - REC_TAIL) == (uint32_t)libdeflate_crc32(0, p, len - REC_TAIL) ? len : 0;
+    return le_get32(p + len - REC_TAIL) == (uint32_t)libdeflate_crc32(0, p, len - REC_TAIL) ? len
+                                                                                            : 0;
 }
 
 static struct overlay_maplog *new_log(int fd, const char *path, uint64_t end, uint64_t next)
@@ -109,15 +84,15 @@ static int replay(const char *path, const uint8_t *b, size_t len, uint64_t max_w
                                         path, pos);
             break;
         }
-        if (get64(b + pos + 8) != seq)
+        if (le_get64(b + pos + 8) != seq)
             return vb_error_set(err,
                                 "%s: damaged overlay map log (record %" PRIu64
                                 " at byte %zu, expected %" PRIu64 ")",
-                                path, get64(b + pos + 8), pos, seq);
-        uint64_t n = get32(b + pos + 4);
+                                path, le_get64(b + pos + 8), pos, seq);
+        uint64_t n = le_get32(b + pos + 4);
         for (uint64_t k = 0; k < n; k++) {
             const uint8_t *e = b + pos + REC_HEAD + k * REC_ENTRY;
-            uint64_t word = get64(e), value = get64(e + 8);
+            uint64_t word = le_get64(e), value = le_get64(e + 8);
             if (word >= max_words || !OVERLAY_WORD_VALID(value))
                 return vb_error_set(
                     err, "%s: damaged overlay map log (record %" PRIu64 ", word %" PRIu64 ")", path,
@@ -169,11 +144,11 @@ int overlay_maplog_open(const char *path, uint64_t generation,
         done += (size_t)r;
     }
     if (len < LOG_HEADER || memcmp(b, LOG_MAGIC, 8) != 0 ||
-        get32(b + 32) != (uint32_t)libdeflate_crc32(0, b, 32)) {
+        le_get32(b + 32) != (uint32_t)libdeflate_crc32(0, b, 32)) {
         vb_error_set(err, "%s: damaged overlay map log (header)", path);
         goto out;
     }
-    uint64_t gen = get64(b + 8);
+    uint64_t gen = le_get64(b + 8);
     if (memcmp(b + 16, instance, OVERLAY_INSTANCE_LEN) != 0 || gen > generation) {
         vb_error_set(err,
                      "%s: not the log of this overlay map (generation %" PRIu64
@@ -211,9 +186,9 @@ struct overlay_maplog *overlay_maplog_create(const char *path, uint64_t generati
 {
     uint8_t h[LOG_HEADER] = {0};
     memcpy(h, LOG_MAGIC, 8);
-    put64(h + 8, generation);
+    le_put64(h + 8, generation);
     memcpy(h + 16, instance, OVERLAY_INSTANCE_LEN);
-    put32(h + 32, (uint32_t)libdeflate_crc32(0, h, 32));
+    le_put32(h + 32, (uint32_t)libdeflate_crc32(0, h, 32));
     if (vb_write_file_atomic(path, h, sizeof h, err) < 0)
         return NULL;
     int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
@@ -239,13 +214,13 @@ int overlay_maplog_append(struct overlay_maplog *l, const struct overlay_maplog_
     if (!r)
         return vb_error_set(err, "out of memory");
     memcpy(r, REC_MAGIC, 4);
-    put32(r + 4, (uint32_t)n);
-    put64(r + 8, l->next);
+    le_put32(r + 4, (uint32_t)n);
+    le_put64(r + 8, l->next);
     for (size_t k = 0; k < n; k++) {
-        put64(r + REC_HEAD + k * REC_ENTRY, e[k].word);
-        put64(r + REC_HEAD + k * REC_ENTRY + 8, e[k].value);
+        le_put64(r + REC_HEAD + k * REC_ENTRY, e[k].word);
+        le_put64(r + REC_HEAD + k * REC_ENTRY + 8, e[k].value);
     }
-    put32(r + len - REC_TAIL, (uint32_t)libdeflate_crc32(0, r, len - REC_TAIL));
+    le_put32(r + len - REC_TAIL, (uint32_t)libdeflate_crc32(0, r, len - REC_TAIL));
     int rc = 0;
     for (size_t done = 0; rc == 0 && done < len;) {
         ssize_t w = pwrite(l->fd, r + done, len - done, (off_t)(l->end + done));
