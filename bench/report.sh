@@ -68,7 +68,8 @@ render() {
     jq -r '
       def f($n): if $n == null then "–" else ($n * 100 | round / 100 | tostring) end;
       def limit_tool($c): {"full": ["full", "nbdcopy"], "full-z": ["full", "nbdcopy"],
-                           "restore": ["restore", "nbdcopy"], "restore-z": ["restore", "nbdcopy"]}[$c];
+                           "restore": ["restore", "nbdcopy"], "restore-z": ["restore", "nbdcopy"],
+                           "map-tls": ["map-tls", "nbdkit-file"]}[$c];
       def ref_tool($c): if ($c | startswith("restore")) then "virtnbdrestore" else "virtnbdbackup" end;
       . as $r
       | def get($c; $t): first($r.summary[] | select(.case == $c and .tool == $t and .env == null)) // null;

@@ -18,7 +18,8 @@
 #             from a raw image of the same content into a qemu-nbd qcow2 target = the limit
 #   map       nbdcopy to null: from virtmap serving the reference's plain chain, our -z copy
 #             and the reference's -z chain, vs nbdkit's file plugin serving a raw image of
-#             the same content (issue 6)
+#             the same content (issue 6); map-tls: the plain chain over TLS (x509, TCP on
+#             loopback) vs nbdkit's file plugin with TLS (issue 24)
 #   remote    full backup of the main disk by virtbackup locally and as a remote host over
 #             loopback (qemu+ssh:// through a test sshd on 127.0.0.1:2222, NBD over TCP)
 #             (issue 7: remote >= 80% of local throughput)
@@ -480,7 +481,56 @@ map_one() {
         bl_measure map-z-ref virtmap "$rep" "$RESTORE_BYTES" \
             "$VIRTMAP" -d none -r -i "$CHAIN_REFZ" --until virtnbdbackup.3 --socket "$sock" \
             --run 'nbdcopy "$uri" null:' || true ;;
+    # TLS (x509, client certificates verified) over TCP on loopback, the way a remote
+    # client reads: virtmap's STARTTLS against nbdkit's, both with GnuTLS
+    nbdkit-file-tls)
+        bl_measure map-tls nbdkit-file "$rep" "$RESTORE_BYTES" \
+            nbdkit -p "$(bl_free_port)" -i 127.0.0.1 --tls=require --tls-certificates "$MAP_PKI/server" \
+            --tls-verify-peer file "$BL_WORKDIR/at3.raw" --run "$MAP_PKI/copy.sh \"\$uri\"" || true ;;
+    virtmap-tls)
+        bl_measure map-tls virtmap "$rep" "$RESTORE_BYTES" \
+            "$VIRTMAP" -d none -r -i "$CHAIN_REF" --until virtnbdbackup.3 -p 0 \
+            --tls-creds "$MAP_PKI/server" --run "$MAP_PKI/copy.sh \"\$uri\"" || true ;;
     esac
+}
+
+# A TCP port on loopback that is free now (nbdkit has no "any port": the bench is alone).
+bl_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# map_pki DIR: a CA, a server certificate for localhost and a client certificate (certtool),
+# in the layout qemu, nbdkit, libnbd and virtmap read; DIR/copy.sh URI reads the served export
+# (nbds://HOST:PORT[/NAME], the servers' $uri) to null through localhost with the client's
+# certificate.
+map_pki() {
+    local d="$1" who
+    mkdir -p "$d/server" "$d/client"
+    printf 'cn = bench CA\nca\ncert_signing_key\n' >"$d/ca.info"
+    printf 'cn = localhost\ndns_name = localhost\ntls_www_server\nencryption_key\nsigning_key\n' >"$d/server.info"
+    printf 'cn = bench client\ntls_www_client\nencryption_key\nsigning_key\n' >"$d/client.info"
+    {
+        certtool --generate-privkey --outfile "$d/ca-key.pem" &&
+            certtool --generate-self-signed --load-privkey "$d/ca-key.pem" --template "$d/ca.info" \
+                --outfile "$d/server/ca-cert.pem" &&
+            cp "$d/server/ca-cert.pem" "$d/client/ca-cert.pem" &&
+            for who in server client; do
+                certtool --generate-privkey --outfile "$d/$who/$who-key.pem" &&
+                    certtool --generate-certificate --load-privkey "$d/$who/$who-key.pem" \
+                        --load-ca-certificate "$d/server/ca-cert.pem" --load-ca-privkey "$d/ca-key.pem" \
+                        --template "$d/$who.info" --outfile "$d/$who/$who-cert.pem" || exit 1
+            done
+    } >"$BL_LOGDIR/map-pki.log" 2>&1 || bl_die "certtool failed (see $BL_LOGDIR/map-pki.log)"
+    {
+        echo '#!/bin/sh'
+        echo 'uri=$1'
+        echo 'rest=${uri#*://}'
+        echo 'hostport=${rest%%/*}'
+        echo 'port=${hostport##*:}'
+        echo 'name=' && echo 'case $rest in */*) name=${rest#*/} ;; esac'
+        printf 'exec nbdcopy "nbds://localhost:$port/$name?tls-certificates=%s" null:\n' "$d/client"
+    } >"$d/copy.sh"
+    chmod 0755 "$d/copy.sh"
 }
 
 case_map() {
@@ -492,9 +542,11 @@ case_map() {
     # our own compressed format (independent 64 KiB lz4 blocks) of the same disk: a copy
     "$VIRTBACKUP" -d "$DOM_REF" -l copy -z -o "$BL_OUT/map.ours-z" -n >"$BL_LOGDIR/map.ours-z.log" 2>&1 ||
         bl_die "virtbackup -l copy -z for the map case failed"
+    MAP_PKI="$BL_WORKDIR/pki"
+    map_pki "$MAP_PKI"
     local rep t
     for ((rep = 1; rep <= REPS; rep++)); do
-        for t in $(bl_rotate "$rep" nbdkit-file virtmap virtmap-z virtmap-z-ref); do
+        for t in $(bl_rotate "$rep" nbdkit-file virtmap virtmap-z virtmap-z-ref nbdkit-file-tls virtmap-tls); do
             map_one "$t" "$rep"
         done
     done
