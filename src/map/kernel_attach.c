@@ -293,6 +293,21 @@ struct kernel_attach *kernel_attach(const char *device, unsigned first, struct n
     return attach_one(device, srv, ex, &busy, err);
 }
 
+/* The kernel keeps a disconnected device's partitions (/dev/nbdNpK, their sysfs entries and
+ * sizes) until the device is next opened, when it drops them (nbd_open marks a disconnected
+ * device for a partition rescan): open it once, so that they go with the export they showed,
+ * as they came with it (scan_partitions). Should another process have attached the device
+ * meanwhile, the kernel rescans nothing for this open. */
+static void drop_partitions(const struct kernel_attach *ka)
+{
+    int fd = open(ka->device, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        vb_warn("%s: cannot open to drop the partitions of the detached disk: %s", ka->device,
+                strerror(errno));
+    else
+        close(fd);
+}
+
 void kernel_detach(struct kernel_attach *ka)
 {
     if (!ka)
@@ -309,9 +324,11 @@ void kernel_detach(struct kernel_attach *ka)
         ioctl(ka->fd, NBD_CLEAR_QUE);
         ioctl(ka->fd, NBD_CLEAR_SOCK);
     }
-    if (ka->running)
-        vb_info("%s: detached", ka->device);
     if (ka->fd >= 0)
         close(ka->fd);
+    if (ka->running) {
+        drop_partitions(ka);
+        vb_info("%s: detached", ka->device);
+    }
     free(ka);
 }

@@ -1,7 +1,8 @@
 /* Attaching an export to the kernel's NBD client (-d /dev/nbdX, -d auto): the kernel does
  * no option haggling, so it gets one end of a socketpair whose other end the server already
  * treats as past the handshake (simple replies, no block status). NBD_DO_IT blocks for the
- * life of the device, so it runs in its own thread; detaching sends NBD_DISCONNECT.
+ * life of the device, so it runs in its own thread; detaching sends NBD_DISCONNECT and opens
+ * the device once more, so that the kernel drops the partitions it found at the attach.
  * A device that is attached already (another process's: its /sys/block/nbdN/pid exists, or
  * the kernel refuses our socket with EBUSY) is never touched: NBD_CLEAR_SOCK and the size
  * ioctls only ever go to a device whose socket we set. Tested in a lab guest

@@ -5,7 +5,8 @@
 # reference the devices must equal). In the guest, three parts, each reported on its own:
 #   partitions: -d /dev/nbd1 -i attaches vda to nbd1 and vdb to nbd2 with 512-byte blocks; the
 #     devices equal the backup, nbdXp1 appears without udev and before anything else opened
-#     the device, mounts, and its files are the originals; SIGTERM detaches both.
+#     the device, mounts, and its files are the originals; SIGTERM detaches both, and their
+#     partitions go with them (tests/lib/lab-nbd-guest.sh: stop_serving).
 #   auto: with qemu-nbd -c /dev/nbd0 holding a mounted ext4, -d auto -i takes nbd1 and nbd2,
 #     equal to the backup, partitions mount; --run sees the device as $device; after virtmap
 #     stops, nbd0 is still qemu-nbd's, mounted, read and written.
@@ -78,52 +79,15 @@ lab_readable "$G"
 
 {
     printf 'G=%q\n' "$G"
+    # shellcheck disable=SC2016 # expanded in the guest
+    echo 'VIRTMAP=$VB_BUILD_DIR/src/map/virtmap # the lab copy of the build'
+    cat "$TB_LIB_DIR/lab-nbd-guest.sh"
     cat <<'GUEST'
-VIRTMAP=$VB_BUILD_DIR/src/map/virtmap # the lab's copy of the build's virtmap
 BK=$G/backup
 
-# owner_of DEV: the process the kernel records for DEV (its thread's thread group), or none
-owner_of() {
-    local tid
-    tid=$(cat "/sys/block/${1#/dev/}/pid" 2>/dev/null) || {
-        echo none
-        return
-    }
-    awk '/^Tgid:/ {print $2}' "/proc/$tid/status" 2>/dev/null || echo gone
-}
-
-# serve ARGS...: virtmap ARGS in the background until stop_serving; VMPID its pid
-serve() {
-    rm -f /tmp/vm.pid
-    "$VIRTMAP" "$@" --socket /tmp/vm.sock --pidfile /tmp/vm.pid >/tmp/vm.out 2>/tmp/vm.log &
-    VMPID=$!
-    for _ in $(seq 1 1200); do
-        [ -s /tmp/vm.pid ] && return 0
-        kill -0 "$VMPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    sed 's/^/    virtmap| /' /tmp/vm.log
-    lab_fail "virtmap $* did not start serving"
-}
-
-# end_serving: for a part's EXIT trap (`set -e` is in force there too)
-end_serving() {
-    kill "$VMPID" 2>/dev/null || true
-    umount /mnt/vda /mnt/vdb 2>/dev/null || true
-    wait || true
-}
-
-# stop_serving DEV...: SIGTERM; virtmap must exit 0 and leave its devices detached
-stop_serving() {
-    local rc=0 dev
-    kill -TERM "$VMPID"
-    wait "$VMPID" || rc=$?
-    sed 's/^/    virtmap| /' /tmp/vm.log
-    lab_assert_eq 0 "$rc" "virtmap's exit status after SIGTERM"
-    for dev in "$@"; do
-        lab_assert_eq none "$(owner_of "$dev")" "$dev's owner after virtmap stopped"
-        lab_assert_eq 0 "$(cat "/sys/block/${dev#/dev/}/size")" "$dev's size after virtmap stopped"
-    done
+# a part's EXIT trap: the mounts of check_device, then virtmap
+end_parts() {
+    end_serving /mnt/vda /mnt/vdb
 }
 
 # check_device DEV DISK: attached by virtmap, 512-byte blocks, equal to the backup's DISK,
@@ -186,7 +150,7 @@ check_held() {
 part_partitions() {
     lab_step "partitions: -d /dev/nbd1 -i attaches vda and vdb, partitions mount"
     serve -d /dev/nbd1 -r -i "$BK"
-    trap end_serving EXIT
+    trap end_parts EXIT
     check_device /dev/nbd1 vda
     check_device /dev/nbd2 vdb
     stop_serving /dev/nbd1 /dev/nbd2
@@ -207,7 +171,7 @@ part_auto() {
     lab_step "auto: -d auto -i takes the first free devices, nbd0 stays qemu-nbd's"
     hold_nbd0
     serve -d auto -i "$BK"
-    trap end_serving EXIT
+    trap end_parts EXIT
     check_device /dev/nbd1 vda
     check_device /dev/nbd2 vdb
     check_held "while virtmap served nbd1 and nbd2"
