@@ -25,7 +25,7 @@ PACKAGES=(
     # the reference implementation, as a peer
     virtnbdbackup
     # test helpers
-    jq e2fsprogs xxd python3-lz4 time hyperfine
+    jq e2fsprogs xxd python3-lz4 python3-libvirt time hyperfine
     # remote tests: a loopback sshd, TLS certificates, a SASL-authenticated libvirtd listener
     openssh-server openssh-client gnutls-bin sasl2-bin libsasl2-modules
     # remote tests: a second SSH session turned away (connlimit)
