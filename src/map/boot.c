@@ -183,6 +183,10 @@ static int copy_boot_files(struct domxml *d, const int fd[DOMXML_BOOT_KINDS], co
             char from[64];
             snprintf(from, sizeof from, "/proc/self/fd/%d", fd[k]);
             rc = vb_copy_file_atomic(from, to, err);
+            /* qemu opens the loader as its own user, and libvirt does not relabel it as it
+             * does the nvram, kernel and initrd: readable whatever the umask (firmware code) */
+            if (rc == 0 && k == DOMXML_LOADER && chmod(to, 0644) < 0)
+                rc = vb_error_errno(err, "%s: chmod", to);
             if (rc < 0)
                 vb_error_prefix(err, "--boot: copying the %s %s", domxml_boot_kind_name(k), orig);
             else

@@ -6,7 +6,8 @@
 # EFI/BOOT/BOOTX64.EFI on an ESP). Each, TCG, serial console to a file:
 #   - full backup (shut off); first boot of the original, whose OS writes a marker file (a
 #     fresh UUID, printed on its console); inc backup;
-#   - virtmap --boot -i BACKUP --console-log FILE --overlay DIR: the copy reaches its init on
+#   - virtmap --boot -i BACKUP --console-log FILE --overlay DIR (umask 077, so that qemu reads
+#     only what virtmap made readable for it): the copy reaches its init on
 #     the served disk, reports the marker of the inc and the full's, writes a file and powers
 #     off; virtmap ends by itself with exit status 0, saying the VM shut down (at 13cdb49 it
 #     kept serving, and warned "cannot stop VM ... Domain not found" when stopped); the live
@@ -15,9 +16,11 @@
 #     (sha256), and the copy's console went to --console-log only;
 #   - the overlay holds the copy's write (the export read again with the same --overlay), the
 #     backup alone does not;
-#   - virtrestore -D of the chain defines a VM that boots from the restored image (equal to
-#     the original's disk), reports the inc's marker as its boot 1 (the virtmap boot left no
-#     trace in the backup), (UEFI) from the nvram and loader copies restored next to it.
+#   - virtrestore -D of the chain (umask 077, into an existing directory) defines a VM that
+#     boots from the restored image (equal to the original's disk), reports the inc's marker
+#     as its boot 1 (the virtmap boot left no trace in the backup), (UEFI) from the nvram and
+#     loader copies restored next to it (at 13cdb49 the loader copies were 0600 under umask
+#     077, and qemu could not open them).
 # The UEFI copy is served on --socket PATH (at 13cdb49 qemu could not open the loader copy
 # then: virtmap's work directory stayed private). And first, --boot --trust-config of a UEFI
 # VM's backup (a started VM, not a boot): the copy's serial port no longer writes to the
@@ -94,8 +97,12 @@ boot_case() {
     # uefi with --socket: the boot file copies must be reachable for qemu then too
     local sock=()
     [ "$fw" = bios ] || sock=(--socket "$W/$fw-boot.sock")
-    "$VIRTMAP" -d none -i "$B" --boot --name "$BOOT" --console-log "$bconsole" --overlay "$ov" \
-        "${sock[@]}" >"$W/$fw-uris" 2>"$W/$fw-virtmap.log" &
+    # umask 077, as root's may be: qemu must still read what virtmap copied for it
+    (
+        umask 077
+        exec "$VIRTMAP" -d none -i "$B" --boot --name "$BOOT" --console-log "$bconsole" \
+            --overlay "$ov" "${sock[@]}"
+    ) >"$W/$fw-uris" 2>"$W/$fw-virtmap.log" &
     local vmpid=$! live
     tb_on_exit "kill $vmpid"
     tb_wait_for $vmpid test -s "$W/$fw-uris" ||
@@ -165,8 +172,12 @@ boot_case() {
     local RDOM="vbtest-$$-$fw-restored" R="$W/$fw-restore" rconsole="$W/$fw-restored-console.log"
     tb_step "$fw: virtrestore -D of the chain defines a VM that boots"
     tb_on_exit "bd_remove_domain $RDOM"
-    "$VIRTRESTORE" -n -i "$B" -o "$R" -D -N "$RDOM" >"$W/$fw-restore.log" 2>&1 ||
-        tb_fail "virtrestore -D failed: $(cat "$W/$fw-restore.log")"
+    # into an existing directory qemu may enter, with umask 077 (the loader must stay readable)
+    install -d -m 0755 "$R"
+    (
+        umask 077
+        exec "$VIRTRESTORE" -n -i "$B" -o "$R" -D -N "$RDOM"
+    ) >"$W/$fw-restore.log" 2>&1 || tb_fail "virtrestore -D failed: $(cat "$W/$fw-restore.log")"
     cat "$W/$fw-restore.log" >&2
     local rimg rxml
     rimg="$R/$(basename "$img")"
