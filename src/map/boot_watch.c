@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "virt.h"
 
 struct boot_watch {
@@ -130,6 +131,11 @@ int boot_watch_domain(struct boot_watch *w, virConnectPtr conn, virDomainPtr dom
                       struct vb_error *err)
 {
     w->conn = conn;
+    /* With an event loop libvirt also sends keepalives, and a libvirtd that misses them for
+     * 30 s would lose our connection, which destroys the auto-destroy domain: the VM lives
+     * as long as virtmap, as without the loop. */
+    if (virConnectSetKeepAlive(conn, -1, 0) < 0)
+        vb_debug("--boot: cannot turn libvirt's keepalive off: %s", vb_virt_last_error());
     w->callback_id = virConnectDomainEventRegisterAny(
         conn, dom, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), w, NULL);
     if (w->callback_id < 0)

@@ -21,7 +21,8 @@
 #       with dd.
 #   bd_define NAME FIRMWARE IMAGE CONSOLE   defines the persistent domain NAME (TCG, type
 #       qemu: KVM guests do not boot on these machines) on the qcow2 IMAGE as vda (virtio),
-#       $BD_MEMORY MiB (default 512), ACPI (so the OS's poweroff -f ends it), on_poweroff/on_reboot/on_crash
+#       $BD_MEMORY MiB (default 512: with 256, GRUB's EFI build ran out of memory loading the
+#       kernel), ACPI (so the OS's poweroff -f ends it), on_poweroff/on_reboot/on_crash
 #       destroy, the serial console written to the file CONSOLE; uefi: OVMF's
 #       OVMF_CODE_4M.fd as the pflash loader and an nvram made by libvirt from
 #       OVMF_VARS_4M.fd at $TB_WORKDIR/NAME_VARS.fd (BD_NVRAM). Removed by the test's cleanup
@@ -29,7 +30,8 @@
 #   bd_boot NAME CONSOLE   starts NAME, waits until it is shut off (or gone, if transient)
 #       and copies CONSOLE into the test's log ("os| "); fails after $BD_TIMEOUT seconds
 #       (default 300: a bound for a hung guest, not a speed expectation)
-#   bd_wait_off NAME [PID]  waits until NAME is shut off or gone; 1 after $BD_TIMEOUT seconds
+#   bd_wait_off NAME [PID]  waits until NAME is shut off or gone; 1 after $BD_TIMEOUT seconds,
+#       or once the process PID (the one keeping NAME alive, if given) has exited first
 #   bd_console_get CONSOLE KEY   the value of the last "@@vb-os KEY VALUE" line in CONSOLE
 #   bd_console_show CONSOLE      copies CONSOLE into the test's log
 #   bd_cat FIRMWARE RAW PATH     prints the file PATH of the root filesystem of the disk image
