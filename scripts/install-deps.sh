@@ -33,8 +33,9 @@ PACKAGES=(
     # the lab guest (tests/lib/labguest.sh): a kernel and its modules, a static busybox for its
     # initramfs, sfdisk for partitioned test disks, the guest agent for tests that freeze
     linux-image-amd64 busybox-static fdisk qemu-guest-agent
-    # filesystems that test disks carry (tests/lib/lab-disks.sh): xfs and vfat besides ext4
-    xfsprogs dosfstools mtools
+    # filesystems that test disks carry (tests/lib/lab-disks.sh): xfs and vfat besides ext4;
+    # boot disks (tests/lib/lab-bootdisk.sh): GRUB for BIOS and UEFI, OVMF, FAT for the ESP
+    xfsprogs dosfstools mtools grub-common grub-pc-bin grub-efi-amd64-bin ovmf
     # fuzzing (libFuzzer) and man page lint
     clang libclang-rt-14-dev mandoc
 )

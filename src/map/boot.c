@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "boot_chardev.h"
+#include "boot_watch.h"
 #include "domxml.h"
 #include "domxml_sanitize.h"
 #include "fileutil.h"
@@ -18,9 +21,11 @@
 #include "virt.h"
 
 struct boot_vm {
+    struct boot_watch *watch;
     virConnectPtr conn;
     virDomainPtr dom;
     char *name;
+    enum boot_end end;
 };
 
 static struct map_export *find_export(struct map_export **ex, size_t n, const char *target)
@@ -72,16 +77,18 @@ static void disk_to_nbd(xmlNodePtr disk, const char *export, const char *socket_
 
 /* Disks: served ones point at their export, others (not in the backup, cdroms) are
  * removed. NICs go unless kept. */
-static int rewrite_devices(xmlDocPtr doc, bool keep_nics, const char *socket_path,
-                           struct map_export **ex, size_t n, struct vb_error *err)
+static int rewrite_devices(xmlDocPtr doc, const struct boot_config *cfg, struct map_export **ex,
+                           size_t n, struct vb_error *err)
 {
     xmlNodePtr devices = domxml_child(xmlDocGetRootElement(doc), "devices");
     if (!devices)
         return vb_error_set(err, "vmconfig has no <devices>");
+    if (boot_chardevs(devices, cfg->console_log, err) < 0)
+        return -1;
     size_t served = 0;
     for (xmlNodePtr c = devices->children, next; c; c = next) {
         next = c->next;
-        if (domxml_is_elem(c, "interface") && !keep_nics) {
+        if (domxml_is_elem(c, "interface") && !cfg->keep_nics) {
             drop(c);
             continue;
         }
@@ -90,7 +97,7 @@ static int rewrite_devices(xmlDocPtr doc, bool keep_nics, const char *socket_pat
         xmlChar *target = xmlGetProp(domxml_child(c, "target"), BAD_CAST "dev");
         struct map_export *e = find_export(ex, n, (const char *)target);
         if (e) {
-            disk_to_nbd(c, export_name(e), socket_path);
+            disk_to_nbd(c, export_name(e), cfg->socket_path);
             served++;
         } else {
             vb_info("--boot: disk %s is not in the backup: left out of the VM",
@@ -176,6 +183,10 @@ static int copy_boot_files(struct domxml *d, const int fd[DOMXML_BOOT_KINDS], co
             char from[64];
             snprintf(from, sizeof from, "/proc/self/fd/%d", fd[k]);
             rc = vb_copy_file_atomic(from, to, err);
+            /* qemu opens the loader as its own user, and libvirt does not relabel it as it
+             * does the nvram, kernel and initrd: readable whatever the umask (firmware code) */
+            if (rc == 0 && k == DOMXML_LOADER && chmod(to, 0644) < 0)
+                rc = vb_error_errno(err, "%s: chmod", to);
             if (rc < 0)
                 vb_error_prefix(err, "--boot: copying the %s %s", domxml_boot_kind_name(k), orig);
             else
@@ -210,10 +221,8 @@ static int sanitize(struct domxml *d, bool trust_config, unsigned own, struct vb
     return 0;
 }
 
-char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool keep_nics,
-                      bool trust_config, const char *socket_path, struct map_export **ex, size_t n,
-                      const char *backup_dir, const char *ident, const char *workdir,
-                      struct vb_error *err)
+char *boot_domain_xml(const char *vmconfig, size_t len, const struct boot_config *c,
+                      struct map_export **ex, size_t n, struct vb_error *err)
 {
     char *out = NULL, *xml = NULL;
     xmlDocPtr doc = NULL;
@@ -225,14 +234,14 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool k
     char defname[300];
     snprintf(defname, sizeof defname, "%s-virtmap", orig ? orig : "vm");
     free(orig);
-    if (domxml_set_name(d, name ? name : defname, err) < 0)
+    if (domxml_set_name(d, c->name ? c->name : defname, err) < 0)
         goto out;
     domxml_remove_uuid(d);
     domxml_drop_backing_stores(d);
     unsigned own = 0;
-    if ((backup_dir && find_boot_files(d, backup_dir, ident, fd, &own, err) < 0) ||
-        sanitize(d, trust_config, own, err) < 0 ||
-        (backup_dir && copy_boot_files(d, fd, workdir, err) < 0))
+    if ((c->backup_dir && find_boot_files(d, c->backup_dir, c->ident, fd, &own, err) < 0) ||
+        sanitize(d, c->trust_config, own, err) < 0 ||
+        (c->backup_dir && copy_boot_files(d, fd, c->workdir, err) < 0))
         goto out;
     if (!(xml = domxml_format(d, err)))
         goto out;
@@ -242,7 +251,7 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const char *name, bool k
         vb_error_set(err, "cannot parse the rewritten domain XML");
         goto out;
     }
-    if (rewrite_devices(doc, keep_nics, socket_path, ex, n, err) < 0)
+    if (rewrite_devices(doc, c, ex, n, err) < 0)
         goto out;
     xmlChar *mem = NULL;
     int size = 0;
@@ -306,11 +315,19 @@ struct boot_vm *boot_start(const struct map_options *o, const char *workdir,
     }
     if (read_vmconfig(o->input, ident, &cfg, &len, err) < 0)
         goto fail;
-    xml = boot_domain_xml(cfg, len, o->boot_name, o->keep_nics, o->trust_config, socket_path, ex, n,
-                          o->input, ident, workdir, err);
+    struct boot_config bc = {.name = o->boot_name,
+                             .keep_nics = o->keep_nics,
+                             .trust_config = o->trust_config,
+                             .console_log = o->console_log,
+                             .socket_path = socket_path,
+                             .backup_dir = o->input,
+                             .ident = ident,
+                             .workdir = workdir};
+    xml = boot_domain_xml(cfg, len, &bc, ex, n, err);
     if (!xml)
         goto fail;
-    if (!(vm->conn = vb_virt_connect(o->uri, err)))
+    /* the event loop must exist before the connection is opened */
+    if (!(vm->watch = boot_watch_new(err)) || !(vm->conn = vb_virt_connect(o->uri, err)))
         goto fail;
     vb_debug("--boot: domain XML:\n%s", xml);
     /* AUTODESTROY: libvirt destroys it when our connection closes, even if we crash */
@@ -320,9 +337,13 @@ struct boot_vm *boot_start(const struct map_options *o, const char *workdir,
         goto fail;
     }
     vm->name = strdup(virDomainGetName(vm->dom));
-    vb_info("--boot: started transient VM %s from vmconfig.%s.xml; it stops with virtmap (move "
-            "it off with 'virsh blockcopy')",
+    if (boot_watch_domain(vm->watch, vm->conn, vm->dom, err) < 0)
+        goto fail;
+    vb_info("--boot: started transient VM %s from vmconfig.%s.xml; virtmap ends when it stops, "
+            "and it stops with virtmap (move it off with 'virsh blockcopy')",
             vm->name ? vm->name : "?", ident);
+    if (o->console_log)
+        vb_info("--boot: its serial console is logged to %s", o->console_log);
     free(cfg);
     free(xml);
     return vm;
@@ -333,20 +354,61 @@ fail:
     return NULL;
 }
 
+int boot_fd(const struct boot_vm *vm)
+{
+    return vm ? boot_watch_fd(vm->watch) : -1;
+}
+
+bool boot_ended(struct boot_vm *vm, int *status)
+{
+    bool lost = false;
+    const char *name = vm->name ? vm->name : "?";
+    vm->end = boot_watch_poll(vm->watch, &lost);
+    if (lost && vm->end == BOOT_RUNNING)
+        vb_warn("--boot: lost the connection to libvirt: VM %s is no longer watched; virtmap "
+                "serves it until stopped",
+                name);
+    if (vm->end == BOOT_RUNNING)
+        return false;
+    if (vm->end == BOOT_SHUTDOWN) {
+        vb_info("--boot: VM %s %s: stopping", name, boot_end_text(vm->end));
+        *status = 0;
+    } else {
+        vb_warn("--boot: VM %s %s: stopping", name, boot_end_text(vm->end));
+        *status = BOOT_EXIT_ABNORMAL;
+    }
+    return true;
+}
+
 void boot_stop(struct boot_vm *vm)
 {
     if (!vm)
         return;
-    if (vm->dom) {
-        if (virDomainDestroy(vm->dom) < 0)
-            vb_warn("--boot: cannot stop VM %s: %s", vm->name ? vm->name : "?",
-                    vb_virt_last_error());
-        else
-            vb_info("--boot: stopped VM %s", vm->name ? vm->name : "?");
-        virDomainFree(vm->dom);
+    if (vm->dom && vm->end == BOOT_RUNNING && vm->watch) {
+        bool lost;
+        vm->end = boot_watch_poll(vm->watch, &lost);
+        if (vm->end != BOOT_RUNNING)
+            vb_info("--boot: VM %s %s", vm->name ? vm->name : "?", boot_end_text(vm->end));
     }
+    if (vm->dom && vm->end == BOOT_RUNNING) {
+        if (virDomainDestroy(vm->dom) == 0) {
+            vb_info("--boot: stopped VM %s", vm->name ? vm->name : "?");
+        } else {
+            virErrorPtr e = virGetLastError();
+            /* it ended on its own just now */
+            if (e && (e->code == VIR_ERR_NO_DOMAIN || e->code == VIR_ERR_OPERATION_INVALID))
+                vb_info("--boot: VM %s had stopped already", vm->name ? vm->name : "?");
+            else
+                vb_warn("--boot: cannot stop VM %s: %s", vm->name ? vm->name : "?",
+                        vb_virt_last_error());
+        }
+    }
+    boot_watch_unregister(vm->watch);
+    if (vm->dom)
+        virDomainFree(vm->dom);
     if (vm->conn)
         virConnectClose(vm->conn);
+    boot_watch_free(vm->watch);
     free(vm->name);
     free(vm);
 }

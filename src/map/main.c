@@ -23,7 +23,8 @@
     "               [--max-connections N] [--handshake-timeout SEC]\n"                             \
     "               [-d DEVICE|auto|none] [--pidfile FILE] [--run CMD] [--overlay DIR] [-r]\n"     \
     "               [--verify]\n"                                                                  \
-    "               [--boot [--name NAME] [--keep-nics] [--trust-config] [-U URI]]\n"              \
+    "               [--boot [--name NAME] [--keep-nics] [--trust-config] [--console-log FILE]\n"   \
+    "                       [-U URI]]\n"                                                           \
     "               [-L LOGFILE] [-v] [-q] [-V]\n"
 
 enum {
@@ -45,6 +46,7 @@ enum {
     OPT_TLS_CREDS,
     OPT_TLS_PSK,
     OPT_TLS_NO_VERIFY,
+    OPT_CONSOLE_LOG,
 };
 
 static const struct option long_opts[] = {
@@ -70,6 +72,7 @@ static const struct option long_opts[] = {
     {"name", required_argument, NULL, OPT_NAME},
     {"keep-nics", no_argument, NULL, OPT_KEEP_NICS},
     {"trust-config", no_argument, NULL, OPT_TRUST_CONFIG},
+    {"console-log", required_argument, NULL, OPT_CONSOLE_LOG},
     {"uri", required_argument, NULL, 'U'},
     {"cache-size", required_argument, NULL, OPT_CACHE},
     {"verify", no_argument, NULL, OPT_VERIFY},
@@ -128,6 +131,7 @@ static void help(void)
            "      --keep-nics           keep the network interfaces of the booted VM\n"
            "      --trust-config        boot the backup's config whole (default: only what a\n"
            "                            VM needs; no host devices, filesystems, host files)\n"
+           "      --console-log FILE    append the booted VM's serial console to FILE\n"
            "  -U, --uri URI             libvirt URI for --boot (default: qemu:///system)\n"
            "      --cache-size MIB      decoded-block cache for compressed backups (256)\n"
            "  -L, --logfile FILE        also log to FILE\n"
@@ -249,6 +253,9 @@ int main(int argc, char **argv)
         case OPT_TRUST_CONFIG:
             o.trust_config = true;
             break;
+        case OPT_CONSOLE_LOG:
+            o.console_log = optarg;
+            break;
         case 'U':
             o.uri = optarg;
             break;
@@ -297,8 +304,17 @@ int main(int argc, char **argv)
         return usage_error("-e names the export of -f; with -i exports are named by disk");
     if (o.boot && !o.input)
         return usage_error("--boot needs -i DIR (the backup's vmconfig is read from it)");
-    if ((o.boot_name || o.keep_nics || o.trust_config) && !o.boot)
-        return usage_error("--name, --keep-nics and --trust-config go with --boot");
+    if ((o.boot_name || o.keep_nics || o.trust_config || o.console_log) && !o.boot)
+        return usage_error("--name, --keep-nics, --trust-config and --console-log go with --boot");
+    /* libvirt's virtlogd writes the console log: it needs the path from / */
+    char console_log[4096];
+    if (o.console_log && o.console_log[0] != '/') {
+        char cwd[3000];
+        if (!getcwd(cwd, sizeof cwd) || (size_t)snprintf(console_log, sizeof console_log, "%s/%s",
+                                                         cwd, o.console_log) >= sizeof console_log)
+            return usage_error("--console-log: cannot make '%s' an absolute path", o.console_log);
+        o.console_log = console_log;
+    }
     if (o.readonly && o.overlay_dir)
         return usage_error("-r and --overlay exclude each other");
     if (!o.export_name)

@@ -49,6 +49,8 @@ struct session {
     bool acceptor_running;
     pid_t child;
     int child_status;
+    bool vm_ended; /* the booted VM stopped by itself: vm_status is the exit status */
+    int vm_status;
     bool pidfile_written;
 };
 
@@ -158,12 +160,8 @@ static int open_listeners(struct session *s, struct vb_error *err)
             snprintf(path, sizeof path, "%s/nbd.sock", s->tmp_dir);
         if (listen_unix(&s->listeners, path, err) < 0)
             return -1;
-        if (o->boot) {
+        if (o->boot)
             socket_for_qemu(path);
-            /* the private directory must be traversable for qemu to reach the socket */
-            if (!o->socket_path)
-                chmod(s->tmp_dir, 0711);
-        }
         return 0;
     }
     if (!o->listen_tcp) /* private by default: only our user can connect */
@@ -336,13 +334,26 @@ static void stop_acceptor(struct session *s)
             close(s->wake[i]);
 }
 
-/* Waits for SIGINT/SIGTERM/SIGHUP or the end of the --run command. */
+/* Waits for SIGINT/SIGTERM/SIGHUP, the end of the --run command or of the booted VM. */
 static int wait_for_stop(struct session *s, struct vb_error *err)
 {
+    struct pollfd pf[2] = {{.fd = s->sigfd, .events = POLLIN},
+                           {.fd = boot_fd(s->vm), .events = POLLIN}}; /* -1: ignored */
     for (;;) {
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return vb_error_errno(err, "poll");
+        }
+        if (pf[1].revents && boot_ended(s->vm, &s->vm_status)) {
+            s->vm_ended = true;
+            return 0;
+        }
+        if (!pf[0].revents)
+            continue;
         struct signalfd_siginfo si;
         ssize_t r = read(s->sigfd, &si, sizeof si);
-        if (r < 0 && errno == EINTR)
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (r != sizeof si)
             return vb_error_errno(err, "reading signals");
@@ -436,6 +447,11 @@ int map_session_run(const struct map_options *o)
     if ((!o->readonly && !o->overlay_dir) || o->boot)
         if (make_tmp_dir(&s, &err) < 0)
             goto out;
+    /* --boot: qemu must reach the boot file copies (and the default socket) in there */
+    if (o->boot && chmod(s.tmp_dir, 0711) < 0) {
+        vb_error_errno(&err, "%s: cannot make it traversable for qemu", s.tmp_dir);
+        goto out;
+    }
     if (open_exports(&s, &err) < 0 || open_listeners(&s, &err) < 0 ||
         start_acceptor(&s, &err) < 0 || attach_devices(&s, &err) < 0)
         goto out;
@@ -457,5 +473,7 @@ out:;
         vb_error_log("%s", err.msg);
         return 1;
     }
+    if (s.vm_ended)
+        return s.vm_status;
     return o->run ? s.child_status : 0;
 }

@@ -30,7 +30,8 @@ struct map_options {
     bool boot, keep_nics;
     bool trust_config; /* --boot uses the backup's domain XML whole (no allow-list) */
     const char *boot_name;
-    const char *uri; /* libvirt URI for --boot */
+    const char *uri;         /* libvirt URI for --boot */
+    const char *console_log; /* --boot: the VM's serial console also goes to this file */
     unsigned long cache_mb;
 };
 

@@ -207,6 +207,11 @@ static int restore_boot_files(const struct restore_opts *o, struct restore_input
                 *own |= 1u << k;
             } else {
                 rc = restore_copy_to_host(o, in, saved, dest, 0644, NULL, err);
+                /* qemu opens the loader as its own user, and libvirt does not relabel it as
+                 * it does the nvram, kernel and initrd: readable whatever the umask */
+                if (rc == 0 && k == DOMXML_LOADER && !vb_host_is_remote(o->host) &&
+                    chmod(dest, 0644) < 0)
+                    rc = vb_error_errno(err, "%s: chmod", dest);
                 if (rc == 0) {
                     vb_info("restored %s %s to %s", domxml_boot_kind_name((enum domxml_boot_kind)k),
                             saved, dest);

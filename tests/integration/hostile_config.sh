@@ -8,7 +8,8 @@
 #     of them, and each tool's log names every one dropped with the host path it named; the
 #     restored disk equals the source;
 #   - with --trust-config, virtrestore -c keeps them all, and virtmap --boot boots a trusted
-#     config with its <filesystem> and file-backed serial port;
+#     config with its <filesystem>, its file-backed serial port made a pty (the copy never
+#     writes to the original's files);
 #   - a boot file copy that is a symbolic link to a host file is not copied;
 #   - a META checkpointName that is not a plain name ("../../../../t.0", a leading '.', a
 #     control character) is refused by virtrestore (directory and zip) and virtmap, naming
@@ -147,7 +148,7 @@ done
 tb_log "--trust-config kept all ${#MARKERS[@]} host references"
 
 TBOOT=vbtest-$$-trusted
-tb_step "--trust-config: virtmap --boot starts a trusted config with its filesystem and file serial"
+tb_step "--trust-config: virtmap --boot starts a trusted config with its filesystem, the serial a pty"
 cp -a "$W/out" "$W/trusted"
 mkdir -p "$W/share"
 /usr/bin/python3 - "$W/trusted/$CFG" "$W" <<'PY'
@@ -172,7 +173,8 @@ for _ in $(seq 1 300); do [ -s "$W/turis" ] && break; kill -0 $tpid || break; sl
 grep -q "warning.*--trust-config" "$W/tboot.log" || tb_fail "no --trust-config warning"
 live=$(tb_virsh dumpxml "$TBOOT")
 grep -qF "<source dir='$W/share'/>" <<<"$live" || tb_fail "the trusted filesystem is gone: $live"
-grep -qF "$W/trusted-serial.log" <<<"$live" || tb_fail "the trusted serial file is gone: $live"
+! grep -qF "$W/trusted-serial.log" <<<"$live" || tb_fail "the copy writes to the original's serial file: $live"
+grep -q "<serial type='pty'>" <<<"$live" || tb_fail "the trusted serial port is not a pty: $live"
 kill -TERM $tpid
 wait $tpid || tb_fail "virtmap exited non-zero: $(tail -3 "$W/tboot.log")"
 
