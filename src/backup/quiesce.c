@@ -44,7 +44,15 @@ static enum agent_state agent_state(virDomainPtr dom)
     return st;
 }
 
-/* The -F list split at commas (empty items skipped); *n is 0 for "all filesystems". */
+static void mountpoints_free(char **v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The -F list split at commas (empty items skipped); *n is 0 for "all filesystems". NULL
+ * with *n 0 when memory runs out. */
 static char **mountpoints(const char *list, unsigned *n)
 {
     *n = 0;
@@ -58,8 +66,14 @@ static char **mountpoints(const char *list, unsigned *n)
         return NULL;
     for (const char *p = list; *p;) {
         size_t len = strcspn(p, ",");
-        if (len > 0 && (v[*n] = strndup(p, len)) != NULL)
+        if (len > 0) {
+            if (!(v[*n] = strndup(p, len))) {
+                mountpoints_free(v, *n);
+                *n = 0;
+                return NULL;
+            }
             (*n)++;
+        }
         p += len + (p[len] == ',');
     }
     return v;
@@ -94,10 +108,8 @@ void quiesce_freeze(struct run *r, struct quiesce *q)
         vb_warn("out of memory: the guest's filesystems are not frozen");
         return;
     }
-    int n = virDomainFSFreeze(r->dom, (const char **)mounts, nm, 0);
-    for (unsigned i = 0; i < nm; i++)
-        free(mounts[i]);
-    free(mounts);
+    int n = virDomainFSFreeze(r->dom, nm ? (const char **)mounts : NULL, nm, 0);
+    mountpoints_free(mounts, nm);
     if (n >= 0) {
         vb_info("froze %d guest filesystem(s)", n);
         q->frozen = true;

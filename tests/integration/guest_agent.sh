@@ -110,13 +110,17 @@ agent_status() {
 # the agent is left answering and the guest thawed for the next part
 part_end() {
     set +e
+    trap - ERR
     rm -f "$STALL"
     if [ -s "$W/bk.pid" ]; then
         kill -TERM "$(cat "$W/bk.pid")" 2>/dev/null
         wait "$(cat "$W/bk.pid")" 2>/dev/null
         rm -f "$W/bk.pid"
     fi
-    lab_do 'agent_hook none; agent_release; agent_resume' >/dev/null 2>&1
+    if [ "$(lab_do 'agent_hook none; agent_release
+                     if agent_running; then agent_resume; echo running; else agent_start; fi' 2>/dev/null)" != running ]; then
+        lab_agent_channel "$DOM" connected
+    fi
     tb_virsh qemu-agent-command --timeout 120 "$DOM" '{"execute":"guest-fsfreeze-thaw"}' >/dev/null 2>&1
     return 0
 }

@@ -8,6 +8,7 @@
 #       none) and starts the host's qemu-ga on it, daemonized, verbose log in
 #       $AGENT_DIR/qemu-ga.log, pidfile and state in $AGENT_DIR (tmpfs), with the fsfreeze hook
 #       below.
+#   agent_running    succeeds if qemu-ga runs (stopped or not).
 #   agent_stop       ends qemu-ga (SIGTERM) and waits until it is gone.
 #   agent_hook MODE  how the hook behaves from now on (it runs before each freeze, and after
 #       each thaw): none; hang: stops qemu-ga (SIGSTOP) when a freeze comes, so the freeze
@@ -21,8 +22,8 @@
 #   agent_probe NAME DIR   starts a write of DIR/.probe-NAME (dd, fsync) in the background.
 #   agent_probe_state NAME prints "written" (done), "failed" (dd failed) or "blocked" (dd
 #       waits in the kernel's freeze barrier: state D, wchan percpu_rwsem_wait, where a write
-#       to a frozen filesystem waits); waits until it is one of them (at most 120 s).
-#   agent_wait_frozen DIR  probes DIR until a probe is blocked (at most 120 s).
+#       to a frozen filesystem waits); waits until it is one of them (fails after 120 s).
+#   agent_wait_frozen DIR  probes DIR until a probe is blocked (fails after 120 s).
 #   agent_writer_start DIR  writes DIR/w.1, w.2, ... (32 KiB of random bytes each), fsyncs each
 #       and only then appends "N SHA256" to DIR/synced.log (fsynced too); keeps the last 100
 #       files (w.N-100 is removed after N is logged); until agent_writers_stop.
@@ -59,10 +60,12 @@ EOF
     echo none >"$AGENT_DIR/hook.mode"
     rm -f "$AGENT_DIR/qemu-ga.pid"
     /usr/sbin/qemu-ga -d -m virtio-serial -p "$dev" -v -l "$AGENT_DIR/qemu-ga.log" \
-        -f "$AGENT_DIR/qemu-ga.pid" -t "$AGENT_DIR" -F"$AGENT_DIR/fsfreeze-hook"
+        -f "$AGENT_DIR/qemu-ga.pid" -t "$AGENT_DIR" -F"$AGENT_DIR/fsfreeze-hook" 2>/dev/null
     lab_wait_for 60 "qemu-ga's pidfile" test -s "$AGENT_DIR/qemu-ga.pid"
     lab_log "qemu-ga $(cat "$AGENT_DIR/qemu-ga.pid") on $dev"
 }
+
+agent_running() { [ -s "$AGENT_DIR/qemu-ga.pid" ] && [ -e "/proc/$(cat "$AGENT_DIR/qemu-ga.pid")" ]; }
 
 agent_stop() {
     local pid
@@ -103,8 +106,8 @@ agent_probe() {
 }
 
 agent_probe_state() {
-    local d="$AGENT_DIR/probe-$1" pid i
-    for ((i = 0; i < 1200; i++)); do
+    local d="$AGENT_DIR/probe-$1" pid end=$((SECONDS + 120))
+    while [ "$SECONDS" -lt "$end" ]; do
         if [ -s "$d/rc" ]; then
             if [ "$(cat "$d/rc")" = 0 ]; then echo written; else echo failed; fi
             return 0
@@ -121,14 +124,14 @@ agent_probe_state() {
 }
 
 agent_wait_frozen() {
-    local i state
-    for ((i = 0; i < 1200; i++)); do
+    local i=0 end=$((SECONDS + 120))
+    while [ "$SECONDS" -lt "$end" ]; do
+        i=$((i + 1))
         agent_probe "frozen-$i" "$1"
-        state=$(agent_probe_state "frozen-$i")
-        [ "$state" != blocked ] || return 0
+        [ "$(agent_probe_state "frozen-$i")" != blocked ] || return 0
         sleep 0.1
     done
-    lab_fail "$1 did not freeze"
+    lab_fail "$1 did not freeze in 120 s"
 }
 
 agent_writer_start() {
