@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "debug_stall.h"
 #include "job.h"
 #include "log.h"
 #include "run_internal.h"
@@ -110,49 +111,6 @@ void stop_servers(struct run *r)
     r->servers = NULL;
 }
 
-static int has_guest_agent(virDomainPtr dom)
-{
-    char *xml = virDomainGetXMLDesc(dom, 0);
-    int yes = xml && strstr(xml, "org.qemu.guest_agent.0") != NULL;
-    free(xml);
-    return yes;
-}
-
-static int freeze(struct run *r, bool *frozen)
-{
-    *frozen = false;
-    int state, reason;
-    if (virDomainGetState(r->dom, &state, &reason, 0) < 0 || state != VIR_DOMAIN_RUNNING)
-        return 0;
-    if (!has_guest_agent(r->dom)) {
-        vb_warn("domain %s has no guest agent: its filesystems are not frozen, the backup is "
-                "consistent like after a power loss",
-                r->info.name);
-        return 0;
-    }
-    virDomainAgentSetResponseTimeout(r->dom, r->o->freeze_timeout, 0);
-    const char *mounts[64];
-    unsigned nm = 0;
-    char *copy = r->o->freeze ? strdup(r->o->freeze) : NULL;
-    for (char *s = copy ? strtok(copy, ",") : NULL; s && nm < 64; s = strtok(NULL, ","))
-        mounts[nm++] = s;
-    int n = virDomainFSFreeze(r->dom, nm ? mounts : NULL, nm, 0);
-    free(copy);
-    if (n < 0) {
-        vb_warn("cannot freeze the guest's filesystems (guest agent): %s", vb_virt_last_error());
-        return 0;
-    }
-    vb_info("froze %d guest filesystem(s)", n);
-    *frozen = true;
-    return 0;
-}
-
-static void thaw(struct run *r)
-{
-    if (virDomainFSThaw(r->dom, NULL, 0, 0) < 0)
-        vb_warn("cannot thaw the guest's filesystems: %s", vb_virt_last_error());
-}
-
 /* The domain's qemu user and group, from the DAC label of the running domain (its XML was
  * read before we may have started it). */
 static void qemu_owner(struct run *r, int *uid, int *gid)
@@ -177,17 +135,21 @@ static void qemu_owner(struct run *r, int *uid, int *gid)
 /* job_begin with the domain paused (--pause) and its file systems frozen around it. */
 static int begin_quiesced(struct run *r, const struct job_spec *spec, struct vb_error *err)
 {
-    bool paused = false, frozen = false;
+    bool paused = false;
     if (r->o->pause) {
         if (virDomainSuspend(r->dom) < 0)
             vb_warn("cannot pause the domain: %s", vb_virt_last_error());
         else
             paused = true;
     }
-    freeze(r, &frozen);
+    struct quiesce q;
+    quiesce_freeze(r, &q);
     int rc = job_begin(r->dom, spec, err);
-    if (frozen)
-        thaw(r);
+    /* for tests: the job has started and the guest is frozen, or a thaw is due after a freeze
+     * the agent did not answer in time */
+    if (rc == 0 && (q.frozen || q.unanswered))
+        VB_DEBUG_STALL(&backup_interrupted);
+    quiesce_thaw(r, &q);
     if (paused && virDomainResume(r->dom) < 0)
         vb_warn("cannot resume the domain: %s", vb_virt_last_error());
     return rc;

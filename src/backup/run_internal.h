@@ -1,6 +1,7 @@
 /* The state of one virtbackup run, shared by the files that make up a run:
  * run.c (the sequence and cleanup), levels.c (levels, checkpoints, chain bookkeeping),
- * mode.c (online job or offline qemu-nbd, freeze), disks.c (disk selection and workers). */
+ * mode.c (online job or offline qemu-nbd), quiesce.c (the guest agent's freeze and thaw),
+ * disks.c (disk selection and workers). */
 #ifndef VB_BACKUP_RUN_INTERNAL_H
 #define VB_BACKUP_RUN_INTERNAL_H
 
@@ -53,6 +54,14 @@ int choose_mode(struct run *r, struct vb_error *err);
 int start_servers(struct run *r, struct vb_error *err);
 void stop_servers(struct run *r);
 int start_job(struct run *r, struct vb_error *err);
+
+/* quiesce.c: frozen is set when the agent froze the filesystems; unanswered when it did not
+ * answer the freeze in time (it may still freeze them: quiesce_thaw thaws in both cases). */
+struct quiesce {
+    bool frozen, unanswered;
+};
+void quiesce_freeze(struct run *r, struct quiesce *q);
+void quiesce_thaw(struct run *r, const struct quiesce *q);
 
 /* disks.c */
 int select_disks(struct run *r, struct vb_error *err);
