@@ -86,7 +86,7 @@ render() {
         | "| \($s.case) | \($s.tool) | \($s.runs) | \(f($s.wall_s)) | \(f($s.wall_min_s)) | \(f($s.mb_per_s)) | \(f($s.cpu_s)) | \(f($s.peak_rss_mib)) | \(f($s.tree_rss_mib)) | "
           + (if $ref and ($s.tool == "virtbackup" or $s.tool == "virtrestore") then "\(f($ref.wall_s / $s.wall_s))x" else "" end) + " | "
           + (if $lim and $s.tool != "nbdcopy" and $lim.mb_per_s > 0 then "\(f($s.mb_per_s / $lim.mb_per_s * 100))%" else "" end) + " | \($s.load_max) |"),
-      "\n## Targets (issue 5)\n",
+      "\n## Targets\n",
       "| target | measured | goal | result |",
       "|---|---:|---:|---|",
       (.targets[] | "| \(.target) | \(f(.value)) | \(.goal) | **\(.result)** |"),
@@ -109,7 +109,7 @@ jq --slurpfile runs <(jq -c 'select(.case != null)' "$in") '. + {runs: $runs}' "
 rm -f "$json_out.tmp"
 render "$json_out" >"$md_out"
 
-# The README shows the latest table (issue 5): replace what is between its markers.
+# bench/README.md shows the latest table: replace what is between its markers.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readme="$here/README.md"
 if [ "$(realpath -m "$md_out")" = "$here/results/latest.md" ] && grep -q '^<!-- latest:begin -->$' "$readme" 2>/dev/null; then

@@ -18,11 +18,11 @@
 #             from a raw image of the same content into a qemu-nbd qcow2 target = the limit
 #   map       nbdcopy to null: from virtmap serving the reference's plain chain, our -z copy
 #             and the reference's -z chain, vs nbdkit's file plugin serving a raw image of
-#             the same content (issue 6); map-tls: the plain chain over TLS (x509, TCP on
-#             loopback) vs nbdkit's file plugin with TLS (issue 24)
+#             the same content; map-tls: the plain chain over TLS (x509, TCP on
+#             loopback) vs nbdkit's file plugin with TLS
 #   remote    full backup of the main disk by virtbackup locally and as a remote host over
 #             loopback (qemu+ssh:// through a test sshd on 127.0.0.1:2222, NBD over TCP)
-#             (issue 7: remote >= 80% of local throughput)
+#             (target: remote >= 80% of local throughput)
 #   extents   full backup of a 1 TiB sparse disk and of a disk with 100,000 extents;
 #             nbdinfo --map of the same export as a reference point
 #   sweep     (BENCH_SWEEP=1) virtbackup full backups under VIRTBACKUP_REQUEST_SIZE,
@@ -459,7 +459,7 @@ case_restore() {
 }
 
 # ---------------------------------------------------------------------------
-# Case 3b: serving a chain (issue 6): nbdcopy reads everything to null: from virtmap serving
+# Case 3b: serving a chain: nbdcopy reads everything to null: from virtmap serving
 # the reference's chains (plain and -z) at virtnbdbackup.3, side by side with nbdkit's file
 # plugin serving a raw image of the same content. Whole commands: virtmap indexes the chain.
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# What CI checks about packaging (issue 9), end to end, from the installed paths:
+# What CI checks about packaging, end to end, from the installed paths:
 #   1. the versions of CMakeLists.txt, debian/changelog and the RPM spec agree
 #   2. scripts/build-deb.sh builds the .deb (DEB_BUILD_OPTIONS=nocheck dpkg-buildpackage);
 #      its contents are complete; lintian finds no error

@@ -1,5 +1,5 @@
 /* Advisory locks held for a whole run (flock, released by the kernel if we die): one per
- * domain and one per output directory (chains.md "Locks"). The lock file holds the owner's
+ * domain and one per output directory (virtbackup(1), FILES). The lock file holds the owner's
  * PID so that a second run can name the holder. */
 #ifndef VB_LOCK_H
 #define VB_LOCK_H

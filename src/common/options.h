@@ -1,4 +1,5 @@
-/* Command-line helpers shared by the tools (GNU getopt_long plus cli.md's rules). */
+/* Command-line helpers shared by the tools (GNU getopt_long; the rules are under
+ * OPTIONS in virtbackup(1)). */
 #ifndef VB_OPTIONS_H
 #define VB_OPTIONS_H
 

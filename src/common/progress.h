@@ -1,4 +1,4 @@
-/* Progress of one job (a disk) on stderr, as cli.md says: a bar redrawn in place when stderr
+/* Progress of one job (a disk) on stderr, as virtbackup(1) says: a bar redrawn in place when stderr
  * is a terminal, otherwise one plain line every few seconds, nothing when quiet. Counting is
  * lock-free and may be done from any thread; printing is rate-limited and serialised. */
 #ifndef VB_PROGRESS_H

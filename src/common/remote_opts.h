@@ -1,4 +1,4 @@
-/* The remote option group virtbackup and virtrestore share (reference §3.1 "Remote"): SASL
+/* The remote option group virtbackup and virtrestore share (virtbackup(1), "Remote hosts"): SASL
  * credentials, SSH, the NBD address and port, TLS. One parser, so both tools accept and
  * check them alike. */
 #ifndef VB_REMOTE_OPTS_H

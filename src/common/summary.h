@@ -1,4 +1,4 @@
-/* The --json run summary of cli.md: one JSON object written at the end of a run (also after a
+/* The --json run summary (virtbackup(1)): one JSON object written at the end of a run (also after a
  * failure or a skip), with one record per disk. Shared by virtbackup and virtrestore.
  *
  *   {"tool": "virtrestore", "status": "ok", "exit_code": 0, "warnings": 0,

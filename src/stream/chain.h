@@ -1,4 +1,4 @@
-/* Chain order from metadata (chains.md "Order and points in time"): never from file times.
+/* Chain order from metadata (virtbackup-stream(5), CHAINS): never from file times.
  * A chain is the files of one disk: a base (incremental false), incrementals linked by
  * parentCheckpoint, new bases after a lost bitmap, and diffs, of which only the newest one
  * taken after the last incremental counts. */

@@ -1,6 +1,6 @@
 /* The 40-byte frame header of virtnbdbackup's stream format:
  *   "<kind> <start %016x> <length %016x>\r\n"
- * kind is one of meta, data, zero, stop, comp (reference §1.1). */
+ * kind is one of meta, data, zero, stop, comp (virtbackup-stream(5), FRAMES). */
 #ifndef VB_FRAME_H
 #define VB_FRAME_H
 
@@ -14,7 +14,7 @@
 #define STREAM_TERM      "\r\n"
 #define STREAM_TERM_LEN  2
 /* The NBD request size of qemu's servers; the compressed-frame framing depends on it
- * (chains.md "Compressed DATA frames"). */
+ * (virtbackup-stream(5), COMPRESSION). */
 #define STREAM_SLICE_SIZE (32u * 1024 * 1024)
 
 enum stream_frame_kind {

@@ -1,5 +1,5 @@
-/* The META frame's JSON (reference §1.3): parsed from any stream version, written exactly
- * as Python's json.dumps(meta, indent=4) writes it, so streams are byte-compatible. */
+/* The META frame's JSON (virtbackup-stream(5), METADATA): parsed from any stream version, written
+ * exactly as Python's json.dumps(meta, indent=4) writes it, so streams are byte-compatible. */
 #ifndef VB_META_H
 #define VB_META_H
 

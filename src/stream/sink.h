@@ -1,5 +1,5 @@
 /* Where a stream's bytes go. Two implementations: a file committed with the crash-safe order
- * of chains.md (this library), and a zip entry on a pipe (src/common). */
+ * of virtbackup-stream(5) (this library), and a zip entry on a pipe (src/common). */
 #ifndef VB_SINK_H
 #define VB_SINK_H
 
@@ -52,8 +52,8 @@ struct stream_sink *stream_sink_async(struct stream_sink *inner, size_t chunk, s
  * exists. */
 struct stream_sink *stream_sink_file_open(const char *path, struct vb_error *err);
 
-/* The commit order of chains.md for any fd already fully written to <path>.partial: fsync,
- * <path>.chksum from a unique temporary name (an existing one is swapped aside), the data's
+/* The commit order of virtbackup-stream(5) for any fd already fully written to <path>.partial:
+ * fsync, <path>.chksum from a unique temporary name (an existing one is swapped aside), the data's
  * no-replace rename, fsync of the directory. A data file never exists without its checksum;
  * a failed commit (the data file exists) leaves every existing file as it was. Shared by the
  * stream writer and the raw-image writer. */

@@ -104,8 +104,8 @@ int stream_read_meta(struct stream_source *src, struct stream_meta *meta, uint64
     return rc;
 }
 
-/* The compression trailer (reference §1.5): one entry per DATA frame, an integer (one LZ4
- * frame) or {"<total>": [sizes...]} (one LZ4 frame per 32 MiB slice). */
+/* The compression trailer (virtbackup-stream(5), COMPRESSION): one entry per DATA frame, an integer
+ * (one LZ4 frame) or {"<total>": [sizes...]} (one LZ4 frame per 32 MiB slice). */
 struct trailer {
     size_t nentries;
     size_t *first; /* per entry: index into sizes */

@@ -1,4 +1,4 @@
-/* LZ4 frames as the stream format stores them (chains.md "Compressed DATA frames"):
+/* LZ4 frames as the stream format stores them (virtbackup-stream(5), COMPRESSION):
  * one LZ4 frame per DATA frame below 32 MiB, one per 32 MiB slice above; we write
  * independent 64 KiB blocks with block and content checksums and the content size, so
  * any LZ4 reader decodes them and a single block can be decoded on its own. */

@@ -1,5 +1,5 @@
-/* Compressed DATA on all cores. The LZ4 frames of a stream (chains.md "Compressed DATA
- * frames": independent 64 KiB blocks, block and content checksums, content size) are built by
+/* Compressed DATA on all cores. The LZ4 frames of a stream (virtbackup-stream(5),
+ * COMPRESSION: independent 64 KiB blocks, block and content checksums, content size) are built by
  * worker threads, and their bytes, together with the stream's own bytes between them (frame
  * headers, terminators), come out in stream order through the emit callback, always on the
  * caller's thread. The frames are byte for byte those of the single-context encoder

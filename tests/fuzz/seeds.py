@@ -83,8 +83,8 @@ def zip_seeds(zdir, streams):
                     e.write(data)
         with open(os.path.join(zdir, name), "wb") as f:
             f.write(buf.getvalue())
-    # a STORED entry whose central directory says 0 compressed bytes (crashed libzip's seek
-    # before zip_source refused such entries; kept as a regression seed)
+    # a STORED entry whose central directory says 0 compressed bytes (libzip's seek crashes
+    # on it unless zip_source refuses such entries)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
         z.writestr("vda.copy.data", streams["plain"][:1606])

@@ -1,5 +1,5 @@
 #!/bin/bash
-# virtbackup's command-line contract (cli.md): option parsing, errors that name the thing
+# virtbackup's command-line contract (virtbackup(1)): option parsing, errors that name the thing
 # with exit 1, --version, --json, --strict, -p, -T, -s/-k, locks, and Ctrl-C during a backup
 # leaving nothing behind and the chain continuable.
 set -euo pipefail

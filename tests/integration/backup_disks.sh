@@ -1,5 +1,5 @@
 #!/bin/bash
-# virtbackup with the disk kinds of issue 3 in one domain: a qcow2 file (vda), a raw file
+# virtbackup with the disk kinds it supports in one domain: a qcow2 file (vda), a raw file
 # (vdb: only with --raw, as a full sparse copy), a qcow2 with a backing file (vdc: an
 # external snapshot, backed up as the merged view), a qcow2 on a block device (vdd: a loop
 # device), a qcow2 storage-pool volume (vde) and a cdrom (skipped). Also -i, -x, -w 1,

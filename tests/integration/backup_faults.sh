@@ -1,5 +1,5 @@
 #!/bin/bash
-# Faults during a backup (chains.md "Committing a file, and crashes"): kill -9, a full
+# Faults during a backup (virtbackup-stream(5), COMMITTING A FILE): kill -9, a full
 # target filesystem, the domain destroyed, libvirtd restarted, an unusable scratch
 # directory. Each gives a clear error (or, for kill -9, leftovers that the next run reports
 # and cleans), nothing that looks complete, and a chain that the next run continues.

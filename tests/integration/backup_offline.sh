@@ -1,5 +1,6 @@
 #!/bin/bash
-# Shut-off domains (cli.md "Shut-off domains") and the lost-bitmap fallback (chains.md):
+# Shut-off domains (virtbackup(1), SHUT-OFF DOMAINS) and the lost-bitmap fallback (a new base,
+# virtbackup-stream(5), CHAINS):
 #  - copy of a shut-off domain reads the image offline;
 #  - full and inc start the domain paused for the job and leave it shut off again;
 #  - --no-start-domain: inc reads the last checkpoint's persistent bitmap offline, recorded

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Instant boot of a real operating system from its backup, and a restore that boots (issue 25
-# item 2). Two VMs boot a tiny OS from their own disk (tests/lib/lab-bootdisk.sh: GRUB, the
+# Instant boot of a real operating system from its backup, and a restore that boots (virtmap(1)
+# INSTANT BOOT, virtrestore(1) -D). Two VMs boot a tiny OS from their own disk (tests/lib/lab-bootdisk.sh: GRUB, the
 # Debian kernel, an initramfs, busybox and an /sbin/init script on ext4), one with BIOS
 # (SeaBIOS, GRUB in the MBR) and one with UEFI (OVMF, a pflash loader and an nvram, GRUB as
 # EFI/BOOT/BOOTX64.EFI on an ESP). Each, TCG, serial console to a file:

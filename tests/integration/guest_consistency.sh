@@ -1,5 +1,5 @@
 #!/bin/bash
-# Consistency of backups of a guest that writes while they run (issue 25, item 3), in a lab
+# Consistency of backups of a guest that writes while they run (virtbackup(1), CRASH CONSISTENCY), in a lab
 # guest (tests/lib/labguest.sh) without a guest agent, so every backup is crash-consistent.
 # The guest's data disk (vda) holds ext4; tests/lib/lab-fswriter.py changes files on it without
 # a pause (new files, replacements by rename, deletions), each change made durable (fsync of

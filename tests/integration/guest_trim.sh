@@ -1,5 +1,5 @@
 #!/bin/bash
-# Trim and zeroes from a real guest (issue 25, item 5), in a lab guest (tests/lib/labguest.sh).
+# Trim and zeroes from a real guest (virtbackup(1), TRIM AND ZEROES), in a lab guest (tests/lib/labguest.sh).
 # The data disk (vda, 256 MiB, discard='unmap') holds ext4 in its first 192 MiB; the rest is
 # written by the guest directly. Two cycles, one chain each; in each, the guest:
 #   writes files to keep and files to delete, and random data at 200-232 MiB, and unmounts;

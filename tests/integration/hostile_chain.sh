@@ -1,5 +1,5 @@
 #!/bin/bash
-# Hostile backup input (issue 8) through the three ways a chain is read: `virtrestore -o verify`,
+# Hostile backup input (virtbackup-stream(5), CHAINS) through the three ways a chain is read: `virtrestore -o verify`,
 # a restore, and virtmap. A real chain (full + 2 incs, plain and -z) of a test domain is damaged
 # one way at a time:
 #   - truncated at every frame header, inside every header and inside every payload (with the

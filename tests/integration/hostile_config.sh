@@ -1,5 +1,6 @@
 #!/bin/bash
-# A backup's domain XML is untrusted input (issue 24 item 9). A real backup of a test domain
+# A backup's domain XML is untrusted input (virtrestore(1), THE DOMAIN CONFIG OF A
+# BACKUP). A real backup of a test domain
 # gets a hostile vmconfig planted: a <filesystem> exporting /, a <hostdev>,
 # <qemu:commandline> with -device, a serial port writing to a host file, an <emulator>
 # elsewhere, a loader and an nvram template naming a host file, <seclabel type='none'>, the

@@ -1,5 +1,5 @@
 #!/bin/bash
-# virtmap's NBD server under hostile clients (issue 24, items 6 and 7), with raw-socket
+# virtmap's NBD server under hostile clients (virtmap(1), THE NBD SERVER), with raw-socket
 # clients (map_clients.py) and libnbd's nbdinfo:
 #   - an export name beyond NBD's 4096 bytes is refused at start (it overflowed NBD_OPT_LIST's
 #     buffer), and the longest allowed one is listed whole;
@@ -8,7 +8,7 @@
 #   - the whole handshake has a deadline: a client dripping a byte at a time is cut off
 #     (--handshake-timeout 2, and the default 30 s), one past the handshake may idle;
 #   - memory: after one 32 MiB read the connection gives its buffer back (RSS bound with a
-#     wide margin: the old code kept 32 MiB per connection for its life).
+#     wide margin: a connection that kept 32 MiB for its life would exceed it).
 # The exports are raw .copy.data images of random data, compared with what clients read.
 set -euo pipefail
 source "$(dirname "$0")/../lib/testbed.sh"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Who can connect to virtmap (issue 24, item 8). Without --socket, -l or -p it serves on a
+# Who can connect to virtmap (virtmap(1), SECURITY). Without --socket, -l or -p it serves on a
 # unix socket of mode 0600 in a private directory (root: under /run/virtmap, other users:
 # $XDG_RUNTIME_DIR, else $TMPDIR): its user connects, another user cannot, nothing listens on
 # TCP, and the directory goes at exit. TCP only when -l/-p ask for it (and then every local

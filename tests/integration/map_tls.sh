@@ -1,5 +1,5 @@
 #!/bin/bash
-# virtmap's NBD server with TLS (issue 24, item 8): NBD_OPT_STARTTLS through GnuTLS, x509
+# virtmap's NBD server with TLS (virtmap(1), --tls-creds, --tls-psk): NBD_OPT_STARTTLS through GnuTLS, x509
 # (certificates made here with certtool, client certificates checked against the CA) and PSK
 # (username:hexkey). Real TLS clients read a real backup chain (full + inc, -z) and every
 # copy is compared with the disk: nbdinfo, nbdcopy (nbds:// URIs with tls-certificates= and

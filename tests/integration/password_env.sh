@@ -1,5 +1,5 @@
 #!/bin/bash
-# VIRTBACKUP_PASSWORD (the SASL password) never reaches a child process (issue 24 item 11):
+# VIRTBACKUP_PASSWORD (the SASL password) never reaches a child process (virtbackup(1), ENVIRONMENT):
 # virtbackup and virtrestore take it out of their environment once read, so the qemu-img and
 # qemu-nbd they start (and libvirt's helpers) do not inherit it.
 #  - wrappers named qemu-img and qemu-nbd first in PATH record the environment each child was

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Remote backups and restores (issue 7) through a real sshd on 127.0.0.1:2222 and libvirt
+# Remote backups and restores (virtbackup(1), "Remote hosts") through a real sshd on 127.0.0.1:2222 and libvirt
 # reached as qemu+ssh://: the job's NBD server on TCP, files and qemu-img/qemu-nbd over SSH.
 #  - full + inc (-z) of a running domain, restored by virtrestore locally and on the "remote"
 #    host (its qemu-nbd started over SSH), each compared with the disk;

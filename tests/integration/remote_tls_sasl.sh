@@ -1,5 +1,6 @@
 #!/bin/bash
-# Remote backups with NBD over TLS and libvirt over SASL (issue 7), on loopback:
+# Remote backups with NBD over TLS and libvirt over SASL (virtbackup(1), "Remote hosts"), on
+# loopback:
 #  - TLS: a CA, server and client certificates made by the test (tests/lib/remote_env.sh),
 #    backup_tls_x509_cert_dir set in qemu.conf for the test bed's libvirtd (restarted, and
 #    restored afterwards). Full + inc of a running domain, a copy of a shut-off one (qemu-nbd

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Faults during virtrestore and virtmap (issue 8): a full target filesystem, SIGINT/SIGTERM
+# Faults during virtrestore and virtmap (virtrestore(1), virtmap(1)): a full target filesystem, SIGINT/SIGTERM
 # and kill -9 mid-restore, a full overlay filesystem under virtmap, SIGTERM to virtmap with
 # a client connected. Each gives the documented exit status and a clear error, leaves
 # nothing that looks complete (no image, no .partial unless killed, no qemu-nbd running),

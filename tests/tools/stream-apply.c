@@ -1,6 +1,6 @@
 /* stream-apply: the test oracle for chains. Orders the given files by their metadata
- * (chains.md), merges them through the chain index (newest wins, ZERO frames honoured) and
- * writes the disk's final content into a raw file. */
+ * (virtbackup-stream(5), CHAINS), merges them through the chain index (newest wins, ZERO frames
+ * honoured) and writes the disk's final content into a raw file. */
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>

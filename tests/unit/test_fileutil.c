@@ -1,6 +1,7 @@
 /* vbcommon's atomic file writes: concurrent writers of one path all succeed and leave one
- * whole version and no temporaries; a symlink where the old fixed temporary name was is not
- * written through; the mode is 0644 less the umask; a failed rename leaves nothing behind. */
+ * whole version and no temporaries; a symlink planted at <path>.partial (a predictable
+ * temporary name) is not written through; the mode is 0644 less the umask; a failed rename leaves
+ * nothing behind. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -110,7 +111,8 @@ static void test_concurrent_writers(bool copy)
     CHECK_MSG(count_partials() == 0, "%s: %d temporaries left", what, count_partials());
 }
 
-/* <path>.partial was the fixed temporary name: a symlink there must not redirect the write. */
+/* <path>.partial is the name an attacker would guess: a symlink there must not redirect the
+ * write. */
 static void test_symlink_not_followed(void)
 {
     const char *victim = test_path("victim");

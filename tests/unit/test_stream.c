@@ -88,7 +88,7 @@ static void verify_stream(const struct gen_stream *g)
 
 static void test_layout(void)
 {
-    /* the reference's example layout (reference §1.2), small */
+    /* the layout of virtbackup-stream(5), LAYOUT, small */
     uint64_t size = 4 * MiB;
     uint8_t *disk = make_disk(size, 1);
     struct gen_extent ext[] = {
@@ -152,7 +152,8 @@ static char *trailer_of(const char *path)
 
 static void test_large_frames(void)
 {
-    /* chains.md: DATA frames of 32 MiB - 512, 32 MiB, 32 MiB + 512 and 96 MiB */
+    /* virtbackup-stream(5), COMPRESSION: DATA frames of 32 MiB - 512, 32 MiB, 32 MiB + 512
+     * and 96 MiB, around the 32 MiB slice */
     const uint64_t S = STREAM_SLICE_SIZE;
     uint64_t lens[] = {S - 512, S, S + 512, 3 * S};
     uint64_t size = 0;
