@@ -1,6 +1,7 @@
 #!/bin/bash
-# Builds the libFuzzer harnesses (clang, ASan+UBSan) and runs each for a bounded time on a
-# seed corpus it generates. Usage: scripts/fuzz.sh [SECONDS per harness, default 30]
+# Builds the libFuzzer harnesses (clang, ASan+UBSan: CMake with -DVB_FUZZ=ON in build-fuzz/)
+# and runs each for a bounded time on a seed corpus it generates.
+# Usage: scripts/fuzz.sh [SECONDS per harness, default 30]
 # Exit non-zero when a harness finds a crash, a leak, undefined behaviour or a timeout;
 # the reproducer is left in build-fuzz/<harness>-crash-*.
 set -euo pipefail
@@ -9,20 +10,12 @@ SECS=${1:-30}
 OUT=build-fuzz
 mkdir -p "$OUT"
 
-CFLAGS=(-std=c17 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DVB_VERSION='"fuzz"' -g -O1
-    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-    -Isrc/stream -Isrc/common -Isrc/map)
-# shellcheck disable=SC2207
-LIBS=($(pkg-config --libs liblz4 zlib libdeflate jansson libvirt libnbd libxml-2.0 libzip libarchive libssh gnutls) -lpthread)
-
 echo "==> building the fuzzers with $(clang --version | head -1)"
-clang "${CFLAGS[@]}" tests/fuzz/fuzz_stream.c src/stream/*.c "${LIBS[@]}" -o "$OUT/fuzz_stream"
-clang "${CFLAGS[@]}" $(pkg-config --cflags libvirt libxml-2.0) tests/fuzz/fuzz_nbd.c \
-    src/stream/*.c src/common/*.c $(ls src/map/*.c | grep -v '/main.c$') "${LIBS[@]}" \
-    -o "$OUT/fuzz_nbd"
-
-clang "${CFLAGS[@]}" tests/fuzz/fuzz_zip.c src/stream/*.c src/common/zip_source.c \
-    "${LIBS[@]}" -o "$OUT/fuzz_zip"
+# tests/CMakeLists.txt: each tests/fuzz/*.c linked against the libraries (-DVB_FUZZ=ON), the
+# binaries at the top of the build directory
+CC=clang cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
+    -DVB_FUZZ=ON >/dev/null
+cmake --build "$OUT" -j"$(nproc)" --target fuzz_stream fuzz_nbd fuzz_zip >/dev/null
 
 echo "==> seed corpora"
 mkdir -p "$OUT/corpus_stream" "$OUT/corpus_nbd" "$OUT/corpus_zip"

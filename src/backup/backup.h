@@ -92,6 +92,22 @@ int extents_query(struct nbd_handle *nbd, uint64_t size, const char *bitmap, boo
                   bool compat_zeroes, struct extent_list *out, struct vb_error *err);
 void extent_list_free(struct extent_list *l);
 
+/* The block status one meta context gave for a window: run lengths and their flags, in order
+ * from the window's start. */
+struct ctx_entries {
+    uint64_t *len;
+    uint32_t *flags;
+    size_t n, cap;
+};
+/* Appends the extents of the window [offset, end) to out, each merged into the one before it
+ * when they touch and are of one kind. alloc (base:allocation, or NULL when not asked: all
+ * DATA) tells DATA from ZERO; dirty (the bitmap's context, or NULL for full/copy: all in)
+ * tells which ranges are in; with compat_zeroes a zeroed dirty range is synthesised DATA.
+ * Each context given describes at least [offset, end). -1: out of memory. */
+int extents_add_window(struct extent_list *out, uint64_t offset, uint64_t end,
+                       const struct ctx_entries *alloc, const struct ctx_entries *dirty,
+                       bool compat_zeroes);
+
 /* Checkpoint bookkeeping: the <domain>.cpt list and the checkpoints/ XML store. */
 struct cpt_list {
     char **names;

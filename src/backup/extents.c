@@ -11,12 +11,6 @@
 /* NBD block status requests are 32-bit; ask for 2 GiB at a time. */
 #define STATUS_REQUEST (1ull << 31)
 
-struct ctx_entries {
-    uint64_t *len;
-    uint32_t *flags;
-    size_t n, cap;
-};
-
 struct status_reply {
     const char *bitmap;
     struct ctx_entries alloc, dirty;
@@ -100,6 +94,44 @@ static bool is_zero(uint32_t flags)
     return flags & LIBNBD_STATE_ZERO;
 }
 
+int extents_add_window(struct extent_list *out, uint64_t offset, uint64_t end,
+                       const struct ctx_entries *alloc, const struct ctx_entries *dirty,
+                       bool compat_zeroes)
+{
+    size_t ia = 0, id = 0;
+    uint64_t pa = offset, pd = offset; /* end of the current entry of each context */
+    if (alloc)
+        pa += alloc->len[0];
+    if (dirty)
+        pd += dirty->len[0];
+    for (uint64_t pos = offset; pos < end;) {
+        uint64_t stop = end;
+        if (alloc && pa < stop)
+            stop = pa;
+        if (dirty && pd < stop)
+            stop = pd;
+        bool zero = alloc && is_zero(alloc->flags[ia]);
+        bool in = !dirty || (dirty->flags[id] & 1);
+        int prc = 0;
+        if (in) {
+            if (!zero)
+                prc = push_extent(out, pos, stop - pos, false, false);
+            else if (dirty && compat_zeroes)
+                prc = push_extent(out, pos, stop - pos, false, true);
+            else
+                prc = push_extent(out, pos, stop - pos, true, false);
+        }
+        if (prc < 0)
+            return -1;
+        pos = stop;
+        if (alloc && pos == pa && ++ia < alloc->n)
+            pa += alloc->len[ia];
+        if (dirty && pos == pd && ++id < dirty->n)
+            pd += dirty->len[id];
+    }
+    return 0;
+}
+
 int extents_query(struct nbd_handle *nbd, uint64_t size, const char *bitmap, bool no_sparse,
                   bool compat_zeroes, struct extent_list *out, struct vb_error *err)
 {
@@ -134,38 +166,10 @@ int extents_query(struct nbd_handle *nbd, uint64_t size, const char *bitmap, boo
                          bitmap && r.dirty.n == 0 ? bitmap : LIBNBD_CONTEXT_BASE_ALLOCATION);
             goto out;
         }
-        size_t ia = 0, id = 0;
-        uint64_t pa = offset, pd = offset; /* end of the current entry of each context */
-        if (want_alloc)
-            pa += r.alloc.len[0];
-        if (bitmap)
-            pd += r.dirty.len[0];
-        for (uint64_t pos = offset; pos < end;) {
-            uint64_t stop = end;
-            if (want_alloc && pa < stop)
-                stop = pa;
-            if (bitmap && pd < stop)
-                stop = pd;
-            bool zero = want_alloc && is_zero(r.alloc.flags[ia]);
-            bool dirty = !bitmap || (r.dirty.flags[id] & 1);
-            int prc = 0;
-            if (dirty) {
-                if (!zero)
-                    prc = push_extent(out, pos, stop - pos, false, false);
-                else if (bitmap && compat_zeroes)
-                    prc = push_extent(out, pos, stop - pos, false, true);
-                else
-                    prc = push_extent(out, pos, stop - pos, true, false);
-            }
-            if (prc < 0) {
-                vb_error_set(err, "out of memory for the extent map");
-                goto out;
-            }
-            pos = stop;
-            if (want_alloc && pos == pa && ++ia < r.alloc.n)
-                pa += r.alloc.len[ia];
-            if (bitmap && pos == pd && ++id < r.dirty.n)
-                pd += r.dirty.len[id];
+        if (extents_add_window(out, offset, end, want_alloc ? &r.alloc : NULL,
+                               bitmap ? &r.dirty : NULL, compat_zeroes) < 0) {
+            vb_error_set(err, "out of memory for the extent map");
+            goto out;
         }
         offset = end;
     }

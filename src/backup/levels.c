@@ -9,23 +9,15 @@
 
 #include "bitmaps.h"
 #include "job.h"
+#include "level_rules.h"
 #include "log.h"
 #include "run_internal.h"
 
 static int prepare_offline_diff(struct run *r, struct vb_error *err);
 
-/* The checkpoint after the chain's last one (numbers never repeat within a directory) and
- * its parent, the last one. Needs a non-empty .cpt. */
 static void name_next_checkpoint(struct run *r)
 {
-    long next = 0;
-    for (size_t i = 0; i < r->cpt.n; i++) {
-        long num = checkpoint_number(r->cpt.names[i]);
-        if (num >= next)
-            next = num + 1;
-    }
-    snprintf(r->checkpoint, sizeof r->checkpoint, "%s.%ld", CHECKPOINT_PREFIX, next);
-    snprintf(r->parent, sizeof r->parent, "%s", r->cpt.names[r->cpt.n - 1]);
+    checkpoint_next(&r->cpt, r->checkpoint, sizeof r->checkpoint, r->parent, sizeof r->parent);
 }
 
 /* Removes bitmaps that libvirt does not know (see bitmaps.c); *found says if there were any. */
@@ -63,30 +55,15 @@ static size_t count_glob(const char *dir, const char *pattern)
     return n;
 }
 
-/* -l auto and the directory rules (cli.md). */
+/* -l auto and the directory rules (virtbackup(1)). */
 int resolve_level(struct run *r, struct vb_error *err)
 {
     const char *out = r->o->output;
     size_t data = count_glob(out, "*.data");
-    r->level = r->o->level;
-    if (r->level == LEVEL_AUTO) {
-        if (data == 0) {
-            r->level = LEVEL_FULL;
-        } else if (count_glob(out, "*.full.data") > 0) {
-            r->level = LEVEL_INC;
-        } else {
-            return vb_error_set(err,
-                                "-l auto: %s holds %zu data files but no full backup (*.full.data)"
-                                "; use a new directory or -l full into an empty one",
-                                out, data);
-        }
+    if (level_resolve(r->o->level, out, data, count_glob(out, "*.full.data"), &r->level, err) < 0)
+        return -1;
+    if (r->o->level == LEVEL_AUTO)
         vb_info("auto level: %s", backup_level_name(r->level));
-    }
-    if ((r->level == LEVEL_FULL || r->level == LEVEL_COPY) && data > 0)
-        return vb_error_set(err,
-                            "%s already holds a backup (%zu data files): a %s backup needs "
-                            "an empty directory",
-                            out, data, backup_level_name(r->level));
     return 0;
 }
 

@@ -15,12 +15,12 @@
 #include "debug_stall.h"
 #include "image.h"
 #include "log.h"
+#include "piece_plan.h"
 #include "plan.h"
 #include "progress.h"
 #include "qemu_nbd.h"
 #include "restore.h"
 #include "source_tap.h"
-#include "work.h"
 #include "writer_nbd.h"
 
 #define MAX_QCOW_JSON (1024 * 1024)

@@ -21,8 +21,8 @@
 #include <stdint.h>
 
 #include "chain_index.h"
+#include "piece_plan.h"
 #include "progress.h"
-#include "work.h"
 
 struct nbd_write_opts {
     struct vb_nbd_target target; /* the server: unix socket, or TCP (+TLS) */

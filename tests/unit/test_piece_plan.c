@@ -1,13 +1,14 @@
-/* virtrestore's one-pass plan (src/restore/work.c): the pieces cover exactly the final DATA
- * content of a chain, never a final zero, never cross an LZ4 frame of a compressed file,
- * respect the piece size of uncompressed files, and reading them reproduces the disk. */
+/* virtrestore's one-pass plan of restore pieces (src/restore/piece_plan.c): the pieces cover
+ * exactly the final DATA content of a chain, never a final zero, never cross an LZ4 frame of a
+ * compressed file, respect the piece size of uncompressed files, and reading them reproduces
+ * the disk. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/restore/work.c"
 #include "chain_index.h"
 #include "frame.h"
+#include "piece_plan.h"
 #include "stream_index.h"
 #include "streamgen.h"
 #include "testutil.h"
@@ -101,5 +102,5 @@ int main(void)
     check_chain(2, STREAM_META_COMPRESSED_FALSE, 3 * MiB);
     check_chain(2, 1, 8 * MiB);
     check_chain(STREAM_META_COMPRESSED_FALSE, 2, 1 * MiB);
-    return test_finish("test_restore_work");
+    return test_finish("test_piece_plan");
 }

@@ -1,4 +1,4 @@
-#include "work.h"
+#include "piece_plan.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

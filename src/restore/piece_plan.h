@@ -4,8 +4,8 @@
  * the pieces of one frame (consecutive in the plan) can be decoded in one streaming pass;
  * pieces of uncompressed files are at most max_piece bytes. Depends on the stream library
  * only, so it is unit-tested on its own. */
-#ifndef VR_WORK_H
-#define VR_WORK_H
+#ifndef VR_PIECE_PLAN_H
+#define VR_PIECE_PLAN_H
 
 #include <stddef.h>
 #include <stdint.h>
