@@ -3,6 +3,7 @@
 #define VB_BACKUP_H
 
 #include <libvirt/libvirt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,13 @@ struct backup_opts {
     const char *user, *password;
     struct vb_remote_opts remote; /* -U's host: SSH, NBD over TCP, TLS */
     bool zip;                     /* -o -: a zip archive on stdout; bookkeeping stays in "." */
+    /* tuning knobs from the environment (virtbackup(1), ENVIRONMENT); 0: the default */
+    int connections;         /* VIRTBACKUP_CONNECTIONS: NBD connections per disk */
+    size_t requests;         /* VIRTBACKUP_REQUESTS: reads in flight per disk */
+    size_t request_size;     /* VIRTBACKUP_REQUEST_SIZE: bytes per read */
+    int compress_threads;    /* VIRTBACKUP_COMPRESS_THREADS; -1: one per CPU, at most 4 */
+    const char *lock_dir;    /* VIRTBACKUP_LOCK_DIR; NULL: /run/virtbackup */
+    const char *debug_stall; /* VIRTBACKUP_DEBUG_STALL (debug builds): a stall for tests */
 };
 
 /* One disk of the run, and what became of it. */
@@ -69,8 +77,10 @@ struct disk_job {
 };
 
 /* Copies one disk from its NBD export into its stream file (extent map, async reads, writer
- * thread, commit). Fills the job's results. */
-int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct vb_error *err);
+ * thread, commit). Fills the job's results. A nonzero *stop (set by a signal handler) ends it
+ * with "interrupted". */
+int disk_copy_run(struct disk_job *job, const struct backup_opts *opts,
+                  const volatile sig_atomic_t *stop, struct vb_error *err);
 
 /* Extent map of one export: DATA and ZERO runs, merged, ascending. */
 struct extent {

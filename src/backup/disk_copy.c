@@ -10,14 +10,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libnbd.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,16 +24,15 @@
 #include "debug_stall.h"
 #include "frame.h"
 #include "log.h"
+#include "nbd_driver.h"
 #include "nbd_target.h"
 #include "progress.h"
 #include "sink.h"
-#include "writer.h"
+#include "stream_writer.h"
 
 #define MAX_CONNS 4
 /* qemu's NBD server handles at most 16 requests per connection */
 #define MAX_PER_CONN 16
-
-extern volatile sig_atomic_t backup_interrupted;
 
 enum slot_state { SLOT_FREE, SLOT_READING, SLOT_DONE, SLOT_FAILED };
 
@@ -62,16 +59,14 @@ struct copy {
     struct disk_job *job;
     const struct backup_opts *opts;
     struct extent_list ext;
-    struct nbd_handle *nbd[MAX_CONNS];
-    int nconns;
-    int in_flight[MAX_CONNS];
-    bool df[MAX_CONNS]; /* the server takes NBD_CMD_FLAG_DF on this connection */
+    const volatile sig_atomic_t *stop; /* set by the tool's signal handler */
+    struct nbd_driver nbd;             /* the connections, the loop, the wake-up eventfd */
+    bool df[MAX_CONNS];                /* the server takes NBD_CMD_FLAG_DF on this connection */
     size_t request;
     size_t nslots;
     struct slot *slots;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    int wake_fd;          /* eventfd: the writer freed a slot or failed */
     atomic_bool failed;   /* either side gave up */
     struct vb_error werr; /* the writer thread's error */
     struct progress *progress;
@@ -79,23 +74,15 @@ struct copy {
     /* -t raw: adler32 of the image up to raw_pos (holes count as the zeroes they read as) */
     uint32_t raw_adler;
     uint64_t raw_pos;
+    struct chunk_iter it; /* the NBD thread's next read: */
+    bool have;            /* there is one, */
+    uint64_t next_off;    /* here, */
+    size_t next_len;      /* this long, */
+    bool next_merged;     /* over several extents, */
+    uint64_t seq;         /* into chunk seq's slot */
     uint64_t bytes_read;
     atomic_uint_least64_t bytes_written;
 };
-
-static size_t env_size(const char *name, size_t def, size_t min, size_t max)
-{
-    const char *v = getenv(name);
-    if (!v || !*v)
-        return def;
-    char *end;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (*end == 'k' || *end == 'K')
-        n <<= 10;
-    else if (*end == 'm' || *end == 'M')
-        n <<= 20;
-    return n < min ? min : n > max ? max : (size_t)n;
-}
 
 /* Holes up to this size between DATA extents are read along, so that a fragmented disk
  * (100,000 small extents) costs a few large requests instead of one request per extent. */
@@ -137,14 +124,6 @@ static bool next_chunk(struct chunk_iter *it, size_t request, uint64_t *off, siz
         return true;
     }
     return false;
-}
-
-static void wake_main(struct copy *c)
-{
-    uint64_t one = 1;
-    if (write(c->wake_fd, &one, sizeof one) < 0) {
-        /* the counter cannot overflow in practice; the main loop also polls with a timeout */
-    }
 }
 
 /* ---- writer thread ---------------------------------------------------------------- */
@@ -208,7 +187,7 @@ static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_f
             pthread_mutex_lock(&c->lock);
             s->state = SLOT_FREE;
             pthread_mutex_unlock(&c->lock);
-            wake_main(c);
+            nbd_driver_wake(&c->nbd);
             (*seq)++;
         }
     }
@@ -238,8 +217,10 @@ static int writer_stream(struct copy *c, struct vb_error *err)
     struct stream_writer *w = stream_writer_new(sink, &job->meta, err);
     if (!w)
         return -1;
+    if (c->opts->compress_threads >= 0)
+        stream_writer_set_compress_threads(w, (unsigned)c->opts->compress_threads);
     /* tests: the .partial file exists, the NBD connections are open (debug builds only) */
-    VB_DEBUG_STALL(&backup_interrupted);
+    VB_DEBUG_STALL(c->opts->debug_stall, c->stop);
     uint64_t seq = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < c->ext.n; i++) {
@@ -257,7 +238,7 @@ static int writer_stream(struct copy *c, struct vb_error *err)
         if (rc == 0)
             rc = stream_writer_data_end(w, err);
     }
-    if (rc == 0 && backup_interrupted)
+    if (rc == 0 && *c->stop)
         rc = vb_error_set(err, "interrupted");
     if (rc == 0)
         rc = stream_writer_finish(w, &job->checksum, err);
@@ -287,7 +268,7 @@ static int writer_raw(struct copy *c, struct vb_error *err)
     for (size_t i = 0; rc == 0 && i < c->ext.n; i++)
         if (!c->ext.v[i].zero && !c->ext.v[i].synth)
             rc = writer_data_chunks(c, NULL, fd, &c->ext.v[i], &seq, err);
-    if (rc == 0 && backup_interrupted)
+    if (rc == 0 && *c->stop)
         rc = vb_error_set(err, "interrupted");
     raw_sum_zeroes(c, job->meta.virtual_size);
     job->checksum = c->raw_adler;
@@ -309,7 +290,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&c->lock);
         pthread_cond_broadcast(&c->cond);
         pthread_mutex_unlock(&c->lock);
-        wake_main(c);
+        nbd_driver_wake(&c->nbd);
     }
     return (void *)(intptr_t)rc;
 }
@@ -332,7 +313,6 @@ static int read_done(void *user_data, int *error)
     if (!*error && c->sum_on_read && !s->merged)
         s->adler = stream_adler32(STREAM_ADLER32_INIT, s->buf, s->length);
     pthread_mutex_lock(&c->lock);
-    c->in_flight[s->conn]--;
     if (*error) {
         s->error = *error;
         s->state = SLOT_FAILED;
@@ -348,9 +328,10 @@ static int read_done(void *user_data, int *error)
 static int64_t start_read(struct copy *c, int conn, struct slot *s, size_t len, uint64_t off)
 {
     nbd_completion_callback done = {.callback = read_done, .user_data = s};
+    struct nbd_handle *h = c->nbd.conn[conn];
     if (!c->df[conn])
-        return nbd_aio_pread(c->nbd[conn], s->buf, len, off, done, 0);
-    return nbd_aio_pread_structured(c->nbd[conn], s->buf, len, off,
+        return nbd_aio_pread(h, s->buf, len, off, done, 0);
+    return nbd_aio_pread_structured(h, s->buf, len, off,
                                     (nbd_chunk_callback){.callback = read_chunk}, done,
                                     LIBNBD_CMD_FLAG_DF);
 }
@@ -361,8 +342,10 @@ static int connect_all(struct copy *c, struct vb_error *err)
     /* one connection per core, 2 to 4: on small hosts more connections only compete with
      * qemu's NBD server for the same cores (bench/README.md) */
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t conns = ncpu < 2 ? 2 : ncpu > MAX_CONNS ? MAX_CONNS : (size_t)ncpu;
-    int want = (int)env_size("VIRTBACKUP_CONNECTIONS", conns, 1, MAX_CONNS);
+    int conns = ncpu < 2 ? 2 : ncpu > MAX_CONNS ? MAX_CONNS : (int)ncpu;
+    int want = c->opts->connections > 0 ? c->opts->connections : conns;
+    if (want > MAX_CONNS)
+        want = MAX_CONNS;
     const struct vb_nbd_target target = {.socket = job->socket,
                                          .host = job->nbd_host,
                                          .port = job->nbd_port,
@@ -371,7 +354,10 @@ static int connect_all(struct copy *c, struct vb_error *err)
         struct nbd_handle *h = nbd_create();
         if (!h)
             return vb_error_set(err, "%s: nbd_create: %s", job->disk->target, nbd_get_error());
-        c->nbd[c->nconns++] = h;
+        if (nbd_driver_add(&c->nbd, h, err) < 0) {
+            nbd_close(h);
+            return -1;
+        }
         /* every buffer is either filled by a successful read or the copy fails: libnbd need
          * not zero it first (0.35 s of CPU per 4 GB) */
         nbd_set_pread_initialize(h, false);
@@ -401,126 +387,55 @@ static int connect_all(struct copy *c, struct vb_error *err)
     return 0;
 }
 
-static int pick_conn(struct copy *c)
+/* nbd_driver's submit: reads into free slots, in chunk order, while a connection has room. */
+static int submit_reads(void *opaque, struct nbd_driver *d, struct vb_error *err)
 {
-    int best = -1;
-    int limit = (int)((c->nslots + (size_t)c->nconns - 1) / (size_t)c->nconns);
+    struct copy *c = opaque;
+    if (atomic_load(&c->failed)) { /* the writer gave up: its error is the copy's */
+        *err = c->werr;
+        return -1;
+    }
+    int limit = (int)((c->nslots + (size_t)d->nconns - 1) / (size_t)d->nconns);
     if (limit > MAX_PER_CONN)
         limit = MAX_PER_CONN;
-    for (int i = 0; i < c->nconns; i++)
-        if (c->in_flight[i] < limit && (best < 0 || c->in_flight[i] < c->in_flight[best]))
-            best = i;
-    return best;
-}
-
-static int pump(struct copy *c, struct vb_error *err)
-{
-    struct chunk_iter it = {.ext = &c->ext};
-    uint64_t seq = 0;
-    bool more = true;
-    uint64_t off = 0;
-    size_t len = 0;
-    bool merged = false;
-    bool have = next_chunk(&it, c->request, &off, &len, &merged);
-    int rc = 0;
-    for (;;) {
-        /* issue reads into free slots, in chunk order */
-        while (have && !atomic_load(&c->failed) && !backup_interrupted) {
-            struct slot *s = &c->slots[seq % c->nslots];
-            pthread_mutex_lock(&c->lock);
-            int conn = s->state == SLOT_FREE ? pick_conn(c) : -1;
-            if (conn >= 0) {
-                s->state = SLOT_READING;
-                c->in_flight[conn]++;
-            }
-            pthread_mutex_unlock(&c->lock);
-            if (conn < 0)
-                break;
-            s->offset = off;
-            s->length = len;
-            s->merged = merged;
-            s->conn = conn;
-            if (start_read(c, conn, s, len, off) == -1) {
-                rc = vb_error_set(err, "%s: NBD read at offset %" PRIu64 ": %s",
-                                  c->job->disk->target, off, nbd_get_error());
-                atomic_store(&c->failed, true);
-                pthread_mutex_lock(&c->lock);
-                c->in_flight[conn]--;
-                s->state = SLOT_FAILED;
-                s->error = EIO;
-                pthread_cond_broadcast(&c->cond);
-                pthread_mutex_unlock(&c->lock);
-                break;
-            }
-            c->bytes_read += len;
-            seq++;
-            have = next_chunk(&it, c->request, &off, &len, &merged);
-        }
-        if (backup_interrupted && !atomic_load(&c->failed)) {
-            rc = vb_error_set(err, "interrupted");
-            atomic_store(&c->failed, true);
-            pthread_mutex_lock(&c->lock);
-            pthread_cond_broadcast(&c->cond);
-            pthread_mutex_unlock(&c->lock);
-        }
-        int busy = 0;
-        for (int i = 0; i < c->nconns; i++)
-            busy += nbd_aio_in_flight(c->nbd[i]) > 0;
-        more = have && !atomic_load(&c->failed);
-        if (!busy && !more)
+    while (c->have) {
+        struct slot *s = &c->slots[c->seq % c->nslots];
+        pthread_mutex_lock(&c->lock);
+        int conn = s->state == SLOT_FREE ? nbd_driver_pick(d, limit) : -1;
+        if (conn >= 0)
+            s->state = SLOT_READING;
+        pthread_mutex_unlock(&c->lock);
+        if (conn < 0)
             break;
-        /* wait for NBD progress or a slot freed by the writer */
-        struct pollfd pfd[MAX_CONNS + 1];
-        for (int i = 0; i < c->nconns; i++) {
-            unsigned dir = nbd_aio_get_direction(c->nbd[i]);
-            pfd[i].fd = nbd_aio_get_fd(c->nbd[i]);
-            pfd[i].events = (short)(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
-                                    ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0));
-            pfd[i].revents = 0;
+        s->offset = c->next_off;
+        s->length = c->next_len;
+        s->merged = c->next_merged;
+        if (start_read(c, conn, s, s->length, s->offset) == -1) {
+            pthread_mutex_lock(&c->lock);
+            s->state = SLOT_FAILED;
+            s->error = EIO;
+            pthread_mutex_unlock(&c->lock);
+            return vb_error_set(err, "%s: NBD read at offset %" PRIu64 ": %s", c->job->disk->target,
+                                s->offset, nbd_get_error());
         }
-        pfd[c->nconns] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
-        if (poll(pfd, (nfds_t)c->nconns + 1, 500) < 0 && errno != EINTR) {
-            rc = vb_error_errno(err, "poll");
-            atomic_store(&c->failed, true);
-            continue;
-        }
-        for (int i = 0; i < c->nconns; i++) {
-            int r = 0;
-            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
-                r = nbd_aio_notify_read(c->nbd[i]);
-            else if (pfd[i].revents & POLLOUT)
-                r = nbd_aio_notify_write(c->nbd[i]);
-            if (r == -1) {
-                if (rc == 0)
-                    rc = vb_error_set(err, "%s: NBD connection failed: %s", c->job->disk->target,
-                                      nbd_get_error());
-                atomic_store(&c->failed, true);
-                pthread_mutex_lock(&c->lock);
-                /* reads on a dead connection never complete: fail their slots */
-                for (size_t k = 0; k < c->nslots; k++)
-                    if (c->slots[k].state == SLOT_READING && c->slots[k].conn == i) {
-                        c->slots[k].state = SLOT_FAILED;
-                        c->slots[k].error = EIO;
-                        c->in_flight[i]--;
-                    }
-                pthread_cond_broadcast(&c->cond);
-                pthread_mutex_unlock(&c->lock);
-                nbd_close(c->nbd[i]);
-                c->nbd[i] = c->nbd[--c->nconns];
-                break;
-            }
-        }
-        if (pfd[c->nconns].revents & POLLIN) {
-            uint64_t v;
-            if (read(c->wake_fd, &v, sizeof v) < 0) {
-                /* spurious wakeup */
-            }
-        }
+        c->bytes_read += s->length;
+        c->seq++;
+        c->have = next_chunk(&c->it, c->request, &c->next_off, &c->next_len, &c->next_merged);
     }
-    return rc;
+    return c->have ? NBD_DRIVER_MORE : NBD_DRIVER_DONE;
 }
 
-int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct vb_error *err)
+/* Tells the writer thread that the copy failed, so that it stops waiting for chunks. */
+static void abort_writer(struct copy *c)
+{
+    atomic_store(&c->failed, true);
+    pthread_mutex_lock(&c->lock);
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+int disk_copy_run(struct disk_job *job, const struct backup_opts *opts,
+                  const volatile sig_atomic_t *stop, struct vb_error *err)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -529,29 +444,27 @@ int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct v
         return vb_error_set(err, "out of memory");
     c->job = job;
     c->opts = opts;
-    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    c->stop = stop;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
     /* 16 x 512 KiB in flight: as fast as nbdcopy on these machines (bench/), and memory
      * stays small (8 MiB of buffers) */
-    c->request = env_size("VIRTBACKUP_REQUEST_SIZE", 512 * 1024, 4096, STREAM_SLICE_SIZE);
-    c->nslots = env_size("VIRTBACKUP_REQUESTS", 16, 1, 1024);
+    c->request = opts->request_size ? opts->request_size : 512 * 1024;
+    c->nslots = opts->requests ? opts->requests : 16;
     int rc = -1;
     pthread_t writer;
     bool writer_started = false;
 
-    if (c->wake_fd < 0) {
-        vb_error_errno(err, "eventfd");
+    if (nbd_driver_init(&c->nbd, job->disk->target, stop, err) < 0)
         goto out;
-    }
     if (connect_all(c, err) < 0)
         goto out;
-    int64_t size = nbd_get_size(c->nbd[0]);
+    int64_t size = nbd_get_size(c->nbd.conn[0]);
     if (size < 0) {
         vb_error_set(err, "%s: NBD size: %s", job->disk->target, nbd_get_error());
         goto out;
     }
-    if (extents_query(c->nbd[0], (uint64_t)size, job->bitmap,
+    if (extents_query(c->nbd.conn[0], (uint64_t)size, job->bitmap,
                       opts->no_sparse_detection && job->bitmap, opts->compat_zeroes, &c->ext,
                       err) < 0) {
         vb_error_prefix(err, "%s", job->disk->target);
@@ -581,12 +494,17 @@ int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct v
             goto out;
         }
     }
+    c->it = (struct chunk_iter){.ext = &c->ext};
+    c->have = next_chunk(&c->it, c->request, &c->next_off, &c->next_len, &c->next_merged);
     if (pthread_create(&writer, NULL, writer_main, c) != 0) {
         vb_error_set(err, "cannot start the writer thread");
         goto out;
     }
     writer_started = true;
-    int prc = pump(c, err);
+    static const struct nbd_driver_ops read_ops = {.submit = submit_reads};
+    int prc = nbd_driver_run(&c->nbd, &read_ops, c, err);
+    if (prc < 0)
+        abort_writer(c);
     void *wret;
     pthread_join(writer, &wret);
     writer_started = false;
@@ -601,17 +519,11 @@ int disk_copy_run(struct disk_job *job, const struct backup_opts *opts, struct v
     rc = 0;
 out:
     if (writer_started) {
-        atomic_store(&c->failed, true);
-        pthread_mutex_lock(&c->lock);
-        pthread_cond_broadcast(&c->cond);
-        pthread_mutex_unlock(&c->lock);
+        abort_writer(c);
         pthread_join(writer, NULL);
     }
-    for (int i = 0; i < c->nconns; i++) {
-        if (rc == 0)
-            nbd_shutdown(c->nbd[i], 0);
-        nbd_close(c->nbd[i]);
-    }
+    /* closing a connection retires its reads: only then may their buffers go */
+    nbd_driver_close(&c->nbd, rc == 0);
     if (c->slots)
         for (size_t i = 0; i < c->nslots; i++)
             free(c->slots[i].buf);
@@ -621,8 +533,6 @@ out:
         progress_finish(c->progress, rc == 0);
         progress_free(c->progress);
     }
-    if (c->wake_fd >= 0)
-        close(c->wake_fd);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     free(c);

@@ -138,7 +138,7 @@ static void *disk_worker(void *arg)
             j->status = vb_error_set(&j->err, "%s: interrupted", j->disk->target);
             continue;
         }
-        j->status = disk_copy_run(j, w->r->o, &j->err);
+        j->status = disk_copy_run(j, w->r->o, &backup_interrupted, &j->err);
         if (j->status == 0)
             vb_info("%s: saved %s (%" PRIu64 " bytes, %.1f s)", j->disk->target, j->file,
                     j->bytes_written, j->seconds);

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "env_knobs.h"
+#include "frame.h"
 #include "log.h"
 #include "options.h"
 #include "remote_opts.h"
@@ -308,8 +310,20 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         return bad_usage("unexpected argument '%s'", argv[optind]);
-    vb_remote_cli_finish(&cli, argc, argv, o.uri);
+    /* Children (qemu-img, qemu-nbd, libvirt's ssh) inherit the environment: the password
+     * leaves it here, whether it is used or an option's wins. */
+    vb_remote_cli_finish(&cli, argc, argv, o.uri, vb_env_take_secret("VIRTBACKUP_PASSWORD"),
+                         getenv("TMPDIR"));
     o.remote = cli.remote;
+    /* tuning knobs and test hooks: virtbackup(1), ENVIRONMENT */
+    o.connections = (int)vb_env_size("VIRTBACKUP_CONNECTIONS", 0, 1, 4);
+    o.request_size = vb_env_size("VIRTBACKUP_REQUEST_SIZE", 512 * 1024, 4096, STREAM_SLICE_SIZE);
+    o.requests = vb_env_size("VIRTBACKUP_REQUESTS", 16, 1, 1024);
+    o.compress_threads = vb_env_count("VIRTBACKUP_COMPRESS_THREADS", 16);
+    o.lock_dir = getenv("VIRTBACKUP_LOCK_DIR");
+#ifndef NDEBUG
+    o.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
+#endif
     o.user = cli.user;
     o.password = cli.password;
     if (!o.domain)

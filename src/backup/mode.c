@@ -148,7 +148,7 @@ static int begin_quiesced(struct run *r, const struct job_spec *spec, struct vb_
     /* for tests: the job has started and the guest is frozen, or a thaw is due after a freeze
      * the agent did not answer in time */
     if (rc == 0 && (q.frozen || q.unanswered))
-        VB_DEBUG_STALL(&backup_interrupted);
+        VB_DEBUG_STALL(r->o->debug_stall, &backup_interrupted);
     quiesce_thaw(r, &q);
     if (paused && virDomainResume(r->dom) < 0)
         vb_warn("cannot resume the domain: %s", vb_virt_last_error());

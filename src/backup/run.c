@@ -57,7 +57,7 @@ static void clean_partials(const char *dir)
 static int take_locks(struct run *r, struct vb_error *err)
 {
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s.lock", vb_lock_dir(), r->info.uuid);
+    snprintf(path, sizeof path, "%s/%s.lock", vb_lock_dir(r->o->lock_dir), r->info.uuid);
     char what[512];
     snprintf(what, sizeof what, "domain %s", r->info.name);
     if (vb_lock_acquire(&r->dom_lock, path, what, err) < 0)
@@ -65,7 +65,7 @@ static int take_locks(struct run *r, struct vb_error *err)
     struct stat st;
     if (stat(r->o->output, &st) < 0)
         return vb_error_errno(err, "%s", r->o->output);
-    snprintf(path, sizeof path, "%s/dir-%llx-%llx.lock", vb_lock_dir(),
+    snprintf(path, sizeof path, "%s/dir-%llx-%llx.lock", vb_lock_dir(r->o->lock_dir),
              (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
     snprintf(what, sizeof what, "output directory %s", r->o->output);
     return vb_lock_acquire(&r->dir_lock, path, what, err);

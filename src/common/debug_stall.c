@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 void vb_debug_stall(const char *spec, const volatile sig_atomic_t *stop)

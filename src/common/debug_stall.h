@@ -9,14 +9,14 @@
 #define VB_DEBUG_STALL_H
 
 #include <signal.h>
-#include <stdlib.h>
 
 void vb_debug_stall(const char *spec, const volatile sig_atomic_t *stop);
 
+/* spec: the variable's value, which main reads (in debug builds only) into the options */
 #ifndef NDEBUG
-#define VB_DEBUG_STALL(stop) vb_debug_stall(getenv("VIRTBACKUP_DEBUG_STALL"), (stop))
+#define VB_DEBUG_STALL(spec, stop) vb_debug_stall((spec), (stop))
 #else
-#define VB_DEBUG_STALL(stop) ((void)(stop))
+#define VB_DEBUG_STALL(spec, stop) ((void)(spec), (void)(stop))
 #endif
 
 #endif

@@ -9,9 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const char *vb_lock_dir(void)
+const char *vb_lock_dir(const char *dir)
 {
-    const char *dir = getenv("VIRTBACKUP_LOCK_DIR");
     if (!dir || !*dir)
         dir = "/run/virtbackup";
     mkdir(dir, 0755);

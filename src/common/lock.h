@@ -15,7 +15,8 @@ struct vb_lock {
 int vb_lock_acquire(struct vb_lock *lock, const char *path, const char *what, struct vb_error *err);
 void vb_lock_release(struct vb_lock *lock);
 
-/* The directory for per-domain locks (/run/virtbackup), created if needed. */
-const char *vb_lock_dir(void);
+/* The directory for per-domain locks: dir (VIRTBACKUP_LOCK_DIR), or /run/virtbackup when
+ * NULL or empty; created if needed. */
+const char *vb_lock_dir(const char *dir);
 
 #endif

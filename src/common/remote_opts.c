@@ -97,22 +97,18 @@ int vb_remote_cli_option(struct vb_remote_cli *cli, int c, const char *arg, stru
     }
 }
 
-void vb_remote_cli_finish(struct vb_remote_cli *cli, int argc, char **argv, const char *uri)
+void vb_remote_cli_finish(struct vb_remote_cli *cli, int argc, char **argv, const char *uri,
+                          char *env_password, const char *tmpdir)
 {
     vb_opt_scrub(argc, argv, "password");
-    /* Children (qemu-img, qemu-nbd, libvirt's ssh) inherit the environment: the password
-     * leaves it here, whether it is used or an option's wins, and its bytes are overwritten
-     * where they were, which for the environment we started with is what
-     * /proc/PID/environ shows. */
-    char *env = getenv("VIRTBACKUP_PASSWORD");
-    if (env) {
-        if (!cli->password)
-            cli->password = strdup(env);
-        memset(env, 'x', strlen(env));
-        unsetenv("VIRTBACKUP_PASSWORD");
+    if (env_password && !cli->password) {
+        cli->password = env_password;
+    } else if (env_password) { /* an option's password wins */
+        memset(env_password, 0, strlen(env_password));
+        free(env_password);
     }
     cli->remote.uri = uri;
-    cli->remote.tmpdir = getenv("TMPDIR");
+    cli->remote.tmpdir = tmpdir;
 }
 
 void vb_remote_cli_free(struct vb_remote_cli *cli)

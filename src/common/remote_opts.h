@@ -46,9 +46,10 @@ struct vb_remote_cli {
 int vb_remote_cli_option(struct vb_remote_cli *cli, int c, const char *arg, struct vb_error *err);
 
 /* After parsing, before any child process is started: scrubs --password from argv, takes
- * VIRTBACKUP_PASSWORD if no password was given and removes it from the environment (and
- * overwrites its value there) in any case, and records the URI and TMPDIR. */
-void vb_remote_cli_finish(struct vb_remote_cli *cli, int argc, char **argv, const char *uri);
+ * env_password (VIRTBACKUP_PASSWORD as vb_env_take_secret returned it: owned, may be NULL)
+ * if no password was given, and records the URI and tmpdir ($TMPDIR, may be NULL). */
+void vb_remote_cli_finish(struct vb_remote_cli *cli, int argc, char **argv, const char *uri,
+                          char *env_password, const char *tmpdir);
 void vb_remote_cli_free(struct vb_remote_cli *cli);
 
 /* The --help text of the group. */

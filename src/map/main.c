@@ -347,6 +347,7 @@ int main(int argc, char **argv)
                  : tmp && *tmp ? tmp
                                : "/tmp");
     o.private_socket_dir = private_dir;
+    o.tmpdir = tmp;
 
     vb_log_init("virtmap", verbose, quiet);
     if (logfile)

@@ -71,7 +71,7 @@ static void remove_tmp_dir(const char *dir)
 
 static int make_tmp_dir(struct session *s, struct vb_error *err)
 {
-    const char *base = getenv("TMPDIR");
+    const char *base = s->o->tmpdir;
     if (!base || !*base)
         base = "/var/tmp"; /* not /tmp: an overlay can grow large */
     if (asprintf(&s->tmp_dir, "%s/virtmap.XXXXXX", base) < 0) {

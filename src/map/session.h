@@ -33,6 +33,7 @@ struct map_options {
     const char *uri;         /* libvirt URI for --boot */
     const char *console_log; /* --boot: the VM's serial console also goes to this file */
     unsigned long cache_mb;
+    const char *tmpdir; /* $TMPDIR: where the overlay's temporary directory goes */
 };
 
 /* Returns the process exit status. */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "env_knobs.h"
 #include "log.h"
 #include "logfile.h"
 #include "options.h"
@@ -281,8 +282,17 @@ int main(int argc, char **argv)
         }
         }
     }
-    vb_remote_cli_finish(&cli, argc, argv, o.uri);
+    /* Children (qemu-img, qemu-nbd, libvirt's ssh) inherit the environment: the password
+     * leaves it here, whether it is used or an option's wins. */
+    vb_remote_cli_finish(&cli, argc, argv, o.uri, vb_env_take_secret("VIRTBACKUP_PASSWORD"),
+                         getenv("TMPDIR"));
     o.remote = cli.remote;
+    /* tuning knobs and test hooks: virtrestore(1), ENVIRONMENT */
+    const char *mb = getenv("VIRTRESTORE_MEMORY_MB");
+    o.memory_mb = mb && atoi(mb) > 0 ? atoi(mb) : 0;
+#ifndef NDEBUG
+    o.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
+#endif
     o.user = cli.user;
     o.password = cli.password;
     if (optind < argc)

@@ -203,6 +203,8 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
 
     struct nbd_write_opts wo;
     nbd_write_opts_default(&wo);
+    if (o->memory_mb > 0)
+        wo.memory_budget = (uint64_t)o->memory_mb * 1024 * 1024;
     if (o->connections > 0)
         wo.connections = o->connections;
     if (o->decoders > 0)
@@ -234,7 +236,7 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
     } else {
         /* tests: the image's qemu-nbd serves, no client of ours is connected yet (debug
          * builds only) */
-        VB_DEBUG_STALL(&restore_stop);
+        VB_DEBUG_STALL(o->debug_stall, &restore_stop);
         if (remote) {
             wo.target.host = o->host->nbd_host;
             wo.target.port = o->host->nbd_port;

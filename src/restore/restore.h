@@ -32,6 +32,9 @@ struct restore_opts {
     long buffsize;
     int connections; /* NBD connections per disk */
     int decoders;    /* decoder threads */
+    /* from the environment (virtrestore(1), ENVIRONMENT) */
+    int memory_mb;           /* VIRTRESTORE_MEMORY_MB: buffer budget per disk; 0: default */
+    const char *debug_stall; /* VIRTBACKUP_DEBUG_STALL (debug builds): a stall for tests */
 };
 
 extern volatile sig_atomic_t restore_stop;

@@ -3,22 +3,19 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libnbd.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
+#include "nbd_driver.h"
 #include "stream_reader.h"
 
 /* Runs of zeroes shorter than this are written anyway: finer splitting costs requests and
  * gains nothing on 64 KiB qcow2 clusters. */
 #define ZERO_GRAIN (64 * 1024)
-#define MAX_CONNS  16
+#define MAX_CONNS  NBD_DRIVER_MAX_CONNS
 
 struct run {
     size_t off, len; /* within the buffer */
@@ -59,9 +56,10 @@ struct pipeline {
     struct buffer *ready_head, *ready_tail;
     int decoders_running;
     bool failed;
-    struct vb_error err; /* the first error */
-    int efd;             /* decoders -> writer wake-up */
+    struct vb_error err;   /* the first error */
+    struct nbd_driver nbd; /* the connections and the loop; decoders wake it */
     struct nbd_write_stats *st;
+    struct buffer *head, *tail; /* the calling thread's queue of buffers to write */
 };
 
 struct request {
@@ -80,16 +78,11 @@ void nbd_write_opts_default(struct nbd_write_opts *o)
         .decoders = 2,
         .memory_budget = 16 * 1024 * 1024,
     };
-    const char *mb = getenv("VIRTRESTORE_MEMORY_MB"); /* for measurements (bench/) */
-    if (mb && atoi(mb) > 0)
-        o->memory_budget = (uint64_t)atoi(mb) * 1024 * 1024;
 }
 
 static void wake_writer(struct pipeline *pl)
 {
-    uint64_t one = 1;
-    ssize_t r = write(pl->efd, &one, sizeof one);
-    (void)r; /* a full counter still wakes the writer */
+    nbd_driver_wake(&pl->nbd);
 }
 
 /* Records the first failure and wakes everyone. Call with the lock held. */
@@ -363,21 +356,24 @@ static void free_request(void *user_data)
     free(user_data);
 }
 
-static int connect_all(struct pipeline *pl, struct nbd_handle **h, int n, struct vb_error *err)
+static int connect_all(struct pipeline *pl, int n, struct vb_error *err)
 {
+    const char *where = pl->nbd.name;
     for (int i = 0; i < n; i++) {
-        h[i] = nbd_create();
-        if (!h[i])
+        struct nbd_handle *h = nbd_create();
+        if (!h)
             return vb_error_set(err, "nbd_create: %s", nbd_get_error());
-        char where[600];
-        vb_nbd_target_describe(&pl->o->target, where, sizeof where);
-        if (nbd_set_export_name(h[i], pl->o->export_name ? pl->o->export_name : "") < 0 ||
-            vb_nbd_target_connect(h[i], &pl->o->target) < 0)
+        if (nbd_driver_add(&pl->nbd, h, err) < 0) {
+            nbd_close(h);
+            return -1;
+        }
+        if (nbd_set_export_name(h, pl->o->export_name ? pl->o->export_name : "") < 0 ||
+            vb_nbd_target_connect(h, &pl->o->target) < 0)
             return vb_error_set(err, "%s: NBD connection %d: %s%s", where, i + 1, nbd_get_error(),
                                 vb_nbd_target_hint(&pl->o->target, nbd_get_error()));
-        if (nbd_is_read_only(h[i]) == 1)
+        if (nbd_is_read_only(h) == 1)
             return vb_error_set(err, "%s: the NBD export is read-only", where);
-        int64_t size = nbd_get_size(h[i]);
+        int64_t size = nbd_get_size(h);
         if (size < 0 || (uint64_t)size < pl->ci->virtual_size)
             return vb_error_set(err, "%s: export has %" PRId64 " bytes, the disk needs %" PRIu64,
                                 where, size, pl->ci->virtual_size);
@@ -403,139 +399,63 @@ static void take_ready(struct pipeline *pl, struct buffer **head, struct buffer 
     pthread_mutex_unlock(&pl->lock);
 }
 
-/* Submits queued runs while a connection has room. Returns -1 on a submission error. */
-static int submit(struct pipeline *pl, struct nbd_handle **h, int nconn, struct buffer **head,
-                  struct buffer **tail)
+/* Starts writes of queued runs while a connection has room. Returns -1 on a submission
+ * error. */
+static int submit_runs(struct pipeline *pl, struct nbd_driver *d, struct vb_error *err)
 {
-    while (*head) {
-        struct buffer *b = *head;
+    while (pl->head) {
+        struct buffer *b = pl->head;
         if (b->next_run == b->nruns) { /* all submitted (or all zero) */
-            *head = b->next;
-            if (!*head)
-                *tail = NULL;
+            pl->head = b->next;
+            if (!pl->head)
+                pl->tail = NULL;
             if (b->pending == 0)
                 release_buffer(pl, b);
             continue;
         }
-        int best = -1, best_n = pl->o->max_in_flight;
-        for (int i = 0; i < nconn; i++) {
-            int n = nbd_aio_in_flight(h[i]);
-            if (n >= 0 && n < best_n) {
-                best = i;
-                best_n = n;
-            }
-        }
+        int best = nbd_driver_pick(d, pl->o->max_in_flight);
         if (best < 0)
             return 0; /* every connection is full */
         const struct run *r = &b->runs[b->next_run];
         struct request *rq = malloc(sizeof *rq);
-        if (!rq) {
-            struct vb_error e;
-            vb_error_set(&e, "out of memory");
-            fail(pl, &e);
-            return -1;
-        }
+        if (!rq)
+            return vb_error_set(err, "out of memory");
         *rq = (struct request){pl, b, b->voff + r->off, r->len};
         nbd_completion_callback cb = {
             .callback = write_done, .user_data = rq, .free = free_request};
         b->pending++;
         b->next_run++;
-        if (nbd_aio_pwrite(h[best], b->data + r->off, r->len, rq->voff, cb, 0) < 0) {
+        if (nbd_aio_pwrite(d->conn[best], b->data + r->off, r->len, rq->voff, cb, 0) < 0) {
             /* libnbd called .free already; the write never started */
             b->pending--;
-            struct vb_error e;
-            vb_error_set(&e, "NBD write at disk offset %" PRIu64 ": %s", b->voff + r->off,
-                         nbd_get_error());
-            fail(pl, &e);
-            return -1;
+            return vb_error_set(err, "NBD write at disk offset %" PRIu64 ": %s", b->voff + r->off,
+                                nbd_get_error());
         }
         pl->st->requests++;
     }
     return 0;
 }
 
-static int flush_all(struct nbd_handle **h, int n, const char *socket, struct vb_error *err)
+/* nbd_driver's submit: takes what the decoders queued and writes it. */
+static int submit_writes(void *opaque, struct nbd_driver *d, struct vb_error *err)
 {
-    /* Without multi-conn a flush covers only its own connection's writes: flush them all. */
-    for (int i = 0; i < n; i++)
-        if (nbd_flush(h[i], 0) < 0)
-            return vb_error_set(err, "%s: NBD flush: %s", socket, nbd_get_error());
-    for (int i = 0; i < n; i++)
-        nbd_shutdown(h[i], 0);
-    return 0;
+    struct pipeline *pl = opaque;
+    bool decoding, failed;
+    take_ready(pl, &pl->head, &pl->tail, &decoding, &failed);
+    if (failed) /* a decoder or a completion failed: pl->err says why */
+        return vb_error_set(err, "restore failed");
+    if (submit_runs(pl, d, err) < 0)
+        return -1;
+    return decoding || pl->head ? NBD_DRIVER_MORE : NBD_DRIVER_DONE;
 }
 
-static int write_loop(struct pipeline *pl, struct nbd_handle **h, int nconn)
+static int flush_all(struct nbd_driver *d, struct vb_error *err)
 {
-    struct buffer *head = NULL, *tail = NULL;
-    struct vb_error e;
-    for (;;) {
-        bool decoding, failed;
-        if (pl->o->stop && *pl->o->stop) {
-            const char *sig = sigabbrev_np((int)*pl->o->stop);
-            vb_error_set(&e, "interrupted by SIG%s", sig ? sig : "?");
-            fail(pl, &e);
-        }
-        take_ready(pl, &head, &tail, &decoding, &failed);
-        if (failed)
-            break;
-        if (submit(pl, h, nconn, &head, &tail) < 0)
-            break;
-        int in_flight = 0;
-        for (int i = 0; i < nconn; i++)
-            in_flight += nbd_aio_in_flight(h[i]);
-        if (!decoding && !head && in_flight == 0) {
-            /* the decoders may have queued their last buffers after take_ready */
-            pthread_mutex_lock(&pl->lock);
-            bool more = pl->ready_head != NULL;
-            pthread_mutex_unlock(&pl->lock);
-            if (!more)
-                break;
-            continue;
-        }
-        struct pollfd fds[MAX_CONNS + 1];
-        fds[0] = (struct pollfd){.fd = pl->efd, .events = POLLIN};
-        for (int i = 0; i < nconn; i++) {
-            unsigned dir = nbd_aio_get_direction(h[i]);
-            short ev = 0;
-            if (dir & LIBNBD_AIO_DIRECTION_READ)
-                ev |= POLLIN;
-            if (dir & LIBNBD_AIO_DIRECTION_WRITE)
-                ev |= POLLOUT;
-            fds[i + 1] = (struct pollfd){.fd = nbd_aio_get_fd(h[i]), .events = ev};
-        }
-        if (poll(fds, (nfds_t)nconn + 1, 1000) < 0) {
-            if (errno == EINTR)
-                continue;
-            vb_error_errno(&e, "poll");
-            fail(pl, &e);
-            break;
-        }
-        if (fds[0].revents & POLLIN) {
-            uint64_t v;
-            ssize_t r = read(pl->efd, &v, sizeof v);
-            (void)r;
-        }
-        for (int i = 0; i < nconn; i++) {
-            short re = fds[i + 1].revents;
-            int rc = 0;
-            if (re & (POLLIN | POLLHUP | POLLERR))
-                rc = nbd_aio_notify_read(h[i]);
-            else if (re & POLLOUT)
-                rc = nbd_aio_notify_write(h[i]);
-            if (rc < 0) {
-                char where[600];
-                vb_error_set(&e, "%s: NBD connection %d: %s",
-                             vb_nbd_target_describe(&pl->o->target, where, sizeof where), i + 1,
-                             nbd_get_error());
-                fail(pl, &e);
-            }
-        }
-    }
-    pthread_mutex_lock(&pl->lock);
-    bool failed = pl->failed;
-    pthread_mutex_unlock(&pl->lock);
-    return failed ? -1 : 0;
+    /* Without multi-conn a flush covers only its own connection's writes: flush them all. */
+    for (int i = 0; i < d->nconns; i++)
+        if (nbd_flush(d->conn[i], 0) < 0)
+            return vb_error_set(err, "%s: NBD flush: %s", d->name, nbd_get_error());
+    return 0;
 }
 
 static void free_buffers(struct buffer *b)
@@ -569,15 +489,16 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
         pl.nbufs_max = (size_t)ndec + 2;
     pthread_mutex_init(&pl.lock, NULL);
     pthread_cond_init(&pl.cond, NULL);
-    pl.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct nbd_handle *h[MAX_CONNS] = {0};
+    char where[600];
+    vb_nbd_target_describe(&o->target, where, sizeof where);
     pthread_t threads[64];
     int started = 0, rc = 0;
-    if (pl.efd < 0) {
-        rc = vb_error_errno(err, "eventfd");
+    if (nbd_driver_init(&pl.nbd, where, o->stop, err) < 0) {
+        rc = -1;
         goto out;
     }
-    if (plan_jobs(&pl, err) < 0 || connect_all(&pl, h, nconn, err) < 0) {
+    pl.nbd.stop_is_signal = true;
+    if (plan_jobs(&pl, err) < 0 || connect_all(&pl, nconn, err) < 0) {
         rc = -1;
         goto out;
     }
@@ -593,30 +514,23 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
             break;
         }
     }
-    rc = write_loop(&pl, h, nconn);
-    if (rc < 0) {
-        pthread_mutex_lock(&pl.lock);
-        fail_locked(&pl, &pl.err); /* make sure the decoders stop waiting */
-        pthread_mutex_unlock(&pl.lock);
-    }
+    static const struct nbd_driver_ops write_ops = {.submit = submit_writes};
+    struct vb_error e;
+    rc = nbd_driver_run(&pl.nbd, &write_ops, &pl, &e);
+    if (rc < 0)
+        fail(&pl, &e); /* the first error is the restore's; the decoders stop waiting */
     for (int i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
-    if (rc < 0) {
+    if (rc < 0)
         *err = pl.err;
-    } else {
-        char where[600];
-        rc = flush_all(h, nconn, vb_nbd_target_describe(&o->target, where, sizeof where), err);
-    }
+    else
+        rc = flush_all(&pl.nbd, err);
 out:
     /* Closing a connection retires its commands; only then may their buffers go. */
-    for (int i = 0; i < nconn; i++)
-        if (h[i])
-            nbd_close(h[i]);
+    nbd_driver_close(&pl.nbd, rc == 0);
     free_buffers(pl.all);
     free(pl.order);
     free(pl.jobs);
-    if (pl.efd >= 0)
-        close(pl.efd);
     pthread_cond_destroy(&pl.cond);
     pthread_mutex_destroy(&pl.lock);
     return rc;

@@ -31,7 +31,7 @@ struct nbd_write_opts {
     int max_in_flight;           /* per connection; qemu serves at most 16 */
     size_t request_size;         /* bytes per chunk and at most per NBD write */
     int decoders;                /* decoder threads */
-    uint64_t memory_budget;      /* bytes of buffers held at once (VIRTRESTORE_MEMORY_MB) */
+    uint64_t memory_budget;      /* bytes of buffers held at once */
     struct progress *progress;
     volatile sig_atomic_t *stop; /* set to a signal number by its handler: abort soon */
 };

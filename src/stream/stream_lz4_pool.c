@@ -163,13 +163,6 @@ static int lz4_failed(struct vb_error *err, size_t r)
 
 unsigned stream_lz4_default_workers(void)
 {
-    const char *v = getenv("VIRTBACKUP_COMPRESS_THREADS");
-    if (v && *v) {
-        char *end;
-        long n = strtol(v, &end, 10);
-        if (!*end && n >= 0)
-            return n > 16 ? 16 : (unsigned)n;
-    }
     long ncpu;
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0)

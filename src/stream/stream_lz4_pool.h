@@ -34,8 +34,8 @@ typedef int (*stream_lz4_frame_fn)(void *opaque, uint64_t stored, struct vb_erro
 struct stream_lz4_pool;
 
 /* The worker count to use by default: 0 (compress on the caller's thread) on one CPU,
- * otherwise the CPUs this process may run on, at most 4. VIRTBACKUP_COMPRESS_THREADS=N
- * overrides it (0 = on the caller's thread). */
+ * otherwise the CPUs this process may run on, at most 4. A caller that was given a count
+ * (virtbackup's VIRTBACKUP_COMPRESS_THREADS) sets it with stream_writer_set_compress_threads. */
 unsigned stream_lz4_default_workers(void);
 
 /* workers 0: everything happens on the caller's thread with one streaming encoder.

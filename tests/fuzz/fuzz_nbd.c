@@ -20,7 +20,7 @@
 #include "nbd_server.h"
 #include "nbd_tls.h"
 #include "sink.h"
-#include "writer.h"
+#include "stream_writer.h"
 
 enum { PLAIN, TLS, FULL, DEADLINE, NSERVERS };
 static struct nbd_server *servers[NSERVERS];

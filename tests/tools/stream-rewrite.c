@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stream_writer.h"
 #include "tool_common.h"
-#include "writer.h"
 
 static int rewrite(struct stream_index *idx, const char *out, int level, int new_date,
                    const char *date, struct vb_error *err)

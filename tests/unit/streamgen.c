@@ -5,7 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "writer.h"
+#include "stream_writer.h"
 
 int gen_write(const struct gen_stream *g)
 {

@@ -10,9 +10,9 @@
 #include "sink.h"
 #include "stream_lz4.h"
 #include "stream_lz4_pool.h"
+#include "stream_writer.h"
 #include "streamgen.h"
 #include "testutil.h"
-#include "writer.h"
 
 #define KiB ((size_t)1024)
 #define MiB (1024 * KiB)

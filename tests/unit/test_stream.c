@@ -9,9 +9,9 @@
 #include "frame.h"
 #include "stream_index.h"
 #include "stream_lz4.h"
+#include "stream_writer.h"
 #include "streamgen.h"
 #include "testutil.h"
-#include "writer.h"
 
 #define MiB (1024ull * 1024)
 

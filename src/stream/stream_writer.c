@@ -1,4 +1,4 @@
-#include "writer.h"
+#include "stream_writer.h"
 
 #include <inttypes.h>
 #include <stdbool.h>

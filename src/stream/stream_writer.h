@@ -1,8 +1,8 @@
 /* Writes one stream (reference §1.2): META first, then DATA/ZERO frames in ascending order,
  * STOP, and for compressed streams the trailer and COMP frame. Every byte passes through an
  * adler32 that the sink stores beside the file at commit. */
-#ifndef VB_WRITER_H
-#define VB_WRITER_H
+#ifndef VB_STREAM_WRITER_H
+#define VB_STREAM_WRITER_H
 
 #include <stddef.h>
 #include <stdint.h>
