@@ -11,14 +11,14 @@ mkdir -p "$OUT"
 
 CFLAGS=(-std=c17 -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DVB_VERSION='"fuzz"' -g -O1
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-    -Isrc/stream -Isrc/common -Isrc/map)
+    -Isrc/stream -Isrc/common -Isrc/backupset -Isrc/map)
 # shellcheck disable=SC2207
 LIBS=($(pkg-config --libs liblz4 zlib libdeflate jansson libvirt libnbd libxml-2.0 libzip libarchive libssh gnutls) -lpthread)
 
 echo "==> building the fuzzers with $(clang --version | head -1)"
 clang "${CFLAGS[@]}" tests/fuzz/fuzz_stream.c src/stream/*.c "${LIBS[@]}" -o "$OUT/fuzz_stream"
 clang "${CFLAGS[@]}" $(pkg-config --cflags libvirt libxml-2.0) tests/fuzz/fuzz_nbd.c \
-    src/stream/*.c src/common/*.c $(ls src/map/*.c | grep -v '/main.c$') "${LIBS[@]}" \
+    src/stream/*.c src/common/*.c src/backupset/*.c $(ls src/map/*.c | grep -v '/main.c$') "${LIBS[@]}" \
     -o "$OUT/fuzz_nbd"
 
 clang "${CFLAGS[@]}" tests/fuzz/fuzz_zip.c src/stream/*.c src/common/zip_source.c \
