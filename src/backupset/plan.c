@@ -390,8 +390,8 @@ int bset_plan_index(struct bset *set, struct bset_chain *dc, struct vb_error *er
         dc->applied[k] = stream_index_build(src, err); /* owns src, also on failure */
         if (!dc->applied[k])
             return -1;
-        /* A file with a .chksum is checked whole before the image is committed
-         * (check_planned_chksums in restore.c), so LZ4's own two xxh32 passes over its data
+        /* A file with a .chksum is checked whole by the caller before it commits its result
+         * (from the tap's adler32, dc->chksums), so LZ4's own two xxh32 passes over its data
          * would only repeat that check: a third of a -z restore's decoding time. */
         int found = bset_read_chksum(set, name, &dc->chksums[k].want, err);
         if (found < 0)

@@ -50,7 +50,10 @@ int bset_plan_sequence(struct bset *set, const char *list, struct bset_chain **c
 /* Is the data file behind src (named name) a plain raw image: a <dev>.copy.data without the
  * stream's META magic? */
 bool bset_is_raw_image(struct stream_source *src, const char *name);
-/* Indexes the planned files and merges them (the one-pass plan's input). */
+/* Indexes the planned files and merges them (the one-pass plan's input). Every byte read
+ * through dc->applied is checksummed on the way (source_tap.h) and the LZ4 checksums of a
+ * file with a .chksum are skipped: the caller must check dc->chksums before it uses the
+ * result. */
 int bset_plan_index(struct bset *set, struct bset_chain *dc, struct vb_error *err);
 void bset_chains_free(struct bset_chain *chains, size_t n);
 
