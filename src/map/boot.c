@@ -16,9 +16,9 @@
 #include "boot_watch.h"
 #include "domxml.h"
 #include "domxml_sanitize.h"
-#include "fileutil.h"
 #include "log.h"
 #include "virt.h"
+#include "vmconfig.h"
 
 struct boot_vm {
     struct boot_watch *watch;
@@ -111,63 +111,42 @@ static int rewrite_devices(xmlDocPtr doc, const struct boot_config *cfg, struct 
     return 0;
 }
 
-/* Opens <dir>/<name> if it is a regular file, not following a symbolic link (which could
- * name any host file). -1 if there is no such plain file. */
-static int open_backup_file(const char *dir, const char *name)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-        return fd;
-    if (fd >= 0 || errno == ELOOP)
-        vb_warn("--boot: %s: not a regular file, not used as a boot file", path);
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
-/* Boot files found in the backup (<base>.<ident> or <base>), opened: fd[kind], -1 where
- * there is none. *own gets the kinds that will be on our files: those copies, and the nvram
- * always (without a copy, a fresh file in the work directory that libvirt creates from its
- * template). A kernel or initrd without a copy is an error. */
-static int find_boot_files(struct domxml *d, const char *dir, const char *ident,
-                           int fd[DOMXML_BOOT_KINDS], unsigned *own, struct vb_error *err)
+/* Boot files found in the backup (<base>.<ident> or <base>, plain files): their names in
+ * name[kind], "" where there is none. *own gets the kinds that will be on our files: those
+ * copies, and the nvram always (without a copy, a fresh file in the work directory that
+ * libvirt creates from its template). A kernel or initrd without a copy is an error. */
+static int find_boot_files(struct domxml *d, const struct bset *set, const char *ident,
+                           char name[DOMXML_BOOT_KINDS][600], unsigned *own, struct vb_error *err)
 {
     *own = 1u << DOMXML_NVRAM;
     for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
-        fd[k] = -1;
+        name[k][0] = '\0';
         char *orig = domxml_boot_file(d, (enum domxml_boot_kind)k);
         if (!orig)
             continue;
-        const char *base = strrchr(orig, '/') ? strrchr(orig, '/') + 1 : orig;
-        char name[600];
-        if (*base && strcmp(base, ".") != 0 && strcmp(base, "..") != 0) {
-            snprintf(name, sizeof name, "%s.%s", base, ident);
-            if ((fd[k] = open_backup_file(dir, name)) < 0) {
-                snprintf(name, sizeof name, "%s", base);
-                fd[k] = open_backup_file(dir, name);
-            }
-        }
-        if (fd[k] >= 0) {
-            vb_debug("--boot: %s: copy of %s/%s", domxml_boot_kind_name(k), dir, name);
+        if (bset_boot_file(set, orig, ident, name[k], sizeof name[k]) > 0) {
+            vb_debug("--boot: %s: copy of %s in %s", domxml_boot_kind_name(k), name[k],
+                     bset_describe(set));
             *own |= 1u << k;
-        } else if (k == DOMXML_KERNEL || k == DOMXML_INITRD) {
-            vb_error_set(err, "--boot: the backup holds no copy of %s %s", domxml_boot_kind_name(k),
-                         orig);
-            free(orig);
-            return -1;
+        } else {
+            name[k][0] = '\0';
+            if (k == DOMXML_KERNEL || k == DOMXML_INITRD) {
+                vb_error_set(err, "--boot: the backup holds no copy of %s %s",
+                             domxml_boot_kind_name(k), orig);
+                free(orig);
+                return -1;
+            }
         }
         free(orig);
     }
     return 0;
 }
 
-/* Points the boot files still in the XML at the work directory: copies of fd[kind], or
+/* Points the boot files still in the XML at the work directory: copies of name[kind], or
  * for an nvram without one a fresh file. A loader without a copy stays where it is (the
  * host's firmware, unless --trust-config let something else through). */
-static int copy_boot_files(struct domxml *d, const int fd[DOMXML_BOOT_KINDS], const char *workdir,
+static int copy_boot_files(struct domxml *d, struct bset *set,
+                           const char name[DOMXML_BOOT_KINDS][600], const char *workdir,
                            struct vb_error *err)
 {
     for (int k = 0; k < DOMXML_BOOT_KINDS; k++) {
@@ -178,11 +157,10 @@ static int copy_boot_files(struct domxml *d, const int fd[DOMXML_BOOT_KINDS], co
         char to[4200];
         snprintf(to, sizeof to, "%s/%s.%s", workdir, domxml_boot_kind_name(k), base);
         int rc = 0;
-        if (fd[k] >= 0) {
-            /* copied through the descriptor: the file checked is the file copied */
-            char from[64];
-            snprintf(from, sizeof from, "/proc/self/fd/%d", fd[k]);
-            rc = vb_copy_file_atomic(from, to, err);
+        if (name[k][0]) {
+            /* a plain file of a directory is opened without following links: the file
+             * checked is the file copied */
+            rc = bset_copy(set, name[k], to, 0600, NULL, err);
             /* qemu opens the loader as its own user, and libvirt does not relabel it as it
              * does the nvram, kernel and initrd: readable whatever the umask (firmware code) */
             if (rc == 0 && k == DOMXML_LOADER && chmod(to, 0644) < 0)
@@ -226,7 +204,7 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const struct boot_config
 {
     char *out = NULL, *xml = NULL;
     xmlDocPtr doc = NULL;
-    int fd[DOMXML_BOOT_KINDS] = {-1, -1, -1, -1};
+    char names[DOMXML_BOOT_KINDS][600] = {""};
     struct domxml *d = domxml_parse(vmconfig, len, err);
     if (!d)
         return NULL;
@@ -239,9 +217,9 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const struct boot_config
     domxml_remove_uuid(d);
     domxml_drop_backing_stores(d);
     unsigned own = 0;
-    if ((c->backup_dir && find_boot_files(d, c->backup_dir, c->ident, fd, &own, err) < 0) ||
+    if ((c->set && find_boot_files(d, c->set, c->ident, names, &own, err) < 0) ||
         sanitize(d, c->trust_config, own, err) < 0 ||
-        (c->backup_dir && copy_boot_files(d, fd, c->workdir, err) < 0))
+        (c->set && copy_boot_files(d, c->set, names, c->workdir, err) < 0))
         goto out;
     if (!(xml = domxml_format(d, err)))
         goto out;
@@ -262,9 +240,6 @@ char *boot_domain_xml(const char *vmconfig, size_t len, const struct boot_config
     if (!out)
         vb_error_set(err, "out of memory");
 out:
-    for (int k = 0; k < DOMXML_BOOT_KINDS; k++)
-        if (fd[k] >= 0)
-            close(fd[k]);
     if (doc)
         xmlFreeDoc(doc);
     free(xml);
@@ -272,37 +247,26 @@ out:
     return out;
 }
 
-static int read_vmconfig(const char *dir, const char *ident, char **data, size_t *len,
+#define MAX_VMCONFIG (16 * 1024 * 1024)
+
+static int read_vmconfig(struct bset *set, const char *ident, char **data, size_t *len,
                          struct vb_error *err)
 {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/vmconfig.%s.xml", dir, ident);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return vb_error_errno(err, "--boot: %s: cannot open the saved domain XML", path);
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = nb;
-        }
+    char name[600];
+    snprintf(name, sizeof name, "vmconfig.%s.xml", ident);
+    if (!bset_has(set, name)) {
+        char *shown = bset_display(set, name);
+        errno = ENOENT;
+        vb_error_errno(err, "--boot: %s: cannot open the saved domain XML", shown ? shown : name);
+        free(shown);
+        return -1;
     }
-    fclose(f);
-    if (!buf)
-        return vb_error_set(err, "out of memory");
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    return 0;
+    return bset_read(set, name, MAX_VMCONFIG, data, len, err) < 0
+               ? vb_error_prefix(err, "--boot: the saved domain XML")
+               : 0;
 }
 
-struct boot_vm *boot_start(const struct map_options *o, const char *workdir,
+struct boot_vm *boot_start(const struct map_options *o, struct bset *set, const char *workdir,
                            const char *socket_path, const char *ident, struct map_export **ex,
                            size_t n, struct vb_error *err)
 {
@@ -313,14 +277,14 @@ struct boot_vm *boot_start(const struct map_options *o, const char *workdir,
         vb_error_set(err, "out of memory");
         return NULL;
     }
-    if (read_vmconfig(o->input, ident, &cfg, &len, err) < 0)
+    if (read_vmconfig(set, ident, &cfg, &len, err) < 0)
         goto fail;
     struct boot_config bc = {.name = o->boot_name,
                              .keep_nics = o->keep_nics,
                              .trust_config = o->trust_config,
                              .console_log = o->console_log,
                              .socket_path = socket_path,
-                             .backup_dir = o->input,
+                             .set = set,
                              .ident = ident,
                              .workdir = workdir};
     xml = boot_domain_xml(cfg, len, &bc, ex, n, err);

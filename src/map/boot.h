@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "backup_set.h"
 #include "error.h"
 #include "export.h"
 #include "session.h"
@@ -22,7 +23,8 @@
 
 struct boot_vm;
 
-struct boot_vm *boot_start(const struct map_options *o, const char *workdir,
+/* The vmconfig and boot files of the point ident come from set. */
+struct boot_vm *boot_start(const struct map_options *o, struct bset *set, const char *workdir,
                            const char *socket_path, const char *ident, struct map_export **ex,
                            size_t n, struct vb_error *err);
 /* Readable when something happened to the VM (then call boot_ended); -1 without a VM. */
@@ -40,7 +42,7 @@ struct boot_config {
     bool trust_config;       /* no allow-list */
     const char *console_log; /* --console-log: an absolute path, or NULL */
     const char *socket_path; /* where the exports are served */
-    const char *backup_dir;  /* boot file copies come from here (NULL: none looked for) */
+    struct bset *set;        /* boot file copies come from here (NULL: none looked for) */
     const char *ident;       /* the point: vmconfig.<ident>.xml, <file>.<ident> */
     const char *workdir;     /* where the boot file copies go */
 };

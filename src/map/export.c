@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "chain_index.h"
+#include "chksum.h"
 #include "log.h"
 #include "nbd_proto.h"
 #include "overlay.h"
@@ -27,10 +28,11 @@ struct map_export {
     size_t nfiles;
     struct stream_index **files;
     struct lz4_reader **lz; /* per file; NULL for uncompressed streams */
+    char **names;           /* of the files, in apply order (not owned) */
     struct chain_index *ci;
-    int raw_fd;
-    uint64_t raw_size;
-    struct overlay *ovl; /* NULL: read-only */
+    struct stream_source *raw; /* a raw image */
+    int raw_fd;                /* its descriptor when it is a local file, else -1 */
+    struct overlay *ovl;       /* NULL: read-only */
     pthread_rwlock_t lock;
 };
 
@@ -53,25 +55,29 @@ static void export_free(struct map_export *ex)
     free(ex->lz);
     free(ex->files);
     chain_index_free(ex->ci);
-    if (ex->raw_fd >= 0)
-        close(ex->raw_fd);
+    free(ex->names);
+    stream_source_free(ex->raw);
     pthread_rwlock_destroy(&ex->lock);
     free(ex->name);
     free(ex->description);
     free(ex);
 }
 
-static int open_chain(struct map_export *ex, const struct map_disk *disk, struct block_cache *cache,
-                      struct vb_error *err)
+static int open_chain(struct map_export *ex, struct bset *set, const struct bset_chain *dc,
+                      struct block_cache *cache, struct vb_error *err)
 {
-    ex->files = calloc(disk->nfiles, sizeof *ex->files);
-    ex->lz = calloc(disk->nfiles, sizeof *ex->lz);
-    if (!ex->files || !ex->lz)
+    size_t n = dc->plan.n;
+    ex->files = calloc(n, sizeof *ex->files);
+    ex->lz = calloc(n, sizeof *ex->lz);
+    ex->names = calloc(n, sizeof *ex->names);
+    if (!ex->files || !ex->lz || !ex->names)
         return vb_error_set(err, "out of memory");
-    ex->nfiles = disk->nfiles;
+    ex->nfiles = n;
     bool compressed = false;
-    for (size_t i = 0; i < disk->nfiles; i++) {
-        if (!(ex->files[i] = stream_index_open(disk->paths[i], err)))
+    for (size_t i = 0; i < n; i++) {
+        ex->names[i] = dc->names[dc->plan.order[i]];
+        struct stream_source *src = bset_source(set, ex->names[i], err);
+        if (!src || !(ex->files[i] = stream_index_build(src, err)))
             return -1;
         if (ex->files[i]->compressed) {
             compressed = true;
@@ -82,28 +88,28 @@ static int open_chain(struct map_export *ex, const struct map_disk *disk, struct
     if (!(ex->ci = chain_index_build(ex->files, ex->nfiles, err)))
         return -1;
     ex->size = ex->ci->virtual_size;
-    const char *last = strrchr(disk->paths[disk->nfiles - 1], '/');
-    if (asprintf(&ex->description, "%s: %zu file%s up to %s%s, %" PRIu64 " data bytes", disk->dev,
-                 disk->nfiles, disk->nfiles == 1 ? "" : "s",
-                 last ? last + 1 : disk->paths[disk->nfiles - 1], compressed ? " (compressed)" : "",
+    if (asprintf(&ex->description, "%s: %zu file%s up to %s%s, %" PRIu64 " data bytes", dc->dev, n,
+                 n == 1 ? "" : "s", ex->names[n - 1], compressed ? " (compressed)" : "",
                  ex->ci->data_bytes) < 0)
         ex->description = NULL;
     return 0;
 }
 
-static int open_raw(struct map_export *ex, const struct map_disk *disk, struct vb_error *err)
+static int open_raw(struct map_export *ex, struct bset *set, const struct bset_chain *dc,
+                    struct vb_error *err)
 {
-    ex->raw_fd = open(disk->paths[0], O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (ex->raw_fd < 0 || fstat(ex->raw_fd, &st) < 0)
-        return vb_error_errno(err, "%s: cannot open the raw image", disk->paths[0]);
-    ex->size = ex->raw_size = (uint64_t)st.st_size;
-    if (asprintf(&ex->description, "%s: raw image %s", disk->dev, disk->paths[0]) < 0)
+    if (!(ex->raw = bset_source(set, dc->names[0], err)))
+        return vb_error_prefix(err, "cannot open the raw image");
+    ex->raw_fd = stream_source_file_fd(ex->raw);
+    ex->size = ex->raw->size;
+    char *shown = bset_display(set, dc->names[0]);
+    if (asprintf(&ex->description, "%s: raw image %s", dc->dev, shown ? shown : dc->names[0]) < 0)
         ex->description = NULL;
+    free(shown);
     return 0;
 }
 
-struct map_export *export_open(const char *name, const struct map_disk *disk,
+struct map_export *export_open(const char *name, struct bset *set, const struct bset_chain *dc,
                                const char *overlay_dir, struct block_cache *cache,
                                struct vb_error *err)
 {
@@ -118,7 +124,7 @@ struct map_export *export_open(const char *name, const struct map_disk *disk,
         vb_error_set(err, "out of memory");
         goto fail;
     }
-    if ((disk->raw_image ? open_raw(ex, disk, err) : open_chain(ex, disk, cache, err)) < 0)
+    if ((dc->raw_image ? open_raw(ex, set, dc, err) : open_chain(ex, set, dc, cache, err)) < 0)
         goto fail;
     if (!ex->description) {
         vb_error_set(err, "out of memory");
@@ -126,9 +132,9 @@ struct map_export *export_open(const char *name, const struct map_disk *disk,
     }
     if (overlay_dir) {
         /* names the chain and point in time: a saved overlay is never applied to another */
-        char *id = disk->raw_image
-                       ? overlay_identity_raw(ex->raw_fd, disk->paths[0], ex->size, err)
-                       : overlay_identity_chain(ex->files, disk->paths, ex->nfiles, ex->size, err);
+        char *id = dc->raw_image
+                       ? overlay_identity_raw(ex->raw, dc->names[0], ex->size, err)
+                       : overlay_identity_chain(ex->files, ex->names, ex->nfiles, ex->size, err);
         if (!id)
             goto fail;
         ex->ovl = overlay_open(overlay_dir, name, ex->size, id, err);
@@ -143,18 +149,32 @@ fail:
     return NULL;
 }
 
-int export_verify(struct map_export *ex, const struct map_disk *disk, struct vb_error *err)
+int export_verify(struct map_export *ex, struct bset *set, struct vb_error *err)
 {
     for (size_t i = 0; i < ex->nfiles; i++) {
-        uint32_t sum = 0;
-        int rc = stream_file_verify(disk->paths[i], ex->files[i], &sum, err);
-        if (rc < 0)
+        const char *name = ex->names[i];
+        uint32_t sum = 0, want = 0;
+        int found = 0;
+        if (stream_index_check_payloads(ex->files[i], err) < 0 ||
+            (found = bset_read_chksum(set, name, &want, err)) < 0 ||
+            (found && stream_source_adler32(ex->files[i]->source, 0, &sum, err) < 0))
             return vb_error_prefix(err, "export %s", ex->name);
-        if (rc == 0)
-            vb_warn("%s: no .chksum: only the structure%s could be verified", disk->paths[i],
+        char *shown = bset_display(set, name);
+        const char *show = shown ? shown : name;
+        if (found && sum != want) {
+            vb_error_set(err,
+                         "export %s: %s: adler32 %" PRIu32 " does not match %" PRIu32
+                         " recorded in %s.chksum",
+                         ex->name, show, sum, want, show);
+            free(shown);
+            return -1;
+        }
+        if (!found)
+            vb_warn("%s: no .chksum: only the structure%s could be verified", show,
                     ex->files[i]->compressed ? " and the LZ4 checksums" : "");
         else
-            vb_info("%s: verified (adler32 %" PRIu32 ")", disk->paths[i], sum);
+            vb_info("%s: verified (adler32 %" PRIu32 ")", show, sum);
+        free(shown);
     }
     return 0;
 }
@@ -205,19 +225,12 @@ const char *export_description(const struct map_export *ex)
 static int base_read(struct map_export *ex, struct export_io *io, uint64_t off, size_t len,
                      uint8_t *dst, struct vb_error *err)
 {
-    if (ex->raw_fd >= 0) {
-        for (size_t done = 0; done < len;) {
-            ssize_t n = pread(ex->raw_fd, dst + done, len - done, (off_t)(off + done));
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                return vb_error_errno(err, "%s: read at %" PRIu64, ex->name, off + done);
-            if (n == 0) {
-                memset(dst + done, 0, len - done);
-                break;
-            }
-            done += (size_t)n;
-        }
+    if (ex->raw) {
+        ssize_t n = ex->raw->ops->pread(ex->raw, dst, len, off, err);
+        if (n < 0)
+            return -1;
+        if ((size_t)n < len) /* beyond the end of the image: zeroes */
+            memset(dst + n, 0, len - (size_t)n);
         return 0;
     }
     const struct chain_index *ci = ex->ci;
@@ -359,8 +372,9 @@ int export_flush(struct map_export *ex, struct vb_error *err)
 int export_cache(struct map_export *ex, struct export_io *io, uint64_t off, uint64_t len,
                  struct vb_error *err)
 {
-    if (ex->raw_fd >= 0) {
-        (void)posix_fadvise(ex->raw_fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+    if (ex->raw) {
+        if (ex->raw_fd >= 0)
+            (void)posix_fadvise(ex->raw_fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
         return 0;
     }
     void *buf = malloc(len < CACHE_CHUNK ? len : CACHE_CHUNK);
@@ -379,6 +393,10 @@ int export_cache(struct map_export *ex, struct export_io *io, uint64_t off, uint
 static uint32_t base_status(struct map_export *ex, uint64_t off, uint64_t max, uint64_t *run)
 {
     const uint32_t hole = NBD_STATE_HOLE | NBD_STATE_ZERO;
+    if (ex->raw && ex->raw_fd < 0) { /* an entry of a zip: say "data", which is always correct */
+        *run = max;
+        return 0;
+    }
     if (ex->raw_fd >= 0) {
         off_t data = lseek(ex->raw_fd, (off_t)off, SEEK_DATA);
         if (data < 0 && errno == ENXIO) { /* nothing but holes to the end of the file */

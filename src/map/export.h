@@ -1,10 +1,11 @@
 /* One served disk: the block provider behind an NBD export. Reads come from the overlay
  * where the guest wrote, else from the backup chain (chain index, O(log n) per request;
  * compressed streams through the LZ4 block reader and its cache; a raw .copy.data image
- * directly). Writes, zeroes and trims go to the overlay. A read-write lock keeps a write's
- * read-modify-write of partial blocks and its map update atomic against readers and other
- * writers of every connection, which is what makes multi-conn safe: all connections see one
- * overlay, and a flush on any of them flushes it. */
+ * directly), all read through the backup set's sources (a directory's files, zip entries). Writes,
+ * zeroes and trims go to the overlay. A read-write lock keeps a write's read-modify-write of
+ * partial blocks and its map update atomic against readers and other writers of every connection,
+ * which is what makes multi-conn safe: all connections see one overlay, and a flush on any of them
+ * flushes it. */
 #ifndef VM_EXPORT_H
 #define VM_EXPORT_H
 
@@ -12,10 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backup_dir.h"
+#include "backup_set.h"
 #include "block_cache.h"
 #include "error.h"
 #include "lz4_reader.h"
+#include "plan.h"
 #include "stream_index.h"
 
 struct map_export;
@@ -28,14 +30,15 @@ struct export_io {
 };
 void export_io_free(struct export_io *io);
 
-/* overlay_dir NULL: read-only (no writes possible). */
-struct map_export *export_open(const char *name, const struct map_disk *disk,
+/* The planned chain of one disk of set (which must outlive the export). overlay_dir NULL:
+ * read-only (no writes possible). */
+struct map_export *export_open(const char *name, struct bset *set, const struct bset_chain *dc,
                                const char *overlay_dir, struct block_cache *cache,
                                struct vb_error *err);
 int export_close(struct map_export *ex, struct vb_error *err);
 /* --verify: every file of the chain read once before serving (LZ4 decoded with its checksums,
  * adler32 against .chksum). A raw .copy.data image has nothing to verify. */
-int export_verify(struct map_export *ex, const struct map_disk *disk, struct vb_error *err);
+int export_verify(struct map_export *ex, struct bset *set, struct vb_error *err);
 /* The overlay is removed at exit: its map is not saved (overlay_set_temporary). */
 void export_overlay_temporary(struct map_export *ex);
 

@@ -17,7 +17,7 @@
 #include "session.h"
 
 #define USAGE                                                                                      \
-    "usage: virtmap (-f FULL[,INC...] [-e NAME] | -i DIR [--until NAME])\n"                        \
+    "usage: virtmap (-f FULL[,INC...] [-e NAME] | -i INPUT [--until NAME])\n"                      \
     "               [--socket PATH | [-l ADDRESS] [-p PORT] [--allow-remote]]\n"                   \
     "               [--tls-creds DIR [--tls-no-verify-peer] | --tls-psk FILE]\n"                   \
     "               [--max-connections N] [--handshake-timeout SEC]\n"                             \
@@ -98,7 +98,9 @@ static void help(void)
            "\n"
            "  -f, --file FULL[,INC...]  one disk: a full (or copy) file and incrementals\n"
            "  -e, --export-name NAME    export name with -f (default: sda)\n"
-           "  -i, --input DIR           every disk of a backup directory, named by target\n"
+           "  -i, --input INPUT         every disk of a backup, named by target: a backup\n"
+           "                            directory, a zip file made by 'virtbackup -o -',\n"
+           "                            or a comma list of such zip files (full first)\n"
            "      --until NAME          with -i: the point in time (a checkpoint name)\n"
            "      --socket PATH         listen on this unix socket (default: a socket only\n"
            "                            your user can use, in a private runtime directory)\n"

@@ -101,7 +101,8 @@ char *overlay_identity_chain(struct stream_index *const *files, char *const *pat
     return finish(f, &buf, err);
 }
 
-char *overlay_identity_raw(int fd, const char *path, uint64_t size, struct vb_error *err)
+char *overlay_identity_raw(struct stream_source *src, const char *path, uint64_t size,
+                           struct vb_error *err)
 {
     uint8_t *sample = malloc(SAMPLE_BYTES);
     if (!sample) {
@@ -112,21 +113,14 @@ char *overlay_identity_raw(int fd, const char *path, uint64_t size, struct vb_er
     for (unsigned i = 0; i < SAMPLES; i++) {
         uint64_t span = size > SAMPLE_BYTES ? size - SAMPLE_BYTES : 0;
         uint64_t off = span / (SAMPLES - 1) * i / 4096 * 4096;
-        size_t want = size - off < SAMPLE_BYTES ? (size_t)(size - off) : SAMPLE_BYTES, got = 0;
-        while (got < want) {
-            ssize_t r = pread(fd, sample + got, want - got, (off_t)(off + got));
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                vb_error_errno(err, "%s: read at %" PRIu64, path, off + got);
-                free(sample);
-                return NULL;
-            }
-            if (r == 0) /* shorter than it was: what is there */
-                break;
-            got += (size_t)r;
+        size_t want = size - off < SAMPLE_BYTES ? (size_t)(size - off) : SAMPLE_BYTES;
+        /* shorter than it was: what is there */
+        ssize_t got = src->ops->pread(src, sample, want, off, err);
+        if (got < 0) {
+            free(sample);
+            return NULL;
         }
-        crc = (uint32_t)libdeflate_crc32(crc, sample, got);
+        crc = (uint32_t)libdeflate_crc32(crc, sample, (size_t)got);
     }
     free(sample);
     char *buf = NULL;

@@ -14,14 +14,16 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "source.h"
 #include "stream_index.h"
 
 /* The identity of a chain of n stream files (oldest first) of a disk of size bytes. */
 char *overlay_identity_chain(struct stream_index *const *files, char *const *paths, size_t n,
                              uint64_t size, struct vb_error *err);
 
-/* The identity of a raw image open at fd. */
-char *overlay_identity_raw(int fd, const char *path, uint64_t size, struct vb_error *err);
+/* The identity of a raw image read through src (named name). */
+char *overlay_identity_raw(struct stream_source *src, const char *name, uint64_t size,
+                           struct vb_error *err);
 
 /* The first line of an identity (from a file, so untrusted), control characters escaped and
  * cut to fit len. */

@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "backup_dir.h"
+#include "backup_set.h"
 #include "block_cache.h"
 #include "boot.h"
 #include "export.h"
@@ -28,10 +28,12 @@
 #include "log.h"
 #include "nbd_server.h"
 #include "nbd_tls.h"
+#include "plan.h"
 
 struct session {
     const struct map_options *o;
-    struct map_disk *disks;
+    struct bset *set; /* the backup read */
+    struct bset_chain *disks;
     size_t ndisks;
     struct block_cache *cache;
     char *tmp_dir; /* private directory we created (overlay, boot files, socket); removed */
@@ -91,8 +93,10 @@ static int plan(struct session *s, struct vb_error *err)
 {
     const struct map_options *o = s->o;
     if (o->input)
-        return backup_dir_plan(o->input, o->until, &s->disks, &s->ndisks, err);
-    if (backup_files_plan(o->files, &s->disks, err) < 0)
+        return (s->set = bset_open(o->input, err))
+                   ? bset_plan_chains(s->set, NULL, o->until, &s->disks, &s->ndisks, err)
+                   : -1;
+    if (!(s->set = bset_open_files(o->files, err)) || bset_plan_files(s->set, &s->disks, err) < 0)
         return -1;
     s->ndisks = 1;
     return 0;
@@ -116,10 +120,10 @@ static int open_exports(struct session *s, struct vb_error *err)
     }
     for (size_t i = 0; i < s->ndisks; i++) {
         const char *name = o->files ? o->export_name : s->disks[i].dev;
-        s->exports[i] = export_open(name, &s->disks[i], s->overlay_dir, s->cache, err);
+        s->exports[i] = export_open(name, s->set, &s->disks[i], s->overlay_dir, s->cache, err);
         if (!s->exports[i])
             return -1;
-        if (o->verify && export_verify(s->exports[i], &s->disks[i], err) < 0) {
+        if (o->verify && export_verify(s->exports[i], s->set, err) < 0) {
             export_close(s->exports[i], NULL);
             s->exports[i] = NULL;
             return -1;
@@ -406,7 +410,8 @@ static int teardown(struct session *s, struct vb_error *err)
                      st.hits, st.misses, st.evictions, st.limit >> 20);
         block_cache_free(s->cache);
     }
-    map_disks_free(s->disks, s->ndisks);
+    bset_chains_free(s->disks, s->ndisks);
+    bset_free(s->set);
     if (s->tmp_dir) {
         remove_tmp_dir(s->tmp_dir);
         free(s->tmp_dir);
@@ -455,7 +460,9 @@ int map_session_run(const struct map_options *o)
     if (open_exports(&s, &err) < 0 || open_listeners(&s, &err) < 0 ||
         start_acceptor(&s, &err) < 0 || attach_devices(&s, &err) < 0)
         goto out;
-    if (o->boot && !(s.vm = boot_start(o, s.tmp_dir, s.listeners.socket_path, s.disks[0].ident,
+    char ident[256];
+    if (o->boot && !(s.vm = boot_start(o, s.set, s.tmp_dir, s.listeners.socket_path,
+                                       bset_chain_ident(&s.disks[0], ident, sizeof ident),
                                        s.exports, s.nexports, &err)))
         goto out;
     if (announce(&s, &err) < 0)

@@ -13,67 +13,14 @@
 
 #include "checkpoint_name.h"
 #include "domxml_sanitize.h"
+#include "host_copy.h"
 #include "log.h"
 #include "virt.h"
+#include "vmconfig.h"
 
 #define MAX_CONFIG (16 * 1024 * 1024)
 
-/* Order of a vmconfig ident along the chain: checkpoints by number, then diffs by time;
- * "copy" first. Higher is newer. */
-static long long ident_rank(const char *ident)
-{
-    const char *p = "virtnbdbackup.";
-    if (strncmp(ident, p, strlen(p)) == 0)
-        return atoll(ident + strlen(p));
-    if (strcmp(ident, "copy") == 0)
-        return -1;
-    return -2; /* a diff timestamp: ranked below checkpoints, see below */
-}
-
-static char *ident_of(const char *name)
-{
-    const char *pre = "vmconfig.", *suf = ".xml";
-    size_t l = strlen(name);
-    if (strncmp(name, pre, strlen(pre)) != 0 || l <= strlen(pre) + strlen(suf) ||
-        strcmp(name + l - strlen(suf), suf) != 0)
-        return NULL;
-    return strndup(name + strlen(pre), l - strlen(pre) - strlen(suf));
-}
-
-/* The newest vmconfig.<ident>.xml's ident (malloc'ed) in *best, NULL if there is none. An
- * ident that is not a plain name is refused: it names other files (boot file copies). */
-static int newest_config(struct restore_input *in, char **out, struct vb_error *err)
-{
-    char *best = NULL;
-    long long best_rank = -3, best_ts = -1;
-    *out = NULL;
-    for (size_t i = 0; i < restore_input_count(in); i++) {
-        char *id = ident_of(restore_input_name(in, i));
-        if (!id)
-            continue;
-        if (vb_checkpoint_name_problem(id)) {
-            char *shown = restore_input_display(in, restore_input_name(in, i));
-            vb_checkpoint_name_check(id, shown ? shown : restore_input_name(in, i), err);
-            free(shown);
-            free(id);
-            free(best);
-            return -1;
-        }
-        long long r = ident_rank(id), ts = r == -2 ? atoll(id) : -1;
-        if (r > best_rank || (r == best_rank && ts > best_ts)) {
-            free(best);
-            best = id;
-            best_rank = r;
-            best_ts = ts;
-        } else {
-            free(id);
-        }
-    }
-    *out = best;
-    return 0;
-}
-
-int config_load(struct restore_input *in, const char *ident, struct restore_config **cfg,
+int config_load(struct bset *set, const char *ident, struct restore_config **cfg,
                 struct vb_error *err)
 {
     *cfg = NULL;
@@ -82,19 +29,19 @@ int config_load(struct restore_input *in, const char *ident, struct restore_conf
     if (vb_checkpoint_name_check(ident, name, err) < 0)
         return -1;
     char *use = NULL;
-    if (restore_input_has(in, name)) {
+    if (bset_has(set, name)) {
         use = strdup(ident);
     } else {
-        if (newest_config(in, &use, err) < 0)
+        if (bset_vmconfig_newest(set, &use, err) < 0)
             return -1;
         if (!use) {
             vb_warn("%s: no vmconfig.*.xml in the backup: disks are restored under their "
                     "target names, no config is written",
-                    restore_input_describe(in));
+                    bset_describe(set));
             return 0;
         }
-        vb_warn("%s: no %s for the point restored, using vmconfig.%s.xml",
-                restore_input_describe(in), name, use);
+        vb_warn("%s: no %s for the point restored, using vmconfig.%s.xml", bset_describe(set), name,
+                use);
         snprintf(name, sizeof name, "vmconfig.%s.xml", use);
     }
     struct restore_config *c = calloc(1, sizeof *c);
@@ -107,7 +54,7 @@ int config_load(struct restore_input *in, const char *ident, struct restore_conf
     }
     c->ident = use;
     c->name = strdup(name);
-    if (restore_input_read(in, name, MAX_CONFIG, &xml, &len, err) < 0 ||
+    if (bset_read(set, name, MAX_CONFIG, &xml, &len, err) < 0 ||
         !(c->dom = domxml_parse(xml, len, err)) ||
         domxml_disks(c->dom, &c->disks, &c->ndisks, err) < 0) {
         free(xml);
@@ -149,26 +96,9 @@ static const struct restored_disk *find_restored(const struct restored_disk *rd,
     return NULL;
 }
 
-/* A copy of a boot file the backup holds as a plain file: from a directory, not a symbolic
- * link (which could name any host file); zip entries are always plain. */
-static bool plain_backup_file(struct restore_input *in, const char *name)
-{
-    if (!restore_input_has(in, name))
-        return false;
-    if (restore_input_is_zip(in))
-        return true;
-    char *path = restore_input_display(in, name);
-    struct stat st;
-    bool plain = path && lstat(path, &st) == 0 && S_ISREG(st.st_mode);
-    if (path && !plain)
-        vb_warn("%s: not a regular file, not used as a boot file", path);
-    free(path);
-    return plain;
-}
-
 /* Copies <basename>[.<ident>] from the backup to <out>/<basename>; with adjust, points the
  * config there and sets the kind's bit in *own. The original VM's file is never written. */
-static int restore_boot_files(const struct restore_opts *o, struct restore_input *in,
+static int restore_boot_files(const struct restore_opts *o, struct bset *set,
                               struct restore_config *cfg, unsigned *own, struct vb_error *err)
 {
     *own = 0;
@@ -177,21 +107,16 @@ static int restore_boot_files(const struct restore_opts *o, struct restore_input
         if (!path)
             continue;
         char *tmp = strdup(path);
-        const char *base = tmp ? basename(tmp) : NULL;
         char saved[600], dest[4096 + 600];
-        int rc = 0;
-        if (!base) {
+        int rc = 0, found = tmp ? bset_boot_file(set, path, cfg->ident, saved, sizeof saved) : 0;
+        if (!tmp) {
             rc = vb_error_set(err, "out of memory");
-        } else if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0 ||
-                   strcmp(base, "/") == 0) {
+        } else if (found < 0) {
             vb_warn("%s %s: not a file name, nothing restored",
                     domxml_boot_kind_name((enum domxml_boot_kind)k), path);
         } else {
-            snprintf(saved, sizeof saved, "%s.%s", base, cfg->ident);
-            if (!plain_backup_file(in, saved))
-                snprintf(saved, sizeof saved, "%s", base);
-            snprintf(dest, sizeof dest, "%s/%s", o->output, base);
-            if (!plain_backup_file(in, saved)) {
+            snprintf(dest, sizeof dest, "%s/%s", o->output, basename(tmp));
+            if (!found) {
                 vb_warn("%s %s: not in the backup%s",
                         domxml_boot_kind_name((enum domxml_boot_kind)k), path,
                         o->adjust_config && !o->trust_config
@@ -206,7 +131,7 @@ static int restore_boot_files(const struct restore_opts *o, struct restore_input
                     rc = domxml_set_boot_file(cfg->dom, (enum domxml_boot_kind)k, dest, err);
                 *own |= 1u << k;
             } else {
-                rc = restore_copy_to_host(o, in, saved, dest, 0644, NULL, err);
+                rc = restore_copy_to_host(o, set, saved, dest, 0644, NULL, err);
                 /* qemu opens the loader as its own user, and libvirt does not relabel it as
                  * it does the nvram, kernel and initrd: readable whatever the umask */
                 if (rc == 0 && k == DOMXML_LOADER && !vb_host_is_remote(o->host) &&
@@ -313,8 +238,8 @@ static int write_file_excl(const char *path, const char *data, struct vb_error *
     return rc;
 }
 
-static int define_domain(const struct restore_opts *o, struct restore_input *in,
-                         struct restore_config *cfg, const char *xml, struct vb_error *err)
+static int define_domain(const struct restore_opts *o, struct bset *set, struct restore_config *cfg,
+                         const char *xml, struct vb_error *err)
 {
     virConnectPtr conn = vb_virt_connect_as(o->uri, o->user, o->password, err);
     if (!conn)
@@ -329,8 +254,7 @@ static int define_domain(const struct restore_opts *o, struct restore_input *in,
         char name[512], *flag = NULL;
         size_t len;
         snprintf(name, sizeof name, "autostart.%s", cfg->ident);
-        if (restore_input_has(in, name) &&
-            restore_input_read(in, name, 64, &flag, &len, err) == 0 &&
+        if (bset_has(set, name) && bset_read(set, name, 64, &flag, &len, err) == 0 &&
             strncmp(flag, "True", 4) == 0) {
             if (virDomainSetAutostart(dom, 1) < 0)
                 vb_warn("cannot set autostart: %s", virGetLastErrorMessage());
@@ -344,9 +268,8 @@ static int define_domain(const struct restore_opts *o, struct restore_input *in,
     return rc;
 }
 
-int config_finish(const struct restore_opts *o, struct restore_input *in,
-                  struct restore_config *cfg, const struct restored_disk *rd, size_t nrd,
-                  struct vb_error *err)
+int config_finish(const struct restore_opts *o, struct bset *set, struct restore_config *cfg,
+                  const struct restored_disk *rd, size_t nrd, struct vb_error *err)
 {
     if (!cfg) {
         if (o->adjust_config || o->define)
@@ -355,7 +278,7 @@ int config_finish(const struct restore_opts *o, struct restore_input *in,
         return 0;
     }
     unsigned own = 0;
-    if (restore_boot_files(o, in, cfg, &own, err) < 0)
+    if (restore_boot_files(o, set, cfg, &own, err) < 0)
         return -1;
     if (o->adjust_config && adjust(o, cfg, rd, nrd, err) < 0)
         return -1;
@@ -381,7 +304,7 @@ int config_finish(const struct restore_opts *o, struct restore_input *in,
             vb_info("wrote %s domain config %s", o->adjust_config ? "adjusted" : "original", path);
     }
     if (rc == 0 && o->define)
-        rc = define_domain(o, in, cfg, xml, err);
+        rc = define_domain(o, set, cfg, xml, err);
     free(xml);
     return rc;
 }

@@ -7,8 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "backup_set.h"
 #include "domxml.h"
-#include "input.h"
 #include "restore.h"
 
 struct restore_config {
@@ -30,13 +30,12 @@ struct restored_disk {
 
 /* Loads vmconfig.<ident>.xml, or if that is missing the newest config by chain order (with a
  * warning). *cfg is NULL when the backup holds no config at all. */
-int config_load(struct restore_input *in, const char *ident, struct restore_config **cfg,
+int config_load(struct bset *set, const char *ident, struct restore_config **cfg,
                 struct vb_error *err);
 void config_free(struct restore_config *cfg);
 const struct domxml_disk *config_disk(const struct restore_config *cfg, const char *dev);
 
-int config_finish(const struct restore_opts *o, struct restore_input *in,
-                  struct restore_config *cfg, const struct restored_disk *rd, size_t nrd,
-                  struct vb_error *err);
+int config_finish(const struct restore_opts *o, struct bset *set, struct restore_config *cfg,
+                  const struct restored_disk *rd, size_t nrd, struct vb_error *err);
 
 #endif

@@ -12,9 +12,9 @@
 #include "plan.h"
 #include "restore.h"
 
-static json_t *file_meta(struct restore_input *in, const char *name, struct vb_error *err)
+static json_t *file_meta(struct bset *set, const char *name, struct vb_error *err)
 {
-    struct stream_source *src = restore_input_source(in, name, err);
+    struct stream_source *src = bset_source(set, name, err);
     if (!src)
         return NULL;
     json_t *obj = NULL;
@@ -51,7 +51,7 @@ static json_t *file_meta(struct restore_input *in, const char *name, struct vb_e
         vb_error_set(err, "%s: META is not a JSON object: %s", src->name, je.text);
         goto out;
     }
-    char *shown = restore_input_display(in, name);
+    char *shown = bset_display(set, name);
     json_object_set_new(obj, "file", json_string(shown ? shown : name));
     free(shown);
 out:
@@ -60,7 +60,7 @@ out:
     return obj;
 }
 
-int restore_dump(const struct restore_opts *o, struct restore_input *in)
+int restore_dump(const struct restore_opts *o, struct bset *set)
 {
     struct vb_error err = {0};
     char **names = NULL;
@@ -74,9 +74,9 @@ int restore_dump(const struct restore_opts *o, struct restore_input *in)
              t = strtok_r(NULL, ",", &save))
             names[n++] = strdup(strrchr(t, '/') ? strrchr(t, '/') + 1 : t);
         free(copy);
-    } else if (plan_data_files(in, &names, &n, &err) < 0) {
+    } else if (bset_data_files(set, &names, &n, &err) < 0) {
         vb_error_log("%s", err.msg);
-        plan_names_free(names, n);
+        bset_names_free(names, n);
         return -1;
     }
     json_t *arr = json_array();
@@ -84,9 +84,9 @@ int restore_dump(const struct restore_opts *o, struct restore_input *in)
         char dev[64];
         if (!names[i])
             continue;
-        if (o->disk && (!plan_data_name(names[i], dev, sizeof dev) || strcmp(dev, o->disk)))
+        if (o->disk && (!bset_data_name(names[i], dev, sizeof dev) || strcmp(dev, o->disk)))
             continue;
-        json_t *m = file_meta(in, names[i], &err);
+        json_t *m = file_meta(set, names[i], &err);
         if (!m) {
             vb_error_log("%s", err.msg);
             failed++;
@@ -101,6 +101,6 @@ int restore_dump(const struct restore_opts *o, struct restore_input *in)
     }
     free(out);
     json_decref(arr);
-    plan_names_free(names, n);
+    bset_names_free(names, n);
     return failed ? -1 : 0;
 }

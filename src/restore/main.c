@@ -333,8 +333,8 @@ int main(int argc, char **argv)
     int rc = -1;
     struct vb_host host = {0};
     o.host = &host;
-    struct restore_input *in = restore_input_open(o.input, &err);
-    if (!in) {
+    struct bset *set = bset_open(o.input, &err);
+    if (!set) {
         vb_error_log("%s", err.msg);
     } else if (action == ACTION_RESTORE && vb_host_open(&o.remote, &host, &err) < 0) {
         vb_error_log("%s", err.msg);
@@ -345,13 +345,13 @@ int main(int argc, char **argv)
                vb_tls_client_dir_check(host.tls_cert, &err) < 0) {
         vb_error_log("%s", err.msg);
     } else if (action == ACTION_DUMP) {
-        rc = restore_dump(&o, in);
+        rc = restore_dump(&o, set);
     } else if (action == ACTION_VERIFY) {
-        rc = restore_verify(&o, in);
+        rc = restore_verify(&o, set);
     } else {
-        rc = restore_run(&o, in, sum);
+        rc = restore_run(&o, set, sum);
     }
-    restore_input_free(in);
+    bset_free(set);
     vb_host_close(&host);
     vb_remote_cli_free(&cli);
     if (rc == 0 && vb_log_count(VB_LOG_ERROR) > 0)

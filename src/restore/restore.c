@@ -11,8 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chksum.h"
 #include "config.h"
 #include "debug_stall.h"
+#include "host_copy.h"
 #include "image.h"
 #include "log.h"
 #include "piece_plan.h"
@@ -51,15 +53,15 @@ static void fsync_dir(const char *file)
 }
 
 /* <dev>.<ident>.qcow.json for the point restored; else the newest one of the disk. */
-static char *load_qcow_json(struct restore_input *in, const char *dev, const char *ident)
+static char *load_qcow_json(struct bset *set, const char *dev, const char *ident)
 {
     char name[512];
     snprintf(name, sizeof name, "%s.%s.qcow.json", dev, ident);
-    if (!restore_input_has(in, name)) {
+    if (!bset_has(set, name)) {
         const char *found = NULL;
         size_t l = strlen(dev);
-        for (size_t i = 0; i < restore_input_count(in); i++) {
-            const char *n = restore_input_name(in, i);
+        for (size_t i = 0; i < bset_count(set); i++) {
+            const char *n = bset_name(set, i);
             size_t nl = strlen(n);
             if (strncmp(n, dev, l) == 0 && n[l] == '.' && nl > 10 &&
                 strcmp(n + nl - 10, ".qcow.json") == 0)
@@ -75,7 +77,7 @@ static char *load_qcow_json(struct restore_input *in, const char *dev, const cha
     char *data = NULL;
     size_t len;
     struct vb_error err = {0};
-    if (restore_input_read(in, name, MAX_QCOW_JSON, &data, &len, &err) < 0) {
+    if (bset_read(set, name, MAX_QCOW_JSON, &data, &len, &err) < 0) {
         vb_warn("%s: %s; using qemu-img defaults", name, err.msg);
         return NULL;
     }
@@ -108,7 +110,7 @@ static void commit_sync(const struct restore_opts *o, const char *target)
  * an uncompressed payload has no other checksum. The restore reads only the data that
  * survives in the final image; the sources of the plan checksummed each read on the way
  * (source_tap.h), so only what nobody read is read now. */
-static int check_planned_chksums(struct restore_input *in, const struct disk_chain *dc,
+static int check_planned_chksums(struct bset *set, const struct bset_chain *dc,
                                  struct vb_error *err)
 {
     size_t checked = 0;
@@ -121,13 +123,8 @@ static int check_planned_chksums(struct restore_input *in, const struct disk_cha
             continue;
         if (stream_source_tap_adler32(dc->applied[k]->source, &have, &reread, err) < 0)
             return -1;
-        if (have != want) {
-            char *shown = restore_input_display(in, name);
-            vb_error_set(err, "%s: damaged: its adler32 is %" PRIu32 ", %s.chksum says %" PRIu32,
-                         shown ? shown : name, have, name, want);
-            free(shown);
-            return -1;
-        }
+        if (have != want)
+            return bset_chksum_mismatch(set, name, have, want, err);
         checked++;
         reread_total += reread;
     }
@@ -146,15 +143,15 @@ static int check_planned_chksums(struct restore_input *in, const struct disk_cha
     return 0;
 }
 
-static int restore_stream_disk(const struct restore_opts *o, struct restore_input *in,
-                               struct disk_chain *dc, const char *target, struct restored_disk *rd,
+static int restore_stream_disk(const struct restore_opts *o, struct bset *set,
+                               struct bset_chain *dc, const char *target, struct restored_disk *rd,
                                struct summary_disk *sd, struct vb_error *err)
 {
-    if (plan_index(in, dc, err) < 0)
+    if (bset_plan_index(set, dc, err) < 0)
         return -1;
-    const struct chain_file *last = plan_last(dc);
+    const struct chain_file *last = bset_chain_last(dc);
     char ident[256];
-    plan_ident(dc, ident, sizeof ident);
+    bset_chain_ident(dc, ident, sizeof ident);
     const char *format = last->meta.disk_format[0] ? last->meta.disk_format : "qcow2";
     snprintf(sd->level, sizeof sd->level, "%s", chain_file_kind_name(last->kind));
     snprintf(sd->checkpoint, sizeof sd->checkpoint, "%s", last->meta.checkpoint_name);
@@ -181,7 +178,7 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
                                          "first",
                                          partial);
     }
-    char *qjson = load_qcow_json(in, dc->dev, ident);
+    char *qjson = load_qcow_json(set, dc->dev, ident);
     struct image_spec spec = {.path = partial,
                               .format = format,
                               .size = dc->ci->virtual_size,
@@ -257,7 +254,7 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
         }
     }
     progress_free(prog);
-    if (rc == 0 && check_planned_chksums(in, dc, err) < 0)
+    if (rc == 0 && check_planned_chksums(set, dc, err) < 0)
         rc = -1;
     double secs = now_s() - t0;
     if (rc == 0 && vb_host_rename_noreplace(o->host, partial, target, err) < 0)
@@ -288,39 +285,18 @@ static int restore_stream_disk(const struct restore_opts *o, struct restore_inpu
     return rc;
 }
 
-/* A backup file copied to the host: directly here; for a remote host through a file in a
- * private local directory (mode 0700, removed afterwards) and SFTP. */
-int restore_copy_to_host(const struct restore_opts *o, struct restore_input *in, const char *name,
-                         const char *dest, mode_t mode, uint32_t *adler, struct vb_error *err)
-{
-    if (!vb_host_is_remote(o->host))
-        return restore_input_copy(in, name, dest, mode, adler, err);
-    char dir[4096], tmp[4200];
-    snprintf(dir, sizeof dir, "%s/virtrestore-copy.XXXXXX", vb_host_tmpdir(o->host));
-    if (!mkdtemp(dir))
-        return vb_error_errno(err, "cannot create a private directory in %s",
-                              vb_host_tmpdir(o->host));
-    snprintf(tmp, sizeof tmp, "%s/file", dir);
-    int rc = restore_input_copy(in, name, tmp, mode, adler, err);
-    if (rc == 0)
-        rc = vb_host_put(o->host, tmp, dest, mode, err);
-    unlink(tmp);
-    rmdir(dir);
-    return rc;
-}
-
-static int restore_raw_disk(const struct restore_opts *o, struct restore_input *in,
-                            struct disk_chain *dc, const char *target, struct restored_disk *rd,
-                            struct summary_disk *sd, struct vb_error *err)
+static int restore_raw_disk(const struct restore_opts *o, struct bset *set, struct bset_chain *dc,
+                            const char *target, struct restored_disk *rd, struct summary_disk *sd,
+                            struct vb_error *err)
 {
     char partial[4096 + 16];
     snprintf(partial, sizeof partial, "%s.partial", target);
     double t0 = now_s();
     vb_info("%s: copying raw image %s to %s", dc->dev, dc->names[0], target);
     uint32_t have = 0;
-    int rc = restore_copy_to_host(o, in, dc->names[0], partial, 0600, &have, err);
+    int rc = restore_copy_to_host(o, set, dc->names[0], partial, 0600, &have, err);
     bool checked = false;
-    if (rc == 0 && restore_match_chksum(in, dc->names[0], have, &checked, err) < 0)
+    if (rc == 0 && bset_match_chksum(set, dc->names[0], have, &checked, err) < 0)
         rc = -1;
     if (rc == 0 && restore_stop)
         rc = vb_error_set(err, "interrupted");
@@ -363,20 +339,20 @@ static void restored_free(struct restored_disk *rd, size_t n)
     free(rd);
 }
 
-int restore_run(const struct restore_opts *o, struct restore_input *in, struct summary *sum)
+int restore_run(const struct restore_opts *o, struct bset *set, struct summary *sum)
 {
     struct vb_error err = {0};
-    struct disk_chain *chains = NULL;
+    struct bset_chain *chains = NULL;
     size_t n = 0;
     struct restore_config *cfg = NULL;
     struct restored_disk *rd = NULL;
     int failed = 0;
 
     if (o->sequence) {
-        if (plan_sequence(in, o->sequence, &chains, &err) == 0)
+        if (bset_plan_sequence(set, o->sequence, &chains, &err) == 0)
             n = 1;
     } else {
-        plan_chains(in, o->disk, o->until, &chains, &n, &err);
+        bset_plan_chains(set, o->disk, o->until, &chains, &n, &err);
     }
     if (!chains) {
         vb_error_log("%s", err.msg);
@@ -389,20 +365,20 @@ int restore_run(const struct restore_opts *o, struct restore_input *in, struct s
     }
     if (vb_host_mkdir_p(o->host, o->output, &err) < 0) {
         vb_error_log("%s", err.msg);
-        plan_chains_free(chains, n);
+        bset_chains_free(chains, n);
         return -1;
     }
     if (!o->sequence) {
         char ident[256];
-        plan_ident(&chains[0], ident, sizeof ident);
-        if (config_load(in, ident, &cfg, &err) < 0) {
+        bset_chain_ident(&chains[0], ident, sizeof ident);
+        if (config_load(set, ident, &cfg, &err) < 0) {
             vb_error_log("%s", err.msg);
             failed++;
         }
     }
     rd = calloc(n, sizeof *rd);
     for (size_t i = 0; rd && i < n && !restore_stop; i++) {
-        struct disk_chain *dc = &chains[i];
+        struct bset_chain *dc = &chains[i];
         snprintf(rd[i].dev, sizeof rd[i].dev, "%s", dc->dev);
         struct summary_disk *sd = summary_add_disk(sum, dc->dev);
         struct summary_disk dummy = {0};
@@ -432,9 +408,9 @@ int restore_run(const struct restore_opts *o, struct restore_input *in, struct s
         else if (exists)
             rc = vb_error_set(&err, "%s: target exists already, refusing to overwrite it", target);
         else if (dc->raw_image)
-            rc = restore_raw_disk(o, in, dc, target, &rd[i], sd, &err);
+            rc = restore_raw_disk(o, set, dc, target, &rd[i], sd, &err);
         else
-            rc = restore_stream_disk(o, in, dc, target, &rd[i], sd, &err);
+            rc = restore_stream_disk(o, set, dc, target, &rd[i], sd, &err);
         if (rc < 0) {
             vb_error_log("%s: %s", dc->dev, err.msg);
             sd->status = SUMMARY_ERROR;
@@ -453,7 +429,7 @@ int restore_run(const struct restore_opts *o, struct restore_input *in, struct s
         vb_warn("domain config not written%s: not every disk was restored",
                 o->define ? " nor defined" : "");
     } else if (!o->sequence && !restore_stop && rd) {
-        if (config_finish(o, in, cfg, rd, n, &err) < 0) {
+        if (config_finish(o, set, cfg, rd, n, &err) < 0) {
             vb_error_log("%s", err.msg);
             failed++;
         }
@@ -464,6 +440,6 @@ int restore_run(const struct restore_opts *o, struct restore_input *in, struct s
     }
     restored_free(rd, rd ? n : 0);
     config_free(cfg);
-    plan_chains_free(chains, n);
+    bset_chains_free(chains, n);
     return failed ? -1 : 0;
 }

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "input.h"
+#include "backup_set.h"
 #include "remote.h"
 #include "summary.h"
 
@@ -40,20 +40,8 @@ struct restore_opts {
 extern volatile sig_atomic_t restore_stop;
 
 /* Each returns 0 on success, -1 if anything failed (already logged). */
-int restore_dump(const struct restore_opts *o, struct restore_input *in);
-int restore_verify(const struct restore_opts *o, struct restore_input *in);
-/* The checksum recorded in <name>.chksum: 1 found, 0 none (or the reference's "None"), -1
- * unreadable. */
-int restore_read_chksum(struct restore_input *in, const char *name, uint32_t *want,
-                        struct vb_error *err);
-/* have, the adler32 of the whole data file name, against its .chksum. *checked is false when
- * there is no .chksum; a mismatch is an error naming the file. */
-int restore_match_chksum(struct restore_input *in, const char *name, uint32_t have, bool *checked,
-                         struct vb_error *err);
-/* Copies a file of the backup to the restore host (over SFTP for a remote one); with adler
- * non-NULL also its adler32, from the same reads. */
-int restore_copy_to_host(const struct restore_opts *o, struct restore_input *in, const char *name,
-                         const char *dest, mode_t mode, uint32_t *adler, struct vb_error *err);
-int restore_run(const struct restore_opts *o, struct restore_input *in, struct summary *sum);
+int restore_dump(const struct restore_opts *o, struct bset *set);
+int restore_verify(const struct restore_opts *o, struct bset *set);
+int restore_run(const struct restore_opts *o, struct bset *set, struct summary *sum);
 
 #endif

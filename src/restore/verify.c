@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chksum.h"
 #include "frame.h"
 #include "log.h"
 #include "plan.h"
@@ -15,10 +16,10 @@
 #include "stream_index.h"
 #include "stream_verify.h"
 
-static int file_adler32(struct restore_input *in, const char *name, size_t bufsize, uint32_t *sum,
+static int file_adler32(struct bset *set, const char *name, size_t bufsize, uint32_t *sum,
                         struct vb_error *err)
 {
-    struct stream_source *src = restore_input_source(in, name, err);
+    struct stream_source *src = bset_source(set, name, err);
     if (!src)
         return -1;
     int rc = stream_source_adler32(src, bufsize, sum, err);
@@ -26,59 +27,19 @@ static int file_adler32(struct restore_input *in, const char *name, size_t bufsi
     return rc;
 }
 
-int restore_read_chksum(struct restore_input *in, const char *name, uint32_t *want,
-                        struct vb_error *err)
-{
-    char cname[600];
-    snprintf(cname, sizeof cname, "%s.chksum", name);
-    if (!restore_input_has(in, cname))
-        return 0;
-    char *text = NULL;
-    size_t len;
-    if (restore_input_read(in, cname, 64, &text, &len, err) < 0)
-        return -1;
-    int rc = stream_chksum_parse(text, cname, want, err);
-    free(text);
-    return rc;
-}
-
-int restore_match_chksum(struct restore_input *in, const char *name, uint32_t have, bool *checked,
-                         struct vb_error *err)
-{
-    uint32_t want = 0;
-    *checked = false;
-    int found = restore_read_chksum(in, name, &want, err);
-    if (found <= 0)
-        return found;
-    if (have != want) {
-        char *shown = restore_input_display(in, name);
-        int rc =
-            vb_error_set(err, "%s: damaged: its adler32 is %" PRIu32 ", %s.chksum says %" PRIu32,
-                         shown ? shown : name, have, name, want);
-        free(shown);
-        return rc;
-    }
-    *checked = true;
-    return 0;
-}
-
-static int verify_one(const struct restore_opts *o, struct restore_input *in, const char *name,
-                      char *what, size_t whatlen, struct vb_error *err)
+static int verify_one(const struct restore_opts *o, struct bset *set, const char *name, char *what,
+                      size_t whatlen, struct vb_error *err)
 {
     size_t bufsize = o->buffsize > 0 ? (size_t)o->buffsize : 0;
     uint32_t have = 0, want = 0;
-    int found = restore_read_chksum(in, name, &want, err);
+    int found = bset_read_chksum(set, name, &want, err);
     if (found < 0)
         return -1;
     int n = 0;
-    struct stream_source *src = restore_input_source(in, name, err);
+    struct stream_source *src = bset_source(set, name, err);
     if (!src)
         return -1;
-    char magic[4] = {0};
-    size_t nl = strlen(name);
-    bool raw = src->size >= 4 && src->ops->pread(src, magic, 4, 0, err) == 4 &&
-               memcmp(magic, "meta", 4) != 0 && nl > 10 &&
-               strcmp(name + nl - 10, ".copy.data") == 0;
+    bool raw = bset_is_raw_image(src, name);
     if (raw) {
         stream_source_free(src);
         n = snprintf(what, whatlen, "raw image");
@@ -94,7 +55,7 @@ static int verify_one(const struct restore_opts *o, struct restore_input *in, co
         if (rc < 0)
             return -1;
     }
-    if (file_adler32(in, name, bufsize, &have, err) < 0)
+    if (file_adler32(set, name, bufsize, &have, err) < 0)
         return -1;
     if (found && have != want) {
         char shown[700];
@@ -108,25 +69,25 @@ static int verify_one(const struct restore_opts *o, struct restore_input *in, co
     return 0;
 }
 
-int restore_verify(const struct restore_opts *o, struct restore_input *in)
+int restore_verify(const struct restore_opts *o, struct bset *set)
 {
     struct vb_error err = {0};
     char **names = NULL;
     size_t n = 0;
-    if (plan_data_files(in, &names, &n, &err) < 0) {
+    if (bset_data_files(set, &names, &n, &err) < 0) {
         vb_error_log("%s", err.msg);
-        plan_names_free(names, n);
+        bset_names_free(names, n);
         return -1;
     }
     int failed = 0, checked = 0;
     for (size_t i = 0; i < n; i++) {
         char dev[64], what[256] = "";
-        if (o->disk && (!plan_data_name(names[i], dev, sizeof dev) || strcmp(dev, o->disk)))
+        if (o->disk && (!bset_data_name(names[i], dev, sizeof dev) || strcmp(dev, o->disk)))
             continue;
-        char *shown = restore_input_display(in, names[i]);
+        char *shown = bset_display(set, names[i]);
         vb_error_clear(&err);
         checked++;
-        if (verify_one(o, in, names[i], what, sizeof what, &err) < 0) {
+        if (verify_one(o, set, names[i], what, sizeof what, &err) < 0) {
             vb_error_log("%s: FAILED: %s", shown ? shown : names[i], err.msg);
             failed++;
         } else {
@@ -135,14 +96,14 @@ int restore_verify(const struct restore_opts *o, struct restore_input *in)
         free(shown);
     }
     if (checked == 0) {
-        vb_error_log("%s: no data files to verify", restore_input_describe(in));
+        vb_error_log("%s: no data files to verify", bset_describe(set));
         failed++;
     } else {
         /* good files can still make a broken chain: a gap, a file of another chain */
-        struct disk_chain *chains = NULL;
+        struct bset_chain *chains = NULL;
         size_t nchains = 0;
         vb_error_clear(&err);
-        if (plan_chains(in, o->disk, o->until, &chains, &nchains, &err) < 0) {
+        if (bset_plan_chains(set, o->disk, o->until, &chains, &nchains, &err) < 0) {
             vb_error_log("chain: FAILED: %s", err.msg);
             failed++;
         }
@@ -153,8 +114,8 @@ int restore_verify(const struct restore_opts *o, struct restore_input *in)
                                            .files[chains[i].plan.order[chains[i].plan.n - 1]]
                                            .meta.checkpoint_name
                                      : "-");
-        plan_chains_free(chains, nchains);
+        bset_chains_free(chains, nchains);
     }
-    plan_names_free(names, n);
+    bset_names_free(names, n);
     return failed ? -1 : 0;
 }

@@ -28,6 +28,11 @@ int stream_source_read_exact(struct stream_source *src, void *buf, size_t len, u
                              struct vb_error *err);
 
 struct stream_source *stream_source_file_open(const char *path, struct vb_error *err);
+/* The same for a file that must be a regular file reached without a symbolic link in its last
+ * component (a link could name any host file): the file checked is the file read. */
+struct stream_source *stream_source_file_open_nofollow(const char *path, struct vb_error *err);
+/* The descriptor of a source made by the two above (for lseek/fadvise), else -1. */
+int stream_source_file_fd(const struct stream_source *src);
 
 void stream_source_free(struct stream_source *src);
 

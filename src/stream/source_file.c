@@ -46,27 +46,25 @@ static const struct stream_source_ops file_source_ops = {
     .free = file_source_free,
 };
 
-struct stream_source *stream_source_file_open(const char *path, struct vb_error *err)
+/* Takes fd over (closed on failure too). */
+static struct stream_source *fd_source(int fd, const char *name, struct vb_error *err)
 {
     struct file_source *fsrc = calloc(1, sizeof *fsrc);
-    if (!fsrc || !(fsrc->base.name = strdup(path))) {
+    if (!fsrc || !(fsrc->base.name = strdup(name))) {
         free(fsrc);
+        close(fd);
         vb_error_set(err, "out of memory");
         return NULL;
     }
     fsrc->base.ops = &file_source_ops;
-    fsrc->fd = open(path, O_RDONLY | O_CLOEXEC);
+    fsrc->fd = fd;
     struct stat st;
-    if (fsrc->fd < 0) {
-        vb_error_errno(err, "%s: open", path);
-        goto fail;
-    }
     if (fstat(fsrc->fd, &st) < 0) {
-        vb_error_errno(err, "%s: stat", path);
+        vb_error_errno(err, "%s: stat", name);
         goto fail;
     }
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        vb_error_set(err, "%s: not a regular file", path);
+        vb_error_set(err, "%s: not a regular file", name);
         goto fail;
     }
     fsrc->base.size = (uint64_t)st.st_size;
@@ -75,6 +73,37 @@ struct stream_source *stream_source_file_open(const char *path, struct vb_error 
 fail:
     file_source_free(&fsrc->base);
     return NULL;
+}
+
+struct stream_source *stream_source_file_open(const char *path, struct vb_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        vb_error_errno(err, "%s: open", path);
+        return NULL;
+    }
+    return fd_source(fd, path, err);
+}
+
+struct stream_source *stream_source_file_open_nofollow(const char *path, struct vb_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        vb_error_errno(err, "%s: open", path);
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+        close(fd);
+        vb_error_set(err, "%s: not a regular file", path);
+        return NULL;
+    }
+    return fd_source(fd, path, err);
+}
+
+int stream_source_file_fd(const struct stream_source *src)
+{
+    return src->ops == &file_source_ops ? ((const struct file_source *)src)->fd : -1;
 }
 
 int stream_source_read_exact(struct stream_source *src, void *buf, size_t len, uint64_t off,

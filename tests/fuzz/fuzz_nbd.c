@@ -12,13 +12,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "backup_dir.h"
+#include "backup_set.h"
 #include "block_cache.h"
 #include "export.h"
 #include "log.h"
 #include "meta.h"
 #include "nbd_server.h"
 #include "nbd_tls.h"
+#include "plan.h"
 #include "sink.h"
 #include "stream_writer.h"
 
@@ -69,8 +70,9 @@ static int setup(void)
         return -1;
     vb_log_init("fuzz_nbd", false, true);
     struct vb_error err = {0};
-    static struct map_disk *disk; /* lives as long as the server */
-    if (backup_files_plan(path, &disk, &err) < 0) {
+    static struct bset *set; /* lives as long as the server */
+    static struct bset_chain *disk;
+    if (!(set = bset_open_files(path, &err)) || bset_plan_files(set, &disk, &err) < 0) {
         fprintf(stderr, "fuzz_nbd: %s\n", err.msg);
         return -1;
     }
@@ -81,7 +83,7 @@ static int setup(void)
     static struct map_export *ex[1];
     static struct block_cache *cache;
     cache = block_cache_new(4 << 20);
-    ex[0] = export_open("vda", disk, ovl, cache, &err);
+    ex[0] = export_open("vda", set, disk, ovl, cache, &err);
     char psk[256];
     snprintf(psk, sizeof psk, "%s/keys.psk", dir);
     FILE *f = fopen(psk, "w");

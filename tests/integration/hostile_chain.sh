@@ -6,7 +6,8 @@
 #     .chksum removed, so that only the structure can tell);
 #   - one byte flipped in a header, the META JSON, a plain payload, LZ4 data, the -z trailer;
 #   - chain damage: files in the wrong order (renamed), a missing middle incremental, an
-#     incremental of an older chain of the same disk, another domain's file renamed.
+#     incremental of an older chain of the same disk, another domain's file renamed, a .cpt
+#     list that skips a checkpoint the files hold.
 # Each must give exit 1 and an error naming the file (and, for structure, the byte offset); a
 # restore must leave no image and no .partial; virtmap must not serve (or, for damage that
 # only a read can find, fail the read with EIO and log file and offset; --verify finds it
@@ -226,6 +227,10 @@ damaged P
 cp "$W/O/vdb.inc.virtnbdbackup.2.data" "$D/$INC2"
 cp "$W/O/vdb.inc.virtnbdbackup.2.data.chksum" "$D/$INC2.chksum"
 expect_refused "an incremental of another domain's disk, renamed" "$INC2"
+damaged P
+# the chain's .cpt list disagrees with the files' metadata (virtbackup-stream(5))
+jq -c 'del(.[1])' "$W/P/$DOM.cpt" >"$D/$DOM.cpt"
+expect_refused "a .cpt list that skips a checkpoint the files hold" "$DOM.cpt"
 
 tb_step "the undamaged chains restore and map to the disk"
 for c in P Z; do

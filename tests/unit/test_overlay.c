@@ -456,12 +456,16 @@ static void test_identity(void)
         off_t mid = ((1 << 30) - 16384) / 255 * 128 / 4096 * 4096;
         CHECK(pwrite(fd[i], b, sizeof b, mid) == (ssize_t)sizeof b);
     }
-    char *id0 = overlay_identity_raw(fd[0], img[0], 1 << 30, &err);
-    char *id1 = overlay_identity_raw(fd[1], img[1], 1 << 30, &err);
-    char *id0b = overlay_identity_raw(fd[0], img[0], 1 << 30, &err);
+    struct stream_source *src[2];
+    for (int i = 0; i < 2; i++)
+        CHECK((src[i] = stream_source_file_open(img[i], &err)) != NULL);
+    char *id0 = overlay_identity_raw(src[0], img[0], 1 << 30, &err);
+    char *id1 = overlay_identity_raw(src[1], img[1], 1 << 30, &err);
+    char *id0b = overlay_identity_raw(src[0], img[0], 1 << 30, &err);
     CHECK(id0 && id1 && id0b && strcmp(id0, id1) != 0 && strcmp(id0, id0b) == 0);
     CHECK(id0 && strstr(id0, "vda.copy.data (raw image, sample crc32 ") == id0);
     for (int i = 0; i < 2; i++) {
+        stream_source_free(src[i]);
         close(fd[i]);
         free(img[i]);
     }

@@ -7,12 +7,12 @@
 #include <string.h>
 
 #include "checkpoint_name.h"
+#include "chksum.h"
 #include "log.h"
-#include "restore.h"
 #include "source_tap.h"
 #include "stream_index.h"
 
-bool plan_data_name(const char *name, char *dev, size_t devlen)
+bool bset_data_name(const char *name, char *dev, size_t devlen)
 {
     size_t len = strlen(name);
     if (strchr(name, '/') || len < 6 || strcmp(name + len - 5, ".data") != 0)
@@ -31,18 +31,18 @@ bool plan_data_name(const char *name, char *dev, size_t devlen)
     return ok;
 }
 
-int plan_data_files(struct restore_input *in, char ***names, size_t *n, struct vb_error *err)
+int bset_data_files(struct bset *set, char ***names, size_t *n, struct vb_error *err)
 {
     *names = NULL;
     *n = 0;
     char dev[64];
-    size_t total = restore_input_count(in);
+    size_t total = bset_count(set);
     *names = calloc(total + 1, sizeof **names);
     if (!*names)
         return vb_error_set(err, "out of memory");
     for (size_t i = 0; i < total; i++) {
-        const char *name = restore_input_name(in, i);
-        if (!plan_data_name(name, dev, sizeof dev))
+        const char *name = bset_name(set, i);
+        if (!bset_data_name(name, dev, sizeof dev))
             continue;
         if (!((*names)[*n] = strdup(name)))
             return vb_error_set(err, "out of memory");
@@ -51,7 +51,7 @@ int plan_data_files(struct restore_input *in, char ***names, size_t *n, struct v
     return 0;
 }
 
-void plan_names_free(char **names, size_t n)
+void bset_names_free(char **names, size_t n)
 {
     for (size_t i = 0; names && i < n; i++)
         free(names[i]);
@@ -60,18 +60,18 @@ void plan_names_free(char **names, size_t n)
 
 /* The checkpoint name of a META names files of the restore (vmconfig.<name>.xml, the boot
  * files' copies): refused unless it is a plain name. */
-static int check_checkpoint_name(struct restore_input *in, const char *name,
-                                 const struct stream_meta *meta, struct vb_error *err)
+static int check_checkpoint_name(struct bset *set, const char *name, const struct stream_meta *meta,
+                                 struct vb_error *err)
 {
     if (!vb_checkpoint_name_problem(meta->checkpoint_name))
         return 0;
-    char *shown = restore_input_display(in, name);
+    char *shown = bset_display(set, name);
     vb_checkpoint_name_check(meta->checkpoint_name, shown ? shown : name, err);
     free(shown);
     return -1;
 }
 
-static void chain_free(struct disk_chain *dc)
+static void chain_free(struct bset_chain *dc)
 {
     chain_index_free(dc->ci);
     for (size_t k = 0; dc->applied && k < dc->plan.n; k++)
@@ -79,33 +79,38 @@ static void chain_free(struct disk_chain *dc)
     free(dc->applied);
     free(dc->chksums);
     chain_plan_free(&dc->plan);
-    plan_names_free(dc->names, dc->nfiles);
+    bset_names_free(dc->names, dc->nfiles);
     free(dc->files);
 }
 
-void plan_chains_free(struct disk_chain *chains, size_t n)
+void bset_chains_free(struct bset_chain *chains, size_t n)
 {
     for (size_t i = 0; chains && i < n; i++)
         chain_free(&chains[i]);
     free(chains);
 }
 
+bool bset_is_raw_image(struct stream_source *src, const char *name)
+{
+    char magic[4] = {0};
+    struct vb_error ignored = {0};
+    size_t nl = strlen(name);
+    return src->size >= 4 && src->ops->pread(src, magic, 4, 0, &ignored) == 4 &&
+           memcmp(magic, "meta", 4) != 0 && nl > 10 && strcmp(name + nl - 10, ".copy.data") == 0;
+}
+
 /* Reads the META frame of every file of the chain; a raw image (no META) is only allowed as
- * the single copy of a raw disk. */
-static int read_metas(struct restore_input *in, struct disk_chain *dc, struct vb_error *err)
+ * the single copy of a raw disk. With check_dev, every META must name the disk dc->dev. */
+static int read_metas(struct bset *set, struct bset_chain *dc, bool check_dev, struct vb_error *err)
 {
     dc->files = calloc(dc->nfiles, sizeof *dc->files);
     if (!dc->files)
         return vb_error_set(err, "out of memory");
     for (size_t i = 0; i < dc->nfiles; i++) {
-        struct stream_source *src = restore_input_source(in, dc->names[i], err);
+        struct stream_source *src = bset_source(set, dc->names[i], err);
         if (!src)
             return -1;
-        char magic[4] = {0};
-        ssize_t got = src->size >= 4 ? src->ops->pread(src, magic, 4, 0, err) : 0;
-        size_t nl = strlen(dc->names[i]);
-        if (got == 4 && memcmp(magic, "meta", 4) != 0 && nl > 10 &&
-            strcmp(dc->names[i] + nl - 10, ".copy.data") == 0 && dc->nfiles == 1) {
+        if (dc->nfiles == 1 && bset_is_raw_image(src, dc->names[i])) {
             dc->raw_image = true;
             stream_source_free(src);
             dc->files[i].path = dc->names[i];
@@ -114,10 +119,10 @@ static int read_metas(struct restore_input *in, struct disk_chain *dc, struct vb
         uint64_t end;
         int rc = stream_read_meta(src, &dc->files[i].meta, &end, err);
         stream_source_free(src);
-        if (rc < 0 || check_checkpoint_name(in, dc->names[i], &dc->files[i].meta, err) < 0)
+        if (rc < 0 || check_checkpoint_name(set, dc->names[i], &dc->files[i].meta, err) < 0)
             return -1;
         dc->files[i].path = dc->names[i];
-        if (strcmp(dc->files[i].meta.disk_name, dc->dev) != 0)
+        if (check_dev && strcmp(dc->files[i].meta.disk_name, dc->dev) != 0)
             return vb_error_set(err, "%s: metadata names disk '%s', the file name says '%s'",
                                 dc->names[i], dc->files[i].meta.disk_name, dc->dev);
         if (chain_classify(&dc->files[i], err) < 0)
@@ -128,20 +133,19 @@ static int read_metas(struct restore_input *in, struct disk_chain *dc, struct vb
 
 /* The chain's .cpt list, if the input has one (with several, as in a list of zips each
  * holding the list of its time, the longest). */
-static int load_cpt(struct restore_input *in, char ***names, size_t *n, char **which,
-                    struct vb_error *err)
+static int load_cpt(struct bset *set, char ***names, size_t *n, char **which, struct vb_error *err)
 {
     *names = NULL;
     *n = 0;
     *which = NULL;
-    for (size_t i = 0; i < restore_input_count(in); i++) {
-        const char *name = restore_input_name(in, i);
+    for (size_t i = 0; i < bset_count(set); i++) {
+        const char *name = bset_name(set, i);
         size_t len = strlen(name);
         if (len < 5 || strcmp(name + len - 4, ".cpt") != 0 || strchr(name, '/'))
             continue;
         char *text;
         size_t tlen;
-        if (restore_input_read(in, name, 1 << 20, &text, &tlen, err) < 0)
+        if (bset_read(set, name, 1 << 20, &text, &tlen, err) < 0)
             return -1;
         json_t *root = json_loadb(text, tlen, 0, NULL);
         free(text);
@@ -160,7 +164,7 @@ static int load_cpt(struct restore_input *in, char ***names, size_t *n, char **w
                 const char *v = json_string_value(json_array_get(root, k));
                 (*names)[k] = strdup(v ? v : "");
             }
-            *which = restore_input_display(in, name);
+            *which = bset_display(set, name);
         }
         json_decref(root);
     }
@@ -175,37 +179,66 @@ static void free_cpt(char **names, size_t n, char *which)
     free(which);
 }
 
-int plan_chains(struct restore_input *in, const char *disk, const char *until,
-                struct disk_chain **chains, size_t *n, struct vb_error *err)
+/* Orders the files of one disk (dc->names) and cuts the chain at until. */
+static int plan_disk(struct bset *set, struct bset_chain *dc, bool check_dev, const char *until,
+                     char **cpt, size_t ncpt, const char *cpt_file, struct vb_error *err)
+{
+    const char *dev = dc->dev;
+    if (read_metas(set, dc, check_dev, err) < 0)
+        return -1;
+    if (dc->raw_image) {
+        dc->plan.n = 1;
+        dc->plan.order = calloc(1, sizeof *dc->plan.order);
+        if (until && strcmp(until, "copy") != 0)
+            return vb_error_set(err, "disk %s: a raw image has no checkpoint '%s'", dev, until);
+        if (!dc->plan.order)
+            return vb_error_set(err, "out of memory");
+        return 0;
+    }
+    if (chain_plan_build(dc->files, dc->nfiles, until, &dc->plan, err) < 0)
+        return vb_error_prefix(err, "disk %s", dev);
+    if (ncpt) {
+        struct vb_error cerr = {0};
+        int c = chain_check_cpt(dc->files, &dc->plan, cpt, ncpt, cpt_file, until == NULL, &cerr);
+        if (c < 0)
+            return vb_error_set(err, "disk %s: %s", dev, cerr.msg);
+        if (c > 0)
+            vb_warn("disk %s: %s", dev, cerr.msg);
+    }
+    return 0;
+}
+
+int bset_plan_chains(struct bset *set, const char *disk, const char *until,
+                     struct bset_chain **chains, size_t *n, struct vb_error *err)
 {
     char **names;
     size_t nnames;
     *chains = NULL;
     *n = 0;
-    if (plan_data_files(in, &names, &nnames, err) < 0) {
-        plan_names_free(names, nnames);
+    if (bset_data_files(set, &names, &nnames, err) < 0) {
+        bset_names_free(names, nnames);
         return -1;
     }
     char **cpt, *cpt_file;
     size_t ncpt;
-    if (load_cpt(in, &cpt, &ncpt, &cpt_file, err) < 0) {
-        plan_names_free(names, nnames);
+    if (load_cpt(set, &cpt, &ncpt, &cpt_file, err) < 0) {
+        bset_names_free(names, nnames);
         return -1;
     }
     int rc = 0;
-    struct disk_chain *dcs = calloc(nnames + 1, sizeof *dcs);
+    struct bset_chain *dcs = calloc(nnames + 1, sizeof *dcs);
     size_t ndc = 0;
     if (!dcs)
         rc = vb_error_set(err, "out of memory");
     /* names are sorted, so the files of one disk are adjacent */
     for (size_t i = 0; rc == 0 && i < nnames;) {
         char dev[64], dev2[64];
-        plan_data_name(names[i], dev, sizeof dev);
+        bset_data_name(names[i], dev, sizeof dev);
         size_t j = i;
-        while (j < nnames && plan_data_name(names[j], dev2, sizeof dev2) && strcmp(dev, dev2) == 0)
+        while (j < nnames && bset_data_name(names[j], dev2, sizeof dev2) && strcmp(dev, dev2) == 0)
             j++;
         if (!disk || strcmp(disk, dev) == 0) {
-            struct disk_chain *dc = &dcs[ndc++];
+            struct bset_chain *dc = &dcs[ndc++];
             snprintf(dc->dev, sizeof dc->dev, "%s", dev);
             dc->nfiles = j - i;
             dc->names = calloc(dc->nfiles, sizeof *dc->names);
@@ -217,44 +250,20 @@ int plan_chains(struct restore_input *in, const char *disk, const char *until,
                 dc->names[k - i] = names[k];
                 names[k] = NULL;
             }
-            if (read_metas(in, dc, err) < 0) {
-                rc = -1;
-                break;
-            }
-            if (dc->raw_image) {
-                if (until && strcmp(until, "copy") != 0)
-                    rc = vb_error_set(err, "disk %s: a raw image has no checkpoint '%s'", dev,
-                                      until);
-                dc->plan.n = 1;
-                dc->plan.order = calloc(1, sizeof *dc->plan.order);
-                if (!dc->plan.order && rc == 0)
-                    rc = vb_error_set(err, "out of memory");
-            } else if (chain_plan_build(dc->files, dc->nfiles, until, &dc->plan, err) < 0) {
-                rc = vb_error_prefix(err, "disk %s", dev);
-            } else if (ncpt) {
-                struct vb_error cerr = {0};
-                int c = chain_check_cpt(dc->files, &dc->plan, cpt, ncpt, cpt_file, until == NULL,
-                                        &cerr);
-                if (c < 0)
-                    rc = vb_error_set(err, "disk %s: %s", dev, cerr.msg);
-                else if (c > 0)
-                    vb_warn("disk %s: %s", dev, cerr.msg);
-            }
+            rc = plan_disk(set, dc, true, until, cpt, ncpt, cpt_file, err);
         }
         i = j;
     }
-    plan_names_free(names, nnames);
+    bset_names_free(names, nnames);
     free_cpt(cpt, ncpt, cpt_file);
     if (rc == 0 && ndc == 0) {
         if (disk)
-            rc = vb_error_set(err, "%s: no backup data of disk '%s'", restore_input_describe(in),
-                              disk);
+            rc = vb_error_set(err, "%s: no backup data of disk '%s'", bset_describe(set), disk);
         else
-            rc = vb_error_set(err, "%s: no backup data files (*.data) found",
-                              restore_input_describe(in));
+            rc = vb_error_set(err, "%s: no backup data files (*.data) found", bset_describe(set));
     }
     if (rc < 0) {
-        plan_chains_free(dcs, ndc);
+        bset_chains_free(dcs, ndc);
         return -1;
     }
     *chains = dcs;
@@ -262,10 +271,38 @@ int plan_chains(struct restore_input *in, const char *disk, const char *until,
     return 0;
 }
 
-int plan_sequence(struct restore_input *in, const char *list, struct disk_chain **chain,
-                  struct vb_error *err)
+int bset_plan_files(struct bset *set, struct bset_chain **chain, struct vb_error *err)
 {
-    struct disk_chain *dc = calloc(1, sizeof *dc);
+    struct bset_chain *dc = calloc(1, sizeof *dc);
+    size_t n = bset_count(set);
+    int rc = dc && (dc->names = calloc(n + 1, sizeof *dc->names))
+                 ? 0
+                 : vb_error_set(err, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!(dc->names[i] = strdup(bset_name(set, i))))
+            rc = vb_error_set(err, "out of memory");
+        else
+            dc->nfiles++;
+    }
+    if (rc == 0 && dc->nfiles == 0)
+        rc = vb_error_set(err, "%s: no files", bset_describe(set));
+    /* the disk is the one the first file's name says, checked against each META */
+    bool named = rc == 0 && bset_data_name(dc->names[0], dc->dev, sizeof dc->dev);
+    if (rc == 0)
+        rc = plan_disk(set, dc, named, NULL, NULL, 0, NULL, err);
+    if (rc < 0) {
+        if (dc)
+            bset_chains_free(dc, 1);
+        return -1;
+    }
+    *chain = dc;
+    return 0;
+}
+
+int bset_plan_sequence(struct bset *set, const char *list, struct bset_chain **chain,
+                       struct vb_error *err)
+{
+    struct bset_chain *dc = calloc(1, sizeof *dc);
     char *copy = strdup(list), *save = NULL;
     int rc = dc && copy ? 0 : vb_error_set(err, "out of memory");
     size_t cap = 0;
@@ -282,9 +319,8 @@ int plan_sequence(struct restore_input *in, const char *list, struct disk_chain 
         }
         /* accept "dir/name" as given to the reference: names are relative to the input */
         const char *base = strrchr(tok, '/') ? strrchr(tok, '/') + 1 : tok;
-        if (!restore_input_has(in, base)) {
-            rc = vb_error_set(err, "--sequence: %s has no file '%s'", restore_input_describe(in),
-                              base);
+        if (!bset_has(set, base)) {
+            rc = vb_error_set(err, "--sequence: %s has no file '%s'", bset_describe(set), base);
             break;
         }
         dc->names[dc->nfiles] = strdup(base);
@@ -294,7 +330,7 @@ int plan_sequence(struct restore_input *in, const char *list, struct disk_chain 
     free(copy);
     if (rc == 0 && (!dc->nfiles))
         rc = vb_error_set(err, "--sequence: no files given");
-    if (rc == 0 && !plan_data_name(dc->names[0], dc->dev, sizeof dc->dev))
+    if (rc == 0 && !bset_data_name(dc->names[0], dc->dev, sizeof dc->dev))
         snprintf(dc->dev, sizeof dc->dev, "%s", "");
     if (rc == 0) {
         dc->files = calloc(dc->nfiles, sizeof *dc->files);
@@ -303,10 +339,10 @@ int plan_sequence(struct restore_input *in, const char *list, struct disk_chain 
             rc = vb_error_set(err, "out of memory");
     }
     for (size_t i = 0; rc == 0 && i < dc->nfiles; i++) {
-        struct stream_source *src = restore_input_source(in, dc->names[i], err);
+        struct stream_source *src = bset_source(set, dc->names[i], err);
         uint64_t end;
         if (!src || stream_read_meta(src, &dc->files[i].meta, &end, err) < 0 ||
-            check_checkpoint_name(in, dc->names[i], &dc->files[i].meta, err) < 0)
+            check_checkpoint_name(set, dc->names[i], &dc->files[i].meta, err) < 0)
             rc = -1;
         stream_source_free(src);
         dc->files[i].path = dc->names[i];
@@ -335,11 +371,11 @@ int plan_sequence(struct restore_input *in, const char *list, struct disk_chain 
         return 0;
     }
     if (dc)
-        plan_chains_free(dc, 1);
+        bset_chains_free(dc, 1);
     return -1;
 }
 
-int plan_index(struct restore_input *in, struct disk_chain *dc, struct vb_error *err)
+int bset_plan_index(struct bset *set, struct bset_chain *dc, struct vb_error *err)
 {
     dc->applied = calloc(dc->plan.n + 1, sizeof *dc->applied);
     dc->chksums = calloc(dc->plan.n + 1, sizeof *dc->chksums);
@@ -347,17 +383,17 @@ int plan_index(struct restore_input *in, struct disk_chain *dc, struct vb_error 
         return vb_error_set(err, "out of memory");
     for (size_t k = 0; k < dc->plan.n; k++) {
         const char *name = dc->names[dc->plan.order[k]];
-        struct stream_source *src = restore_input_source(in, name, err);
+        struct stream_source *src = bset_source(set, name, err);
         /* every byte read is checksummed on the way, for the .chksum check after the restore */
         if (!src || !(src = stream_source_tap_new(src, err)))
             return -1;
         dc->applied[k] = stream_index_build(src, err); /* owns src, also on failure */
         if (!dc->applied[k])
             return -1;
-        /* A file with a .chksum is checked whole before the image is committed
-         * (check_planned_chksums in restore.c), so LZ4's own two xxh32 passes over its data
+        /* A file with a .chksum is checked whole by the caller before it commits its result
+         * (from the tap's adler32, dc->chksums), so LZ4's own two xxh32 passes over its data
          * would only repeat that check: a third of a -z restore's decoding time. */
-        int found = restore_read_chksum(in, name, &dc->chksums[k].want, err);
+        int found = bset_read_chksum(set, name, &dc->chksums[k].want, err);
         if (found < 0)
             return -1;
         dc->chksums[k].present = found > 0;
@@ -370,14 +406,14 @@ int plan_index(struct restore_input *in, struct disk_chain *dc, struct vb_error 
     return dc->ci ? 0 : -1;
 }
 
-const struct chain_file *plan_last(const struct disk_chain *dc)
+const struct chain_file *bset_chain_last(const struct bset_chain *dc)
 {
     return dc->plan.n ? &dc->files[dc->plan.order[dc->plan.n - 1]] : NULL;
 }
 
-const char *plan_ident(const struct disk_chain *dc, char *buf, size_t len)
+const char *bset_chain_ident(const struct bset_chain *dc, char *buf, size_t len)
 {
-    const struct chain_file *f = plan_last(dc);
+    const struct chain_file *f = bset_chain_last(dc);
     buf[0] = '\0';
     if (!f)
         return buf;
