@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint_number.h"
 #include "error.h"
 #include "lock.h"
 #include "meta.h"
@@ -14,7 +15,7 @@
 #include "virt.h"
 #include "zip_sink.h"
 
-#define CHECKPOINT_PREFIX "virtnbdbackup"
+#define CHECKPOINT_PREFIX STREAM_CHECKPOINT_PREFIX
 
 enum backup_level { LEVEL_COPY, LEVEL_FULL, LEVEL_INC, LEVEL_DIFF, LEVEL_AUTO };
 
@@ -100,6 +101,5 @@ struct cpt_list {
 int cpt_load(const char *path, struct cpt_list *list, struct vb_error *err);
 int cpt_save(const char *path, const struct cpt_list *list, struct vb_error *err);
 void cpt_free(struct cpt_list *list);
-long checkpoint_number(const char *name);
 
 #endif

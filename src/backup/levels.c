@@ -20,7 +20,7 @@ static void name_next_checkpoint(struct run *r)
 {
     long next = 0;
     for (size_t i = 0; i < r->cpt.n; i++) {
-        long num = checkpoint_number(r->cpt.names[i]);
+        long num = stream_checkpoint_number(r->cpt.names[i]);
         if (num >= next)
             next = num + 1;
     }
