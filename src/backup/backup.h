@@ -9,9 +9,9 @@
 
 #include "checkpoint_number.h"
 #include "error.h"
+#include "host.h"
 #include "lock.h"
 #include "meta.h"
-#include "remote.h"
 #include "virt.h"
 #include "zip_sink.h"
 

@@ -101,12 +101,12 @@ void prepare_jobs(struct run *r)
             snprintf(name, sizeof name, "%s.inc.%s.data", t, r->checkpoint);
         if (asprintf(&j->file, "%s/%s", r->o->output, name) < 0)
             j->file = NULL; /* reported by the copy as a missing file name */
-        j->socket = r->socket ? strdup(r->socket) : NULL;
-        if (vb_host_is_remote(&r->host)) {
-            j->nbd_host = r->host.nbd_host;
-            j->nbd_port = r->host.nbd_port;
-            j->tls_dir = r->host.tls ? r->host.tls_cert : NULL;
-        }
+        struct vb_nbd_target where;
+        vb_host_nbd_listen(&r->host, r->socket, 0, &where);
+        j->socket = where.socket ? strdup(where.socket) : NULL;
+        j->nbd_host = where.host;
+        j->nbd_port = where.port;
+        j->tls_dir = where.tls_dir;
         j->zip = r->zip;
         j->export_name = strdup(t);
         j->incremental = inc;

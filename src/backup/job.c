@@ -14,55 +14,6 @@
 
 #include "log.h"
 
-char *job_dir_create(const char *parent, int uid, int gid, struct vb_error *err)
-{
-    char *dir = NULL;
-    if (asprintf(&dir, "%s/virtbackup.%ld.XXXXXX", parent, (long)getpid()) < 0) {
-        vb_error_set(err, "out of memory");
-        return NULL;
-    }
-    if (!mkdtemp(dir)) {
-        vb_error_errno(err, "cannot create the job directory in %s", parent);
-        free(dir);
-        return NULL;
-    }
-    /* qemu creates the socket and scratch files here as its own user; root enters anyway */
-    if (uid >= 0 && chown(dir, (uid_t)uid, (gid_t)gid) < 0) {
-        vb_error_errno(err, "%s: chown to the domain's qemu user %d:%d", dir, uid, gid);
-        rmdir(dir);
-        free(dir);
-        return NULL;
-    }
-    if (chmod(dir, 0700) < 0) {
-        vb_error_errno(err, "%s: chmod", dir);
-        rmdir(dir);
-        free(dir);
-        return NULL;
-    }
-    return dir;
-}
-
-void job_dir_remove(const char *dir)
-{
-    if (!dir)
-        return;
-    /* the socket and scratch files are qemu's and normally gone with the job; whatever is
-     * left (a job that failed to start, a killed run) is ours to remove */
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char path[4400];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    if (d)
-        closedir(d);
-    if (rmdir(dir) < 0)
-        vb_warn("cannot remove the job directory %s: %s", dir, strerror(errno));
-}
-
 static void xml_escape(FILE *f, const char *s)
 {
     for (; *s; s++) {

@@ -1,14 +1,9 @@
-/* The libvirt side of a run: the per-job directory, the pull-mode backup job and the
- * checkpoints (reference §4.2, §4.3). */
+/* The libvirt side of a run: the pull-mode backup job and the checkpoints (reference §4.2, §4.3).
+ */
 #ifndef VB_BACKUP_JOB_H
 #define VB_BACKUP_JOB_H
 
 #include "backup.h"
-
-/* A directory only root and the domain's qemu user can enter, for the NBD socket and the
- * scratch files (qemu must create both). */
-char *job_dir_create(const char *parent, int uid, int gid, struct vb_error *err);
-void job_dir_remove(const char *dir);
 
 struct job_spec {
     const char *socket;   /* unix socket, or NULL for TCP: */

@@ -72,23 +72,18 @@ int start_servers(struct run *r, struct vb_error *err)
             .connections = 4,
             .read_only = true,
             .bitmap = j->bitmap ? r->parent : NULL,
+            .port_offset = (int)i, /* as the reference: one server per disk */
         };
-        bool remote = vb_host_is_remote(&r->host);
-        if (remote) {
-            /* as the reference: one server per disk, on consecutive ports */
-            qo.port = r->host.nbd_port + (int)i;
-            qo.bind = r->host.nbd_host;
-            qo.tls_dir = r->host.tls ? r->host.tls_cert : NULL;
-            r->servers[i] = qemu_nbd_start_remote(&r->host, &qo, err);
-        } else {
-            r->servers[i] = qemu_nbd_start(&qo, err);
-        }
+        r->servers[i] = qemu_nbd_start(&r->host, &qo, err);
         if (!r->servers[i])
             return vb_error_prefix(err, "%s: cannot serve %s offline", j->disk->target,
                                    j->disk->path);
+        const struct vb_nbd_target *t = qemu_nbd_target(r->servers[i]);
         free(j->socket);
-        j->socket = remote ? NULL : strdup(qemu_nbd_socket(r->servers[i]));
-        j->nbd_port = qo.port;
+        j->socket = t->socket ? strdup(t->socket) : NULL;
+        j->nbd_host = t->host;
+        j->nbd_port = t->port;
+        j->tls_dir = t->tls_dir;
         if (j->bitmap) {
             free((char *)j->bitmap);
             if (asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:%s", r->parent) < 0)
@@ -159,17 +154,22 @@ int start_job(struct run *r, struct vb_error *err)
 {
     int uid, gid;
     qemu_owner(r, &uid, &gid);
-    bool remote = vb_host_is_remote(&r->host);
-    r->jobdir = remote ? vb_host_mkdtemp(&r->host, r->o->scratchdir, "virtbackup", uid, gid, err)
-                       : job_dir_create(r->o->scratchdir, uid, gid, err);
+    /* the directory only root and the domain's qemu user can enter, for the NBD socket and
+     * the scratch files (qemu creates both) */
+    r->jobdir = vb_host_mkdtemp(&r->host, r->o->scratchdir, "virtbackup", uid, gid, err);
     if (!r->jobdir)
-        return -1;
-    if (remote)
-        r->socket = NULL; /* TCP: the host's NBD address and port */
-    else if (r->o->socketfile)
-        r->socket = strdup(r->o->socketfile);
-    else if (asprintf(&r->socket, "%s/nbd.sock", r->jobdir) < 0)
-        r->socket = NULL;
+        return vb_error_prefix(err, "job directory");
+    char *socket = NULL;
+    if (r->o->socketfile)
+        socket = strdup(r->o->socketfile);
+    else if (asprintf(&socket, "%s/nbd.sock", r->jobdir) < 0)
+        socket = NULL;
+    struct vb_nbd_target listen;
+    vb_host_nbd_listen(&r->host, socket, 0, &listen);
+    if (listen.socket)
+        r->socket = socket;
+    else
+        free(socket); /* TCP: the host's NBD address and port */
     prepare_jobs(r);
 
     struct disk_job **jp = calloc(r->njobs, sizeof *jp);
@@ -183,9 +183,9 @@ int start_job(struct run *r, struct vb_error *err)
     bool make_checkpoint = r->level == LEVEL_FULL || r->level == LEVEL_INC;
     struct job_spec spec = {
         .socket = r->socket,
-        .tcp_host = remote ? r->host.nbd_host : NULL,
-        .tcp_port = r->host.nbd_port,
-        .tls = remote && r->host.tls,
+        .tcp_host = listen.host,
+        .tcp_port = listen.port,
+        .tls = listen.tls_dir != NULL,
         .dir = r->jobdir,
         .disks = jp,
         .ndisks = r->njobs,

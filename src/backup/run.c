@@ -154,14 +154,6 @@ static int start_image_info(struct run *r, struct vb_error *err)
     return r->images ? 0 : vb_error_set(err, "out of memory");
 }
 
-static void remove_job_dir(struct run *r, const char *dir)
-{
-    if (vb_host_is_remote(&r->host))
-        vb_host_rmdir(&r->host, dir);
-    else
-        job_dir_remove(dir);
-}
-
 /* The job directory of a job started by -s or left by a killed run (ours by its name). */
 static void remove_job_dir_of(struct run *r, const char *sock)
 {
@@ -169,7 +161,7 @@ static void remove_job_dir_of(struct run *r, const char *sock)
     char *slash = dir ? strrchr(dir, '/') : NULL;
     if (slash && strstr(dir, "/virtbackup.")) {
         *slash = '\0';
-        remove_job_dir(r, dir);
+        vb_host_rmdir(&r->host, dir);
     }
     free(dir);
 }
@@ -366,7 +358,7 @@ static void cleanup(struct run *r)
         if (virDomainDestroy(r->dom) < 0)
             vb_warn("cannot stop domain %s again: %s", r->info.name, vb_virt_last_error());
     }
-    remove_job_dir(r, r->jobdir);
+    vb_host_rmdir(&r->host, r->jobdir);
     for (size_t i = 0; i < r->njobs; i++) {
         free(r->jobs[i].file);
         free(r->jobs[i].socket);

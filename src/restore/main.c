@@ -283,6 +283,8 @@ int main(int argc, char **argv)
     }
     vb_remote_cli_finish(&cli, argc, argv, o.uri);
     o.remote = cli.remote;
+    /* the user's malloc tuning stays in force for qemu-nbd, after ours (qemu_nbd.h) */
+    o.remote.glibc_tunables = getenv("GLIBC_TUNABLES");
     o.user = cli.user;
     o.password = cli.password;
     if (optind < argc)

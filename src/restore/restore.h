@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "host.h"
 #include "input.h"
-#include "remote.h"
 #include "summary.h"
 
 struct restore_opts {
