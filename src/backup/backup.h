@@ -19,7 +19,9 @@
 
 enum backup_level { LEVEL_COPY, LEVEL_FULL, LEVEL_INC, LEVEL_DIFF, LEVEL_AUTO };
 
+/* level.c: "copy", "full", ...; false for a name that is none of them */
 const char *backup_level_name(enum backup_level level);
+bool backup_level_parse(const char *name, enum backup_level *level);
 
 struct backup_opts {
     const char *domain;

@@ -7,16 +7,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backup_job.h"
 #include "bitmaps.h"
-#include "job.h"
+#include "checkpoints.h"
 #include "log.h"
 #include "run_internal.h"
 
-static int prepare_offline_diff(struct run *r, struct vb_error *err);
+static int prepare_offline_diff(struct backup_run *r, struct vb_error *err);
 
 /* The checkpoint after the chain's last one (numbers never repeat within a directory) and
  * its parent, the last one. Needs a non-empty .cpt. */
-static void name_next_checkpoint(struct run *r)
+static void name_next_checkpoint(struct backup_run *r)
 {
     long next = 0;
     for (size_t i = 0; i < r->cpt.n; i++) {
@@ -29,7 +30,7 @@ static void name_next_checkpoint(struct run *r)
 }
 
 /* Removes bitmaps that libvirt does not know (see bitmaps.c); *found says if there were any. */
-static int clean_stray_bitmaps(struct run *r, bool *found, bool report, struct vb_error *err)
+static int clean_stray_bitmaps(struct backup_run *r, bool *found, bool report, struct vb_error *err)
 {
     char **names;
     size_t n;
@@ -64,7 +65,7 @@ static size_t count_glob(const char *dir, const char *pattern)
 }
 
 /* -l auto and the directory rules (cli.md). */
-int resolve_level(struct run *r, struct vb_error *err)
+int resolve_level(struct backup_run *r, struct vb_error *err)
 {
     const char *out = r->o->output;
     size_t data = count_glob(out, "*.data");
@@ -90,7 +91,7 @@ int resolve_level(struct run *r, struct vb_error *err)
     return 0;
 }
 
-int prepare_checkpoints(struct run *r, struct vb_error *err)
+int prepare_checkpoints(struct backup_run *r, struct vb_error *err)
 {
     struct backup_opts *o = r->o;
     if (asprintf(&r->cpt_path, "%s/%s.cpt", o->output, r->info.name) < 0 ||
@@ -198,7 +199,7 @@ int prepare_checkpoints(struct run *r, struct vb_error *err)
     return 0;
 }
 
-int fall_back_to_new_base(struct run *r, const char *why, struct vb_error *err)
+int fall_back_to_new_base(struct backup_run *r, const char *why, struct vb_error *err)
 {
     if (r->level == LEVEL_DIFF)
         return vb_error_set(err, "cannot take a differential backup: %s; run a full backup", why);
@@ -221,7 +222,7 @@ int fall_back_to_new_base(struct run *r, const char *why, struct vb_error *err)
 }
 
 /* Offline diff: the chain's names without touching libvirt's checkpoints. */
-static int prepare_offline_diff(struct run *r, struct vb_error *err)
+static int prepare_offline_diff(struct backup_run *r, struct vb_error *err)
 {
     if (r->cpt.n == 0)
         return vb_error_set(err, "no checkpoints in %s: run a full backup first", r->cpt_path);
@@ -230,7 +231,7 @@ static int prepare_offline_diff(struct run *r, struct vb_error *err)
     return 0;
 }
 
-int commit_chain(struct run *r, struct vb_error *err)
+int commit_chain(struct backup_run *r, struct vb_error *err)
 {
     if (r->level == LEVEL_FULL) {
         cpt_free(&r->cpt);
