@@ -8,18 +8,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint_number.h"
 #include "error.h"
+#include "host.h"
 #include "lock.h"
 #include "meta.h"
-#include "remote.h"
 #include "virt.h"
 #include "zip_sink.h"
 
-#define CHECKPOINT_PREFIX "virtnbdbackup"
+#define CHECKPOINT_PREFIX STREAM_CHECKPOINT_PREFIX
 
 enum backup_level { LEVEL_COPY, LEVEL_FULL, LEVEL_INC, LEVEL_DIFF, LEVEL_AUTO };
 
+/* level.c: "copy", "full", ...; false for a name that is none of them */
 const char *backup_level_name(enum backup_level level);
+bool backup_level_parse(const char *name, enum backup_level *level);
 
 struct backup_opts {
     const char *domain;
@@ -126,6 +129,5 @@ struct cpt_list {
 int cpt_load(const char *path, struct cpt_list *list, struct vb_error *err);
 int cpt_save(const char *path, const struct cpt_list *list, struct vb_error *err);
 void cpt_free(struct cpt_list *list);
-long checkpoint_number(const char *name);
 
 #endif

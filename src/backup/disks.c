@@ -9,7 +9,7 @@
 #include "run_internal.h"
 
 struct worker_ctx {
-    struct run *r;
+    struct backup_run *r;
     size_t next;
     pthread_mutex_t lock;
 };
@@ -30,7 +30,7 @@ static bool list_contains(const char *list, const char *item)
 }
 
 /* Which disks take part, and how (reference §4.1 step 5). */
-int select_disks(struct run *r, struct vb_error *err)
+int select_disks(struct backup_run *r, struct vb_error *err)
 {
     r->jobs = calloc(r->info.ndisks ? r->info.ndisks : 1, sizeof *r->jobs);
     if (!r->jobs)
@@ -70,7 +70,7 @@ int select_disks(struct run *r, struct vb_error *err)
     return 0;
 }
 
-bool has_qcow_disk(const struct run *r)
+bool has_qcow_disk(const struct backup_run *r)
 {
     for (size_t i = 0; i < r->njobs; i++)
         if (!r->jobs[i].raw_output)
@@ -78,7 +78,7 @@ bool has_qcow_disk(const struct run *r)
     return false;
 }
 
-void prepare_jobs(struct run *r)
+void prepare_jobs(struct backup_run *r)
 {
     bool inc = (r->level == LEVEL_INC || r->level == LEVEL_DIFF) && !r->new_base;
     for (size_t i = 0; i < r->njobs; i++) {
@@ -101,12 +101,12 @@ void prepare_jobs(struct run *r)
             snprintf(name, sizeof name, "%s.inc.%s.data", t, r->checkpoint);
         if (asprintf(&j->file, "%s/%s", r->o->output, name) < 0)
             j->file = NULL; /* reported by the copy as a missing file name */
-        j->socket = r->socket ? strdup(r->socket) : NULL;
-        if (vb_host_is_remote(&r->host)) {
-            j->nbd_host = r->host.nbd_host;
-            j->nbd_port = r->host.nbd_port;
-            j->tls_dir = r->host.tls ? r->host.tls_cert : NULL;
-        }
+        struct vb_nbd_target where;
+        vb_host_nbd_listen(&r->host, r->socket, 0, &where);
+        j->socket = where.socket ? strdup(where.socket) : NULL;
+        j->nbd_host = where.host;
+        j->nbd_port = where.port;
+        j->tls_dir = where.tls_dir;
         j->zip = r->zip;
         j->export_name = strdup(t);
         j->incremental = inc;
@@ -148,7 +148,7 @@ static void *disk_worker(void *arg)
     return NULL;
 }
 
-int copy_disks(struct run *r)
+int copy_disks(struct backup_run *r)
 {
     int n = r->o->workers > 0 ? r->o->workers : (int)r->njobs;
     if (n > (int)r->njobs)

@@ -13,7 +13,7 @@
 #include <stddef.h>
 
 #include "error.h"
-#include "remote.h"
+#include "host.h"
 #include "virt.h"
 
 struct image_info;

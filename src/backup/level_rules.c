@@ -31,7 +31,7 @@ void checkpoint_next(const struct cpt_list *cpt, char *checkpoint, size_t checkp
 {
     long next = 0;
     for (size_t i = 0; i < cpt->n; i++) {
-        long num = checkpoint_number(cpt->names[i]);
+        long num = stream_checkpoint_number(cpt->names[i]);
         if (num >= next)
             next = num + 1;
     }

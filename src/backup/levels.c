@@ -7,21 +7,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backup_job.h"
 #include "bitmaps.h"
-#include "job.h"
+#include "checkpoints.h"
 #include "level_rules.h"
 #include "log.h"
 #include "run_internal.h"
 
-static int prepare_offline_diff(struct run *r, struct vb_error *err);
+static int prepare_offline_diff(struct backup_run *r, struct vb_error *err);
 
-static void name_next_checkpoint(struct run *r)
+static void name_next_checkpoint(struct backup_run *r)
 {
     checkpoint_next(&r->cpt, r->checkpoint, sizeof r->checkpoint, r->parent, sizeof r->parent);
 }
 
 /* Removes bitmaps that libvirt does not know (see bitmaps.c); *found says if there were any. */
-static int clean_stray_bitmaps(struct run *r, bool *found, bool report, struct vb_error *err)
+static int clean_stray_bitmaps(struct backup_run *r, bool *found, bool report, struct vb_error *err)
 {
     char **names;
     size_t n;
@@ -56,7 +57,7 @@ static size_t count_glob(const char *dir, const char *pattern)
 }
 
 /* -l auto and the directory rules (virtbackup(1)). */
-int resolve_level(struct run *r, struct vb_error *err)
+int resolve_level(struct backup_run *r, struct vb_error *err)
 {
     const char *out = r->o->output;
     size_t data = count_glob(out, "*.data");
@@ -67,7 +68,7 @@ int resolve_level(struct run *r, struct vb_error *err)
     return 0;
 }
 
-int prepare_checkpoints(struct run *r, struct vb_error *err)
+int prepare_checkpoints(struct backup_run *r, struct vb_error *err)
 {
     struct backup_opts *o = r->o;
     if (asprintf(&r->cpt_path, "%s/%s.cpt", o->output, r->info.name) < 0 ||
@@ -175,7 +176,7 @@ int prepare_checkpoints(struct run *r, struct vb_error *err)
     return 0;
 }
 
-int fall_back_to_new_base(struct run *r, const char *why, struct vb_error *err)
+int fall_back_to_new_base(struct backup_run *r, const char *why, struct vb_error *err)
 {
     if (r->level == LEVEL_DIFF)
         return vb_error_set(err, "cannot take a differential backup: %s; run a full backup", why);
@@ -198,7 +199,7 @@ int fall_back_to_new_base(struct run *r, const char *why, struct vb_error *err)
 }
 
 /* Offline diff: the chain's names without touching libvirt's checkpoints. */
-static int prepare_offline_diff(struct run *r, struct vb_error *err)
+static int prepare_offline_diff(struct backup_run *r, struct vb_error *err)
 {
     if (r->cpt.n == 0)
         return vb_error_set(err, "no checkpoints in %s: run a full backup first", r->cpt_path);
@@ -207,7 +208,7 @@ static int prepare_offline_diff(struct run *r, struct vb_error *err)
     return 0;
 }
 
-int commit_chain(struct run *r, struct vb_error *err)
+int commit_chain(struct backup_run *r, struct vb_error *err)
 {
     if (r->level == LEVEL_FULL) {
         cpt_free(&r->cpt);

@@ -93,17 +93,6 @@ static int bad_usage(const char *fmt, ...)
     return 1;
 }
 
-static bool parse_level(const char *s, enum backup_level *level)
-{
-    static const char *const names[] = {"copy", "full", "inc", "diff", "auto"};
-    for (int i = 0; i < 5; i++)
-        if (strcmp(s, names[i]) == 0) {
-            *level = (enum backup_level)i;
-            return true;
-        }
-    return false;
-}
-
 enum {
     OPT_SCRATCHDIR = 256,
     OPT_NO_START,
@@ -178,7 +167,7 @@ int main(int argc, char **argv)
             o.domain = optarg;
             break;
         case 'l':
-            if (!parse_level(optarg, &o.level))
+            if (!backup_level_parse(optarg, &o.level))
                 return bad_usage("invalid level '%s' (copy, full, inc, diff or auto)", optarg);
             o.level_arg = optarg;
             break;
@@ -324,6 +313,8 @@ int main(int argc, char **argv)
 #ifndef NDEBUG
     o.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
 #endif
+    /* the user's malloc tuning stays in force for qemu-nbd, after ours (qemu_nbd.h) */
+    o.remote.glibc_tunables = getenv("GLIBC_TUNABLES");
     o.user = cli.user;
     o.password = cli.password;
     if (!o.domain)

@@ -79,7 +79,7 @@ static char **mountpoints(const char *list, unsigned *n)
     return v;
 }
 
-void quiesce_freeze(struct run *r, struct quiesce *q)
+void quiesce_freeze(struct backup_run *r, struct quiesce *q)
 {
     q->frozen = q->unanswered = false;
     int state, reason;
@@ -129,7 +129,7 @@ void quiesce_freeze(struct run *r, struct quiesce *q)
     }
 }
 
-void quiesce_thaw(struct run *r, const struct quiesce *q)
+void quiesce_thaw(struct backup_run *r, const struct quiesce *q)
 {
     if (!q->frozen && !q->unanswered)
         return;

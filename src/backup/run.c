@@ -17,8 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backup_job.h"
+#include "checkpoints.h"
 #include "fileutil.h"
-#include "job.h"
 #include "log.h"
 #include "metadata.h"
 #include "progress.h"
@@ -31,12 +32,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     backup_interrupted = 1;
-}
-
-const char *backup_level_name(enum backup_level level)
-{
-    static const char *const names[] = {"copy", "full", "inc", "diff", "auto"};
-    return names[level];
 }
 
 /* Removes *.partial files a crashed run left (we hold the locks, so nobody writes them). */
@@ -54,7 +49,7 @@ static void clean_partials(const char *dir)
     globfree(&g);
 }
 
-static int take_locks(struct run *r, struct vb_error *err)
+static int take_locks(struct backup_run *r, struct vb_error *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s.lock", vb_lock_dir(r->o->lock_dir), r->info.uuid);
@@ -71,7 +66,7 @@ static int take_locks(struct run *r, struct vb_error *err)
     return vb_lock_acquire(&r->dir_lock, path, what, err);
 }
 
-static void open_log_file(struct run *r)
+static void open_log_file(struct backup_run *r)
 {
     char stamp[64], path[4300];
     time_t now = time(NULL);
@@ -86,7 +81,7 @@ static void open_log_file(struct run *r)
     vb_log_set_file(path);
 }
 
-static void fill_summary(struct run *r)
+static void fill_summary(struct backup_run *r)
 {
     for (size_t i = 0; i < r->njobs; i++) {
         struct disk_job *j = &r->jobs[i];
@@ -113,7 +108,7 @@ static void fill_summary(struct run *r)
 
 /* Undo what a failed run did, in the order chains.md asks: end the job, delete the run's
  * checkpoint while the domain still runs, then stop a domain we started. */
-static void rollback(struct run *r)
+static void rollback(struct backup_run *r)
 {
     struct vb_error e = {0};
     if (r->job_running && job_end(r->dom, &e) < 0)
@@ -128,7 +123,7 @@ static void rollback(struct run *r)
     }
 }
 
-static int save_metadata(struct run *r, struct vb_error *err)
+static int save_metadata(struct backup_run *r, struct vb_error *err)
 {
     struct disk_job **jp = calloc(r->njobs, sizeof *jp);
     if (!jp)
@@ -142,7 +137,7 @@ static int save_metadata(struct run *r, struct vb_error *err)
 }
 
 /* qemu-img info of the images, in the background from here on (image_info.h) */
-static int start_image_info(struct run *r, struct vb_error *err)
+static int start_image_info(struct backup_run *r, struct vb_error *err)
 {
     const struct vb_disk **disks = calloc(r->njobs, sizeof *disks);
     if (!disks)
@@ -154,29 +149,21 @@ static int start_image_info(struct run *r, struct vb_error *err)
     return r->images ? 0 : vb_error_set(err, "out of memory");
 }
 
-static void remove_job_dir(struct run *r, const char *dir)
-{
-    if (vb_host_is_remote(&r->host))
-        vb_host_rmdir(&r->host, dir);
-    else
-        job_dir_remove(dir);
-}
-
 /* The job directory of a job started by -s or left by a killed run (ours by its name). */
-static void remove_job_dir_of(struct run *r, const char *sock)
+static void remove_job_dir_of(struct backup_run *r, const char *sock)
 {
     char *dir = strdup(sock);
     char *slash = dir ? strrchr(dir, '/') : NULL;
     if (slash && strstr(dir, "/virtbackup.")) {
         *slash = '\0';
-        remove_job_dir(r, dir);
+        vb_host_rmdir(&r->host, dir);
     }
     free(dir);
 }
 
 /* -o -: the chain's bookkeeping stays in "." (as the reference does) and is also added to
  * the archive, so that the archive alone restores. */
-static int zip_chain_files(struct run *r, struct vb_error *err)
+static int zip_chain_files(struct backup_run *r, struct vb_error *err)
 {
     if (!r->zip || (r->level != LEVEL_FULL && r->level != LEVEL_INC))
         return 0;
@@ -190,7 +177,7 @@ static int zip_chain_files(struct run *r, struct vb_error *err)
     return vb_zip_add_file(r->zip, name, path, err);
 }
 
-static int run(struct run *r, struct vb_error *err)
+static int run_steps(struct backup_run *r, struct vb_error *err)
 {
     struct backup_opts *o = r->o;
     r->conn = vb_virt_connect_as(o->uri, o->user, o->password, err);
@@ -357,7 +344,7 @@ static int run(struct run *r, struct vb_error *err)
     return zip_chain_files(r, err);
 }
 
-static void cleanup(struct run *r)
+static void cleanup(struct backup_run *r)
 {
     image_info_release(r->images);
     rollback(r);
@@ -366,7 +353,7 @@ static void cleanup(struct run *r)
         if (virDomainDestroy(r->dom) < 0)
             vb_warn("cannot stop domain %s again: %s", r->info.name, vb_virt_last_error());
     }
-    remove_job_dir(r, r->jobdir);
+    vb_host_rmdir(&r->host, r->jobdir);
     for (size_t i = 0; i < r->njobs; i++) {
         free(r->jobs[i].file);
         free(r->jobs[i].socket);
@@ -396,10 +383,10 @@ int backup_main(struct backup_opts *o)
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct run r = {.o = o, .dom_lock = {.fd = -1}, .dir_lock = {.fd = -1}};
+    struct backup_run r = {.o = o, .dom_lock = {.fd = -1}, .dir_lock = {.fd = -1}};
     r.summary = summary_new("virtbackup");
     struct vb_error err = {0};
-    int rc = run(&r, &err);
+    int rc = run_steps(&r, &err);
     bool skipped = rc == 1;
     if (rc < 0 && err.msg[0])
         vb_error_log("%s", err.msg);

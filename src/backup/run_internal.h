@@ -1,6 +1,7 @@
 /* The state of one virtbackup run, shared by the files that make up a run:
  * run.c (the sequence and cleanup), levels.c (levels, checkpoints, chain bookkeeping),
- * mode.c (online job or offline qemu-nbd), quiesce.c (the guest agent's freeze and thaw),
+ * offline.c (shut-off domains: started paused, or read through our own qemu-nbd), pull_job.c
+ * (the libvirt backup job), quiesce.c (the guest agent's freeze and thaw),
  * disks.c (disk selection and workers). */
 #ifndef VB_BACKUP_RUN_INTERNAL_H
 #define VB_BACKUP_RUN_INTERNAL_H
@@ -14,7 +15,7 @@
 
 extern volatile sig_atomic_t backup_interrupted;
 
-struct run {
+struct backup_run {
     struct backup_opts *o;
     virConnectPtr conn;
     struct vb_host host; /* where the domain runs: here or over SSH */
@@ -42,31 +43,33 @@ struct run {
 };
 
 /* levels.c */
-int resolve_level(struct run *r, struct vb_error *err);
-int prepare_checkpoints(struct run *r, struct vb_error *err);
+int resolve_level(struct backup_run *r, struct vb_error *err);
+int prepare_checkpoints(struct backup_run *r, struct vb_error *err);
 /* The parent checkpoint's bitmap is lost (why says how): an inc becomes a full recorded as a
  * new base, with libvirt's checkpoints and their bitmaps removed; a diff fails. */
-int fall_back_to_new_base(struct run *r, const char *why, struct vb_error *err);
-int commit_chain(struct run *r, struct vb_error *err);
+int fall_back_to_new_base(struct backup_run *r, const char *why, struct vb_error *err);
+int commit_chain(struct backup_run *r, struct vb_error *err);
 
-/* mode.c */
-int choose_mode(struct run *r, struct vb_error *err);
-int start_servers(struct run *r, struct vb_error *err);
-void stop_servers(struct run *r);
-int start_job(struct run *r, struct vb_error *err);
+/* offline.c */
+int choose_mode(struct backup_run *r, struct vb_error *err);
+int start_servers(struct backup_run *r, struct vb_error *err);
+void stop_servers(struct backup_run *r);
+
+/* pull_job.c */
+int start_job(struct backup_run *r, struct vb_error *err);
 
 /* quiesce.c: frozen is set when the agent froze the filesystems; unanswered when it did not
  * answer the freeze in time (it may still freeze them: quiesce_thaw thaws in both cases). */
 struct quiesce {
     bool frozen, unanswered;
 };
-void quiesce_freeze(struct run *r, struct quiesce *q);
-void quiesce_thaw(struct run *r, const struct quiesce *q);
+void quiesce_freeze(struct backup_run *r, struct quiesce *q);
+void quiesce_thaw(struct backup_run *r, const struct quiesce *q);
 
 /* disks.c */
-int select_disks(struct run *r, struct vb_error *err);
-bool has_qcow_disk(const struct run *r);
-void prepare_jobs(struct run *r);
-int copy_disks(struct run *r);
+int select_disks(struct backup_run *r, struct vb_error *err);
+bool has_qcow_disk(const struct backup_run *r);
+void prepare_jobs(struct backup_run *r);
+int copy_disks(struct backup_run *r);
 
 #endif

@@ -1,5 +1,4 @@
-/* Small file helpers: atomic writes (temporary name, fsync, rename) and running a program
- * without a shell while capturing its output. */
+/* Small file helpers: atomic writes (temporary name, fsync, rename), mkdir -p. */
 #ifndef VB_FILEUTIL_H
 #define VB_FILEUTIL_H
 
@@ -18,11 +17,6 @@ int vb_copy_file_atomic(const char *from, const char *to, struct vb_error *err);
 
 /* fsync of the directory holding path (after a file there was created or renamed). */
 int vb_fsync_dir_of(const char *path, struct vb_error *err);
-
-/* Runs argv[0] (searched in PATH) with argv, stdin from /dev/null; returns its stdout
- * (malloc'ed, NUL-terminated) in *out (out and len may be NULL). Fails naming the program and its
- * stderr's first line when it exits non-zero. */
-int vb_run_capture(char *const argv[], char **out, size_t *len, struct vb_error *err);
 
 /* mkdir -p */
 int vb_mkdir_p(const char *path, struct vb_error *err);

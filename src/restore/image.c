@@ -11,9 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "host.h"
 #include "log.h"
 #include "qemu_nbd.h"
-#include "remote.h"
 
 /* Appends "key=value" to a comma-separated -o list. */
 static int append(char **opts, const char *key, const char *value)

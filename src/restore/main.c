@@ -293,6 +293,8 @@ int main(int argc, char **argv)
 #ifndef NDEBUG
     o.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
 #endif
+    /* the user's malloc tuning stays in force for qemu-nbd, after ours (qemu_nbd.h) */
+    o.remote.glibc_tunables = getenv("GLIBC_TUNABLES");
     o.user = cli.user;
     o.password = cli.password;
     if (optind < argc)

@@ -1,9 +1,7 @@
 /* The restore action: plan every disk, create its image, write the final content in one
  * pass through a private qemu-nbd, commit the image by renaming it, then the config. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,19 +35,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void fsync_dir(const char *file)
-{
-    char *copy = strdup(file);
-    if (!copy)
-        return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(copy);
 }
 
 /* <dev>.<ident>.qcow.json for the point restored; else the newest one of the disk. */
@@ -97,10 +82,6 @@ static void remove_partial(const struct restore_opts *o, const char *partial,
 /* A committed image's name is durable before we report it restored. */
 static void commit_sync(const struct restore_opts *o, const char *target)
 {
-    if (!vb_host_is_remote(o->host)) {
-        fsync_dir(target);
-        return;
-    }
     struct vb_error e = {0};
     if (vb_host_sync(o->host, target, &e) < 0)
         vb_warn("%s: %s", target, e.msg);
@@ -216,16 +197,8 @@ static int restore_stream_disk(const struct restore_opts *o, struct bset *set,
                                .compress = o->compress,
                                .discard = true,
                                .io_uring = true};
-    bool remote = vb_host_is_remote(o->host);
-    if (remote) {
-        qo.socket_path = NULL;
-        qo.port = o->host->nbd_port;
-        qo.bind = o->host->nbd_host;
-        qo.tls_dir = o->host->tls ? o->host->tls_cert : NULL;
-    }
     double t0 = now_s();
-    struct qemu_nbd *srv =
-        remote ? qemu_nbd_start_remote(o->host, &qo, err) : qemu_nbd_start(&qo, err);
+    struct qemu_nbd *srv = qemu_nbd_start(o->host, &qo, err);
     struct nbd_write_stats st = {0};
     struct progress *prog = NULL;
     if (!srv) {
@@ -234,13 +207,7 @@ static int restore_stream_disk(const struct restore_opts *o, struct bset *set,
         /* tests: the image's qemu-nbd serves, no client of ours is connected yet (debug
          * builds only) */
         VB_DEBUG_STALL(o->debug_stall, &restore_stop);
-        if (remote) {
-            wo.target.host = o->host->nbd_host;
-            wo.target.port = o->host->nbd_port;
-            wo.target.tls_dir = qo.tls_dir;
-        } else {
-            wo.target.socket = qemu_nbd_socket(srv);
-        }
+        wo.target = *qemu_nbd_target(srv);
         prog = progress_new(dc->dev, w.bytes, progress_mode_for_stderr(o->noprogress));
         wo.progress = prog;
         rc = restore_write_nbd(dc->ci, &w, &wo, &st, err);

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "backup_set.h"
+#include "host.h"
 #include "remote.h"
 #include "summary.h"
 

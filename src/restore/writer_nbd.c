@@ -17,7 +17,7 @@
 #define ZERO_GRAIN (64 * 1024)
 #define MAX_CONNS  NBD_DRIVER_MAX_CONNS
 
-struct run {
+struct data_run {
     size_t off, len; /* within the buffer */
 };
 
@@ -27,7 +27,7 @@ struct buffer {
     char *data;              /* chunk bytes */
     uint64_t voff;
     size_t len;
-    struct run *runs;
+    struct data_run *runs;
     size_t nruns, runcap, next_run; /* next_run: writer-thread submission cursor */
     int pending;                    /* writes in flight (writer thread only) */
 };
@@ -162,13 +162,13 @@ static int add_run(struct buffer *b, size_t off, size_t len)
 {
     if (b->nruns == b->runcap) {
         size_t cap = b->runcap ? b->runcap * 2 : 16;
-        struct run *nr = realloc(b->runs, cap * sizeof *nr);
+        struct data_run *nr = realloc(b->runs, cap * sizeof *nr);
         if (!nr)
             return -1;
         b->runs = nr;
         b->runcap = cap;
     }
-    b->runs[b->nruns++] = (struct run){off, len};
+    b->runs[b->nruns++] = (struct data_run){off, len};
     return 0;
 }
 
@@ -416,7 +416,7 @@ static int submit_runs(struct pipeline *pl, struct nbd_driver *d, struct vb_erro
         int best = nbd_driver_pick(d, pl->o->max_in_flight);
         if (best < 0)
             return 0; /* every connection is full */
-        const struct run *r = &b->runs[b->next_run];
+        const struct data_run *r = &b->runs[b->next_run];
         struct request *rq = malloc(sizeof *rq);
         if (!rq)
             return vb_error_set(err, "out of memory");

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint_number.h"
+
 const char *chain_file_kind_name(enum chain_file_kind kind)
 {
     switch (kind) {
@@ -51,20 +53,10 @@ static bool parse_diff_name(const char *name, uint64_t *when)
     return true;
 }
 
-static long checkpoint_number(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    if (!dot || !dot[1])
-        return -1;
-    char *end;
-    long n = strtol(dot + 1, &end, 10);
-    return *end || n < 0 ? -1 : n;
-}
-
 int chain_classify(struct chain_file *f, struct vb_error *err)
 {
     const char *name = base_name(f->path);
-    f->checkpoint_number = checkpoint_number(f->meta.checkpoint_name);
+    f->checkpoint_number = stream_checkpoint_number(f->meta.checkpoint_name);
     f->diff_time = 0;
     if (parse_diff_name(name, &f->diff_time)) {
         f->kind = CHAIN_FILE_DIFF;
@@ -97,8 +89,8 @@ int chain_classify(struct chain_file *f, struct vb_error *err)
         return vb_error_set(err, "%s: named as a %s backup but its metadata says incremental=true",
                             f->path, chain_file_kind_name(f->kind));
     if (f->checkpoint_number < 0)
-        return vb_error_set(err, "%s: checkpoint name \"%s\" does not end in a number", f->path,
-                            f->meta.checkpoint_name);
+        return vb_error_set(err, "%s: checkpoint name \"%s\" is not " STREAM_CHECKPOINT_PREFIX ".N",
+                            f->path, f->meta.checkpoint_name);
     return 0;
 }
 

@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "remote.h"
+#include "host.h"
 #include "testutil.h"
 
 static const char *phase = "native";

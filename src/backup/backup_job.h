@@ -1,14 +1,8 @@
-/* The libvirt side of a run: the per-job directory, the pull-mode backup job and the
- * checkpoints (reference §4.2, §4.3). */
-#ifndef VB_BACKUP_JOB_H
-#define VB_BACKUP_JOB_H
+/* The libvirt pull-mode backup job: its XML, start and end, and the job a domain runs. */
+#ifndef VB_BACKUP_BACKUP_JOB_H
+#define VB_BACKUP_BACKUP_JOB_H
 
 #include "backup.h"
-
-/* A directory only root and the domain's qemu user can enter, for the NBD socket and the
- * scratch files (qemu must create both). */
-char *job_dir_create(const char *parent, int uid, int gid, struct vb_error *err);
-void job_dir_remove(const char *dir);
 
 struct job_spec {
     const char *socket;   /* unix socket, or NULL for TCP: */
@@ -30,7 +24,7 @@ char *job_checkpoint_xml(const struct job_spec *spec);
 
 /* What job_begin returns when libvirt found the incremental parent's bitmap missing or broken
  * (VIR_ERR_CHECKPOINT_INCONSISTENT): err says "cannot use checkpoint <parent>: ...". The
- * caller may fall back to a full backup (chains.md, lost bitmap). */
+ * caller may fall back to a full backup (virtbackup-stream(5), CHAINS: a lost bitmap). */
 #define JOB_BEGIN_INCONSISTENT (-2)
 
 /* virDomainBackupBegin with the checkpoint; explains the usual failures. 0, -1 or
@@ -42,19 +36,5 @@ int job_end(virDomainPtr dom, struct vb_error *err);
  * first scratch file (both inside our job directory when the job is ours); "" if neither is
  * known, NULL if no job runs. */
 char *job_running_socket(virDomainPtr dom);
-
-/* Checkpoints known to libvirt. */
-int checkpoints_list(virDomainPtr dom, char ***names, size_t *n, struct vb_error *err);
-void checkpoints_free(char **names, size_t n);
-int checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, struct vb_error *err);
-/* True if libvirt knows the checkpoint and its bitmaps are consistent (REDEFINE_VALIDATE). */
-bool checkpoint_valid(virDomainPtr dom, const char *name, struct vb_error *err);
-/* Redefines checkpoints from XML files (as saved in checkpoints/) that libvirt forgot. */
-int checkpoints_redefine(virDomainPtr dom, const char *dir, const struct cpt_list *cpt,
-                         struct vb_error *err);
-int checkpoint_save_xml(virDomainPtr dom, const char *name, const char *dir, struct vb_error *err);
-/* Sum of the disk sizes libvirt reports for changes since the checkpoint. */
-int checkpoint_size(virDomainPtr dom, const char *name, unsigned long long *bytes,
-                    struct vb_error *err);
 
 #endif

@@ -1,5 +1,5 @@
 /* The <domain>.cpt list (a JSON array of checkpoint names in creation order, as the reference
- * writes it) and checkpoint numbering. */
+ * writes it). */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -9,16 +9,6 @@
 #include <unistd.h>
 
 #include "backup.h"
-
-long checkpoint_number(const char *name)
-{
-    size_t n = strlen(CHECKPOINT_PREFIX);
-    if (strncmp(name, CHECKPOINT_PREFIX ".", n + 1) != 0 || !name[n + 1])
-        return -1;
-    char *end;
-    long v = strtol(name + n + 1, &end, 10);
-    return *end || v < 0 ? -1 : v;
-}
 
 int cpt_load(const char *path, struct cpt_list *list, struct vb_error *err)
 {
