@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "job.h"
+#include "backup_job.h"
 #include "testutil.h"
 
 static struct vb_disk disks[] = {
@@ -135,5 +135,5 @@ int main(void)
     test_backup_unix();
     test_backup_tcp();
     test_checkpoint();
-    return test_finish("test_job_xml");
+    return test_finish("test_backup_job_xml");
 }
