@@ -217,27 +217,6 @@ static int sanitize(const struct restore_opts *o, struct restore_config *cfg, un
     return 0;
 }
 
-static int write_file_excl(const char *path, const char *data, struct vb_error *err)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return vb_error_errno(err, "%s: cannot create (it is never overwritten)", path);
-    size_t len = strlen(data);
-    int rc = 0;
-    for (size_t done = 0; done < len && rc == 0;) {
-        ssize_t n = write(fd, data + done, len - done);
-        if (n < 0)
-            rc = vb_error_errno(err, "%s: write", path);
-        else
-            done += (size_t)n;
-    }
-    if (close(fd) < 0 && rc == 0)
-        rc = vb_error_errno(err, "%s: close", path);
-    if (rc < 0)
-        unlink(path);
-    return rc;
-}
-
 static int define_domain(const struct restore_opts *o, struct bset *set, struct restore_config *cfg,
                          const char *xml, struct vb_error *err)
 {
@@ -297,9 +276,8 @@ int config_finish(const struct restore_opts *o, struct bset *set, struct restore
     } else if (exists && !o->adjust_config) {
         vb_warn("%s: exists already, not overwritten", path);
     } else {
-        rc = vb_host_is_remote(o->host)
-                 ? vb_host_put_buffer(o->host, xml, strlen(xml), path, 0600, err)
-                 : write_file_excl(path, xml, err);
+        /* whole or not at all, durable, never over a file that appeared meanwhile */
+        rc = vb_host_put_buffer(o->host, xml, strlen(xml), path, 0600, err);
         if (rc == 0)
             vb_info("wrote %s domain config %s", o->adjust_config ? "adjusted" : "original", path);
     }
