@@ -11,6 +11,7 @@
 
 #include "nbd_driver.h"
 #include "stream_reader.h"
+#include "vector.h"
 
 /* Runs of zeroes shorter than this are written anyway: finer splitting costs requests and
  * gains nothing on 64 KiB qcow2 clusters. */
@@ -160,14 +161,8 @@ static bool is_zero(const char *p, size_t n)
 
 static int add_run(struct buffer *b, size_t off, size_t len)
 {
-    if (b->nruns == b->runcap) {
-        size_t cap = b->runcap ? b->runcap * 2 : 16;
-        struct run *nr = realloc(b->runs, cap * sizeof *nr);
-        if (!nr)
-            return -1;
-        b->runs = nr;
-        b->runcap = cap;
-    }
+    if (vb_vector_grow(&b->runs, &b->runcap, b->nruns + 1, sizeof *b->runs) < 0)
+        return -1;
     b->runs[b->nruns++] = (struct run){off, len};
     return 0;
 }
