@@ -11,6 +11,7 @@
 #include "log.h"
 #include "source_tap.h"
 #include "stream_index.h"
+#include "util.h"
 #include "vector.h"
 
 bool bset_data_name(const char *name, char *dev, size_t devlen)
@@ -314,7 +315,7 @@ int bset_plan_sequence(struct bset *set, const char *list, struct bset_chain **c
             break;
         }
         /* accept "dir/name" as given to the reference: names are relative to the input */
-        const char *base = strrchr(tok, '/') ? strrchr(tok, '/') + 1 : tok;
+        const char *base = vb_base_name(tok);
         if (!bset_has(set, base)) {
             rc = vb_error_set(err, "--sequence: %s has no file '%s'", bset_describe(set), base);
             break;

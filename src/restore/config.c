@@ -15,6 +15,7 @@
 #include "domxml_sanitize.h"
 #include "host_copy.h"
 #include "log.h"
+#include "util.h"
 #include "virt.h"
 #include "vmconfig.h"
 
@@ -222,15 +223,9 @@ static int write_file_excl(const char *path, const char *data, struct vb_error *
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return vb_error_errno(err, "%s: cannot create (it is never overwritten)", path);
-    size_t len = strlen(data);
     int rc = 0;
-    for (size_t done = 0; done < len && rc == 0;) {
-        ssize_t n = write(fd, data + done, len - done);
-        if (n < 0)
-            rc = vb_error_errno(err, "%s: write", path);
-        else
-            done += (size_t)n;
-    }
+    if (vb_write_all(fd, data, strlen(data)) < 0)
+        rc = vb_error_errno(err, "%s: write", path);
     if (close(fd) < 0 && rc == 0)
         rc = vb_error_errno(err, "%s: close", path);
     if (rc < 0)
