@@ -249,7 +249,8 @@ static int writer_stream(struct copy *c, struct vb_error *err)
     return rc;
 }
 
-/* -t raw: a plain sparse image of the disk, no stream headers (reference §1.7). */
+/* -t raw: a plain sparse image of the disk, no stream headers (virtbackup-stream(5), RAW
+ * OUTPUT). */
 static int writer_raw(struct copy *c, struct vb_error *err)
 {
     struct disk_job *job = c->job;
@@ -273,7 +274,8 @@ static int writer_raw(struct copy *c, struct vb_error *err)
         rc = vb_error_set(err, "interrupted");
     raw_sum_zeroes(c, job->meta.virtual_size);
     job->checksum = c->raw_adler;
-    if (rc == 0) /* a .data never exists without its .chksum (chains.md) */
+    /* a .data never exists without its .chksum (virtbackup-stream(5), COMMITTING A FILE) */
+    if (rc == 0)
         rc = stream_commit_file(fd, job->file, true, job->checksum, err);
     close(fd);
     if (rc < 0)

@@ -1,5 +1,6 @@
-/* The extent map of one export, computed completely before the stream starts (chains.md:
- * the META header with dataSize comes first). */
+/* The extent map of one export, computed completely before the stream starts: the META frame
+ * comes first and its dataSize is the sum of all DATA lengths (virtbackup-stream(5),
+ * METADATA). */
 #include <errno.h>
 #include <inttypes.h>
 #include <libnbd.h>

@@ -1,5 +1,6 @@
-/* What is saved beside the data (reference §2): the domain XML, qemu-img info of every qcow2
- * image, the loader/nvram/kernel/initrd files and the autostart flag. */
+/* What is saved beside the data (virtbackup-stream(5), FILES OF A BACKUP DIRECTORY): the
+ * domain XML, qemu-img info of every qcow2 image, the loader/nvram/kernel/initrd files and the
+ * autostart flag. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>

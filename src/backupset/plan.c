@@ -314,7 +314,7 @@ int bset_plan_sequence(struct bset *set, const char *list, struct bset_chain **c
             rc = vb_error_set(err, "out of memory");
             break;
         }
-        /* accept "dir/name" as given to the reference: names are relative to the input */
+        /* "dir/name" is accepted as well as "name": only the base name picks the input's file */
         const char *base = vb_base_name(tok);
         if (!bset_has(set, base)) {
             rc = vb_error_set(err, "--sequence: %s has no file '%s'", bset_describe(set), base);

@@ -11,7 +11,7 @@
 #include "stream_lz4_pool.h"
 #include "vector.h"
 
-/* One element of the compression trailer per DATA frame (reference §1.5). */
+/* One element of the compression trailer per DATA frame (virtbackup-stream(5), COMPRESSION). */
 struct trailer_entry {
     size_t first; /* index into sizes */
     size_t count;
