@@ -12,6 +12,7 @@
 
 #include "bitmaps.h"
 #include "log.h"
+#include "vector.h"
 
 static json_t *qmp(virDomainPtr dom, const char *cmd, struct vb_error *err)
 {
@@ -59,14 +60,9 @@ int stray_bitmaps_find(virDomainPtr dom, const char *prefix, char **checkpoints,
             if (!node || !name || strncmp(name, prefix, strlen(prefix)) != 0 ||
                 known(checkpoints, ncheckpoints, name))
                 continue;
-            if (*nout == cap) {
-                cap = cap ? cap * 2 : 8;
-                struct stray_bitmap *p = realloc(*out, cap * sizeof *p);
-                if (!p) {
-                    json_decref(root);
-                    return vb_error_set(err, "out of memory");
-                }
-                *out = p;
+            if (vb_vector_grow(out, &cap, *nout + 1, sizeof **out) < 0) {
+                json_decref(root);
+                return vb_error_set(err, "out of memory");
             }
             (*out)[(*nout)++] = (struct stray_bitmap){strdup(node), strdup(name)};
         }

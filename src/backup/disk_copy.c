@@ -29,6 +29,7 @@
 #include "progress.h"
 #include "sink.h"
 #include "stream_writer.h"
+#include "util.h"
 
 #define MAX_CONNS 4
 /* qemu's NBD server handles at most 16 requests per connection */
@@ -209,7 +210,7 @@ static int write_synth_zeroes(struct stream_writer *w, const struct extent *x, s
 static int writer_stream(struct copy *c, struct vb_error *err)
 {
     struct disk_job *job = c->job;
-    const char *base = strrchr(job->file, '/') ? strrchr(job->file, '/') + 1 : job->file;
+    const char *base = vb_base_name(job->file);
     struct stream_sink *sink =
         job->zip ? vb_zip_entry_sink(job->zip, base, err) : stream_sink_file_open(job->file, err);
     if (!sink)
@@ -248,7 +249,8 @@ static int writer_stream(struct copy *c, struct vb_error *err)
     return rc;
 }
 
-/* -t raw: a plain sparse image of the disk, no stream headers (reference §1.7). */
+/* -t raw: a plain sparse image of the disk, no stream headers (virtbackup-stream(5), RAW
+ * OUTPUT). */
 static int writer_raw(struct copy *c, struct vb_error *err)
 {
     struct disk_job *job = c->job;
@@ -272,7 +274,8 @@ static int writer_raw(struct copy *c, struct vb_error *err)
         rc = vb_error_set(err, "interrupted");
     raw_sum_zeroes(c, job->meta.virtual_size);
     job->checksum = c->raw_adler;
-    if (rc == 0) /* a .data never exists without its .chksum (chains.md) */
+    /* a .data never exists without its .chksum (virtbackup-stream(5), COMMITTING A FILE) */
+    if (rc == 0)
         rc = stream_commit_file(fd, job->file, true, job->checksum, err);
     close(fd);
     if (rc < 0)

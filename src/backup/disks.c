@@ -29,7 +29,8 @@ static bool list_contains(const char *list, const char *item)
     return false;
 }
 
-/* Which disks take part, and how (reference §4.1 step 5). */
+/* Which disks take part, and how (virtbackup(1): --include, --exclude, --raw, --type): cdrom,
+ * floppy and network disks never; raw ones only with --raw, and never in an inc or diff. */
 int select_disks(struct backup_run *r, struct vb_error *err)
 {
     r->jobs = calloc(r->info.ndisks ? r->info.ndisks : 1, sizeof *r->jobs);

@@ -1,5 +1,6 @@
-/* The extent map of one export, computed completely before the stream starts (chains.md:
- * the META header with dataSize comes first). */
+/* The extent map of one export, computed completely before the stream starts: the META frame
+ * comes first and its dataSize is the sum of all DATA lengths (virtbackup-stream(5),
+ * METADATA). */
 #include <errno.h>
 #include <inttypes.h>
 #include <libnbd.h>
@@ -7,6 +8,7 @@
 #include <string.h>
 
 #include "backup.h"
+#include "vector.h"
 
 /* NBD block status requests are 32-bit; ask for 2 GiB at a time. */
 #define STATUS_REQUEST (1ull << 31)
@@ -19,20 +21,12 @@ struct status_reply {
 
 static int push_entries(struct ctx_entries *c, const uint32_t *entries, size_t nr)
 {
-    if (c->n + nr / 2 > c->cap) {
-        size_t ncap = c->cap ? c->cap * 2 : 1024;
-        while (ncap < c->n + nr / 2)
-            ncap *= 2;
-        uint64_t *l = realloc(c->len, ncap * sizeof *l);
-        if (l)
-            c->len = l;
-        uint32_t *f = realloc(c->flags, ncap * sizeof *f);
-        if (f)
-            c->flags = f;
-        if (!l || !f)
-            return -1;
-        c->cap = ncap;
-    }
+    /* two parallel arrays of one capacity: grown from the same count they grow alike */
+    size_t len_cap = c->cap, flags_cap = c->cap;
+    if (vb_vector_grow(&c->len, &len_cap, c->n + nr / 2, sizeof *c->len) < 0 ||
+        vb_vector_grow(&c->flags, &flags_cap, c->n + nr / 2, sizeof *c->flags) < 0)
+        return -1;
+    c->cap = len_cap;
     for (size_t i = 0; i + 1 < nr; i += 2) {
         c->len[c->n] = entries[i];
         c->flags[c->n] = entries[i + 1];
@@ -68,16 +62,7 @@ static int push_extent(struct extent_list *l, uint64_t start, uint64_t length, b
             return 0;
         }
     }
-    if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 1024;
-        struct extent *v = realloc(l->v, ncap * sizeof *v);
-        if (!v)
-            return -1;
-        l->v = v;
-        l->cap = ncap;
-    }
-    l->v[l->n++] = (struct extent){start, length, zero, synth};
-    return 0;
+    return vb_vector_push(l, ((struct extent){start, length, zero, synth}));
 }
 
 static uint64_t covered(const struct ctx_entries *c)

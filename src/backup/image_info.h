@@ -1,9 +1,10 @@
 /* `qemu-img info` of the qcow2 images a backup saves (<dev>.<ident>.qcow.json), fetched in a
  * thread of its own while the disks are copied. On a remote host every command is an SSH exec
  * that starts the remote user's shell (0.6-1.2 s on the test machines, where root's ~/.bashrc
- * runs pyenv); run after the copy, as the reference does, it lengthened every remote backup by
- * that much. The thread uses an SSH session of its own (a libssh session serves one thread),
- * and the files are still written after the data, in the order of chains.md. What restores
+ * runs pyenv); run after the copy, it would lengthen every remote backup by that much. The
+ * thread uses an SSH session of its own (a libssh session serves one thread), and the files
+ * are still written after the data, in the order of virtbackup-stream(5), "The order of a
+ * run". What restores
  * read from them (cluster size, compat, lazy refcounts, compression type, data file) does not
  * change while a backup runs. */
 #ifndef VB_BACKUP_IMAGE_INFO_H

@@ -1,5 +1,5 @@
-/* virtbackup: command line, then the run (run.c). Options follow virtnbdbackup 2.47
- * (reference §3.1) and cli.md. */
+/* virtbackup: command line, then the run (run.c). The options are those of virtbackup(1),
+ * which keeps virtnbdbackup 2.47's. */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>

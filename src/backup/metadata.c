@@ -1,5 +1,6 @@
-/* What is saved beside the data (reference §2): the domain XML, qemu-img info of every qcow2
- * image, the loader/nvram/kernel/initrd files and the autostart flag. */
+/* What is saved beside the data (virtbackup-stream(5), FILES OF A BACKUP DIRECTORY): the
+ * domain XML, qemu-img info of every qcow2 image, the loader/nvram/kernel/initrd files and the
+ * autostart flag. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -10,12 +11,7 @@
 #include "fileutil.h"
 #include "log.h"
 #include "metadata.h"
-
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
+#include "util.h"
 
 struct meta_out {
     const char *dir;
@@ -126,9 +122,9 @@ static int save_boot_files(struct vb_host *host, const struct vb_domain_info *in
             continue;
         }
         if (is_copy)
-            snprintf(path, sizeof path, "%s", base_name(boot[i]));
+            snprintf(path, sizeof path, "%s", vb_base_name(boot[i]));
         else
-            snprintf(path, sizeof path, "%s.%s", base_name(boot[i]), ident);
+            snprintf(path, sizeof path, "%s.%s", vb_base_name(boot[i]), ident);
         if (vb_host_is_remote(host) && !out->zip) {
             /* over SFTP straight into the backup directory (atomically) */
             char dest[8600];

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "store.h"
+#include "vector.h"
 
 struct set_file {
     char *name;
@@ -22,14 +23,8 @@ struct bset {
 static int add_file(void *ctx, const char *name, bool plain, struct vb_error *err)
 {
     struct bset *set = ctx;
-    if (set->n == set->cap) {
-        size_t cap = set->cap ? set->cap * 2 : 32;
-        struct set_file *nf = realloc(set->files, cap * sizeof *nf);
-        if (!nf)
-            return vb_error_set(err, "out of memory");
-        set->files = nf;
-        set->cap = cap;
-    }
+    if (vb_vector_grow(&set->files, &set->cap, set->n + 1, sizeof *set->files) < 0)
+        return vb_error_set(err, "out of memory");
     if (!(set->files[set->n].name = strdup(name)))
         return vb_error_set(err, "out of memory");
     set->files[set->n++].plain = plain;

@@ -7,13 +7,9 @@
 
 #include "backup_set.h"
 #include "checksum.h"
+#include "util.h"
 
 #define COPY_BLOCK (1024 * 1024)
-
-static bool all_zero(const char *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
 
 int bset_copy(struct bset *set, const char *name, const char *dest, unsigned mode, uint32_t *adler,
               struct vb_error *err)
@@ -39,7 +35,7 @@ int bset_copy(struct bset *set, const char *name, const char *dest, unsigned mod
         if (adler)
             sum = stream_adler32(sum, buf, n);
         /* Blocks of zeroes become holes: raw disk images stay as sparse as they were. */
-        if (!all_zero(buf, n)) {
+        if (!vb_is_zero(buf, n)) {
             for (size_t done = 0; done < n && rc == 0;) {
                 ssize_t w = pwrite(fd, buf + done, n - done, (off_t)(off + done));
                 if (w < 0)

@@ -11,6 +11,8 @@
 #include "log.h"
 #include "source_tap.h"
 #include "stream_index.h"
+#include "util.h"
+#include "vector.h"
 
 bool bset_data_name(const char *name, char *dev, size_t devlen)
 {
@@ -308,17 +310,12 @@ int bset_plan_sequence(struct bset *set, const char *list, struct bset_chain **c
     size_t cap = 0;
     for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; rc == 0 && tok;
          tok = strtok_r(NULL, ",", &save)) {
-        if (dc->nfiles == cap) {
-            cap = cap ? cap * 2 : 8;
-            char **nn = realloc(dc->names, cap * sizeof *nn);
-            if (!nn) {
-                rc = vb_error_set(err, "out of memory");
-                break;
-            }
-            dc->names = nn;
+        if (vb_vector_grow(&dc->names, &cap, dc->nfiles + 1, sizeof *dc->names) < 0) {
+            rc = vb_error_set(err, "out of memory");
+            break;
         }
-        /* accept "dir/name" as given to the reference: names are relative to the input */
-        const char *base = strrchr(tok, '/') ? strrchr(tok, '/') + 1 : tok;
+        /* "dir/name" is accepted as well as "name": only the base name picks the input's file */
+        const char *base = vb_base_name(tok);
         if (!bset_has(set, base)) {
             rc = vb_error_set(err, "--sequence: %s has no file '%s'", bset_describe(set), base);
             break;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "store.h"
+#include "util.h"
 
 struct files_store {
     struct bset_store base;
@@ -13,16 +14,10 @@ struct files_store {
     char **paths;
 };
 
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 static const char *path_of(const struct files_store *fs, const char *name)
 {
     for (size_t i = 0; i < fs->n; i++)
-        if (strcmp(base_name(fs->paths[i]), name) == 0)
+        if (strcmp(vb_base_name(fs->paths[i]), name) == 0)
             return fs->paths[i];
     return NULL;
 }
@@ -31,7 +26,7 @@ static int files_list(struct bset_store *st, bset_add_fn add, void *ctx, struct 
 {
     struct files_store *fs = (struct files_store *)st;
     for (size_t i = 0; i < fs->n; i++) {
-        const char *name = base_name(fs->paths[i]);
+        const char *name = vb_base_name(fs->paths[i]);
         if (path_of(fs, name) != fs->paths[i])
             return vb_error_set(err, "%s and %s: two files of one name", path_of(fs, name),
                                 fs->paths[i]);

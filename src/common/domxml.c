@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vector.h"
+
 struct domxml {
     xmlDocPtr doc;
 };
@@ -191,16 +193,11 @@ int domxml_disks(struct domxml *d, struct domxml_disk **disks, size_t *n, struct
     for (xmlNodePtr c = devs ? devs->children : NULL; c; c = c->next) {
         if (!domxml_is_elem(c, "disk"))
             continue;
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            struct domxml_disk *nd = realloc(*disks, cap * sizeof *nd);
-            if (!nd) {
-                domxml_disks_free(*disks, *n);
-                *disks = NULL;
-                *n = 0;
-                return vb_error_set(err, "out of memory");
-            }
-            *disks = nd;
+        if (vb_vector_grow(disks, &cap, *n + 1, sizeof **disks) < 0) {
+            domxml_disks_free(*disks, *n);
+            *disks = NULL;
+            *n = 0;
+            return vb_error_set(err, "out of memory");
         }
         struct domxml_disk *x = &(*disks)[(*n)++];
         x->target = prop(domxml_child(c, "target"), "dev");

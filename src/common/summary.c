@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUMMARY_CHUNK 8
+#include "vector.h"
 
 struct summary {
     char tool[32];
@@ -43,16 +43,10 @@ struct summary_disk *summary_add_disk(struct summary *s, const char *disk)
         return NULL;
     snprintf(d->disk, sizeof d->disk, "%s", disk);
     pthread_mutex_lock(&s->lock);
-    if (s->n == s->cap) {
-        size_t cap = s->cap + SUMMARY_CHUNK;
-        struct summary_disk **nd = realloc(s->disks, cap * sizeof *nd);
-        if (!nd) {
-            pthread_mutex_unlock(&s->lock);
-            free(d);
-            return NULL;
-        }
-        s->disks = nd;
-        s->cap = cap;
+    if (vb_vector_grow(&s->disks, &s->cap, s->n + 1, sizeof *s->disks) < 0) {
+        pthread_mutex_unlock(&s->lock);
+        free(d);
+        return NULL;
     }
     s->disks[s->n++] = d;
     pthread_mutex_unlock(&s->lock);

@@ -6,9 +6,9 @@
 
 /* The cache keeps at least this many of its largest entries, whatever the budget. Readers
  * come back to the entry they just read (the next 4 KiB of a guest read, the next request of
- * an nbdcopy connection); entries larger than the budget (whole 32 MiB slices of the
- * reference's linked-block frames) were evicted on release, so every request decoded its
- * slice again: 84 s instead of 1 s to read a 1 GB chain with --cache-size 16. */
+ * an nbdcopy connection); an entry larger than the budget (a whole 32 MiB slice of an LZ4
+ * frame with linked blocks, as python-lz4 writes them) evicted on release would be decoded
+ * again by every request: 84 s instead of 1 s to read a 1 GB chain with --cache-size 16. */
 #define KEEP_LARGEST 4
 
 struct block_cache_entry {

@@ -17,6 +17,7 @@
 #include "domxml.h"
 #include "domxml_sanitize.h"
 #include "log.h"
+#include "util.h"
 #include "virt.h"
 #include "vmconfig.h"
 
@@ -153,7 +154,7 @@ static int copy_boot_files(struct domxml *d, struct bset *set,
         char *orig = domxml_boot_file(d, (enum domxml_boot_kind)k);
         if (!orig)
             continue;
-        const char *base = strrchr(orig, '/') ? strrchr(orig, '/') + 1 : orig;
+        const char *base = vb_base_name(orig);
         char to[4200];
         snprintf(to, sizeof to, "%s/%s.%s", workdir, domxml_boot_kind_name(k), base);
         int rc = 0;

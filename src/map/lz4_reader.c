@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "stream_lz4.h"
+#include "vector.h"
 
 /* Window for walking block headers: a slice's headers are found with few large reads. */
 #define HEADER_WINDOW (1024 * 1024)
@@ -114,7 +115,7 @@ static struct slice_layout *build_layout(const struct lz4_reader *r, const struc
     struct slice_layout *l = calloc(1, sizeof *l);
     uint8_t *win = malloc(HEADER_WINDOW);
     uint64_t win_off = 0;
-    size_t win_len = 0, cap = 0;
+    size_t win_len = 0, cap = 0, word_cap = 0;
     if (!l || !win) {
         vb_error_set(err, "out of memory");
         goto fail;
@@ -152,18 +153,10 @@ static struct slice_layout *build_layout(const struct lz4_reader *r, const struc
             vb_error_set(err, "lz4 block at byte %" PRIu64 " is corrupt or beyond the content", p);
             goto fail;
         }
-        if (l->nblocks == cap) {
-            cap = cap ? cap * 2 : 64;
-            uint64_t *o = realloc(l->data_off, cap * sizeof *o);
-            if (o)
-                l->data_off = o;
-            uint32_t *wd = realloc(l->word, cap * sizeof *wd);
-            if (wd)
-                l->word = wd;
-            if (!o || !wd) {
-                vb_error_set(err, "out of memory");
-                goto fail;
-            }
+        if (vb_vector_grow(&l->data_off, &cap, l->nblocks + 1, sizeof *l->data_off) < 0 ||
+            vb_vector_grow(&l->word, &word_cap, l->nblocks + 1, sizeof *l->word) < 0) {
+            vb_error_set(err, "out of memory");
+            goto fail;
         }
         l->data_off[l->nblocks] = sl->file_offset + p + 4;
         l->word[l->nblocks++] = word;

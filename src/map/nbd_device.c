@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "vector.h"
+
 int nbd_device_sysfs_dir(const char *path, char *dir, size_t len, struct vb_error *err)
 {
     struct stat st;
@@ -101,17 +103,12 @@ int nbd_device_numbers(unsigned **out, size_t *n, struct vb_error *err)
         char tail;
         if (sscanf(de->d_name, "nbd%u%c", &num, &tail) != 1)
             continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            unsigned *p = realloc(*out, cap * sizeof *p);
-            if (!p) {
-                closedir(d);
-                free(*out);
-                *out = NULL;
-                *n = 0;
-                return vb_error_set(err, "out of memory");
-            }
-            *out = p;
+        if (vb_vector_grow(out, &cap, *n + 1, sizeof **out) < 0) {
+            closedir(d);
+            free(*out);
+            *out = NULL;
+            *n = 0;
+            return vb_error_set(err, "out of memory");
         }
         (*out)[(*n)++] = num;
     }

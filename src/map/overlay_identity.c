@@ -9,14 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #define SAMPLES      256
 #define SAMPLE_BYTES (16u * 1024)
-
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
 
 /* Writes s with control characters and backslashes as \xNN, so that the text stays one
  * line per item whatever a META frame holds. */
@@ -33,7 +29,7 @@ static void put_escaped(FILE *f, const char *s)
 /* "name (checkpoint C, DATE)" */
 static void put_point(FILE *f, const char *path, const struct stream_meta *m)
 {
-    put_escaped(f, base_name(path));
+    put_escaped(f, vb_base_name(path));
     const char *sep = " (";
     if (m->checkpoint_name[0]) {
         fprintf(f, "%scheckpoint ", sep);
@@ -80,7 +76,7 @@ char *overlay_identity_chain(struct stream_index *const *files, char *const *pat
     for (size_t i = 0; i < n; i++) {
         const struct stream_meta *m = &files[i]->meta;
         fputs("file ", f);
-        put_escaped(f, base_name(paths[i]));
+        put_escaped(f, vb_base_name(paths[i]));
         fprintf(f, " bytes=%" PRIu64 " disk=", files[i]->source->size);
         put_escaped(f, m->disk_name);
         fputs(" checkpoint=", f);
@@ -130,10 +126,10 @@ char *overlay_identity_raw(struct stream_source *src, const char *path, uint64_t
         vb_error_set(err, "out of memory");
         return NULL;
     }
-    put_escaped(f, base_name(path));
+    put_escaped(f, vb_base_name(path));
     fprintf(f, " (raw image, sample crc32 %08" PRIx32 "), disk of %" PRIu64 " bytes\n", crc, size);
     fputs("raw ", f);
-    put_escaped(f, base_name(path));
+    put_escaped(f, vb_base_name(path));
     fprintf(f, " bytes=%" PRIu64 " sample=%08" PRIx32 " (%u pieces of %u bytes)\n", size, crc,
             SAMPLES, SAMPLE_BYTES);
     return finish(f, &buf, err);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "overlay_le.h"
+#include "read_whole.h"
 
 #define MAP_MAGIC     "VBOVMAP2"
 #define MAP_MAGIC_OLD "VBOVMAP1" /* format 1: no checksum, no log, saved only on flush */
@@ -56,38 +57,9 @@ static int read_all(const char *path, uint8_t **buf, size_t *len, struct vb_erro
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? 1 : vb_error_errno(err, "%s: cannot open", path);
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        vb_error_errno(err, "%s: stat", path);
-        close(fd);
-        return -1;
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b) {
-        close(fd);
-        return vb_error_set(err, "%s: out of memory (%zu bytes)", path, n);
-    }
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r = pread(fd, b + done, n - done, (off_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            if (r < 0)
-                vb_error_errno(err, "%s: read", path);
-            else
-                vb_error_set(err, "%s: changed while being read", path);
-            free(b);
-            close(fd);
-            return -1;
-        }
-        done += (size_t)r;
-    }
+    int rc = read_whole_fd(fd, path, buf, len, err);
     close(fd);
-    *buf = b;
-    *len = n;
-    return 0;
+    return rc;
 }
 
 int overlay_mapfile_read(const char *path, struct overlay_mapfile *m, struct vb_error *err)

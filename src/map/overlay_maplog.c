@@ -12,6 +12,7 @@
 
 #include "fileutil.h"
 #include "overlay_le.h"
+#include "read_whole.h"
 
 #define LOG_MAGIC     "VBOVLOG1"
 #define LOG_HEADER    (8 + 8 + OVERLAY_INSTANCE_LEN + 4 + 4)
@@ -120,29 +121,9 @@ int overlay_maplog_open(const char *path, uint64_t generation,
                                : vb_error_errno(err, "%s: cannot open", path);
     uint8_t *b = NULL;
     int rc = -1;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        vb_error_errno(err, "%s: stat", path);
+    size_t len = 0;
+    if (read_whole_fd(fd, path, &b, &len, err) < 0)
         goto out;
-    }
-    size_t len = (size_t)st.st_size;
-    if (!(b = malloc(len ? len : 1))) {
-        vb_error_set(err, "%s: out of memory (%zu bytes)", path, len);
-        goto out;
-    }
-    for (size_t done = 0; done < len;) {
-        ssize_t r = pread(fd, b + done, len - done, (off_t)done);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            if (r < 0)
-                vb_error_errno(err, "%s: read", path);
-            else
-                vb_error_set(err, "%s: changed while being read", path);
-            goto out;
-        }
-        done += (size_t)r;
-    }
     if (len < LOG_HEADER || memcmp(b, LOG_MAGIC, 8) != 0 ||
         le_get32(b + 32) != (uint32_t)libdeflate_crc32(0, b, 32)) {
         vb_error_set(err, "%s: damaged overlay map log (header)", path);

@@ -15,6 +15,7 @@
 #include "domxml_sanitize.h"
 #include "host_copy.h"
 #include "log.h"
+#include "util.h"
 #include "virt.h"
 #include "vmconfig.h"
 

@@ -11,6 +11,7 @@
 #include "meta.h"
 #include "plan.h"
 #include "restore.h"
+#include "util.h"
 
 static json_t *file_meta(struct bset *set, const char *name, struct vb_error *err)
 {
@@ -72,7 +73,7 @@ int restore_dump(const struct restore_opts *o, struct bset *set)
         names = calloc(strlen(o->sequence) + 1, sizeof *names);
         for (char *t = copy && names ? strtok_r(copy, ",", &save) : NULL; t;
              t = strtok_r(NULL, ",", &save))
-            names[n++] = strdup(strrchr(t, '/') ? strrchr(t, '/') + 1 : t);
+            names[n++] = strdup(vb_base_name(t));
         free(copy);
     } else if (bset_data_files(set, &names, &n, &err) < 0) {
         vb_error_log("%s", err.msg);

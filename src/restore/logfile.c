@@ -5,19 +5,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "util.h"
+
 static int orig_fd = -1, file_fd = -1, pipe_rd = -1;
 static pthread_t copier;
-
-static void write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
-    }
-}
 
 static void *copy_main(void *arg)
 {
@@ -25,8 +16,9 @@ static void *copy_main(void *arg)
     char buf[4096];
     ssize_t n;
     while ((n = read(pipe_rd, buf, sizeof buf)) > 0) {
-        write_all(orig_fd, buf, (size_t)n);
-        write_all(file_fd, buf, (size_t)n);
+        /* a failing copy loses only that copy's output: the other goes on */
+        (void)vb_write_all(orig_fd, buf, (size_t)n);
+        (void)vb_write_all(file_fd, buf, (size_t)n);
     }
     return NULL;
 }

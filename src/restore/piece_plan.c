@@ -3,16 +3,12 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "vector.h"
+
 static int push(struct restore_work *w, size_t *cap, struct restore_piece p, struct vb_error *err)
 {
-    if (w->n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 256;
-        struct restore_piece *np = realloc(w->pieces, ncap * sizeof *np);
-        if (!np)
-            return vb_error_set(err, "out of memory");
-        w->pieces = np;
-        *cap = ncap;
-    }
+    if (vb_vector_grow(&w->pieces, cap, w->n + 1, sizeof *w->pieces) < 0)
+        return vb_error_set(err, "out of memory");
     w->pieces[w->n++] = p;
     w->bytes += p.len;
     return 0;

@@ -11,6 +11,8 @@
 
 #include "nbd_driver.h"
 #include "stream_reader.h"
+#include "util.h"
+#include "vector.h"
 
 /* Runs of zeroes shorter than this are written anyway: finer splitting costs requests and
  * gains nothing on 64 KiB qcow2 clusters. */
@@ -153,21 +155,10 @@ static struct buffer *get_buffer(struct pipeline *pl)
     return b;
 }
 
-static bool is_zero(const char *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 static int add_run(struct buffer *b, size_t off, size_t len)
 {
-    if (b->nruns == b->runcap) {
-        size_t cap = b->runcap ? b->runcap * 2 : 16;
-        struct data_run *nr = realloc(b->runs, cap * sizeof *nr);
-        if (!nr)
-            return -1;
-        b->runs = nr;
-        b->runcap = cap;
-    }
+    if (vb_vector_grow(&b->runs, &b->runcap, b->nruns + 1, sizeof *b->runs) < 0)
+        return -1;
     b->runs[b->nruns++] = (struct data_run){off, len};
     return 0;
 }
@@ -182,7 +173,7 @@ static int64_t find_runs(struct buffer *b, size_t request_size)
     size_t start = 0, have = 0; /* current run */
     for (size_t off = 0; off < b->len;) {
         size_t n = b->len - off < ZERO_GRAIN ? b->len - off : ZERO_GRAIN;
-        bool z = is_zero(b->data + off, n);
+        bool z = vb_is_zero(b->data + off, n);
         if (z)
             zero += n;
         if (!z && have == 0)

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vector.h"
+
 /* A sweep over all extent boundaries: at each point the newest file with an extent there
  * wins. Each file's extents are disjoint, so a file has at most one active extent. */
 struct sweep_event {
@@ -43,14 +45,8 @@ static int push_segment(struct chain_index *ci, size_t *cap, const struct chain_
             return 0;
         }
     }
-    if (ci->nsegs == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 256;
-        void *p = realloc(ci->segs, ncap * sizeof *ci->segs);
-        if (!p)
-            return vb_error_set(err, "out of memory");
-        ci->segs = p;
-        *cap = ncap;
-    }
+    if (vb_vector_grow(&ci->segs, cap, ci->nsegs + 1, sizeof *ci->segs) < 0)
+        return vb_error_set(err, "out of memory");
     ci->segs[ci->nsegs++] = *s;
     return 0;
 }

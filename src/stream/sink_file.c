@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "sink.h"
+#include "util.h"
 
 /* Small frame headers are coalesced; payloads of FILE_SINK_DIRECT bytes or more bypass the
  * buffer (copying them would cost more than the extra write calls). */
@@ -26,18 +27,7 @@ struct file_sink {
 
 static int write_all(int fd, const void *buf, size_t len, const char *name, struct vb_error *err)
 {
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return vb_error_errno(err, "%s: write", name);
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return vb_write_all(fd, buf, len) < 0 ? vb_error_errno(err, "%s: write", name) : 0;
 }
 
 static int flush_buffer(struct file_sink *fs, struct vb_error *err)

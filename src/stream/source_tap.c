@@ -6,6 +6,7 @@
 
 #include "checksum.h"
 #include "stream_verify.h"
+#include "vector.h"
 
 struct tap_range {
     uint64_t off, len;
@@ -30,15 +31,7 @@ static ssize_t tap_pread(struct stream_source *src, void *buf, size_t len, uint6
     /* the checksum is taken here, on the reader's thread, while the bytes are in its cache */
     struct tap_range r = {off, (uint64_t)n, stream_adler32(STREAM_ADLER32_INIT, buf, (size_t)n)};
     pthread_mutex_lock(&t->lock);
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 256;
-        struct tap_range *p = realloc(t->ranges, cap * sizeof *p);
-        if (p) {
-            t->ranges = p;
-            t->cap = cap;
-        }
-    }
-    if (t->n < t->cap)
+    if (vb_vector_grow(&t->ranges, &t->cap, t->n + 1, sizeof *t->ranges) == 0)
         t->ranges[t->n++] = r;
     pthread_mutex_unlock(&t->lock);
     return n;

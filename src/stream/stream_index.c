@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "stream_lz4.h"
+#include "vector.h"
 
 /* Read-ahead over the frame headers: consecutive ZERO frames and small DATA frames are
  * served from one read instead of one pread each. */
@@ -242,14 +243,8 @@ static int read_trailer(struct header_reader *hr, uint64_t meta_end, struct trai
 static int push_extent(struct stream_index *idx, size_t *cap, const struct stream_extent *e,
                        struct vb_error *err)
 {
-    if (idx->nextents == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 256;
-        void *p = realloc(idx->extents, ncap * sizeof *idx->extents);
-        if (!p)
-            return vb_error_set(err, "out of memory");
-        idx->extents = p;
-        *cap = ncap;
-    }
+    if (vb_vector_grow(&idx->extents, cap, idx->nextents + 1, sizeof *idx->extents) < 0)
+        return vb_error_set(err, "out of memory");
     idx->extents[idx->nextents++] = *e;
     return 0;
 }

@@ -102,18 +102,26 @@ static const LZ4F_decompressOptions_t *decode_options(const struct stream_reader
     return r->idx && !r->idx->lz4_checksums ? &skip : NULL;
 }
 
+/* Refills the input when it is used up: the frame's stored bytes must not end first. */
+static int need_input(struct stream_reader *r, struct vb_error *err)
+{
+    if (r->in_pos < r->in_len)
+        return 0;
+    int f = fill(r, err);
+    if (f < 0)
+        return -1;
+    if (f == 0)
+        return vb_error_set(err, "lz4 frame truncated after %" PRIu64 " bytes", r->slice->stored);
+    return 0;
+}
+
 /* After the frame's last content byte: its end mark and content checksum, nothing more. */
 static int finish_frame(struct stream_reader *r, bool ended, struct vb_error *err)
 {
     const struct stream_slice *sl = r->slice;
     while (!ended) {
-        if (r->in_pos == r->in_len) {
-            int f = fill(r, err);
-            if (f < 0)
-                return -1;
-            if (f == 0)
-                return vb_error_set(err, "lz4 frame truncated after %" PRIu64 " bytes", sl->stored);
-        }
+        if (need_input(r, err) < 0)
+            return -1;
         uint8_t extra;
         size_t out_len = 1, in_len = r->in_len - r->in_pos;
         size_t rc = LZ4F_decompress(r->dctx, &extra, &out_len, r->in + r->in_pos, &in_len,
@@ -141,13 +149,8 @@ static int decode(struct stream_reader *r, uint8_t *dst, size_t n, struct vb_err
     size_t done = 0;
     bool ended = false;
     while (done < n) {
-        if (r->in_pos == r->in_len) {
-            int f = fill(r, err);
-            if (f < 0)
-                return -1;
-            if (f == 0)
-                return vb_error_set(err, "lz4 frame truncated after %" PRIu64 " bytes", sl->stored);
-        }
+        if (need_input(r, err) < 0)
+            return -1;
         size_t out_len = n - done, in_len = r->in_len - r->in_pos;
         size_t rc = LZ4F_decompress(r->dctx, dst + done, &out_len, r->in + r->in_pos, &in_len,
                                     decode_options(r));

@@ -9,8 +9,9 @@
 #include "checksum.h"
 #include "frame.h"
 #include "stream_lz4_pool.h"
+#include "vector.h"
 
-/* One element of the compression trailer per DATA frame (reference §1.5). */
+/* One element of the compression trailer per DATA frame (virtbackup-stream(5), COMPRESSION). */
 struct trailer_entry {
     size_t first; /* index into sizes */
     size_t count;
@@ -154,21 +155,6 @@ int stream_writer_zero(struct stream_writer *w, uint64_t start, uint64_t length,
     return emit_frame(w, STREAM_FRAME_ZERO, start, length, err);
 }
 
-static int grow(void **arr, size_t *cap, size_t need, size_t elem, struct vb_error *err)
-{
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 64;
-    while (ncap < need)
-        ncap *= 2;
-    void *p = realloc(*arr, ncap * elem);
-    if (!p)
-        return vb_error_set(err, "out of memory");
-    *arr = p;
-    *cap = ncap;
-    return 0;
-}
-
 int stream_writer_data_begin(struct stream_writer *w, uint64_t start, uint64_t length,
                              struct vb_error *err)
 {
@@ -181,9 +167,8 @@ int stream_writer_data_begin(struct stream_writer *w, uint64_t start, uint64_t l
     w->data_length = length;
     w->data_done = 0;
     if (w->compressed) {
-        if (grow((void **)&w->entries, &w->entries_cap, w->nentries + 1, sizeof *w->entries, err) <
-            0)
-            return -1;
+        if (vb_vector_grow(&w->entries, &w->entries_cap, w->nentries + 1, sizeof *w->entries) < 0)
+            return vb_error_set(err, "out of memory");
         w->entries[w->nentries++] = (struct trailer_entry){
             .first = w->frames_begun, .count = 0, .chunked = length >= STREAM_SLICE_SIZE};
     }
@@ -213,8 +198,8 @@ static int pool_emit(void *opaque, const void *buf, size_t len, uint32_t adler,
 static int pool_frame(void *opaque, uint64_t stored, struct vb_error *err)
 {
     struct stream_writer *w = opaque;
-    if (grow((void **)&w->sizes, &w->sizes_cap, w->nsizes + 1, sizeof *w->sizes, err) < 0)
-        return -1;
+    if (vb_vector_grow(&w->sizes, &w->sizes_cap, w->nsizes + 1, sizeof *w->sizes) < 0)
+        return vb_error_set(err, "out of memory");
     w->sizes[w->nsizes++] = stored;
     return 0;
 }

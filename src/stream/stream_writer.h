@@ -1,5 +1,5 @@
-/* Writes one stream (reference §1.2): META first, then DATA/ZERO frames in ascending order,
- * STOP, and for compressed streams the trailer and COMP frame. Every byte passes through an
+/* Writes one stream (virtbackup-stream(5), LAYOUT): META first, then DATA/ZERO frames in ascending
+ * order, STOP, and for compressed streams the trailer and COMP frame. Every byte passes through an
  * adler32 that the sink stores beside the file at commit. */
 #ifndef VB_STREAM_WRITER_H
 #define VB_STREAM_WRITER_H
@@ -14,7 +14,8 @@
 struct stream_writer;
 
 /* Writes the META frame at once: meta->data_size must already be the sum of all DATA lengths
- * that will follow (chains.md: the extent map is complete before the stream starts). The
+ * that will follow (virtbackup-stream(5), METADATA): the extent map is complete before the
+ * stream starts. The
  * writer takes ownership of the sink. */
 struct stream_writer *stream_writer_new(struct stream_sink *sink, const struct stream_meta *meta,
                                         struct vb_error *err);
