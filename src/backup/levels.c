@@ -180,7 +180,8 @@ int fall_back_to_new_base(struct backup_run *r, const char *why, struct vb_error
 {
     if (r->level == LEVEL_DIFF)
         return vb_error_set(err, "cannot take a differential backup: %s; run a full backup", why);
-    /* lost bitmap (chains.md): a full, recorded as a new base under the inc's name */
+    /* lost bitmap (virtbackup-stream(5), "Writing a chain"): a full, recorded as a new base under
+     * the inc's name */
     vb_warn("%s; switching to a full backup recorded as a new base (%s)", why, r->checkpoint);
     char **all;
     size_t na;
@@ -229,6 +230,8 @@ int commit_chain(struct backup_run *r, struct vb_error *err)
     if (!names)
         return vb_error_set(err, "out of memory");
     r->cpt.names = names;
-    r->cpt.names[r->cpt.n++] = strdup(r->checkpoint);
+    if (!(r->cpt.names[r->cpt.n] = strdup(r->checkpoint)))
+        return vb_error_set(err, "out of memory");
+    r->cpt.n++;
     return cpt_save(r->cpt_path, &r->cpt, err);
 }

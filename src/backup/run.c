@@ -1,5 +1,6 @@
 /* One run of virtbackup: resolve the level, prepare checkpoints, start the pull job, copy the
- * disks in parallel, commit, and leave nothing behind on any path (chains.md). */
+ * disks in parallel, commit, and leave nothing behind on any path (virtbackup-stream(5), "The order
+ * of a run"). */
 #include "run.h"
 #include "run_internal.h"
 
@@ -25,6 +26,7 @@
 #include "progress.h"
 #include "qemu_nbd.h"
 #include "summary.h"
+#include "util.h"
 
 volatile sig_atomic_t backup_interrupted;
 
@@ -106,8 +108,9 @@ static void fill_summary(struct backup_run *r)
     }
 }
 
-/* Undo what a failed run did, in the order chains.md asks: end the job, delete the run's
- * checkpoint while the domain still runs, then stop a domain we started. */
+/* Undo what a failed run did, in the order of virtbackup-stream(5), "The order of a run", step 4:
+ * end the job, delete the run's checkpoint while the domain still runs, then stop a domain we
+ * started. */
 static void rollback(struct backup_run *r)
 {
     struct vb_error e = {0};
@@ -398,8 +401,7 @@ int backup_main(struct backup_opts *o)
         if (ok) {
             vb_info("backup of %s finished", o->domain);
             vb_log_close();
-            const char *base = strrchr(r.logpath, '/');
-            ok = vb_zip_add_file(r.zip, base ? base + 1 : r.logpath, r.logpath, &zerr) == 0;
+            ok = vb_zip_add_file(r.zip, vb_base_name(r.logpath), r.logpath, &zerr) == 0;
         }
         if (vb_zip_writer_close(r.zip, ok, &zerr) < 0 || (!ok && zerr.msg[0])) {
             fprintf(stderr, "virtbackup: error: %s\n", zerr.msg);

@@ -1,4 +1,5 @@
 #include "fileutil.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,22 +9,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 /* The directory part of path ("." for a bare name). */
 static void dir_of(const char *path, char *dir, size_t len)
@@ -100,7 +85,7 @@ int vb_write_file_atomic(const char *path, const void *data, size_t len, struct 
     int fd = create_temporary(path, tmp, sizeof tmp, err);
     if (fd < 0)
         return -1;
-    if (write_all(fd, data, len) < 0) {
+    if (vb_write_all(fd, data, len) < 0) {
         vb_error_errno(err, "%s: write", tmp);
         close(fd);
         unlink(tmp);
@@ -132,7 +117,7 @@ int vb_copy_file_atomic(const char *from, const char *to, struct vb_error *err)
         }
         if (n == 0)
             break;
-        if (write_all(out, buf, (size_t)n) < 0) {
+        if (vb_write_all(out, buf, (size_t)n) < 0) {
             rc = vb_error_errno(err, "%s: write", tmp);
             break;
         }

@@ -18,6 +18,7 @@
 #include "qemu_nbd_internal.h"
 #include "sink.h"
 #include "subprocess.h"
+#include "util.h"
 
 static int local_run(struct vb_host *h, char *const argv[], char **out, size_t *len,
                      struct vb_error *err)
@@ -42,15 +43,7 @@ static int local_fetch(struct vb_host *h, const char *path, const char *local, s
 static int write_all_fd(int fd, const void *data, size_t len, const char *name,
                         struct vb_error *err)
 {
-    for (size_t done = 0; done < len;) {
-        ssize_t n = write(fd, (const char *)data + done, len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return vb_error_errno(err, "%s: write", name);
-        done += (size_t)n;
-    }
-    return 0;
+    return vb_write_all(fd, data, len) < 0 ? vb_error_errno(err, "%s: write", name) : 0;
 }
 
 /* A new local file at path with the bytes of from_fd (read to its end) or of data: written to

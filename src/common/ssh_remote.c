@@ -29,6 +29,7 @@
 #include <libssh/sftp.h>
 
 #include "log.h"
+#include "util.h"
 
 #define CONNECT_TIMEOUT_S 10
 #define XFER_PIECE        (256 * 1024) /* local read/write unit */
@@ -719,20 +720,6 @@ int vb_ssh_exists(struct vb_ssh *s, const char *remote, struct vb_error *err)
     return vb_error_set(err, "cannot check %s:%s: %s", s->host, remote, sftp_why(s));
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Pipelined download of an open remote file into fd: up to XFER_INFLIGHT read requests in
  * flight, answered in order. libssh 0.10's sftp_async_read() reads one packet before looking
  * for its answer in the queue, so answers must be collected in the order of the requests and
@@ -776,7 +763,7 @@ static int get_data(struct vb_ssh *s, sftp_file f, const char *remote, int fd, c
         head = (head + 1) % XFER_INFLIGHT;
         count--;
         if (fill + r.len > XFER_PIECE) {
-            if (rc == 0 && write_all(fd, piece, fill) < 0)
+            if (rc == 0 && vb_write_all(fd, piece, fill) < 0)
                 rc = vb_error_errno(err, "cannot write %s", partial);
             fill = 0;
         }
@@ -800,7 +787,7 @@ static int get_data(struct vb_ssh *s, sftp_file f, const char *remote, int fd, c
             resume = r.off + (uint64_t)n;
         }
     }
-    if (rc == 0 && fill && write_all(fd, piece, fill) < 0)
+    if (rc == 0 && fill && vb_write_all(fd, piece, fill) < 0)
         rc = vb_error_errno(err, "cannot write %s", partial);
     free(piece);
     return rc;

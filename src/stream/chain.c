@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "checkpoint_number.h"
+#include "util.h"
 
 const char *chain_file_kind_name(enum chain_file_kind kind)
 {
@@ -24,12 +25,6 @@ const char *chain_file_kind_name(enum chain_file_kind kind)
         return "diff";
     }
     return "?";
-}
-
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -55,7 +50,7 @@ static bool parse_diff_name(const char *name, uint64_t *when)
 
 int chain_classify(struct chain_file *f, struct vb_error *err)
 {
-    const char *name = base_name(f->path);
+    const char *name = vb_base_name(f->path);
     f->checkpoint_number = stream_checkpoint_number(f->meta.checkpoint_name);
     f->diff_time = 0;
     if (parse_diff_name(name, &f->diff_time)) {
