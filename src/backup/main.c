@@ -81,17 +81,7 @@ static void usage(FILE *f)
           f);
 }
 
-static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad_usage(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("virtbackup: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n%s\n", usage_line);
-    return 1;
-}
+#define bad_usage(...) vb_opt_usage_error("virtbackup", usage_line, __VA_ARGS__)
 
 enum {
     OPT_SCRATCHDIR = 256,

@@ -3,6 +3,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,4 +51,16 @@ void vb_opt_scrub(int argc, char **argv, const char *long_name)
         else if (a[2 + n] == '\0' && i + 1 < argc)
             memset(argv[i + 1], 'x', strlen(argv[i + 1]));
     }
+}
+
+int vb_opt_usage_error(const char *prog, const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(usage);
+    fprintf(stderr, "\n%s%s", usage, n && usage[n - 1] == '\n' ? "" : "\n");
+    return 1;
 }

@@ -16,4 +16,9 @@ bool vb_opt_parse_number(const char *s, long long *out);
 /* Overwrites the value of a secret option in argv so that ps does not show it. */
 void vb_opt_scrub(int argc, char **argv, const char *long_name);
 
+/* A command-line mistake: "<prog>: <message>" and the usage lines on stderr. Returns 1, the
+ * exit status of a usage error. */
+int vb_opt_usage_error(const char *prog, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -143,18 +143,7 @@ static void help(void)
            "  -V, --version             print the version\n");
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "virtmap: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n" USAGE);
-    va_end(ap);
-    return 1;
-}
+#define usage_error(...) vb_opt_usage_error("virtmap", USAGE, __VA_ARGS__)
 
 int main(int argc, char **argv)
 {

@@ -137,18 +137,7 @@ static void help(void)
            vb_remote_cli_help);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "virtrestore: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n%s", USAGE);
-    va_end(ap);
-    return 1;
-}
+#define usage_error(...) vb_opt_usage_error("virtrestore", USAGE, __VA_ARGS__)
 
 static void on_signal(int sig)
 {
