@@ -10,6 +10,7 @@
 #include "backup_job.h"
 #include "bitmaps.h"
 #include "checkpoints.h"
+#include "interrupted.h"
 #include "level_rules.h"
 #include "log.h"
 #include "run_internal.h"
@@ -130,13 +131,17 @@ int prepare_checkpoints(struct backup_run *r, struct vb_error *err)
                             "-l auto)",
                             r->cpt_path);
     }
-    /* orphans: checkpoints of a crashed run, whose data was never committed */
+    if (!r->o->zip && interrupted_set_aside(r->o->output, &r->cpt, err) < 0) {
+        checkpoints_free(names, n);
+        return -1;
+    }
+    /* orphans: checkpoints of a crashed run, whose bookkeeping was never written */
     for (size_t i = 0; i < n; i++) {
         bool listed = false;
         for (size_t k = 0; k < r->cpt.n; k++)
             listed |= strcmp(names[i], r->cpt.names[k]) == 0;
         if (!listed) {
-            vb_warn("removing checkpoint %s left by an interrupted run (no data file for it)",
+            vb_warn("removing checkpoint %s left by an interrupted run (not in the chain's list)",
                     names[i]);
             if (checkpoint_delete(r->dom, names[i], false, err) < 0) {
                 checkpoints_free(names, n);
