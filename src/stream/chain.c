@@ -278,7 +278,28 @@ static long cpt_index(char *const *cpt, size_t ncpt, const char *name)
     return -1;
 }
 
-int chain_check_cpt(const struct chain_file *files, const struct chain_plan *plan, char *const *cpt,
+/* True if the planned files from position k on are incrementals of checkpoints numbered
+ * above every one the list names: what a backup leaves when it is interrupted after
+ * committing its data and before writing the list. */
+static bool interrupted_tail(const struct chain_file *files, const struct chain_plan *plan,
+                             size_t k, char *const *cpt, size_t ncpt)
+{
+    long listed = -1;
+    for (size_t i = 0; i < ncpt; i++) {
+        long num = stream_checkpoint_number(cpt[i]);
+        if (num > listed)
+            listed = num;
+    }
+    for (; k < plan->n; k++) {
+        const struct chain_file *f = &files[plan->order[k]];
+        if (f->kind != CHAIN_FILE_INC ||
+            stream_checkpoint_number(f->meta.checkpoint_name) <= listed)
+            return false;
+    }
+    return listed >= 0;
+}
+
+int chain_check_cpt(const struct chain_file *files, struct chain_plan *plan, char *const *cpt,
                     size_t ncpt, const char *cpt_name, bool latest, struct vb_error *err)
 {
     long prev = -1;
@@ -288,6 +309,15 @@ int chain_check_cpt(const struct chain_file *files, const struct chain_plan *pla
         if (f->kind == CHAIN_FILE_DIFF || f->kind == CHAIN_FILE_COPY)
             continue;
         long at = cpt_index(cpt, ncpt, f->meta.checkpoint_name);
+        if (at < 0 && latest && last && interrupted_tail(files, plan, k, cpt, ncpt)) {
+            vb_error_set(err,
+                         "%s holds checkpoint %s, which %s does not list: a backup interrupted "
+                         "before its bookkeeping (the next virtbackup run sets it aside); "
+                         "restoring the chain up to %s",
+                         f->path, f->meta.checkpoint_name, cpt_name, last->meta.checkpoint_name);
+            plan->n = k;
+            return 1;
+        }
         if (at < 0)
             return vb_error_set(err, "%s holds checkpoint %s, which %s does not list", f->path,
                                 f->meta.checkpoint_name, cpt_name);

@@ -53,8 +53,11 @@ void chain_plan_free(struct chain_plan *plan);
  * same order, with no listed checkpoint between them that no file holds. Errors (-1) name
  * both. At the latest point (latest true), a list that goes on after the chain's last
  * checkpoint returns 1 with a warning in err: the links are consistent, a later backup may
- * simply be missing from the input. */
-int chain_check_cpt(const struct chain_file *files, const struct chain_plan *plan, char *const *cpt,
+ * simply be missing from the input. Also at the latest point, incrementals at the end of the
+ * plan whose checkpoints are numbered above every listed one were committed by a backup
+ * interrupted before it wrote the list: the plan is cut before them (plan->n) and 1 is
+ * returned with a warning. */
+int chain_check_cpt(const struct chain_file *files, struct chain_plan *plan, char *const *cpt,
                     size_t ncpt, const char *cpt_name, bool latest, struct vb_error *err);
 
 #endif

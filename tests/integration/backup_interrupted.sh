@@ -5,7 +5,8 @@
 # <file>.interrupted (with the .chksum), removes the orphan checkpoint, takes the number
 # again and continues the chain; the chain restores to the disk as it is. The state is made
 # exactly: a committed inc whose .cpt entry, checkpoints/ XML and metadata are taken away,
-# its libvirt checkpoint left in place (what the kill leaves).
+# its libvirt checkpoint left in place (what the kill leaves). Until then, restores give the
+# last point the list names, with a warning.
 set -euo pipefail
 source "$(dirname "$0")/../lib/testbed.sh"
 source "$(dirname "$0")/../lib/chain.sh"
@@ -16,6 +17,7 @@ DOM=$TB_DOMAIN
 OUT=$TB_WORKDIR/out
 tb_qemu_io "$DOM" vda "write -P 0x61 0 8M"
 vb_backup -d "$DOM" -l full -o "$OUT"
+tb_snapshot_image "$DOM" vda "$TB_WORKDIR/full.raw"
 
 # interrupt N: an inc that committed vda.inc.virtnbdbackup.N.data and stopped there
 interrupt() {
@@ -30,10 +32,18 @@ interrupt() {
         tb_fail "the interrupted run's checkpoint virtnbdbackup.$n should still exist"
 }
 
-tb_step "the next inc moves the interrupted run's file aside and continues"
+tb_step "an inc interrupted before its bookkeeping: restores give the last point the list names, with a warning"
 tb_qemu_io "$DOM" vda "write -P 0x62 1M 64k"
 interrupt 1
 lost=$(sha256sum <"$OUT/vda.inc.virtnbdbackup.1.data")
+rc=0
+"$VIRTRESTORE" -n -i "$OUT" -o "$TB_WORKDIR/early" -d vda >"$TB_WORKDIR/early.log" 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || tb_fail "restore of the interrupted chain exited $rc: $(cat "$TB_WORKDIR/early.log")"
+grep -q "holds checkpoint virtnbdbackup.1, which .* does not list: a backup interrupted before its bookkeeping" \
+    "$TB_WORKDIR/early.log" || tb_fail "no warning: $(cat "$TB_WORKDIR/early.log")"
+compare_qcow_raw "$(ls "$TB_WORKDIR"/early/*.qcow2)" "$TB_WORKDIR/full.raw" "restore of the interrupted chain"
+
+tb_step "the next inc moves the interrupted run's file aside and continues"
 tb_qemu_io "$DOM" vda "write -P 0x63 2M 64k"
 out=$("$VIRTBACKUP" -n -d "$DOM" -l inc -o "$OUT" 2>&1) || tb_fail "the next inc failed: $out"
 printf '%s\n' "$out" | sed 's/^/    | /' >&2

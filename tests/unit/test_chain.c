@@ -293,6 +293,22 @@ static void test_cpt(void)
     char *extra[] = {"virtnbdbackup.0", "virtnbdbackup.1", "virtnbdbackup.2", "virtnbdbackup.3"};
     CHECK(chain_check_cpt(f, &p, extra, 4, "vm.cpt", true, &err) == 1); /* a warning */
     CHECK_MSG(strstr(err.msg, "virtnbdbackup.3"), "%s", err.msg);
+    /* a backup interrupted after committing inc 2, before writing the list: the latest point
+     * is the last listed one, with a warning */
+    char *interrupted[] = {"virtnbdbackup.0", "virtnbdbackup.1"};
+    CHECK(chain_check_cpt(f, &p, interrupted, 2, "vm.cpt", true, &err) == 1);
+    CHECK_MSG(strstr(err.msg, "virtnbdbackup.2") && strstr(err.msg, "interrupted"), "%s", err.msg);
+    CHECK(p.n == 2 && p.order[1] == 1);
+    chain_plan_free(&p);
+    /* a list that lacks a middle checkpoint is not an interruption */
+    CHECK(chain_plan_build(f, 3, NULL, &p, &err) == 0);
+    char *only_base[] = {"virtnbdbackup.0", "virtnbdbackup.2"};
+    CHECK(chain_check_cpt(f, &p, only_base, 2, "vm.cpt", true, &err) < 0);
+    CHECK(p.n == 3);
+    chain_plan_free(&p);
+    /* asked for explicitly, an unlisted checkpoint stays an error */
+    CHECK(chain_plan_build(f, 3, "virtnbdbackup.2", &p, &err) == 0);
+    CHECK(chain_check_cpt(f, &p, interrupted, 2, "vm.cpt", false, &err) < 0);
     chain_plan_free(&p);
     /* up to checkpoint 1, the later entries do not matter */
     CHECK(chain_plan_build(f, 3, "virtnbdbackup.1", &p, &err) == 0);
