@@ -22,8 +22,7 @@ struct image_info {
     int refs;      /* the caller's and the thread's */
     bool threaded; /* a thread fills the images */
     bool done;
-    bool no_session; /* the thread could not open its own SSH session */
-    bool is_remote;
+    bool no_session;              /* the thread could not open its own SSH session */
     struct vb_remote_opts remote; /* strings owned */
     size_t n;
     struct image *v;
@@ -80,14 +79,15 @@ static void *fetch_thread(void *arg)
     struct image_info *ii = arg;
     struct vb_host host = {0};
     struct vb_error err = {0};
-    bool have_host = !ii->is_remote || vb_host_open(&ii->remote, &host, &err) == 0;
+    /* its own host session: a second SSH session for a remote host */
+    bool have_host = vb_host_open(&ii->remote, &host, &err) == 0;
     if (!have_host)
         vb_debug("image information: no second SSH session (%s); it is read after the copy",
                  err.msg);
     for (size_t i = 0; have_host && i < ii->n; i++)
         if (ii->v[i].path)
             run_one(&host, &ii->v[i]);
-    if (ii->is_remote)
+    if (have_host)
         vb_host_close(&host);
     pthread_mutex_lock(&ii->lock);
     ii->no_session = !have_host;
@@ -98,7 +98,7 @@ static void *fetch_thread(void *arg)
     return NULL;
 }
 
-struct image_info *image_info_start(const struct vb_remote_opts *remote, bool is_remote,
+struct image_info *image_info_start(const struct vb_remote_opts *remote,
                                     const struct vb_disk *const *disks, size_t n)
 {
     struct image_info *ii = calloc(1, sizeof *ii);
@@ -107,7 +107,6 @@ struct image_info *image_info_start(const struct vb_remote_opts *remote, bool is
     pthread_mutex_init(&ii->lock, NULL);
     pthread_cond_init(&ii->cond, NULL);
     ii->refs = 1;
-    ii->is_remote = is_remote;
     ii->remote = *remote;
     ii->remote.uri = dup_or_null(remote->uri);
     ii->remote.ssh_user = dup_or_null(remote->ssh_user);

@@ -25,7 +25,7 @@ bool image_info_wanted(const struct vb_disk *d);
 /* Starts fetching the information of the wanted ones among disks[0..n). remote: the options
  * the host was opened with (their strings are copied). Never fails: when no thread can be
  * started, image_info_get runs the command itself. */
-struct image_info *image_info_start(const struct vb_remote_opts *remote, bool is_remote,
+struct image_info *image_info_start(const struct vb_remote_opts *remote,
                                     const struct vb_disk *const *disks, size_t n);
 
 /* Waits for disk i's output (a NUL-terminated JSON text, *json borrowed until

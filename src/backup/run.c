@@ -147,7 +147,7 @@ static int start_image_info(struct backup_run *r, struct vb_error *err)
         return vb_error_set(err, "out of memory");
     for (size_t i = 0; i < r->njobs; i++)
         disks[i] = r->jobs[i].disk;
-    r->images = image_info_start(&r->o->remote, vb_host_is_remote(&r->host), disks, r->njobs);
+    r->images = image_info_start(&r->o->remote, disks, r->njobs);
     free(disks);
     return r->images ? 0 : vb_error_set(err, "out of memory");
 }
