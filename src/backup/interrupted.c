@@ -14,8 +14,9 @@
  * same number) is replaced. A missing path is not an error (a .chksum may be missing). */
 static int move_aside(const char *path, struct vb_error *err)
 {
-    char dest[4200];
-    snprintf(dest, sizeof dest, "%s.interrupted", path);
+    char dest[4300];
+    if ((size_t)snprintf(dest, sizeof dest, "%s.interrupted", path) >= sizeof dest)
+        return vb_error_set(err, "%s: name too long", path);
     if (rename(path, dest) == 0 || errno == ENOENT)
         return 0;
     return vb_error_errno(err, "cannot move %s aside to %s", path, dest);
@@ -53,7 +54,10 @@ int interrupted_set_aside(const char *dir, const struct cpt_list *cpt, struct vb
                 "(the chain goes on without it)",
                 g.gl_pathv[i], checkpoint, name);
         char chksum[4200];
-        snprintf(chksum, sizeof chksum, "%s.chksum", g.gl_pathv[i]);
+        if ((size_t)snprintf(chksum, sizeof chksum, "%s.chksum", g.gl_pathv[i]) >= sizeof chksum) {
+            rc = vb_error_set(err, "%s: name too long", g.gl_pathv[i]);
+            break;
+        }
         if ((rc = move_aside(g.gl_pathv[i], err)) == 0 && (rc = move_aside(chksum, err)) == 0)
             moved++;
     }
