@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "manifest.h"
+#include "repo_config.h"
 #include "testutil.h"
 
 static const char *UUID = "6c1b9c4e-0e0b-4a5e-9f8a-1d2c3b4a5e6f";

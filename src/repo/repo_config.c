@@ -7,9 +7,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "index.h"
 #include "jsonfield.h"
+#include "repo_config.h"
 
 static bool id_valid(const char *id)
 {

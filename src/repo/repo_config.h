@@ -1,6 +1,7 @@
 /* The repository config of virtbackup-repository(5) (the object "config", JSON, put once
  * by virtrepo init): format and version, the repository's id, chunk size, compression and
- * level, creation time, encryption ("none" in version 1). Parse (strict), emit, defaults. */
+ * level, creation time, encryption ("none" in version 1). Parse (strict), emit, defaults.
+ * Named apart from src/restore/config.h, which tools linking both libraries also see. */
 #ifndef VB_REPO_CONFIG_H
 #define VB_REPO_CONFIG_H
 
