@@ -44,7 +44,7 @@ static int chunk_count(uint64_t virtual_size, uint32_t chunk_size, size_t *n, st
 
 bool repo_index_fits(uint64_t virtual_size, uint32_t chunk_size)
 {
-    size_t n;
+    size_t n = 0;
     struct vb_error err;
     return chunk_count(virtual_size, chunk_size, &n, &err) == 0;
 }
@@ -52,7 +52,7 @@ bool repo_index_fits(uint64_t virtual_size, uint32_t chunk_size)
 int repo_index_init(struct repo_index *idx, uint64_t virtual_size, uint32_t chunk_size,
                     struct vb_error *err)
 {
-    size_t n;
+    size_t n = 0;
     memset(idx, 0, sizeof(*idx));
     if (chunk_count(virtual_size, chunk_size, &n, err) < 0)
         return -1;
@@ -82,7 +82,7 @@ uint32_t repo_index_chunk_len(const struct repo_index *idx, size_t i)
 
 int repo_index_encode(const struct repo_index *idx, void **raw, size_t *len, struct vb_error *err)
 {
-    size_t n;
+    size_t n = 0;
     if (chunk_count(idx->virtual_size, idx->chunk_size, &n, err) < 0)
         return -1;
     if (n != idx->n)
@@ -120,7 +120,7 @@ int repo_index_decode(const void *raw, size_t len, struct repo_index *idx, struc
         (uint32_t)b[16] | (uint32_t)b[17] << 8 | (uint32_t)b[18] << 16 | (uint32_t)b[19] << 24;
     if (b[20] | b[21] | b[22] | b[23])
         return vb_error_set(err, "index: reserved bytes 20..23 are not zero");
-    size_t n;
+    size_t n = 0;
     if (chunk_count(size, cs, &n, err) < 0)
         return -1;
     if ((len - REPO_INDEX_HEADER_SIZE) % REPO_DIGEST_SIZE != 0 ||

@@ -71,7 +71,7 @@ int repo_jf_uint(const struct repo_jf *at, json_t *o, const char *name, uint64_t
 int repo_jf_digest(const struct repo_jf *at, json_t *o, const char *name, repo_digest *out,
                    struct vb_error *err)
 {
-    const char *s;
+    const char *s = NULL;
     if (repo_jf_str(at, o, name, false, false, &s, err) < 0)
         return -1;
     if (repo_digest_parse(s, out) < 0)
@@ -82,7 +82,7 @@ int repo_jf_digest(const struct repo_jf *at, json_t *o, const char *name, repo_d
 int repo_jf_format(const struct repo_jf *at, json_t *o, const char *format, int version, int *got,
                    struct vb_error *err)
 {
-    const char *f;
+    const char *f = NULL;
     if (repo_jf_str(at, o, "format", false, false, &f, err) < 0)
         return -1;
     if (strcmp(f, format) != 0)

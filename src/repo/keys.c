@@ -65,7 +65,7 @@ bool repo_snapshot_id_valid(const char *id)
     char iso[24];
     snprintf(iso, sizeof(iso), "%.4s-%.2s-%.2sT%.2s:%.2s:%.2sZ", id, id + 4, id + 6, id + 9,
              id + 11, id + 13);
-    time_t t;
+    time_t t = 0;
     return repo_time_parse(iso, &t) == 0;
 }
 

@@ -44,7 +44,7 @@ void repo_manifest_free(struct repo_manifest *m)
 static int dup_field(const struct repo_jf *at, json_t *o, const char *name, bool nullable,
                      char **out, struct vb_error *err)
 {
-    const char *s;
+    const char *s = NULL;
     if (repo_jf_str(at, o, name, nullable, false, &s, err) < 0)
         return -1;
     *out = NULL;
@@ -65,7 +65,7 @@ static int name_index(const char *s, const char *const *names, int n)
 static int parse_id(const struct repo_jf *at, json_t *o, const char *name, bool nullable,
                     char out[32], struct vb_error *err)
 {
-    const char *s;
+    const char *s = NULL;
     if (repo_jf_str(at, o, name, nullable, false, &s, err) < 0)
         return -1;
     out[0] = '\0';
@@ -89,7 +89,7 @@ static int parse_checkpoint(const struct repo_jf *top, json_t *o, struct repo_ma
     if (!json_is_object(c))
         return repo_jf_error(top, "checkpoint", err, "neither null nor an object");
     const struct repo_jf at = {top->doc, "checkpoint"};
-    uint64_t t;
+    uint64_t t = 0;
     m->has_checkpoint = true;
     if (dup_field(&at, c, "name", false, &m->checkpoint.name, err) < 0 ||
         repo_jf_uint(&at, c, "creation_time", INT64_MAX, &t, err) < 0 ||
@@ -126,7 +126,7 @@ static int parse_disk(const char *doc, json_t *d, size_t i, struct repo_manifest
     const struct repo_jf at = {doc, path};
     if (!json_is_object(d))
         return vb_error_set(err, "%s: %s: not an object", doc, path);
-    uint64_t cs;
+    uint64_t cs = 0;
     if (dup_field(&at, d, "target", false, &disk->target, err) < 0 ||
         repo_jf_uint(&at, d, "virtual_size", INT64_MAX, &disk->virtual_size, err) < 0 ||
         repo_jf_uint(&at, d, "chunk_size", UINT32_MAX, &cs, err) < 0)
@@ -158,7 +158,7 @@ static int parse_blob(const char *doc, json_t *b, size_t i, struct repo_manifest
     const struct repo_jf at = {doc, path};
     if (!json_is_object(b))
         return vb_error_set(err, "%s: %s: not an object", doc, path);
-    const char *kind;
+    const char *kind = NULL;
     if (repo_jf_str(&at, b, "kind", false, false, &kind, err) < 0)
         return -1;
     int k = name_index(kind, blob_names, 4);
@@ -176,8 +176,8 @@ static int parse_blob(const char *doc, json_t *b, size_t i, struct repo_manifest
 static int parse_object(json_t *o, struct repo_manifest *m, struct vb_error *err)
 {
     const struct repo_jf at = {"snapshot manifest", ""};
-    int version;
-    const char *s;
+    int version = 0;
+    const char *s = NULL;
     if (!json_is_object(o))
         return vb_error_set(err, "snapshot manifest: not a JSON object");
     if (repo_jf_format(&at, o, REPO_MANIFEST_FORMAT, REPO_MANIFEST_VERSION, &version, err) < 0 ||
@@ -188,7 +188,7 @@ static int parse_object(json_t *o, struct repo_manifest *m, struct vb_error *err
     if (!repo_uuid_valid(s))
         return repo_jf_error(&at, "uuid", err, "\"%.40s\" is not a lower-case uuid", s);
     strcpy(m->uuid, s);
-    time_t t;
+    time_t t = 0;
     if (repo_jf_str(&at, o, "time", false, false, &s, err) < 0)
         return -1;
     if (strlen(s) >= sizeof(m->time) || repo_time_parse(s, &t) < 0)

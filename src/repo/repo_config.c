@@ -69,7 +69,7 @@ int repo_config_validate(const struct repo_config *c, struct vb_error *err)
     default:
         return repo_jf_error(&at, "compression", err, "unknown (%d)", (int)c->compression);
     }
-    time_t t;
+    time_t t = 0;
     if (repo_time_parse(c->created, &t) < 0)
         return repo_jf_error(&at, "created", err, "\"%s\" is not an ISO 8601 time with offset",
                              c->created);
@@ -113,8 +113,8 @@ int repo_config_parse(const char *json, size_t len, struct repo_config *c, struc
     if (!o)
         return vb_error_set(err, "repository config: not JSON: %s (line %d)", je.text, je.line);
     int rc = -1;
-    const char *s;
-    uint64_t u;
+    const char *s = NULL;
+    uint64_t u = 0;
     if (!json_is_object(o)) {
         vb_error_set(err, "repository config: not a JSON object");
         goto out;
