@@ -15,11 +15,14 @@ echo "==> building the fuzzers with $(clang --version | head -1)"
 # binaries at the top of the build directory
 CC=clang cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-g -O1" \
     -DVB_FUZZ=ON >/dev/null
-cmake --build "$OUT" -j"$(nproc)" --target fuzz_stream fuzz_nbd fuzz_zip >/dev/null
+cmake --build "$OUT" -j"$(nproc)" --target fuzz_stream fuzz_nbd fuzz_zip \
+    fuzz_repo_object fuzz_repo_manifest >/dev/null
 
 echo "==> seed corpora"
-mkdir -p "$OUT/corpus_stream" "$OUT/corpus_nbd" "$OUT/corpus_zip"
-/usr/bin/python3 tests/fuzz/seeds.py "$OUT/corpus_stream" "$OUT/corpus_nbd" "$OUT/corpus_zip"
+mkdir -p "$OUT/corpus_stream" "$OUT/corpus_nbd" "$OUT/corpus_zip" "$OUT/corpus_repo_object" \
+    "$OUT/corpus_repo_manifest"
+/usr/bin/python3 tests/fuzz/seeds.py "$OUT/corpus_stream" "$OUT/corpus_nbd" "$OUT/corpus_zip" \
+    "$OUT/corpus_repo_object" "$OUT/corpus_repo_manifest"
 
 run() { # run NAME CORPUS
     local name="$1" corpus="$2"
@@ -46,4 +49,6 @@ rm -f "$OUT"/fuzz_*-crash-* "$OUT"/fuzz_*-leak-* "$OUT"/fuzz_*-timeout-*
 run fuzz_stream "$OUT/corpus_stream"
 run fuzz_nbd "$OUT/corpus_nbd"
 run fuzz_zip "$OUT/corpus_zip"
+run fuzz_repo_object "$OUT/corpus_repo_object"
+run fuzz_repo_manifest "$OUT/corpus_repo_manifest"
 echo "fuzzing: no crash, leak, undefined behaviour or timeout"

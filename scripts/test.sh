@@ -41,7 +41,7 @@ cmake --build build-asan -j"$JOBS"
 step "unit tests, optimised build"
 (cd build && ctest -L unit --output-on-failure -j"$JOBS")
 
-step "fuzzing the stream reader and the NBD server (bounded time)"
+step "fuzzing the stream, zip and repository readers and the NBD server (bounded time)"
 # a smoke run inside CI's 20 minutes (18 on a slow machine); longer: scripts/fuzz.sh SECONDS
 ./scripts/fuzz.sh "${VB_FUZZ_SECONDS:-12}"
 

@@ -1,11 +1,14 @@
 #!/usr/bin/python3
 """Seed corpora for the fuzzers: small valid stream files (plain, compressed with
-independent and with linked lz4 blocks, version 1) and NBD client sessions (handshake,
-options, every command)."""
+independent and with linked lz4 blocks, version 1), NBD client sessions (handshake,
+options, every command), zips, and repository objects (chunks stored as none, lz4 and zstd,
+an index object, a raw index) and manifests and configs (virtbackup-repository(5))."""
+import hashlib
 import json
 import os
 import struct
 import sys
+import zlib
 
 import lz4.frame
 
@@ -95,6 +98,57 @@ def zip_seeds(zdir, streams):
         f.write(bytes(data))
 
 
+def repo_object(kind, comp, raw, payload):
+    """The envelope: magic, version 1, kind, compression, flags 0, sizes, crc32s."""
+    head = b"VBRO" + bytes([1, kind, comp, 0]) + struct.pack("<III", len(raw), len(payload),
+                                                               zlib.crc32(payload))
+    return head + struct.pack("<I", zlib.crc32(head)) + payload
+
+
+def repo_seeds(odir, mdir):
+    import lz4.block
+    text = b"virtbackup repository chunk " * 40
+    # a zstd frame by hand: single segment, 1-byte content size, one RLE block
+    rle = (b"\x28\xb5\x2f\xfd\x20" + bytes([200]) +
+           struct.pack("<I", 200 << 3 | 1 << 1 | 1)[:3] + b"A")
+    index = b"VBRIDX1\0" + struct.pack("<QII", 3 * 65536 + 100, 65536, 0)
+    index += hashlib.sha256(text).digest() + bytes(32) + hashlib.sha256(b"A" * 200).digest()
+    index += hashlib.sha256(b"x").digest()
+    objects = {
+        "chunk-none": b"\0" + repo_object(1, 0, b"x", b"x"),
+        "chunk-lz4": b"\0" + repo_object(1, 2, text, lz4.block.compress(text, store_size=False)),
+        "chunk-zstd": b"\0" + repo_object(1, 1, b"A" * 200, rle),
+        "chunk-empty": b"\0" + repo_object(1, 0, b"", b""),
+        "index-object": b"\1" + repo_object(2, 0, index, index),
+        "index-raw": b"\2" + index,
+    }
+    for name, data in objects.items():
+        with open(os.path.join(odir, name), "wb") as f:
+            f.write(data)
+    uuid = "6c1b9c4e-0e0b-4a5e-9f8a-1d2c3b4a5e6f"
+    manifest = {"format": "virtbackup-snapshot", "version": 1, "id": "20261207T180000Z-0badcafe",
+                "vm": "vm1", "uuid": uuid, "time": "2026-12-07T18:00:00+00:00", "level": "full",
+                "parent": None,
+                "checkpoint": {"name": "virtnbdbackup.0", "creation_time": 1796666400,
+                               "xml": "<domaincheckpoint/>"},
+                "domain_xml": "<domain/>",
+                "disks": [{"target": "vda", "virtual_size": 3 * 65536 + 100,
+                           "chunk_size": 65536, "index": hashlib.sha256(index).hexdigest(),
+                           "format": "qcow2", "qcow_json": "{}", "bytes_read": 1,
+                           "bytes_new": 1, "bytes_stored": 1}],
+                "blobs": [{"kind": "nvram", "path": "/var/lib/libvirt/qemu/nvram/vm1_VARS.fd",
+                           "size": 100, "index": "00" * 32}]}
+    inc = dict(manifest, level="inc", parent=manifest["id"], checkpoint=None, blobs=[])
+    config = {"format": "virtbackup-repository", "version": 1, "id": "0123456789abcdef" * 2,
+              "chunk_size": 4194304, "compression": "zstd", "compression_level": 1,
+              "created": "2026-12-07T18:00:00Z", "encryption": "none"}
+    for name, data in {"manifest-full": b"\0" + json.dumps(manifest, indent=2).encode(),
+                       "manifest-inc": b"\0" + json.dumps(inc).encode(),
+                       "config": b"\1" + json.dumps(config).encode()}.items():
+        with open(os.path.join(mdir, name), "wb") as f:
+            f.write(data)
+
+
 def main():
     sdir, ndir = sys.argv[1], sys.argv[2]
     block = bytes(range(256)) * 256  # 64 KiB
@@ -109,6 +163,8 @@ def main():
             f.write(data)
     if len(sys.argv) > 3:
         zip_seeds(sys.argv[3], seeds)
+    if len(sys.argv) > 5:
+        repo_seeds(sys.argv[4], sys.argv[5])
     sessions = {
         "read": [(0, 0, 0, 4096, b"")],
         "status": [(7, 0, 0, 1 << 20, b"")],
