@@ -16,7 +16,7 @@ PACKAGES=(
     # build
     build-essential cmake pkg-config clang-format
     libvirt-dev libnbd-dev liblz4-dev zlib1g-dev libdeflate-dev libjansson-dev libxml2-dev
-    libarchive-dev libzip-dev libssh-dev libgnutls28-dev
+    libarchive-dev libzip-dev libssh-dev libgnutls28-dev libzstd-dev libssl-dev
     # sanitizer runtime for clang-less gcc builds is part of gcc; keep libasan via gcc
     # hypervisor and daemons
     libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
