@@ -195,12 +195,11 @@ void repo_close(struct repo *r)
 
 /* ---- chunks and indexes ---- */
 
-/* 0 when key holds an object of kind with a valid header and raw_size bytes of content,
- * 1 when it is missing or damaged (to be put), -1 on error. A valid header of another
- * content size is an error: the digest the caller named is not its content's, and replacing
- * the object would damage it. */
-static int object_present(struct repo *r, const char *key, int kind, size_t raw_size,
-                          struct vb_error *err)
+/* What "the object exists" means (virtbackup-repository(5)): present, its 24-byte header
+ * valid and the object's size the header's. 0 so (*raw_size set), 1 missing, 2 damaged (err
+ * says how), -1 on error. */
+static int check_object(struct repo *r, const char *key, int kind, uint32_t *raw_size,
+                        struct vb_error *err)
 {
     struct repo_store *s = r->store;
     uint64_t size = 0;
@@ -212,27 +211,39 @@ static int object_present(struct repo *r, const char *key, int kind, size_t raw_
     rc = s->ops->get(s, key, 0, REPO_OBJECT_HEADER_SIZE, &hdr, &got, err);
     if (rc != 0)
         return rc; /* 1: deleted meanwhile */
-    uint32_t raw = 0;
-    struct vb_error ignored = {0};
-    bool valid = repo_object_check_header(hdr, got, size, kind, &raw, NULL, &ignored) == 0;
+    rc = repo_object_check_header(hdr, got, size, kind, raw_size, NULL, err);
     free(hdr);
-    if (valid && raw != raw_size)
-        return vb_error_set(err, "%s/%s holds %u bytes of content, not %zu: refusing to replace it",
-                            r->path, key, raw, raw_size);
-    return valid ? 0 : 1;
+    if (rc < 0) {
+        vb_error_prefix(err, "%s/%s", r->path, key);
+        return 2;
+    }
+    return 0;
 }
 
-/* Puts the content raw under key as an object of kind unless it is there intact. */
+/* Puts the content raw under key as an object of kind unless it is there intact. An intact
+ * object of another content size is an error: the digest the caller named is not its
+ * content's, and replacing the object would damage it. */
 static int put_object(struct repo *r, const char *key, int kind, const void *raw, size_t len,
-                      uint64_t *stored, struct vb_error *err)
+                      bool *was_new, uint64_t *stored, struct vb_error *err)
 {
+    if (was_new)
+        *was_new = false;
     if (stored)
         *stored = 0;
-    int rc = object_present(r, key, kind, len, err);
-    if (rc < 0)
-        return rc;
-    if (rc == 0)
-        return 1;
+    uint32_t present = 0;
+    struct vb_error damage = {0};
+    int rc = check_object(r, key, kind, &present, &damage);
+    if (rc < 0) {
+        *err = damage;
+        return -1;
+    }
+    if (rc == 0) {
+        if (present == len)
+            return 0;
+        return vb_error_set(err, "%s/%s holds %u bytes of content, not %zu: refusing to replace it",
+                            r->path, key, present, len);
+    }
+    /* missing, or damaged: put (again) */
     void *obj = NULL;
     size_t obj_len = 0;
     if (repo_object_encode(kind, raw, len, r->config.compression, r->config.compression_level, &obj,
@@ -242,6 +253,8 @@ static int put_object(struct repo *r, const char *key, int kind, const void *raw
     free(obj);
     if (rc < 0)
         return -1;
+    if (was_new)
+        *was_new = true;
     if (stored)
         *stored = obj_len;
     return 0;
@@ -265,7 +278,12 @@ static int get_object(struct repo *r, const char *key, int kind, const repo_dige
     return 0;
 }
 
-int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t len,
+uint32_t repo_chunk_size(const struct repo *r)
+{
+    return r->config.chunk_size;
+}
+
+int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t len, bool *was_new,
                    uint64_t *stored, struct vb_error *err)
 {
     char hex[REPO_DIGEST_HEX + 1], key[80];
@@ -276,10 +294,20 @@ int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t
         return vb_error_set(err, "chunk %s: %zu bytes, more than the chunk size %u", hex, len,
                             r->config.chunk_size);
     repo_chunk_key(d, key);
-    int rc = put_object(r, key, REPO_KIND_CHUNK, raw, len, stored, err);
-    if (rc < 0)
+    if (put_object(r, key, REPO_KIND_CHUNK, raw, len, was_new, stored, err) < 0)
         return vb_error_prefix(err, "chunk %s", hex);
-    return rc;
+    return 0;
+}
+
+int repo_chunk_check(struct repo *r, const repo_digest *d, uint32_t *raw_size, struct vb_error *err)
+{
+    char hex[REPO_DIGEST_HEX + 1], key[80];
+    repo_digest_hex(d, hex);
+    repo_chunk_key(d, key);
+    int rc = check_object(r, key, REPO_KIND_CHUNK, raw_size, err);
+    if (rc == 0 || rc == 1)
+        return rc;
+    return vb_error_prefix(err, "chunk %s", hex);
 }
 
 int repo_get_chunk(struct repo *r, const repo_digest *d, void **raw, size_t *len,
@@ -293,7 +321,7 @@ int repo_get_chunk(struct repo *r, const repo_digest *d, void **raw, size_t *len
     return 0;
 }
 
-int repo_put_index(struct repo *r, const struct repo_index *idx, repo_digest *d, uint64_t *stored,
+int repo_put_index(struct repo *r, const struct repo_index *idx, repo_digest *d,
                    struct vb_error *err)
 {
     void *raw = NULL;
@@ -304,11 +332,23 @@ int repo_put_index(struct repo *r, const struct repo_index *idx, repo_digest *d,
     char hex[REPO_DIGEST_HEX + 1], key[80];
     repo_digest_hex(d, hex);
     repo_index_key(d, key);
-    int rc = put_object(r, key, REPO_KIND_INDEX, raw, len, stored, err);
+    int rc = put_object(r, key, REPO_KIND_INDEX, raw, len, NULL, NULL, err);
     free(raw);
     if (rc < 0)
         return vb_error_prefix(err, "index %s", hex);
-    return rc;
+    return 0;
+}
+
+int repo_index_exists(struct repo *r, const repo_digest *d, struct vb_error *err)
+{
+    char hex[REPO_DIGEST_HEX + 1], key[80];
+    repo_digest_hex(d, hex);
+    repo_index_key(d, key);
+    uint32_t raw_size;
+    int rc = check_object(r, key, REPO_KIND_INDEX, &raw_size, err);
+    if (rc == 0 || rc == 1)
+        return rc;
+    return vb_error_prefix(err, "index %s", hex);
 }
 
 int repo_get_index(struct repo *r, const repo_digest *d, struct repo_index *idx,
@@ -354,10 +394,17 @@ int repo_put_manifest(struct repo *r, const struct repo_manifest *m, struct vb_e
     return 0;
 }
 
+struct snapshot_ref {
+    char uuid[REPO_UUID_LEN + 1];
+    char id[32];
+};
+
+VB_VECTOR(snapshot_list, struct snapshot_ref);
+
 /* One walk over snapshots/: the refs found, and the last key seen (where the next page
  * starts). */
 struct snapshot_walk {
-    struct repo_snapshot_list *out;
+    struct snapshot_list *out;
     char last[1100];
 };
 
@@ -372,15 +419,14 @@ static int collect_snapshot(void *ctx, const char *key, uint64_t size, struct vb
     if (!slash || (size_t)(slash - uuid) != REPO_UUID_LEN ||
         strlen(id) != REPO_SNAPSHOT_ID_LEN + strlen(".json") ||
         strcmp(id + REPO_SNAPSHOT_ID_LEN, ".json") != 0) {
-        w->out->skipped++;
-        return 0;
+        return 0; /* not a snapshot's name, so no snapshot */
     }
-    struct repo_snapshot_ref ref = {.size = size};
+    (void)size;
+    struct snapshot_ref ref = {0};
     memcpy(ref.uuid, uuid, REPO_UUID_LEN);
     memcpy(ref.id, id, REPO_SNAPSHOT_ID_LEN);
     if (!repo_uuid_valid(ref.uuid) || !repo_snapshot_id_valid(ref.id)) {
-        w->out->skipped++;
-        return 0;
+        return 0; /* not a snapshot's name, so no snapshot */
     }
     if (vb_vector_push(w->out, ref) < 0)
         return vb_error_errno(err, "listing snapshots");
@@ -389,19 +435,20 @@ static int collect_snapshot(void *ctx, const char *key, uint64_t size, struct vb
 
 static int cmp_refs(const void *a, const void *b)
 {
-    const struct repo_snapshot_ref *x = a, *y = b;
+    const struct snapshot_ref *x = a, *y = b;
     int c = strcmp(x->id, y->id);
     return c ? c : strcmp(x->uuid, y->uuid);
 }
 
-void repo_snapshot_list_free(struct repo_snapshot_list *l)
+static void snapshot_list_free(struct snapshot_list *l)
 {
     free(l->v);
     memset(l, 0, sizeof *l);
 }
 
-int repo_list_snapshots(struct repo *r, const char *uuid, struct repo_snapshot_list *out,
-                        struct vb_error *err)
+/* The snapshots of uuid (NULL: all), sorted by id, then uuid. */
+static int load_snapshots(struct repo *r, const char *uuid, struct snapshot_list *out,
+                          struct vb_error *err)
 {
     memset(out, 0, sizeof *out);
     if (uuid && !repo_uuid_valid(uuid))
@@ -425,7 +472,7 @@ int repo_list_snapshots(struct repo *r, const char *uuid, struct repo_snapshot_l
     free(w);
     free(after);
     if (rc < 0) {
-        repo_snapshot_list_free(out);
+        snapshot_list_free(out);
         return vb_error_prefix(err, "%s", r->path);
     }
     if (out->n > 1)
@@ -433,18 +480,33 @@ int repo_list_snapshots(struct repo *r, const char *uuid, struct repo_snapshot_l
     return 0;
 }
 
+int repo_list_snapshots(struct repo *r, const char *uuid,
+                        int (*fn)(void *ctx, const char *uuid, const char *id,
+                                  struct vb_error *err),
+                        void *ctx, struct vb_error *err)
+{
+    struct snapshot_list l;
+    if (load_snapshots(r, uuid, &l, err) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < l.n && rc == 0; i++)
+        rc = fn(ctx, l.v[i].uuid, l.v[i].id, err) < 0 ? -1 : 0;
+    snapshot_list_free(&l);
+    return rc;
+}
+
 /* The uuid of the VM whose snapshot is id (when the caller did not name it). */
 static int find_snapshot_uuid(struct repo *r, const char *id, char uuid[REPO_UUID_LEN + 1],
                               struct vb_error *err)
 {
-    struct repo_snapshot_list all;
-    if (repo_list_snapshots(r, NULL, &all, err) < 0)
+    struct snapshot_list all;
+    if (load_snapshots(r, NULL, &all, err) < 0)
         return -1;
     size_t found = 0;
     for (size_t i = 0; i < all.n; i++)
         if (strcmp(all.v[i].id, id) == 0 && found++ == 0)
             memcpy(uuid, all.v[i].uuid, REPO_UUID_LEN + 1);
-    repo_snapshot_list_free(&all);
+    snapshot_list_free(&all);
     if (found == 0)
         return vb_error_set(err, "snapshot %s: not in the repository %s", id, r->path);
     if (found > 1)

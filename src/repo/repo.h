@@ -39,14 +39,23 @@ int repo_init(const char *path, const struct repo_config *cfg, struct vb_error *
 struct repo *repo_open(const char *path, struct vb_error *err);
 void repo_close(struct repo *r);
 
+/* The repository's chunk size (its config's). */
+uint32_t repo_chunk_size(const struct repo *r);
+
 /* Stores the chunk whose content is raw (len bytes, at most the chunk size; d: its SHA-256,
  * which the caller has for the index, not the all-zero mark) compressed as the config says.
  * An object already there with a valid header and the same content size is not put again
  * (only its header is read); a damaged one is replaced; a valid one of another content size
- * is an error (d is not raw's digest). *stored (may be NULL): bytes put, 0 when the chunk
- * was there. 0 put, 1 already present, -1 error. */
-int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t len,
+ * is an error (d is not raw's digest). *was_new: whether it was put; *stored: bytes put, 0
+ * when the chunk was there (either may be NULL). 0, or -1. */
+int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t len, bool *was_new,
                    uint64_t *stored, struct vb_error *err);
+
+/* Whether chunk d exists as virtbackup-repository(5) means it (present, header valid, the
+ * object's size the header's), without reading its data: 0 (*raw_size: its content's
+ * bytes), 1 missing, -1 damaged or an error (err says which). */
+int repo_chunk_check(struct repo *r, const repo_digest *d, uint32_t *raw_size,
+                     struct vb_error *err);
 
 /* The content of chunk d (malloc'ed, *len bytes), every check of the reader made, its
  * SHA-256 included; a missing or damaged chunk is an error naming it. 0, or -1. */
@@ -54,10 +63,12 @@ int repo_get_chunk(struct repo *r, const repo_digest *d, void **raw, size_t *len
                    struct vb_error *err);
 
 /* Stores an index (compressed as the config says) under the digest of its bytes, *d set;
- * like repo_put_chunk, an index already there intact is not put again. *stored (may be
- * NULL): bytes put. 0 put, 1 already present, -1 error. */
-int repo_put_index(struct repo *r, const struct repo_index *idx, repo_digest *d, uint64_t *stored,
+ * like repo_put_chunk, an index already there intact is not put again. 0, or -1. */
+int repo_put_index(struct repo *r, const struct repo_index *idx, repo_digest *d,
                    struct vb_error *err);
+
+/* As repo_chunk_check, for index d: 0 exists, 1 missing, -1 damaged or an error. */
+int repo_index_exists(struct repo *r, const repo_digest *d, struct vb_error *err);
 
 /* Index d, decoded and checked (free with repo_index_free). 0, or -1. */
 int repo_get_index(struct repo *r, const repo_digest *d, struct repo_index *idx,
@@ -73,23 +84,14 @@ int repo_put_manifest(struct repo *r, const struct repo_manifest *m, struct vb_e
 int repo_get_manifest(struct repo *r, const char *uuid, const char *id, struct repo_manifest *m,
                       struct vb_error *err);
 
-struct repo_snapshot_ref {
-    char uuid[REPO_UUID_LEN + 1];
-    char id[32];
-    uint64_t size; /* of the manifest object */
-};
-
-struct repo_snapshot_list {
-    struct repo_snapshot_ref *v;
-    size_t n, cap;
-    size_t skipped; /* objects under snapshots/ whose names are not snapshot keys */
-};
-
-/* The snapshots of the VM uuid (NULL: of every VM), sorted by id (their time), then uuid.
- * Only names are read, not manifests. Free with repo_snapshot_list_free. 0, or -1. */
-int repo_list_snapshots(struct repo *r, const char *uuid, struct repo_snapshot_list *out,
-                        struct vb_error *err);
-void repo_snapshot_list_free(struct repo_snapshot_list *l);
+/* Calls fn for each snapshot of the VM uuid (NULL: of every VM) in the order of their ids
+ * (their times), then uuids; fn returning -1 stops the walk, which returns -1. Only the
+ * names are read: objects under snapshots/ not named as a snapshot are passed over. 0, or
+ * -1. */
+int repo_list_snapshots(struct repo *r, const char *uuid,
+                        int (*fn)(void *ctx, const char *uuid, const char *id,
+                                  struct vb_error *err),
+                        void *ctx, struct vb_error *err);
 
 /* Deletes the manifest of snapshot id of the VM uuid (NULL: whichever VM has that id); its
  * chunks and indexes stay (a later garbage collection removes what nothing refers to).

@@ -98,6 +98,19 @@ static void test_init_open(void)
     CHECK_MSG(has(&err, "other/config"), "%s", err.msg);
 }
 
+/* repo_put_chunk: 0 put, 1 there already, -1 error */
+static int put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t len,
+                     uint64_t *stored, struct vb_error *err)
+{
+    bool was_new = true;
+    uint64_t n = 12345;
+    int rc = repo_put_chunk(r, d, raw, len, &was_new, &n, err);
+    CHECK(rc < 0 || (was_new ? n > 0 : n == 0));
+    if (stored)
+        *stored = n;
+    return rc < 0 ? -1 : was_new ? 0 : 1;
+}
+
 static const char *chunk_path(struct repo *r, const repo_digest *d)
 {
     char key[80];
@@ -137,13 +150,16 @@ static void test_chunks(void)
     repo_digest_hex(&d, hex);
 
     uint64_t stored = 0;
-    CHECK_MSG(repo_put_chunk(r, &d, data, len, &stored, &err) == 0, "%s", err.msg);
+    CHECK_MSG(put_chunk(r, &d, data, len, &stored, &err) == 0, "%s", err.msg);
     CHECK(stored >= len && stored == (uint64_t)len + REPO_OBJECT_HEADER_SIZE); /* random */
     ino_t ino = inode_of(chunk_path(r, &d));
     CHECK(ino != 0);
+    uint32_t raw_size = 0;
+    CHECK(repo_chunk_check(r, &d, &raw_size, &err) == 0 && raw_size == len);
+    CHECK(repo_chunk_size(r) == cfg.chunk_size);
 
     /* present and intact: not put again */
-    CHECK(repo_put_chunk(r, &d, data, len, &stored, &err) == 1 && stored == 0);
+    CHECK(put_chunk(r, &d, data, len, &stored, &err) == 1 && stored == 0);
     CHECK(inode_of(chunk_path(r, &d)) == ino);
 
     void *back = NULL;
@@ -154,21 +170,23 @@ static void test_chunks(void)
 
     /* a truncated object is replaced */
     CHECK(truncate(chunk_path(r, &d), 1000) == 0);
+    CHECK(repo_chunk_check(r, &d, &raw_size, &err) == -1);
+    CHECK_MSG(has(&err, hex), "%s", err.msg);
     CHECK(repo_get_chunk(r, &d, &back, &back_len, &err) == -1);
     CHECK_MSG(has(&err, hex), "%s", err.msg);
-    CHECK(repo_put_chunk(r, &d, data, len, &stored, &err) == 0 && stored > 0);
+    CHECK(put_chunk(r, &d, data, len, &stored, &err) == 0 && stored > 0);
     CHECK(repo_get_chunk(r, &d, &back, &back_len, &err) == 0 && back_len == len);
     free(back);
 
     /* a damaged header is replaced */
     flip_byte(chunk_path(r, &d), 9);
-    CHECK(repo_put_chunk(r, &d, data, len, &stored, &err) == 0 && stored > 0);
+    CHECK(put_chunk(r, &d, data, len, &stored, &err) == 0 && stored > 0);
     CHECK(repo_get_chunk(r, &d, &back, &back_len, &err) == 0 && back_len == len);
     free(back);
 
     /* damage in the payload passes the header check (no data read to put) but not a read */
     flip_byte(chunk_path(r, &d), 5000);
-    CHECK(repo_put_chunk(r, &d, data, len, &stored, &err) == 1);
+    CHECK(put_chunk(r, &d, data, len, &stored, &err) == 1);
     CHECK(repo_get_chunk(r, &d, &back, &back_len, &err) == -1);
     CHECK_MSG(has(&err, "chunk") && has(&err, hex), "%s", err.msg);
 
@@ -177,7 +195,7 @@ static void test_chunks(void)
     test_fill(other, len, 43);
     repo_digest od;
     repo_digest_of(other, len, &od);
-    CHECK(repo_put_chunk(r, &od, other, len, NULL, &err) == 0);
+    CHECK(put_chunk(r, &od, other, len, NULL, &err) == 0);
     void *obj;
     size_t obj_len;
     CHECK(test_read_file(chunk_path(r, &od), &obj, &obj_len) == 0);
@@ -188,29 +206,30 @@ static void test_chunks(void)
 
     /* missing */
     CHECK(unlink(chunk_path(r, &d)) == 0);
+    CHECK(repo_chunk_check(r, &d, &raw_size, &err) == 1);
     CHECK(repo_get_chunk(r, &d, &back, &back_len, &err) == -1);
     CHECK_MSG(has(&err, hex) && has(&err, "missing"), "%s", err.msg);
-    CHECK(repo_put_chunk(r, &d, data, len, &stored, &err) == 0);
+    CHECK(put_chunk(r, &d, data, len, &stored, &err) == 0);
 
     /* compressible content is stored smaller; a short last chunk keeps its size */
     memset(data, 'a', len);
     repo_digest_of(data, 12345, &d);
-    CHECK(repo_put_chunk(r, &d, data, 12345, &stored, &err) == 0);
+    CHECK(put_chunk(r, &d, data, 12345, &stored, &err) == 0);
     CHECK(stored > 0 && stored < 12345);
     CHECK(repo_get_chunk(r, &d, &back, &back_len, &err) == 0 && back_len == 12345);
     free(back);
-    CHECK(repo_put_chunk(r, &d, data, 12345, &stored, &err) == 1);
+    CHECK(put_chunk(r, &d, data, 12345, &stored, &err) == 1);
     /* an intact object of another content size under this digest: the caller's digest is
      * wrong, and the object stays */
-    CHECK(repo_put_chunk(r, &d, data, 100, &stored, &err) == -1);
+    CHECK(put_chunk(r, &d, data, 100, &stored, &err) == -1);
     CHECK_MSG(has(&err, "12345") && has(&err, "100"), "%s", err.msg);
     CHECK(repo_get_chunk(r, &d, &back, &back_len, &err) == 0 && back_len == 12345);
     free(back);
 
     /* refused: the zero mark, more than the chunk size */
     repo_digest zero = {{0}};
-    CHECK(repo_put_chunk(r, &zero, data, 10, &stored, &err) == -1);
-    CHECK(repo_put_chunk(r, &d, data, (size_t)cfg.chunk_size + 1, &stored, &err) == -1);
+    CHECK(put_chunk(r, &zero, data, 10, &stored, &err) == -1);
+    CHECK(put_chunk(r, &d, data, (size_t)cfg.chunk_size + 1, &stored, &err) == -1);
 
     free(data);
     free(other);
@@ -231,11 +250,15 @@ static void test_indexes(void)
     test_fill(idx.digests[0].b, 32, 1);
     test_fill(idx.digests[2].b, 32, 2); /* [1] stays the zero mark */
     repo_digest d, d2;
-    uint64_t stored;
-    CHECK_MSG(repo_put_index(r, &idx, &d, &stored, &err) == 0, "%s", err.msg);
-    CHECK(stored > 0);
-    CHECK(repo_put_index(r, &idx, &d2, &stored, &err) == 1 && stored == 0);
+    char key[80], path[4096];
+    CHECK_MSG(repo_put_index(r, &idx, &d, &err) == 0, "%s", err.msg);
+    CHECK(repo_index_exists(r, &d, &err) == 0);
+    repo_index_key(&d, key);
+    snprintf(path, sizeof path, "%s/%s", r->path, key);
+    ino_t ino = inode_of(path);
+    CHECK(repo_put_index(r, &idx, &d2, &err) == 0);
     CHECK(memcmp(&d, &d2, sizeof d) == 0);
+    CHECK(inode_of(path) == ino); /* not put again */
     CHECK_MSG(repo_get_index(r, &d, &back, &err) == 0, "%s", err.msg);
     CHECK(back.virtual_size == idx.virtual_size && back.chunk_size == idx.chunk_size &&
           back.n == 3 && memcmp(back.digests, idx.digests, 3 * sizeof *idx.digests) == 0);
@@ -247,6 +270,12 @@ static void test_indexes(void)
     CHECK(repo_get_index(r, &missing, &back, &err) == -1);
     CHECK_MSG(has(&err, "index") && has(&err, hex), "%s", err.msg);
     repo_index_free(&back);
+    CHECK(repo_index_exists(r, &missing, &err) == 1);
+    /* a damaged header: not there as the format means it, and put again */
+    CHECK(truncate(path, 30) == 0);
+    CHECK(repo_index_exists(r, &d, &err) == -1);
+    CHECK_MSG(has(&err, "index") && has(&err, "indexes/"), "%s", err.msg);
+    CHECK(repo_put_index(r, &idx, &d2, &err) == 0 && repo_index_exists(r, &d, &err) == 0);
     repo_index_free(&idx);
     repo_close(r);
 }
@@ -267,6 +296,33 @@ static void sample_manifest(struct repo_manifest *m, const char *uuid, const cha
     m->disks[0].chunk_size = 4 << 20;
     test_fill(m->disks[0].index.b, 32, 5);
     m->disks[0].format = strdup("qcow2");
+}
+
+struct refs {
+    char uuid[8][REPO_UUID_LEN + 1];
+    char id[8][32];
+    size_t n, total;
+};
+
+/* the first 8 refs, and how many */
+static int add_ref(void *ctx, const char *uuid, const char *id, struct vb_error *err)
+{
+    (void)err;
+    struct refs *l = ctx;
+    if (l->n < 8) {
+        snprintf(l->uuid[l->n], sizeof l->uuid[0], "%s", uuid);
+        snprintf(l->id[l->n++], sizeof l->id[0], "%s", id);
+    }
+    l->total++;
+    return 0;
+}
+
+static int refuse_ref(void *ctx, const char *uuid, const char *id, struct vb_error *err)
+{
+    (void)uuid;
+    (void)id;
+    ++*(int *)ctx;
+    return vb_error_set(err, "refused by the caller");
 }
 
 static void test_snapshots(void)
@@ -299,20 +355,21 @@ static void test_snapshots(void)
     /* a name that is no snapshot key is skipped, not listed */
     CHECK(r->store->ops->put(r->store, "snapshots/" UUID1 "/notes.txt", "x", 1, &err) == 0);
 
-    struct repo_snapshot_list l;
-    CHECK(repo_list_snapshots(r, NULL, &l, &err) == 0);
-    CHECK(l.n == 4 && l.skipped == 1);
-    if (l.n == 4) {
-        CHECK(strcmp(l.v[0].id, ids[2][1]) == 0 && strcmp(l.v[1].id, ids[1][1]) == 0);
-        CHECK(strcmp(l.v[2].id, ids[0][1]) == 0 && strcmp(l.v[2].uuid, UUID1) == 0);
-        CHECK(strcmp(l.v[3].id, ids[0][1]) == 0 && strcmp(l.v[3].uuid, UUID2) == 0);
-        CHECK(l.v[0].size > 0);
+    struct refs l = {0};
+    CHECK(repo_list_snapshots(r, NULL, add_ref, &l, &err) == 0);
+    CHECK(l.total == 4);
+    if (l.total == 4) {
+        CHECK(strcmp(l.id[0], ids[2][1]) == 0 && strcmp(l.id[1], ids[1][1]) == 0);
+        CHECK(strcmp(l.id[2], ids[0][1]) == 0 && strcmp(l.uuid[2], UUID1) == 0);
+        CHECK(strcmp(l.id[3], ids[0][1]) == 0 && strcmp(l.uuid[3], UUID2) == 0);
     }
-    repo_snapshot_list_free(&l);
-    CHECK(repo_list_snapshots(r, UUID1, &l, &err) == 0);
-    CHECK(l.n == 2 && strcmp(l.v[0].id, ids[2][1]) == 0 && strcmp(l.v[1].id, ids[0][1]) == 0);
-    repo_snapshot_list_free(&l);
-    CHECK(repo_list_snapshots(r, "../x", &l, &err) == -1);
+    memset(&l, 0, sizeof l);
+    CHECK(repo_list_snapshots(r, UUID1, add_ref, &l, &err) == 0);
+    CHECK(l.total == 2 && strcmp(l.id[0], ids[2][1]) == 0 && strcmp(l.id[1], ids[0][1]) == 0);
+    CHECK(repo_list_snapshots(r, "../x", add_ref, &l, &err) == -1);
+    int calls = 0;
+    CHECK(repo_list_snapshots(r, NULL, refuse_ref, &calls, &err) == -1 && calls == 1);
+    CHECK_MSG(has(&err, "refused by the caller"), "%s", err.msg);
 
     /* get by uuid and id, or by an id only one VM has */
     CHECK_MSG(repo_get_manifest(r, UUID2, ids[1][1], &m, &err) == 0, "%s", err.msg);
@@ -347,8 +404,8 @@ static void test_snapshots(void)
     CHECK(repo_delete_snapshot(r, NULL, ids[1][1], &err) == -1);
     CHECK_MSG(has(&err, "not in the repository"), "%s", err.msg);
     CHECK(repo_delete_snapshot(r, UUID1, ids[1][1], &err) == -1);
-    CHECK(repo_list_snapshots(r, NULL, &l, &err) == 0 && l.n == 3);
-    repo_snapshot_list_free(&l);
+    memset(&l, 0, sizeof l);
+    CHECK(repo_list_snapshots(r, NULL, add_ref, &l, &err) == 0 && l.total == 3);
 
     /* more snapshots than one page of the store's list */
     for (unsigned i = 0; i < 1100; i++) {
@@ -357,11 +414,11 @@ static void test_snapshots(void)
                  i / 60 % 60, i % 60, i);
         CHECK(r->store->ops->put(r->store, key, "{}", 2, &err) == 0);
     }
-    CHECK(repo_list_snapshots(r, UUID2, &l, &err) == 0);
-    CHECK_MSG(l.n == 1101, "%zu", l.n);
-    CHECK(l.n == 1101 && strcmp(l.v[0].id, "20250101T000000Z-00000000") == 0 &&
-          strcmp(l.v[1099].id, "20250101T001819Z-0000044b") == 0);
-    repo_snapshot_list_free(&l);
+    memset(&l, 0, sizeof l);
+    CHECK(repo_list_snapshots(r, UUID2, add_ref, &l, &err) == 0);
+    CHECK_MSG(l.total == 1101, "%zu", l.total);
+    CHECK(strcmp(l.id[0], "20250101T000000Z-00000000") == 0 &&
+          strcmp(l.id[7], "20250101T000007Z-00000007") == 0);
     repo_close(r);
 }
 
