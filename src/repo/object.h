@@ -1,0 +1,43 @@
+/* The object envelope of virtbackup-repository(5): the 24-byte header and the payload of
+ * chunks and indexes (magic "VBRO", version, kind, compression, sizes, crc32 of the payload
+ * and of the header), its encoder (compressing unless that saves nothing) and the checks a
+ * reader makes, the header alone (what "the object exists" means) or the whole object. */
+#ifndef VB_REPO_OBJECT_H
+#define VB_REPO_OBJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "digest.h"
+#include "error.h"
+
+#define REPO_OBJECT_HEADER_SIZE 24
+#define REPO_OBJECT_VERSION     1
+#define REPO_OBJECT_MAX_RAW     (64u << 20) /* content bytes of one object */
+
+enum repo_object_kind { REPO_KIND_CHUNK = 1, REPO_KIND_INDEX = 2 };
+
+enum repo_compression { REPO_COMP_NONE = 0, REPO_COMP_ZSTD = 1, REPO_COMP_LZ4 = 2 };
+
+/* Envelope encode: content -> malloc'ed object bytes, compressed with c (level: zstd's,
+ * ignored by lz4 and none) unless that does not make the payload smaller, then stored as
+ * none. raw_len at most REPO_OBJECT_MAX_RAW. 0, or -1. */
+int repo_object_encode(int kind, const void *raw, size_t raw_len, enum repo_compression c,
+                       int level, void **obj, size_t *obj_len, struct vb_error *err);
+
+/* Header only (what "exists" checks): magic, version, kind, compression, flags, header crc,
+ * sizes and object_size == 24 + stored_size. hdr_len: bytes available at hdr (at least 24 are
+ * needed). *raw_size and *stored_size set (either may be NULL). 0, or -1. */
+int repo_object_check_header(const void *hdr, size_t hdr_len, uint64_t object_size, int kind,
+                             uint32_t *raw_size, uint32_t *stored_size, struct vb_error *err);
+
+/* Full decode and every check: the header's, payload crc, decompressed size == raw_size and,
+ * when want is not NULL, SHA-256 of the content == *want. raw malloc'ed (also for 0 bytes).
+ * 0, or -1. */
+int repo_object_decode(int kind, const void *obj, size_t obj_len, const repo_digest *want,
+                       void **raw, size_t *raw_len, struct vb_error *err);
+
+/* "none", "zstd", "lz4" (NULL for other values). */
+const char *repo_compression_name(enum repo_compression c);
+
+#endif

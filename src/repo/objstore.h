@@ -1,0 +1,49 @@
+/* The object-store interface of a repository: whole immutable objects under '/'-separated
+ * keys. Nothing above it renames, appends or locks, so every backend (a local directory,
+ * later object storage) offers the same five operations. The key layout and the guarantees
+ * are in virtbackup-repository(5). */
+#ifndef VB_REPO_OBJSTORE_H
+#define VB_REPO_OBJSTORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct repo_store; /* opaque, one per backend instance */
+
+struct repo_store_ops {
+    /* Whole object, atomic (exists complete or not at all) and durable when it returns 0.
+     * Putting a key that exists replaces it (content-addressed callers put identical bytes). */
+    int (*put)(struct repo_store *s, const char *key, const void *data, size_t len,
+               struct vb_error *err);
+    /* len 0: from off to the end. Returns 0 (data malloc'ed, *got bytes), 1 if the key does
+     * not exist, -1 on error. */
+    int (*get)(struct repo_store *s, const char *key, uint64_t off, size_t len, void **data,
+               size_t *got, struct vb_error *err);
+    /* 0 exists (*size set), 1 missing, -1 error */
+    int (*head)(struct repo_store *s, const char *key, uint64_t *size, struct vb_error *err);
+    /* Keys starting with prefix, in byte order, strictly after `after` (NULL: from the first),
+     * at most max of them (0: backend's default page): each passed to fn; *more set true when
+     * another page follows (then call again with after = the last key seen). */
+    int (*list)(struct repo_store *s, const char *prefix, const char *after, size_t max,
+                int (*fn)(void *ctx, const char *key, uint64_t size, struct vb_error *err),
+                void *ctx, bool *more, struct vb_error *err);
+    /* 0 deleted, 1 did not exist, -1 error */
+    int (*del)(struct repo_store *s, const char *key, struct vb_error *err);
+    void (*close)(struct repo_store *s);
+};
+
+struct repo_store {
+    const struct repo_store_ops *ops;
+    char *describe;
+};
+
+/* The local backend: key -> dir/key. put writes a temporary file in the same directory
+ * (".<name>.XXXXXX.tmp"), fsyncs it, renames it over the key and fsyncs the directory
+ * (missing parent directories are created and fsynced too); temporary names are never
+ * listed. Several processes may put at the same time. dir must exist. */
+struct repo_store *repo_store_local_open(const char *dir, struct vb_error *err);
+
+#endif
