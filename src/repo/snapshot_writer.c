@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -301,12 +302,12 @@ void repo_disk_writer_free(struct repo_disk_writer *w)
     free(w);
 }
 
-static int index_present(struct repo *r, const char *hex, const char *what, struct vb_error *err)
+static int index_present(struct repo *r, const repo_digest *d, const char *what,
+                         struct vb_error *err)
 {
-    repo_digest d;
-    if (repo_digest_parse(hex, &d) < 0)
-        return vb_error_set(err, "%s: bad index digest '%s'", what, hex);
-    int rc = repo_index_exists(r, &d, err);
+    char hex[REPO_DIGEST_HEX + 1];
+    repo_digest_hex(d, hex);
+    int rc = repo_index_exists(r, d, err);
     if (rc < 0)
         return vb_error_prefix(err, "%s", what);
     if (rc == 1)
@@ -317,14 +318,14 @@ static int index_present(struct repo *r, const char *hex, const char *what, stru
 int repo_snapshot_commit(struct repo *r, const struct repo_manifest *m, struct vb_error *err)
 {
     char what[128];
-    for (size_t i = 0; i < m->ndisks; i++) {
+    for (size_t i = 0; i < m->n_disks; i++) {
         snprintf(what, sizeof what, "disk %s", m->disks[i].target);
-        if (index_present(r, m->disks[i].index, what, err) < 0)
+        if (index_present(r, &m->disks[i].index, what, err) < 0)
             return vb_error_prefix(err, "snapshot %s not committed", m->id);
     }
-    for (size_t i = 0; i < m->nblobs; i++) {
-        snprintf(what, sizeof what, "blob %s", m->blobs[i].path);
-        if (index_present(r, m->blobs[i].index, what, err) < 0)
+    for (size_t i = 0; i < m->n_blobs; i++) {
+        snprintf(what, sizeof what, "%s blob", repo_blob_kind_name(m->blobs[i].kind));
+        if (index_present(r, &m->blobs[i].index, what, err) < 0)
             return vb_error_prefix(err, "snapshot %s not committed", m->id);
     }
     return repo_put_manifest(r, m, err);
