@@ -25,6 +25,10 @@ struct repo_index {
 /* True for a power of two from 64 KiB to 64 MiB. */
 bool repo_chunk_size_valid(uint64_t chunk_size);
 
+/* True when an index of virtual_size bytes in chunks of chunk_size (valid) fits in one
+ * object (REPO_OBJECT_MAX_RAW bytes: 2^21 - 1 digests). */
+bool repo_index_fits(uint64_t virtual_size, uint32_t chunk_size);
+
 /* An index of the given sizes with every digest zero (all chunks all-zero). Refuses chunk
  * sizes repo_chunk_size_valid rejects and indexes whose bytes would exceed the object limit.
  * 0, or -1. */
