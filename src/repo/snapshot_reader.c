@@ -11,8 +11,8 @@
 #define CACHE_CHUNKS 4
 
 struct cached_chunk {
-    uint64_t n;        /* chunk number */
-    void *data;        /* its content, NULL when the slot is empty */
+    uint64_t n; /* chunk number */
+    void *data; /* its content, NULL when the slot is empty */
     size_t len;
     uint64_t last_use; /* for least-recently-used replacement */
 };
@@ -74,7 +74,8 @@ static struct cached_chunk *chunk_locked(struct repo_disk_reader *rd, uint64_t n
     if (len != want) {
         char hex[65];
         repo_digest_hex(&rd->index.digests[n], hex);
-        vb_error_set(err, "chunk %s at offset %" PRIu64 " holds %zu bytes, the index wants %" PRIu64,
+        vb_error_set(err,
+                     "chunk %s at offset %" PRIu64 " holds %zu bytes, the index wants %" PRIu64,
                      hex, start, len, want);
         free(data);
         return NULL;

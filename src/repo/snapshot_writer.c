@@ -14,9 +14,9 @@
 #define MAX_THREADS 64
 
 struct job {
-    uint64_t n;   /* chunk number */
-    size_t len;   /* bytes in buf */
-    void *buf;    /* from the pool */
+    uint64_t n; /* chunk number */
+    size_t len; /* bytes in buf */
+    void *buf;  /* from the pool */
 };
 
 struct repo_disk_writer {
@@ -187,11 +187,11 @@ int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void
     uint64_t n;
     if (check_offset(w, offset, &n, err) < 0)
         return -1;
-    uint64_t want = w->virtual_size - offset < w->chunk_size ? w->virtual_size - offset
-                                                             : w->chunk_size;
+    uint64_t want =
+        w->virtual_size - offset < w->chunk_size ? w->virtual_size - offset : w->chunk_size;
     if (len != want)
-        return vb_error_set(err, "chunk at offset %" PRIu64 " has %zu bytes, not %" PRIu64,
-                            offset, len, want);
+        return vb_error_set(err, "chunk at offset %" PRIu64 " has %zu bytes, not %" PRIu64, offset,
+                            len, want);
 
     pthread_mutex_lock(&w->lock);
     if (claim_locked(w, n, err) < 0) {

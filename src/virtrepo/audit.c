@@ -180,8 +180,8 @@ size_t audit_report(const struct audit *a, const char *what)
             printf("  chunk %s: %s\n", hex, c->why ? c->why : "damaged");
         }
     }
-    printf("%s: %zu snapshots, %zu chunks: %s (%zu damaged snapshots, %zu damaged chunks)\n",
-           what, a->snaps.n, a->nchunks, damaged ? "DAMAGED" : "ok", damaged, bad_chunks);
+    printf("%s: %zu snapshots, %zu chunks: %s (%zu damaged snapshots, %zu damaged chunks)\n", what,
+           a->snaps.n, a->nchunks, damaged ? "DAMAGED" : "ok", damaged, bad_chunks);
     fflush(stdout);
     return damaged;
 }

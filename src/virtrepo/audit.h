@@ -24,9 +24,9 @@ struct audit_snapshot_chunks {
 struct audit {
     struct repo *repo;
     struct virtrepo_snapshots snaps;
-    char **snap_problem;                  /* by snapshot: manifest or index trouble, or NULL */
-    struct audit_snapshot_chunks *uses;   /* by snapshot: the chunks it needs */
-    struct audit_chunk *chunks;           /* every chunk named, once */
+    char **snap_problem;                /* by snapshot: manifest or index trouble, or NULL */
+    struct audit_snapshot_chunks *uses; /* by snapshot: the chunks it needs */
+    struct audit_chunk *chunks;         /* every chunk named, once */
     size_t nchunks, chunks_cap;
     size_t *table; /* open addressing: chunk index + 1, 0 empty */
     size_t table_size;

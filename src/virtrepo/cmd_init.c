@@ -62,8 +62,7 @@ int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
             cfg.chunk_size = (uint32_t)size;
             break;
         case 'z':
-            if (repo_compression_parse(optarg, &cfg.compression, &cfg.compression_level, &err) <
-                0)
+            if (repo_compression_parse(optarg, &cfg.compression, &cfg.compression_level, &err) < 0)
                 return vb_opt_usage_error(g->prog, g->usage, "bad --compression: %s", err.msg);
             break;
         default:

@@ -19,12 +19,12 @@ static json_t *snapshot_json(const struct virtrepo_snapshot *s)
         char hex[REPO_DIGEST_HEX + 1];
         repo_digest_hex(&d->index, hex);
         json_array_append_new(
-            disks, json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:I, s:I}", "target", d->target,
-                             "virtual_size", (json_int_t)d->virtual_size, "chunk_size",
-                             (json_int_t)d->chunk_size, "index", hex, "format",
-                             d->format ? d->format : "", "bytes_read", (json_int_t)d->bytes_read,
-                             "bytes_new", (json_int_t)d->bytes_new, "bytes_stored",
-                             (json_int_t)d->bytes_stored));
+            disks,
+            json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:I, s:I}", "target", d->target,
+                      "virtual_size", (json_int_t)d->virtual_size, "chunk_size",
+                      (json_int_t)d->chunk_size, "index", hex, "format", d->format ? d->format : "",
+                      "bytes_read", (json_int_t)d->bytes_read, "bytes_new",
+                      (json_int_t)d->bytes_new, "bytes_stored", (json_int_t)d->bytes_stored));
     }
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "id", m->id, "vm", m->vm, "uuid",
                           m->uuid, "time", m->time, "level", repo_level_name(m->level), "parent",
@@ -88,8 +88,7 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
         char disks[256] = "";
         for (size_t d = 0; d < s->m.n_disks; d++) {
             size_t used = strlen(disks);
-            snprintf(disks + used, sizeof disks - used, "%s%s", d ? "," : "",
-                     s->m.disks[d].target);
+            snprintf(disks + used, sizeof disks - used, "%s%s", d ? "," : "", s->m.disks[d].target);
         }
         printf("%-25s  %-20s  %-5s  %-25s  %s\n", s->id, s->m.vm, repo_level_name(s->m.level),
                s->m.time, disks);

@@ -20,8 +20,8 @@
     "       virtrepo --help | --version\n"
 
 static const struct virtrepo_command commands[] = {
-    {"init", cmd_init},     {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
-    {"check", cmd_check},   {"verify", cmd_verify},
+    {"init", cmd_init},   {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
+    {"check", cmd_check}, {"verify", cmd_verify},
 };
 
 static void help(void)
@@ -60,8 +60,10 @@ int main(int argc, char **argv)
     struct virtrepo_global g = {.prog = "virtrepo"};
     /* global options stop at the command: the command parses the rest */
     static const struct option global_opts[] = {
-        {"verbose", no_argument, NULL, 'v'}, {"quiet", no_argument, NULL, 'q'},
-        {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
         {0},
     };
     int c;

@@ -51,9 +51,9 @@ static int import_disk(struct repo *r, const char *target, const char *path, lon
         else
             rc = repo_disk_writer_put(w, off, buf, len, err);
         if (rc == 0 && slow_ms > 0)
-            nanosleep(&(struct timespec){.tv_sec = slow_ms / 1000,
-                                         .tv_nsec = (slow_ms % 1000) * 1000000},
-                      NULL);
+            nanosleep(
+                &(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = (slow_ms % 1000) * 1000000},
+                NULL);
     }
     struct repo_disk_stats stats;
     if (rc == 0)
