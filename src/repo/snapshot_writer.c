@@ -184,7 +184,7 @@ static int claim_locked(struct repo_disk_writer *w, uint64_t n, struct vb_error 
 int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void *data, size_t len,
                          struct vb_error *err)
 {
-    uint64_t n;
+    uint64_t n = 0;
     if (check_offset(w, offset, &n, err) < 0)
         return -1;
     uint64_t want =
@@ -239,7 +239,7 @@ int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void
 
 int repo_disk_writer_put_zero(struct repo_disk_writer *w, uint64_t offset, struct vb_error *err)
 {
-    uint64_t n;
+    uint64_t n = 0;
     if (check_offset(w, offset, &n, err) < 0)
         return -1;
     pthread_mutex_lock(&w->lock);

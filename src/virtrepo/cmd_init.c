@@ -51,7 +51,7 @@ int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
     struct vb_error err = {0};
     repo_config_default(&cfg);
     int c;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         uint64_t size;
         switch (c) {
         case 'c':

@@ -44,7 +44,7 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
     const char *vm = NULL;
     bool as_json = false;
     int c;
-    while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'm':
             vm = optarg;

@@ -57,7 +57,7 @@ int cmd_verify(const struct virtrepo_global *g, int argc, char **argv)
     const char *only = NULL;
     long long workers = DEFAULT_WORKERS;
     int c;
-    while ((c = getopt_long(argc, argv, "+w:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "w:", opts, NULL)) != -1) {
         switch (c) {
         case 's':
             only = optarg;
