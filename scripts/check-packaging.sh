@@ -3,8 +3,8 @@
 #   1. the versions of CMakeLists.txt, debian/changelog and the RPM spec agree
 #   2. scripts/build-deb.sh builds the .deb (DEB_BUILD_OPTIONS=nocheck dpkg-buildpackage);
 #      its contents are complete; lintian finds no error
-#   3. the .deb installs (apt-get install ./x.deb); /usr/bin/virtbackup, virtrestore and
-#      virtmap print their --version; their libraries resolve
+#   3. the .deb installs (apt-get install ./x.deb); /usr/bin/virtbackup, virtrestore,
+#      virtmap and virtrepo print their --version; their libraries resolve
 #   4. the man pages have no warnings (mandoc -Tlint, man --warnings), source and installed;
 #      options of --help missing from a man page are reported
 #   5. bash completion: the installed files load and complete levels, options, domains
@@ -92,12 +92,14 @@ proved "dpkg-buildpackage (nocheck) built $(basename "$DEB") ($(stat -c %s "$DEB
 
 tb_step "the .deb holds binaries, man pages, completion, units, wrapper, config"
 CONTENTS=$(dpkg-deb -c "$DEB" | awk '{print $NF}' | sed 's|^\./|/|')
-want=(/usr/bin/virtbackup /usr/bin/virtrestore /usr/bin/virtmap
+want=(/usr/bin/virtbackup /usr/bin/virtrestore /usr/bin/virtmap /usr/bin/virtrepo
     /usr/share/man/man1/virtbackup.1.gz /usr/share/man/man1/virtrestore.1.gz
+    /usr/share/man/man1/virtrepo.1.gz
     /usr/share/man/man5/virtbackup-stream.5.gz
     /usr/share/bash-completion/completions/virtbackup
     /usr/share/bash-completion/completions/virtrestore
     /usr/share/bash-completion/completions/virtmap
+    /usr/share/bash-completion/completions/virtrepo
     /usr/lib/systemd/system/virtbackup@.service /usr/lib/systemd/system/virtbackup@.timer
     /usr/libexec/virtbackup/virtbackup-scheduled /etc/virtbackup/virtbackup.conf
     /usr/share/doc/virtbackup/README.md.gz)
@@ -133,14 +135,14 @@ tb_on_exit "dpkg --purge $PKG"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$DEB" \
     >"$TB_WORKDIR/apt.log" 2>&1 || { cat "$TB_WORKDIR/apt.log" >&2; tb_fail "apt-get install $DEB failed"; }
 tb_assert_eq "install ok installed" "$(dpkg-query -W -f='${Status}' "$PKG")" "package status"
-for t in virtbackup virtrestore virtmap; do
+for t in virtbackup virtrestore virtmap virtrepo; do
     tb_assert_eq "$t $VERSION" "$(/usr/bin/$t --version)" "/usr/bin/$t --version"
     /usr/bin/$t --help >/dev/null || tb_fail "/usr/bin/$t --help failed"
     if ldd /usr/bin/$t | grep -q 'not found'; then
         tb_fail "/usr/bin/$t: $(ldd /usr/bin/$t | grep 'not found')"
     fi
 done
-proved "apt-get install of the .deb; /usr/bin/{virtbackup,virtrestore,virtmap} --version print '<tool> $VERSION'"
+proved "apt-get install of the .deb; /usr/bin/{virtbackup,virtrestore,virtmap,virtrepo} --version print '<tool> $VERSION'"
 
 # ---------------------------------------------------------------------------
 tb_step "man pages: no warnings (mandoc -Tlint -W warning, man --warnings)"
@@ -160,7 +162,7 @@ proved "no warnings from mandoc -Tlint (${#PAGES[@]} source pages) and man --war
 
 tb_step "every long option of --help appears in the man page (report only)"
 missing_opts=()
-for t in virtbackup virtrestore virtmap; do
+for t in virtbackup virtrestore virtmap virtrepo; do
     page="$ROOT/man/$t.1"
     [ -f "$page" ] || continue
     text=$(sed 's/\\-/-/g; s/\\f[BIRP]//g' "$page")
@@ -198,6 +200,7 @@ tb_assert_eq "vda" "$(complete_words virtbackup -d "$DOM" -i v)" "virtbackup -d 
 tb_assert_eq "verify" "$(complete_words virtrestore -a ve)" "virtrestore -a ve<TAB>"
 tb_assert_eq "--adjust-config" "$(complete_words virtrestore --adj)" "virtrestore --adj<TAB>"
 tb_assert_eq "--allow-remote" "$(complete_words virtmap --allow)" "virtmap --allow<TAB>"
+tb_assert_eq "verify" "$(complete_words virtrepo ver)" "virtrepo ver<TAB>"
 proved "bash completion of levels, options, domain names and disks (virsh) for the three tools"
 
 # ---------------------------------------------------------------------------

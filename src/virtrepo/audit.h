@@ -1,0 +1,50 @@
+/* What check and verify share: every snapshot's indexes read, the chunks they name gathered
+ * once each (a chunk used by many snapshots is examined once), a test run over them, and the
+ * report of which snapshots are damaged and by which chunks (virtrepo(1), CHECK and VERIFY). */
+#ifndef VB_VIRTREPO_AUDIT_H
+#define VB_VIRTREPO_AUDIT_H
+
+#include <stdint.h>
+
+#include "virtrepo.h"
+
+struct audit_chunk {
+    repo_digest digest;
+    uint32_t len;     /* its content's bytes, as the first index naming it says */
+    bool bad;         /* set by the test */
+    char *why;        /* what is wrong with it, malloc'ed */
+    size_t last_user; /* snapshot that listed it last, + 1 (0: none yet) */
+};
+
+struct audit_snapshot_chunks {
+    size_t *v; /* indexes into audit.chunks */
+    size_t n, cap;
+};
+
+struct audit {
+    struct repo *repo;
+    struct virtrepo_snapshots snaps;
+    char **snap_problem;                /* by snapshot: manifest or index trouble, or NULL */
+    struct audit_snapshot_chunks *uses; /* by snapshot: the chunks it needs */
+    struct audit_chunk *chunks;         /* every chunk named, once */
+    size_t nchunks, chunks_cap;
+    size_t *table; /* open addressing: chunk index + 1, 0 empty */
+    size_t table_size;
+    uint64_t bytes; /* content bytes of all chunks */
+};
+
+/* Loads the snapshots (all, or only the one with id only_id: -1 if there is none) and reads
+ * their indexes. 0, or -1 when the repository cannot be listed. */
+int audit_load(struct audit *a, struct repo *r, const char *only_id, struct vb_error *err);
+
+/* Prints the damaged snapshots and their chunks, then a summary line, on stdout. Returns the
+ * number of damaged snapshots. what: "check" or "verify". */
+size_t audit_report(const struct audit *a, const char *what);
+
+void audit_free(struct audit *a);
+
+/* Marks chunk c damaged with a message (printf format). */
+void audit_chunk_bad(struct audit_chunk *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

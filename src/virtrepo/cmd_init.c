@@ -1,0 +1,86 @@
+/* virtrepo init PATH [--chunk-size SIZE] [--compression zstd[:LEVEL]|lz4|none]: puts the
+ * config of a new repository (virtrepo(1), INIT). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "index.h"
+#include "log.h"
+#include "options.h"
+#include "virtrepo.h"
+
+/* "4M", "64K", "65536": bytes. false for anything else. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return false;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case 'K':
+    case 'k':
+        shift = 10;
+        end++;
+        break;
+    case 'M':
+    case 'm':
+        shift = 20;
+        end++;
+        break;
+    case '\0':
+        break;
+    default:
+        return false;
+    }
+    if (*end || v > (1ull << 40))
+        return false;
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
+int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"chunk-size", required_argument, NULL, 'c'},
+        {"compression", required_argument, NULL, 'z'},
+        {0},
+    };
+    struct repo_config cfg;
+    struct vb_error err = {0};
+    repo_config_default(&cfg);
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        uint64_t size;
+        switch (c) {
+        case 'c':
+            if (!parse_size(optarg, &size) || !repo_chunk_size_valid(size))
+                return vb_opt_usage_error(g->prog, g->usage,
+                                          "bad --chunk-size '%s' (a power of two from 64K to 64M)",
+                                          optarg);
+            cfg.chunk_size = (uint32_t)size;
+            break;
+        case 'z':
+            if (repo_compression_parse(optarg, &cfg.compression, &cfg.compression_level, &err) < 0)
+                return vb_opt_usage_error(g->prog, g->usage, "bad --compression: %s", err.msg);
+            break;
+        default:
+            return vb_opt_usage_error(g->prog, g->usage, "init: unknown option '%s'",
+                                      argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return vb_opt_usage_error(g->prog, g->usage, "init: one PATH is needed");
+    const char *path = argv[optind];
+    if (repo_init(path, &cfg, &err) < 0) {
+        vb_error_log("%s", err.msg);
+        return 1;
+    }
+    char level[16] = "";
+    if (cfg.compression == REPO_COMP_ZSTD)
+        snprintf(level, sizeof level, ":%d", cfg.compression_level);
+    vb_info("repository %s made: id %s, chunk size %u, compression %s%s", path, cfg.id,
+            cfg.chunk_size, repo_compression_name(cfg.compression), level);
+    return 0;
+}

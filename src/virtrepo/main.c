@@ -1,0 +1,106 @@
+/* virtrepo: manage a deduplicating repository (virtbackup-repository(5)): make one, list,
+ * forget, check and verify its snapshots. This file holds the global options, the help and
+ * the dispatch to one file per command (cmd_*.c); only main decides the exit status. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "options.h"
+#include "virtrepo.h"
+
+#define USAGE                                                                                      \
+    "usage: virtrepo [-v] [-q] COMMAND ARGS...\n"                                                  \
+    "       virtrepo init PATH [--chunk-size SIZE] [--compression zstd[:LEVEL]|lz4|none]\n"        \
+    "       virtrepo snapshots REPO [--vm NAME] [--json]\n"                                        \
+    "       virtrepo forget REPO ID...\n"                                                          \
+    "       virtrepo check REPO\n"                                                                 \
+    "       virtrepo verify REPO [--snapshot ID] [-w N]\n"                                         \
+    "       virtrepo --help | --version\n"
+
+static const struct virtrepo_command commands[] = {
+    {"init", cmd_init},   {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
+    {"check", cmd_check}, {"verify", cmd_verify},
+};
+
+static void help(void)
+{
+    printf(USAGE
+           "\n"
+           "Manage a virtbackup repository: chunks stored once, whatever snapshot, disk or\n"
+           "VM they belong to (the format: virtbackup-repository(5)).\n"
+           "\n"
+           "Commands:\n"
+           "  init PATH           make a repository in PATH (a new or empty directory)\n"
+           "      --chunk-size SIZE   chunk size, a power of two from 64K to 64M (4M)\n"
+           "      --compression C     zstd[:LEVEL] (LEVEL 1..19, default zstd:1), lz4, none\n"
+           "  snapshots REPO      list the snapshots, oldest first\n"
+           "      --vm NAME           only those of this VM\n"
+           "      --json              a JSON array (id, vm, uuid, time, level, parent, disks)\n"
+           "  forget REPO ID...   remove these snapshots (their chunks stay until a prune)\n"
+           "  check REPO          structure and references: the config, every manifest, its\n"
+           "                      indexes, every chunk they name present with a valid header;\n"
+           "                      no chunk data is read\n"
+           "  verify REPO         read every chunk the snapshots use and check its digest\n"
+           "      --snapshot ID       only this snapshot's chunks\n"
+           "  -w, --worker N      verify: chunks read at once (default 4)\n"
+           "\n"
+           "  -v, --verbose       debug messages\n"
+           "  -q, --quiet         errors only (no progress)\n"
+           "  -V, --version       print the version\n"
+           "  -h, --help          this help\n"
+           "\n"
+           "Exit status: 0 success; 1 an error, or damage found by check or verify (the\n"
+           "damaged snapshots and chunks are named on standard output).\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct virtrepo_global g = {.prog = "virtrepo"};
+    /* global options stop at the command: the command parses the rest */
+    static const struct option global_opts[] = {
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+vqVh", global_opts, NULL)) != -1) {
+        switch (c) {
+        case 'v':
+            g.verbose = true;
+            break;
+        case 'q':
+            g.quiet = true;
+            break;
+        case 'V':
+            printf("virtrepo %s\n", VB_VERSION);
+            return 0;
+        case 'h':
+            help();
+            return 0;
+        default:
+            return vb_opt_usage_error(g.prog, USAGE, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return vb_opt_usage_error(g.prog, USAGE, "a command is needed");
+    const char *name = argv[optind];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(commands[i].name, name) != 0)
+            continue;
+        vb_log_init(g.prog, g.verbose, g.quiet);
+        g.usage = USAGE;
+        /* the command sees its name as argv[0] */
+        int cargc = argc - optind;
+        char **cargv = argv + optind;
+        optind = 0; /* a full reset of getopt for the command's own options */
+        int rc = commands[i].run(&g, cargc, cargv);
+        vb_log_close();
+        return rc;
+    }
+    return vb_opt_usage_error(g.prog, USAGE, "unknown command '%s'", name);
+}

@@ -1,0 +1,51 @@
+/* What the commands of virtrepo share: the global options, the command table's entry, and
+ * the walk over a repository's snapshots. Each command is one cmd_*.c file; its run function
+ * returns the exit status that virtrepo(1) documents. */
+#ifndef VB_VIRTREPO_H
+#define VB_VIRTREPO_H
+
+#include <stdbool.h>
+
+#include "error.h"
+#include "manifest.h"
+#include "repo.h"
+
+struct virtrepo_global {
+    const char *prog;
+    const char *usage;
+    bool verbose, quiet;
+};
+
+struct virtrepo_command {
+    const char *name;
+    int (*run)(const struct virtrepo_global *g, int argc, char **argv);
+};
+
+int cmd_init(const struct virtrepo_global *g, int argc, char **argv);
+int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv);
+int cmd_forget(const struct virtrepo_global *g, int argc, char **argv);
+int cmd_check(const struct virtrepo_global *g, int argc, char **argv);
+int cmd_verify(const struct virtrepo_global *g, int argc, char **argv);
+
+/* A snapshot of the repository as the walk found it: its key's uuid and id, and its manifest
+ * when that parsed (parsed false: error says why). */
+struct virtrepo_snapshot {
+    char uuid[REPO_UUID_LEN + 1];
+    char id[32];
+    bool parsed;
+    struct repo_manifest m;
+    struct vb_error error;
+};
+
+struct virtrepo_snapshots {
+    struct virtrepo_snapshot *v;
+    size_t n, cap;
+};
+
+/* Every snapshot of the repository, sorted by id (so by time), each manifest read and
+ * parsed; a manifest that cannot be read or parsed is kept with parsed false. 0, or -1 when
+ * the listing itself failed. */
+int virtrepo_load_snapshots(struct repo *r, struct virtrepo_snapshots *out, struct vb_error *err);
+void virtrepo_snapshots_free(struct virtrepo_snapshots *s);
+
+#endif
