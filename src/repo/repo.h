@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "repo_config.h"
 #include "digest.h"
 #include "error.h"
 #include "index.h"

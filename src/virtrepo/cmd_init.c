@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "config.h"
+#include "repo_config.h"
 #include "index.h"
 #include "log.h"
 #include "options.h"
