@@ -10,13 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "repo_config.h"
 #include "digest.h"
 #include "error.h"
 #include "index.h"
 #include "keys.h"
 #include "manifest.h"
 #include "objstore.h"
+#include "repo_config.h"
 
 struct repo {
     struct repo_store *store;

@@ -4,10 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "repo_config.h"
 #include "index.h"
 #include "log.h"
 #include "options.h"
+#include "repo_config.h"
 #include "virtrepo.h"
 
 /* "4M", "64K", "65536": bytes. false for anything else. */
