@@ -87,8 +87,7 @@ static void *fetch_thread(void *arg)
     for (size_t i = 0; have_host && i < ii->n; i++)
         if (ii->v[i].path)
             run_one(&host, &ii->v[i]);
-    if (have_host)
-        vb_host_close(&host);
+    vb_host_close(&host); /* also after a failed open (host.h) */
     pthread_mutex_lock(&ii->lock);
     ii->no_session = !have_host;
     ii->done = true;
