@@ -69,6 +69,12 @@ struct bset *bset_open_files(const char *list, struct vb_error *err)
     return set_from(bset_store_files_open(list, err), err);
 }
 
+struct bset *bset_open_repo_snapshot(struct repo *r, const struct repo_manifest *m,
+                                     struct vb_error *err)
+{
+    return set_from(bset_store_repo_open(r, m, err), err);
+}
+
 void bset_free(struct bset *set)
 {
     if (!set)

@@ -21,6 +21,13 @@ struct bset;
 struct bset *bset_open(const char *spec, struct vb_error *err);
 /* A comma list of data files, each wherever it is (listed under its base name). */
 struct bset *bset_open_files(const char *list, struct vb_error *err);
+/* The files of a repository snapshot that are not disk data: vmconfig.<id>.xml, the
+ * <dev>.<id>.qcow.json and the boot files as <basename>.<id> (store.h). r must outlive the
+ * set. */
+struct repo;
+struct repo_manifest;
+struct bset *bset_open_repo_snapshot(struct repo *r, const struct repo_manifest *m,
+                                     struct vb_error *err);
 void bset_free(struct bset *set);
 
 /* What the set is, for messages: the directory or the list as given. */

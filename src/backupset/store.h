@@ -44,5 +44,11 @@ struct bset_store *bset_store_dir_open(const char *dir, struct vb_error *err);
 struct bset_store *bset_store_zips_open(const char *spec, bool split, struct vb_error *err);
 /* Files named one by one (comma list of paths), listed under their base names. */
 struct bset_store *bset_store_files_open(const char *list, struct vb_error *err);
+/* The domain config, saved image options and blobs of a repository snapshot (store_repo.c);
+ * r must outlive the store. */
+struct repo;
+struct repo_manifest;
+struct bset_store *bset_store_repo_open(struct repo *r, const struct repo_manifest *m,
+                                        struct vb_error *err);
 
 #endif

@@ -28,6 +28,9 @@ struct restored_disk {
     bool ok;
 };
 
+/* Frees the n outcomes and the array. */
+void restored_free(struct restored_disk *rd, size_t n);
+
 /* Loads vmconfig.<ident>.xml, or if that is missing the newest config by chain order (with a
  * warning). *cfg is NULL when the backup holds no config at all. */
 int config_load(struct bset *set, const char *ident, struct restore_config **cfg,

@@ -14,6 +14,7 @@
 #include "logfile.h"
 #include "options.h"
 #include "remote_opts.h"
+#include "repo.h"
 #include "restore.h"
 #include "summary.h"
 
@@ -24,9 +25,19 @@
     "                   [-U URI] [-L LOGFILE] [--nocolor] [-v] [-V] [--json[=FILE]]\n"             \
     "                   [--user USER] [--password-file FILE] [--ssh-user USER]\n"                  \
     "                   [--ssh-port PORT] [--ssh-private-key KEY] [-P PORT] [-I ADDR]\n"           \
-    "                   [--tls] [--tls-cert DIR] [--trust-config]\n"
+    "                   [--tls] [--tls-cert DIR] [--trust-config]\n"                               \
+    "                   [--vm NAME] [--snapshot ID|latest]\n"
 
-enum { OPT_COMPRESS = 256, OPT_NOCOLOR, OPT_JSON, OPT_CONNECTIONS, OPT_THREADS, OPT_TRUST_CONFIG };
+enum {
+    OPT_COMPRESS = 256,
+    OPT_NOCOLOR,
+    OPT_JSON,
+    OPT_CONNECTIONS,
+    OPT_THREADS,
+    OPT_TRUST_CONFIG,
+    OPT_VM,
+    OPT_SNAPSHOT
+};
 
 static const struct option long_opts[] = {
     {"action", required_argument, NULL, 'a'},
@@ -55,6 +66,8 @@ static const struct option long_opts[] = {
     {"nbd-connections", required_argument, NULL, OPT_CONNECTIONS},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"help", no_argument, NULL, 'h'},
+    {"vm", required_argument, NULL, OPT_VM},
+    {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
     VB_REMOTE_LONG_OPTIONS,
     {0},
 };
@@ -75,11 +88,18 @@ static void help(void)
            "\n"
            "Options:\n"
            "  -i, --input INPUT       backup directory, a zip file made by 'virtbackup -o -',\n"
-           "                          or a comma list of such zip files (full first)\n"
+           "                          a comma list of such zip files (full first), or a\n"
+           "                          repository (virtrepo init)\n"
            "  -o, --output OUTPUT     restore directory (created if missing); 'dump' and\n"
            "                          'verify' select those actions\n"
            "  -u, --until NAME        restore up to and including checkpoint NAME\n"
-           "                          (e.g. virtnbdbackup.2); diffs are not applied\n"
+           "                          (e.g. virtnbdbackup.2); diffs are not applied; for a\n"
+           "                          repository also a local time ('2026-12-01 03:00[:SS]'\n"
+           "                          or ISO 8601 with offset): the newest snapshot at or\n"
+           "                          before it\n"
+           "      --vm NAME           repository: the VM (name or uuid); needed only when\n"
+           "                          the repository holds several\n"
+           "      --snapshot ID       repository: this snapshot, or 'latest' (the default)\n"
            "  -s, --sequence F1,F2..  apply exactly these data files in this order (the first\n"
            "                          a full or copy); the image is OUTPUT/<disk>; no config\n"
            "  -d, --disk DISK         only this disk (target dev, e.g. vda)\n"
@@ -131,6 +151,7 @@ static void help(void)
            "  virtrestore -i /backup/vm1 -o /restore -cD -N vm1-copy\n"
            "  virtrestore -i full.zip,inc1.zip -o /restore\n"
            "  virtrestore -i /backup/vm1 -o verify\n"
+           "  virtrestore -i /backup/repo --vm vm1 -u '2026-12-01 03:00' -o /restore\n"
            "\n"
            "Exit status: 0 success; 1 any error (also if only one disk failed) or SIGINT,\n"
            "SIGTERM, SIGHUP.\n",
@@ -256,6 +277,12 @@ int main(int argc, char **argv)
                 return usage_error("--threads: invalid value '%s' (1 .. 64)", optarg);
             o.decoders = (int)num;
             break;
+        case OPT_VM:
+            o.vm = optarg;
+            break;
+        case OPT_SNAPSHOT:
+            o.snapshot = optarg;
+            break;
         case 'h':
             help();
             return 0;
@@ -302,6 +329,14 @@ int main(int argc, char **argv)
     }
     if (o.trust_config && !o.adjust_config)
         return usage_error("%s", "--trust-config goes with -c/-D");
+    bool is_repo = repo_is_repository(o.input);
+    if (!is_repo && (o.vm || o.snapshot))
+        return usage_error("%s: %s goes with a repository input", o.input,
+                           o.vm ? "--vm" : "--snapshot");
+    if (is_repo && o.sequence)
+        return usage_error("%s: --sequence names data files; a repository has none", o.input);
+    if (o.snapshot && o.until)
+        return usage_error("%s", "--snapshot and --until exclude each other");
     if (o.decoders <= 0) { /* at least 4: reads of plain streams overlap better */
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         o.decoders = ncpu > 4 ? (int)ncpu : 4;
@@ -324,8 +359,8 @@ int main(int argc, char **argv)
     int rc = -1;
     struct vb_host host = {0};
     o.host = &host;
-    struct bset *set = bset_open(o.input, &err);
-    if (!set) {
+    struct bset *set = is_repo ? NULL : bset_open(o.input, &err);
+    if (!is_repo && !set) {
         vb_error_log("%s", err.msg);
     } else if (action == ACTION_RESTORE && vb_host_open(&o.remote, &host, &err) < 0) {
         vb_error_log("%s", err.msg);
@@ -335,6 +370,12 @@ int main(int argc, char **argv)
     } else if (action == ACTION_RESTORE && o.remote.tls && vb_host_is_remote(&host) &&
                vb_tls_client_dir_check(host.tls_cert, &err) < 0) {
         vb_error_log("%s", err.msg);
+    } else if (is_repo && action == ACTION_DUMP) {
+        rc = restore_repo_dump(&o);
+    } else if (is_repo && action == ACTION_VERIFY) {
+        rc = restore_repo_verify(&o);
+    } else if (is_repo) {
+        rc = restore_repo_run(&o, sum);
     } else if (action == ACTION_DUMP) {
         rc = restore_dump(&o, set);
     } else if (action == ACTION_VERIFY) {

@@ -80,7 +80,7 @@ static void remove_partial(const struct restore_opts *o, const char *partial,
 }
 
 /* A committed image's name is durable before we report it restored. */
-static void commit_sync(const struct restore_opts *o, const char *target)
+void restore_commit_sync(const struct restore_opts *o, const char *target)
 {
     struct vb_error e = {0};
     if (vb_host_sync(o->host, target, &e) < 0)
@@ -227,7 +227,7 @@ static int restore_stream_disk(const struct restore_opts *o, struct bset *set,
     if (rc == 0 && vb_host_rename_noreplace(o->host, partial, target, err) < 0)
         rc = -1;
     if (rc == 0) {
-        commit_sync(o, target);
+        restore_commit_sync(o, target);
         char a[32], b[32];
         vb_info("%s: restored %s in %.2f s (%s written, %s of zeroes skipped, %s/s)", dc->dev,
                 target, secs, progress_format_bytes(st.bytes_written, a, sizeof a),
@@ -276,7 +276,7 @@ static int restore_raw_disk(const struct restore_opts *o, struct bset *set, stru
     sd->seconds = now_s() - t0;
     snprintf(sd->level, sizeof sd->level, "copy");
     if (rc == 0) {
-        commit_sync(o, target);
+        restore_commit_sync(o, target);
         rd->ok = true;
         rd->path = strdup(target);
         rd->format = strdup("raw");
@@ -285,8 +285,8 @@ static int restore_raw_disk(const struct restore_opts *o, struct bset *set, stru
 }
 
 /* <out>/<basename of the disk's source path>, or <out>/<dev> without one. */
-static void target_path(const struct restore_opts *o, const struct domxml_disk *d, const char *dev,
-                        char *buf, size_t len)
+void restore_target_path(const struct restore_opts *o, const struct domxml_disk *d, const char *dev,
+                         char *buf, size_t len)
 {
     const char *base = dev;
     char *copy = d && d->source ? strdup(d->source) : NULL;
@@ -296,7 +296,7 @@ static void target_path(const struct restore_opts *o, const struct domxml_disk *
     free(copy);
 }
 
-static void restored_free(struct restored_disk *rd, size_t n)
+void restored_free(struct restored_disk *rd, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(rd[i].path);
@@ -356,7 +356,7 @@ int restore_run(const struct restore_opts *o, struct bset *set, struct summary *
             vb_warn("%s: disk is not in the domain config %s; restoring it as %s/%s", dc->dev,
                     cfg->name, o->output, dc->dev);
         char target[4096];
-        target_path(o, d, dc->dev, target, sizeof target);
+        restore_target_path(o, d, dc->dev, target, sizeof target);
         snprintf(sd->file, sizeof sd->file, "%s", target);
         if (d && (strcmp(d->device, "cdrom") == 0 || strcmp(d->device, "floppy") == 0)) {
             vb_info("%s: %s, skipped", dc->dev, d->device);

@@ -36,6 +36,9 @@ struct restore_opts {
     /* from the environment (virtrestore(1), ENVIRONMENT) */
     int memory_mb;           /* VIRTRESTORE_MEMORY_MB: buffer budget per disk; 0: default */
     const char *debug_stall; /* VIRTBACKUP_DEBUG_STALL (debug builds): a stall for tests */
+    /* a repository input (virtrestore(1), REPOSITORY INPUT) */
+    const char *vm;       /* --vm NAME|UUID */
+    const char *snapshot; /* --snapshot ID|latest */
 };
 
 extern volatile sig_atomic_t restore_stop;
@@ -44,5 +47,18 @@ extern volatile sig_atomic_t restore_stop;
 int restore_dump(const struct restore_opts *o, struct bset *set);
 int restore_verify(const struct restore_opts *o, struct bset *set);
 int restore_run(const struct restore_opts *o, struct bset *set, struct summary *sum);
+
+/* The same actions on a repository snapshot (repo_restore.c, repo_verify.c, repo_dump.c). */
+int restore_repo_dump(const struct restore_opts *o);
+int restore_repo_verify(const struct restore_opts *o);
+int restore_repo_run(const struct restore_opts *o, struct summary *sum);
+
+/* Shared by the restores of backup sets and repositories. */
+struct domxml_disk;
+/* <out>/<basename of the disk's source path>, or <out>/<dev> without one. */
+void restore_target_path(const struct restore_opts *o, const struct domxml_disk *d, const char *dev,
+                         char *buf, size_t len);
+/* Makes a committed image's name durable (a failure is a warning). */
+void restore_commit_sync(const struct restore_opts *o, const char *target);
 
 #endif

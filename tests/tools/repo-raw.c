@@ -1,6 +1,10 @@
 /* repo-raw: raw images into and out of a repository through the snapshot writer and reader,
  * for repo_virtrepo.sh (there is no backup into a repository yet).
- *   repo-raw import REPO VMNAME UUID DISK=RAWFILE...   one snapshot, level copy; prints its id
+ *   repo-raw import [--domain-xml FILE] [--qcow-json DISK=FILE] [--checkpoint NAME]
+ *                   REPO VMNAME UUID DISK=RAWFILE...   one snapshot, level copy; prints its id
+ *     --domain-xml: the manifest's domain XML (default: a minimal <domain> of name and uuid);
+ *     --qcow-json: that disk is recorded as qcow2 with this qemu-img info JSON (default: raw,
+ *     none); --checkpoint: the checkpoint the snapshot records (level full then).
  *   repo-raw export REPO SNAPSHOT DISK OUT.raw          writes that disk of that snapshot
  * REPO_RAW_SLOW_MS=N (import): sleep N ms after each chunk, so that a test can kill it midway. */
 #include <errno.h>
@@ -27,7 +31,7 @@ static int die(const char *what, const struct vb_error *err)
 }
 
 static int import_disk(struct repo *r, const char *target, const char *path, long slow_ms,
-                       struct repo_manifest_disk *d, struct vb_error *err)
+                       const char *qcow_json, struct repo_manifest_disk *d, struct vb_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -64,7 +68,9 @@ static int import_disk(struct repo *r, const char *target, const char *path, lon
     if (rc < 0)
         return vb_error_prefix(err, "disk %s (%s)", target, path);
     d->target = strdup(target);
-    d->format = strdup("raw");
+    d->format = strdup(qcow_json ? "qcow2" : "raw");
+    if (qcow_json && !(d->qcow_json = strdup(qcow_json)))
+        return vb_error_set(err, "out of memory");
     d->virtual_size = (uint64_t)st.st_size;
     d->chunk_size = cs;
     d->bytes_read = stats.bytes_read;
@@ -78,11 +84,47 @@ static int import_disk(struct repo *r, const char *target, const char *path, lon
     return d->target && d->format ? 0 : vb_error_set(err, "out of memory");
 }
 
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    size_t cap = 0;
+    if (!f)
+        return NULL;
+    ssize_t n = getdelim(&text, &cap, '\0', f); /* the whole (text) file */
+    fclose(f);
+    if (n < 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
 static int import(int argc, char **argv)
 {
     struct vb_error err = {0};
+    char *domain_xml = NULL, *qcow_json = NULL;
+    const char *qcow_disk = NULL, *checkpoint = NULL;
+    while (argc >= 2 && strncmp(argv[0], "--", 2) == 0) {
+        if (strcmp(argv[0], "--domain-xml") == 0 && !domain_xml) {
+            if (!(domain_xml = slurp(argv[1])))
+                return fprintf(stderr, "repo-raw: %s: %s\n", argv[1], strerror(errno)), 1;
+        } else if (strcmp(argv[0], "--qcow-json") == 0 && !qcow_json && strchr(argv[1], '=')) {
+            qcow_disk = argv[1];
+            *strchr(argv[1], '=') = '\0';
+            if (!(qcow_json = slurp(argv[1] + strlen(argv[1]) + 1)))
+                return fprintf(stderr, "repo-raw: %s: %s\n", argv[1], strerror(errno)), 1;
+        } else if (strcmp(argv[0], "--checkpoint") == 0) {
+            checkpoint = argv[1];
+        } else {
+            return fprintf(stderr, "repo-raw: import: bad option %s\n", argv[0]), 2;
+        }
+        argc -= 2;
+        argv += 2;
+    }
     if (argc < 4)
-        return fprintf(stderr, "usage: repo-raw import REPO VMNAME UUID DISK=RAW...\n"), 2;
+        return fprintf(stderr, "usage: repo-raw import [OPTIONS] REPO VMNAME UUID DISK=RAW...\n"),
+               2;
     const char *slow = getenv("REPO_RAW_SLOW_MS");
     long slow_ms = slow ? atol(slow) : 0;
     struct repo *r = repo_open(argv[0], &err);
@@ -94,9 +136,18 @@ static int import(int argc, char **argv)
     repo_time_format(now, false, m.time);
     m.vm = strdup(argv[1]);
     snprintf(m.uuid, sizeof m.uuid, "%s", argv[2]);
-    if (asprintf(&m.domain_xml, "<domain><name>%s</name><uuid>%s</uuid></domain>", argv[1],
-                 argv[2]) < 0)
+    if (domain_xml)
+        m.domain_xml = domain_xml;
+    else if (asprintf(&m.domain_xml, "<domain><name>%s</name><uuid>%s</uuid></domain>", argv[1],
+                      argv[2]) < 0)
         m.domain_xml = NULL;
+    if (checkpoint) {
+        m.level = REPO_LEVEL_FULL;
+        m.has_checkpoint = true;
+        m.checkpoint.name = strdup(checkpoint);
+        m.checkpoint.creation_time = (int64_t)now;
+        m.checkpoint.xml = strdup("<domaincheckpoint/>");
+    }
     m.n_disks = (size_t)(argc - 3);
     m.disks = calloc(m.n_disks, sizeof *m.disks);
     int rc = m.vm && m.domain_xml && m.disks ? 0 : vb_error_set(&err, "out of memory");
@@ -107,13 +158,16 @@ static int import(int argc, char **argv)
             break;
         }
         *eq = '\0';
-        rc = import_disk(r, spec, eq + 1, slow_ms, &m.disks[i], &err);
+        rc = import_disk(r, spec, eq + 1, slow_ms,
+                         qcow_disk && strcmp(qcow_disk, spec) == 0 ? qcow_json : NULL, &m.disks[i],
+                         &err);
     }
     if (rc == 0)
         rc = repo_snapshot_commit(r, &m, &err);
     if (rc == 0)
         printf("%s\n", m.id);
     repo_manifest_free(&m);
+    free(qcow_json);
     repo_close(r);
     return rc == 0 ? 0 : die("import", &err);
 }
@@ -194,7 +248,8 @@ int main(int argc, char **argv)
         return import(argc - 2, argv + 2);
     if (argc >= 2 && strcmp(argv[1], "export") == 0)
         return export(argc - 2, argv + 2);
-    fprintf(stderr, "usage: repo-raw import REPO VMNAME UUID DISK=RAWFILE...\n"
+    fprintf(stderr, "usage: repo-raw import [--domain-xml FILE] [--qcow-json DISK=FILE]\n"
+                    "                       [--checkpoint NAME] REPO VMNAME UUID DISK=RAWFILE...\n"
                     "       repo-raw export REPO SNAPSHOT DISK OUT.raw\n");
     return 2;
 }
