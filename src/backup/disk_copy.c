@@ -446,8 +446,7 @@ static int repo_finish(struct copy *c, struct vb_error *err)
     if (repo_emit_until(c, nchunks, err) < 0)
         return -1;
     struct repo_disk_stats st;
-    int rc = repo_disk_writer_finish(c->rw, &job->index, &st, err);
-    c->rw = NULL;
+    int rc = repo_disk_writer_finish(c->rw, &job->index, &st, err); /* close frees it */
     if (rc < 0)
         return vb_error_prefix(err, "%s", job->disk->target);
     job->bytes_new = st.bytes_new;
