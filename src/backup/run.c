@@ -104,7 +104,7 @@ static void fill_summary(struct backup_run *r)
         d->bytes_new = j->bytes_new;
         d->bytes_stored = j->bytes_stored;
         d->seconds = j->seconds;
-        d->have_checksum = j->status == 0 && j->file;
+        d->have_checksum = j->status == 0 && j->file && !r->repo; /* chunks have digests */
         d->checksum = j->checksum;
         d->incremental = j->incremental;
         snprintf(d->checkpoint, sizeof d->checkpoint, "%s", j->meta.checkpoint_name);
