@@ -20,6 +20,8 @@
 #             and the reference's -z chain, vs nbdkit's file plugin serving a raw image of
 #             the same content; map-tls: the plain chain over TLS (x509, TCP on
 #             loopback) vs nbdkit's file plugin with TLS
+#   repo      full backup of the main disk into a repository (virtrepo init's defaults) vs
+#             -z into a directory, by virtbackup; notes give the bytes each stored
 #   remote    full backup of the main disk by virtbackup locally and as a remote host over
 #             loopback (qemu+ssh:// through a test sshd on 127.0.0.1:2222, NBD over TCP)
 #             (target: remote >= 80% of local throughput)
@@ -34,7 +36,7 @@
 #   BENCH_SWEEP=1       also run the tuning sweep
 #   BENCH_REF_EXTENTS=0 skip the reference on the extent disks (default: 1 rep, 600 s cap)
 #   BENCH_OUTPUT=disk   outputs on disk instead of a private tmpfs (see lib.sh: fsync)
-#   BENCH_CASES="full inc restore map remote extents"  only these cases (inc precedes restore, map)
+#   BENCH_CASES="full repo inc restore map remote extents"  only these cases (inc precedes restore, map)
 #   BENCH_KEEP=1        keep the work dir (images, backups, logs) for inspection
 #   BENCH_RESULTS_NAME=N  write results/N.json and results/N.md (default latest)
 #   VB_BUILD_DIR=DIR    where virtbackup/virtrestore are built (default build/; built if
@@ -54,6 +56,7 @@ BENCH_LIB_DIR="$BENCH_DIR"
 VIRTBACKUP="$VB_BUILD_DIR/src/backup/virtbackup"
 VIRTRESTORE="$VB_BUILD_DIR/src/restore/virtrestore"
 VIRTMAP="$VB_BUILD_DIR/src/map/virtmap"
+VIRTREPO="$VB_BUILD_DIR/src/virtrepo/virtrepo"
 
 # ---------------------------------------------------------------------------
 # Configuration
@@ -93,7 +96,7 @@ configure() {
     FRAG_COUNT=100000
     # The restore case restores full + 3 incrementals, so there are at least 3 rounds.
     INC_ROUNDS=$((REPS > 3 ? REPS : 3))
-    CASES=" ${BENCH_CASES:-full inc restore map remote extents} "
+    CASES=" ${BENCH_CASES:-full repo inc restore map remote extents} "
     REF_TIMEOUT=${BENCH_REF_TIMEOUT:-600}
 }
 
@@ -218,7 +221,7 @@ build_main_corpus() {
 }
 
 build_corpus() {
-    if want_case full || want_case inc || want_case restore || want_case remote; then
+    if want_case full || want_case repo || want_case inc || want_case restore || want_case remote; then
         build_main_corpus
     fi
     if want_case extents; then
@@ -261,6 +264,34 @@ case_full() {
     for ((rep = 1; rep <= REPS; rep++)); do
         for t in $(bl_rotate "$rep" virtnbdbackup virtbackup virtnbdbackup-z virtbackup-z nbdcopy); do
             full_one "$t" "$rep"
+        done
+    done
+}
+
+# Case: full backup into a repository (virtrepo init's defaults: 4 MiB chunks, zstd 1) vs -z
+# into a directory, same disk, same tool; a note gives the bytes each left on the output.
+repo_one() {
+    local tool="$1" rep="$2" out="$BL_OUT/repo.$1.$2" rc=0
+    mkdir -p "$out"
+    case "$tool" in
+    virtbackup-z) bl_measure repo "$tool" "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -z -o "$out/dir" -n || rc=$? ;;
+    virtbackup-repo)
+        "$VIRTREPO" init "$out/repo" >/dev/null
+        bl_measure repo "$tool" "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out/repo" -n || rc=$?
+        ;;
+    esac
+    [ "$rc" -ne 0 ] || bl_note "stored-repo-$tool-$rep" "$(du -sb "$out" | cut -f1) bytes on the output"
+    rm -rf "$out"
+    return 0
+}
+
+case_repo() {
+    bl_log "==== case repo: $REPS repetitions"
+    cat "$BL_WORKDIR/ref.qcow2" >/dev/null
+    local rep t
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo); do
+            repo_one "$t" "$rep"
         done
     done
 }
@@ -598,6 +629,7 @@ main() {
     [ "$HAVE_RESTORE" = 1 ] || bl_log "virtrestore missing: the restore case measures the reference and the limit only"
     build_corpus
     want_case full && case_full
+    want_case repo && case_repo
     [ "${BENCH_SWEEP:-0}" = 1 ] && case_sweep
     want_case inc && case_inc
     want_case restore && case_restore

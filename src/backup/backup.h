@@ -9,12 +9,15 @@
 #include <stdint.h>
 
 #include "checkpoint_number.h"
+#include "digest.h"
 #include "error.h"
 #include "host.h"
 #include "lock.h"
 #include "meta.h"
 #include "virt.h"
 #include "zip_sink.h"
+
+struct repo;
 
 #define CHECKPOINT_PREFIX STREAM_CHECKPOINT_PREFIX
 
@@ -48,6 +51,7 @@ struct backup_opts {
     const char *user, *password;
     struct vb_remote_opts remote; /* -U's host: SSH, NBD over TCP, TLS */
     bool zip;                     /* -o -: a zip archive on stdout; bookkeeping stays in "." */
+    bool repository;              /* -o names a repository (virtbackup-repository(5)) */
     /* tuning knobs from the environment (virtbackup(1), ENVIRONMENT); 0: the default */
     int connections;         /* VIRTBACKUP_CONNECTIONS: NBD connections per disk */
     size_t requests;         /* VIRTBACKUP_REQUESTS: reads in flight per disk */
@@ -71,12 +75,16 @@ struct disk_job {
     bool incremental;
     bool raw_output;           /* -t raw / raw disk: plain sparse image */
     struct vb_zip_writer *zip; /* -o -: the entry goes into this archive */
+    struct repo *repo;         /* -o REPO: the disk's chunks go into this repository */
     /* results */
     int status; /* 0 ok, -1 failed */
     struct vb_error err;
     uint64_t extents, bytes_read, bytes_written;
     uint32_t checksum;
     double seconds;
+    /* repository runs: the disk's index and what its chunks cost (snapshot_writer.h) */
+    repo_digest index;
+    uint64_t bytes_new, bytes_stored;
 };
 
 /* Copies one disk from its NBD export into its stream file (extent map, async reads, writer

@@ -1,5 +1,6 @@
 /* Copies one disk: extent map, then reads in flight over several NBD connections (libnbd's
- * asynchronous API), handed in stream order to a writer thread that frames and writes. The
+ * asynchronous API), handed in stream order to a writer thread that gives them to the disk's
+ * sink: a stream file (framed), a raw image, or a repository's chunks. The
  * main thread only drives NBD (and checksums plain chunks as they arrive); with -z the
  * writer hands 64 KiB blocks to a pool of compression threads (stream_lz4_pool.h), so both
  * cores are busy and reads overlap compression and writes.
@@ -28,6 +29,7 @@
 #include "nbd_target.h"
 #include "progress.h"
 #include "sink.h"
+#include "snapshot_writer.h"
 #include "stream_writer.h"
 #include "util.h"
 
@@ -83,6 +85,18 @@ struct copy {
     uint64_t seq;         /* into chunk seq's slot */
     uint64_t bytes_read;
     atomic_uint_least64_t bytes_written;
+    /* the writer thread's sink (sink_ops below) and its state */
+    const struct sink_ops *sink;
+    struct stream_writer *sw;    /* stream file or zip entry */
+    int raw_fd;                  /* -t raw: the .partial image, */
+    char partial[4200];          /* its name, */
+    bool raw_committed;          /* renamed into place */
+    struct repo_disk_writer *rw; /* repository: the disk's chunk writer, */
+    uint32_t cs;                 /* its chunk size, */
+    uint8_t *cbuf;               /* the chunk being assembled, */
+    uint64_t cur_chunk;          /* its number (when cur_valid), */
+    bool cur_valid;
+    uint64_t next_chunk; /* the first chunk not given to the writer yet */
 };
 
 /* Holes up to this size between DATA extents are read along, so that a fragmented disk
@@ -129,6 +143,27 @@ static bool next_chunk(struct chunk_iter *it, size_t request, uint64_t *off, siz
 
 /* ---- writer thread ---------------------------------------------------------------- */
 
+/* Where a disk's data goes: a stream file or zip entry, a raw image, or a repository's
+ * chunks. The writer thread walks the extent map once and calls the sink for each piece;
+ * pieces come in ascending order of offset. */
+struct sink_ops {
+    int (*open)(struct copy *c, struct vb_error *err);
+    /* a ZERO extent (NULL: nothing to do) */
+    int (*zero)(struct copy *c, const struct extent *x, struct vb_error *err);
+    /* around the pieces of a DATA extent (NULL: nothing to do) */
+    int (*data_begin)(struct copy *c, const struct extent *x, struct vb_error *err);
+    int (*data_end)(struct copy *c, const struct extent *x, struct vb_error *err);
+    /* n bytes at pos, out of slot s (its adler32 is valid when sum_on_read and not merged) */
+    int (*data)(struct copy *c, const struct slot *s, uint64_t pos, const uint8_t *data, size_t n,
+                struct vb_error *err);
+    /* a DATA extent of zeroes that was not read (NULL: nothing to do) */
+    int (*synth)(struct copy *c, const struct extent *x, struct vb_error *err);
+    /* after the last extent: commit */
+    int (*finish)(struct copy *c, struct vb_error *err);
+    /* frees the sink's state; what was not committed is removed */
+    void (*close)(struct copy *c);
+};
+
 /* The raw image's checksum over the hole before pos: n zero bytes leave adler32's sum A
  * unchanged and add n * A to B, which is what adler32_combine computes for a block whose
  * own checksum is (A = 1, B = n mod 65521). */
@@ -142,9 +177,10 @@ static void raw_sum_zeroes(struct copy *c, uint64_t pos)
     c->raw_pos = pos;
 }
 
-/* Writes DATA extent x from the chunks that hold it (a chunk may hold several extents). */
-static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_fd,
-                              const struct extent *x, uint64_t *seq, struct vb_error *err)
+/* Gives the sink DATA extent x from the chunks that hold it (a chunk may hold several
+ * extents). */
+static int writer_data_chunks(struct copy *c, const struct extent *x, uint64_t *seq,
+                              struct vb_error *err)
 {
     uint64_t pos = x->start, end = x->start + x->length;
     while (pos < end) {
@@ -166,20 +202,7 @@ static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_f
             return vb_error_set(err, "internal error: chunk %" PRIu64 "+%zu does not hold %" PRIu64,
                                 s->offset, s->length, pos);
         size_t n = (size_t)((end < chunk_end ? end : chunk_end) - pos);
-        const uint8_t *data = s->buf + (pos - s->offset);
-        int rc;
-        if (w && c->sum_on_read && !s->merged) {
-            rc = stream_writer_data_append_summed(w, data, n, s->adler, err);
-        } else if (w) {
-            rc = stream_writer_data_append(w, data, n, err);
-        } else {
-            ssize_t wr = pwrite(raw_fd, data, n, (off_t)pos);
-            rc = wr == (ssize_t)n ? 0 : vb_error_errno(err, "%s: write", c->job->file);
-            raw_sum_zeroes(c, pos);
-            c->raw_adler = stream_adler32(c->raw_adler, data, n);
-            c->raw_pos = pos + n;
-        }
-        if (rc < 0)
+        if (c->sink->data(c, s, pos, s->buf + (pos - s->offset), n, err) < 0)
             return -1;
         pos += n;
         atomic_fetch_add(&c->bytes_written, n);
@@ -195,19 +218,9 @@ static int writer_data_chunks(struct copy *c, struct stream_writer *w, int raw_f
     return 0;
 }
 
-static int write_synth_zeroes(struct stream_writer *w, const struct extent *x, struct vb_error *err)
-{
-    static const uint8_t zeroes[1 << 20];
-    for (uint64_t done = 0; done < x->length;) {
-        size_t n = x->length - done < sizeof zeroes ? (size_t)(x->length - done) : sizeof zeroes;
-        if (stream_writer_data_append(w, zeroes, n, err) < 0)
-            return -1;
-        done += n;
-    }
-    return 0;
-}
+/* -- stream file or zip entry (virtbackup-stream(5)) -- */
 
-static int writer_stream(struct copy *c, struct vb_error *err)
+static int stream_open(struct copy *c, struct vb_error *err)
 {
     struct disk_job *job = c->job;
     const char *base = vb_base_name(job->file);
@@ -215,79 +228,285 @@ static int writer_stream(struct copy *c, struct vb_error *err)
         job->zip ? vb_zip_entry_sink(job->zip, base, err) : stream_sink_file_open(job->file, err);
     if (!sink)
         return -1;
-    struct stream_writer *w = stream_writer_new(sink, &job->meta, err);
-    if (!w)
+    c->sw = stream_writer_new(sink, &job->meta, err);
+    if (!c->sw)
         return -1;
     if (c->opts->compress_threads >= 0)
-        stream_writer_set_compress_threads(w, (unsigned)c->opts->compress_threads);
+        stream_writer_set_compress_threads(c->sw, (unsigned)c->opts->compress_threads);
     /* tests: the .partial file exists, the NBD connections are open (debug builds only) */
     VB_DEBUG_STALL(c->opts->debug_stall, c->stop);
+    return 0;
+}
+
+static int stream_zero(struct copy *c, const struct extent *x, struct vb_error *err)
+{
+    return stream_writer_zero(c->sw, x->start, x->length, err);
+}
+
+static int stream_data_begin(struct copy *c, const struct extent *x, struct vb_error *err)
+{
+    return stream_writer_data_begin(c->sw, x->start, x->length, err);
+}
+
+static int stream_data_end(struct copy *c, const struct extent *x, struct vb_error *err)
+{
+    (void)x;
+    return stream_writer_data_end(c->sw, err);
+}
+
+static int stream_data(struct copy *c, const struct slot *s, uint64_t pos, const uint8_t *data,
+                       size_t n, struct vb_error *err)
+{
+    (void)pos;
+    if (c->sum_on_read && !s->merged)
+        return stream_writer_data_append_summed(c->sw, data, n, s->adler, err);
+    return stream_writer_data_append(c->sw, data, n, err);
+}
+
+static int stream_synth(struct copy *c, const struct extent *x, struct vb_error *err)
+{
+    static const uint8_t zeroes[1 << 20];
+    for (uint64_t done = 0; done < x->length;) {
+        size_t n = x->length - done < sizeof zeroes ? (size_t)(x->length - done) : sizeof zeroes;
+        if (stream_writer_data_append(c->sw, zeroes, n, err) < 0)
+            return -1;
+        done += n;
+    }
+    progress_add(c->progress, x->length);
+    return 0;
+}
+
+static int stream_finish(struct copy *c, struct vb_error *err)
+{
+    if (stream_writer_finish(c->sw, &c->job->checksum, err) < 0)
+        return -1;
+    c->job->bytes_written = stream_writer_bytes(c->sw);
+    return 0;
+}
+
+static void stream_close(struct copy *c)
+{
+    stream_writer_free(c->sw); /* removes the .partial file unless committed */
+    c->sw = NULL;
+}
+
+static const struct sink_ops stream_sink_ops = {
+    .open = stream_open,
+    .zero = stream_zero,
+    .data_begin = stream_data_begin,
+    .data_end = stream_data_end,
+    .data = stream_data,
+    .synth = stream_synth,
+    .finish = stream_finish,
+    .close = stream_close,
+};
+
+/* -- -t raw: a plain sparse image of the disk, no stream headers (virtbackup-stream(5), RAW
+ * OUTPUT) -- */
+
+static int raw_open(struct copy *c, struct vb_error *err)
+{
+    struct disk_job *job = c->job;
+    snprintf(c->partial, sizeof c->partial, "%s.partial", job->file);
+    if (access(job->file, F_OK) == 0)
+        return vb_error_set(err, "%s: already exists, refusing to overwrite", job->file);
+    c->raw_fd = open(c->partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (c->raw_fd < 0)
+        return vb_error_errno(err, "%s: create", c->partial);
+    c->raw_adler = STREAM_ADLER32_INIT;
+    c->raw_pos = 0;
+    if (ftruncate(c->raw_fd, (off_t)job->meta.virtual_size) < 0)
+        return vb_error_errno(err, "%s: truncate", c->partial);
+    return 0;
+}
+
+static int raw_data(struct copy *c, const struct slot *s, uint64_t pos, const uint8_t *data,
+                    size_t n, struct vb_error *err)
+{
+    (void)s;
+    ssize_t wr = pwrite(c->raw_fd, data, n, (off_t)pos);
+    if (wr != (ssize_t)n)
+        return vb_error_errno(err, "%s: write", c->job->file);
+    raw_sum_zeroes(c, pos);
+    c->raw_adler = stream_adler32(c->raw_adler, data, n);
+    c->raw_pos = pos + n;
+    return 0;
+}
+
+static int raw_finish(struct copy *c, struct vb_error *err)
+{
+    struct disk_job *job = c->job;
+    raw_sum_zeroes(c, job->meta.virtual_size);
+    job->checksum = c->raw_adler;
+    job->bytes_written = job->meta.data_size;
+    /* a .data never exists without its .chksum (virtbackup-stream(5), COMMITTING A FILE) */
+    if (stream_commit_file(c->raw_fd, job->file, true, job->checksum, err) < 0)
+        return -1;
+    c->raw_committed = true;
+    return 0;
+}
+
+static void raw_close(struct copy *c)
+{
+    if (c->raw_fd >= 0)
+        close(c->raw_fd);
+    c->raw_fd = -1;
+    if (!c->raw_committed && c->partial[0])
+        unlink(c->partial);
+}
+
+static const struct sink_ops raw_sink_ops = {
+    .open = raw_open,
+    .data = raw_data,
+    .finish = raw_finish,
+    .close = raw_close,
+};
+
+/* -- a repository: the disk cut into chunks of the repository's chunk size
+ * (virtbackup-repository(5)); bytes no extent covers are zeroes, and a chunk no extent
+ * touches is marked all-zero without being read -- */
+
+/* Bytes of chunk k (the last one is short when the size is not a multiple). */
+static size_t repo_chunk_len(const struct copy *c, uint64_t k)
+{
+    uint64_t off = k * c->cs, size = c->job->meta.virtual_size;
+    return size - off < c->cs ? (size_t)(size - off) : c->cs;
+}
+
+/* The chunks up to (not including) chunk `upto`: the one being assembled given whole, the
+ * ones after it marked all-zero. */
+static int repo_emit_until(struct copy *c, uint64_t upto, struct vb_error *err)
+{
+    while (c->next_chunk < upto) {
+        uint64_t k = c->next_chunk;
+        int rc = k == c->cur_chunk && c->cur_valid
+                     ? repo_disk_writer_put(c->rw, k * c->cs, c->cbuf, repo_chunk_len(c, k), err)
+                     : repo_disk_writer_put_zero(c->rw, k * c->cs, err);
+        if (rc < 0)
+            return vb_error_prefix(err, "%s", c->job->disk->target);
+        c->next_chunk++;
+    }
+    return 0;
+}
+
+/* Worker threads of a disk's chunk writer: hashing and compressing are the repository's
+ * bottleneck, so one per core (VIRTBACKUP_COMPRESS_THREADS overrides it). */
+static unsigned repo_threads(const struct backup_opts *opts)
+{
+    if (opts->compress_threads > 0)
+        return (unsigned)opts->compress_threads;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    return ncpu < 1 ? 1 : ncpu > 16 ? 16 : (unsigned)ncpu;
+}
+
+static int repo_open_sink(struct copy *c, struct vb_error *err)
+{
+    struct disk_job *job = c->job;
+    c->rw = repo_disk_writer_new(job->repo, job->meta.virtual_size, repo_threads(c->opts), err);
+    if (!c->rw)
+        return vb_error_prefix(err, "%s", job->disk->target);
+    c->cs = repo_disk_writer_chunk_size(c->rw);
+    c->cbuf = malloc(c->cs);
+    if (!c->cbuf)
+        return vb_error_set(err, "out of memory for a chunk buffer");
+    c->next_chunk = 0;
+    c->cur_valid = false;
+    /* tests: the chunk writer runs, the NBD connections are open (debug builds only) */
+    VB_DEBUG_STALL(c->opts->debug_stall, c->stop);
+    return 0;
+}
+
+static int repo_data(struct copy *c, const struct slot *s, uint64_t pos, const uint8_t *data,
+                     size_t n, struct vb_error *err)
+{
+    (void)s;
+    while (n > 0) {
+        uint64_t k = pos / c->cs;
+        if (!c->cur_valid || k != c->cur_chunk) {
+            if (repo_emit_until(c, k, err) < 0)
+                return -1;
+            memset(c->cbuf, 0, c->cs);
+            c->cur_chunk = k;
+            c->cur_valid = true;
+        }
+        size_t in = (size_t)(pos - k * c->cs);
+        size_t take = c->cs - in < n ? c->cs - in : n;
+        memcpy(c->cbuf + in, data, take);
+        pos += take;
+        data += take;
+        n -= take;
+    }
+    return 0;
+}
+
+static int repo_finish(struct copy *c, struct vb_error *err)
+{
+    struct disk_job *job = c->job;
+    uint64_t nchunks = (job->meta.virtual_size + c->cs - 1) / c->cs;
+    if (repo_emit_until(c, nchunks, err) < 0)
+        return -1;
+    struct repo_disk_stats st;
+    int rc = repo_disk_writer_finish(c->rw, &job->index, &st, err); /* close frees it */
+    if (rc < 0)
+        return vb_error_prefix(err, "%s", job->disk->target);
+    job->bytes_new = st.bytes_new;
+    job->bytes_stored = st.bytes_stored;
+    job->bytes_written = st.bytes_stored;
+    vb_info("%s: %" PRIu64 " chunks, %" PRIu64 " all-zero, %" PRIu64 " new (%" PRIu64
+            " bytes, %" PRIu64 " stored)",
+            job->disk->target, st.chunks, st.chunks_zero, st.chunks_new, st.bytes_new,
+            st.bytes_stored);
+    return 0;
+}
+
+static void repo_close_sink(struct copy *c)
+{
+    repo_disk_writer_free(c->rw); /* chunks put stay: unreferenced until a snapshot names them */
+    c->rw = NULL;
+    free(c->cbuf);
+    c->cbuf = NULL;
+}
+
+static const struct sink_ops repo_sink_ops = {
+    .open = repo_open_sink,
+    .data = repo_data,
+    .finish = repo_finish,
+    .close = repo_close_sink,
+};
+
+/* The one loop: every extent in order through the disk's sink. */
+static int writer_run(struct copy *c, struct vb_error *err)
+{
+    const struct sink_ops *ops = c->sink;
+    int rc = ops->open(c, err);
     uint64_t seq = 0;
-    int rc = 0;
     for (size_t i = 0; rc == 0 && i < c->ext.n; i++) {
         const struct extent *x = &c->ext.v[i];
         if (x->zero) {
-            rc = stream_writer_zero(w, x->start, x->length, err);
+            rc = ops->zero ? ops->zero(c, x, err) : 0;
             continue;
         }
-        rc = stream_writer_data_begin(w, x->start, x->length, err);
-        if (rc == 0)
-            rc = x->synth ? write_synth_zeroes(w, x, err)
-                          : writer_data_chunks(c, w, -1, x, &seq, err);
+        if (ops->data_begin)
+            rc = ops->data_begin(c, x, err);
         if (rc == 0 && x->synth)
-            progress_add(c->progress, x->length);
-        if (rc == 0)
-            rc = stream_writer_data_end(w, err);
+            rc = ops->synth ? ops->synth(c, x, err) : 0;
+        else if (rc == 0)
+            rc = writer_data_chunks(c, x, &seq, err);
+        if (rc == 0 && ops->data_end)
+            rc = ops->data_end(c, x, err);
     }
     if (rc == 0 && *c->stop)
         rc = vb_error_set(err, "interrupted");
     if (rc == 0)
-        rc = stream_writer_finish(w, &job->checksum, err);
-    if (rc == 0)
-        job->bytes_written = stream_writer_bytes(w);
-    stream_writer_free(w); /* removes the .partial file unless committed */
-    return rc;
-}
-
-/* -t raw: a plain sparse image of the disk, no stream headers (virtbackup-stream(5), RAW
- * OUTPUT). */
-static int writer_raw(struct copy *c, struct vb_error *err)
-{
-    struct disk_job *job = c->job;
-    char partial[4200];
-    snprintf(partial, sizeof partial, "%s.partial", job->file);
-    if (access(job->file, F_OK) == 0)
-        return vb_error_set(err, "%s: already exists, refusing to overwrite", job->file);
-    int fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return vb_error_errno(err, "%s: create", partial);
-    int rc = 0;
-    if (ftruncate(fd, (off_t)job->meta.virtual_size) < 0)
-        rc = vb_error_errno(err, "%s: truncate", partial);
-    uint64_t seq = 0;
-    c->raw_adler = STREAM_ADLER32_INIT;
-    c->raw_pos = 0;
-    for (size_t i = 0; rc == 0 && i < c->ext.n; i++)
-        if (!c->ext.v[i].zero && !c->ext.v[i].synth)
-            rc = writer_data_chunks(c, NULL, fd, &c->ext.v[i], &seq, err);
-    if (rc == 0 && *c->stop)
-        rc = vb_error_set(err, "interrupted");
-    raw_sum_zeroes(c, job->meta.virtual_size);
-    job->checksum = c->raw_adler;
-    /* a .data never exists without its .chksum (virtbackup-stream(5), COMMITTING A FILE) */
-    if (rc == 0)
-        rc = stream_commit_file(fd, job->file, true, job->checksum, err);
-    close(fd);
-    if (rc < 0)
-        unlink(partial);
-    job->bytes_written = job->meta.data_size;
+        rc = ops->finish(c, err);
+    ops->close(c);
     return rc;
 }
 
 static void *writer_main(void *arg)
 {
     struct copy *c = arg;
-    int rc = c->job->raw_output ? writer_raw(c, &c->werr) : writer_stream(c, &c->werr);
+    int rc = writer_run(c, &c->werr);
     if (rc < 0) {
         atomic_store(&c->failed, true);
         pthread_mutex_lock(&c->lock);
@@ -447,6 +666,8 @@ int disk_copy_run(struct disk_job *job, const struct backup_opts *opts,
         return vb_error_set(err, "out of memory");
     c->job = job;
     c->opts = opts;
+    c->raw_fd = -1;
+    c->sink = job->repo ? &repo_sink_ops : job->raw_output ? &raw_sink_ops : &stream_sink_ops;
     c->stop = stop;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
@@ -482,7 +703,8 @@ int disk_copy_run(struct disk_job *job, const struct backup_opts *opts,
     vb_info("%s: %zu extents, %" PRIu64 " bytes of data to save of %" PRIu64, job->disk->target,
             c->ext.n, job->meta.data_size, (uint64_t)size);
 
-    c->sum_on_read = !job->raw_output && job->meta.compressed == STREAM_META_COMPRESSED_FALSE;
+    c->sum_on_read =
+        !job->raw_output && !job->repo && job->meta.compressed == STREAM_META_COMPRESSED_FALSE;
     c->progress = progress_new(job->disk->target, job->meta.data_size,
                                progress_mode_for_stderr(opts->noprogress || opts->quiet));
     c->slots = calloc(c->nslots, sizeof *c->slots);

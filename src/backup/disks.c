@@ -100,7 +100,9 @@ void prepare_jobs(struct backup_run *r)
             snprintf(name, sizeof name, "%s.diff.%s.data", t, r->ident);
         else
             snprintf(name, sizeof name, "%s.inc.%s.data", t, r->checkpoint);
-        if (asprintf(&j->file, "%s/%s", r->o->output, name) < 0)
+        /* a repository's disks have no file of their own: they are its chunks and an index */
+        if ((r->repo ? asprintf(&j->file, "%s", r->o->output)
+                     : asprintf(&j->file, "%s/%s", r->o->output, name)) < 0)
             j->file = NULL; /* reported by the copy as a missing file name */
         struct vb_nbd_target where;
         vb_host_nbd_listen(&r->host, r->socket, 0, &where);
@@ -109,6 +111,7 @@ void prepare_jobs(struct backup_run *r)
         j->nbd_port = where.port;
         j->tls_dir = where.tls_dir;
         j->zip = r->zip;
+        j->repo = r->repo;
         j->export_name = strdup(t);
         j->incremental = inc;
         if (inc && asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "options.h"
 #include "remote_opts.h"
+#include "repo.h"
 #include "run.h"
 
 static const char usage_line[] =
@@ -33,7 +34,8 @@ static void usage(FILE *f)
           "                             inc (changes since the last checkpoint), diff (changes\n"
           "                             since the last full/inc, no new checkpoint), auto (full\n"
           "                             into an empty directory, inc into one with a full)\n"
-          "  -o, --output DIR           backup directory (created if missing)\n"
+          "  -o, --output DIR           backup directory (created if missing), or a\n"
+          "                             repository made by virtrepo init (full/copy only)\n"
           "  -z, --compress[=N]         lz4-compress the data (level N, default 2)\n"
           "  -t, --type stream|raw      stream format (default) or a plain raw image (copy/full)\n"
           "  -r, --raw                  include raw disks (saved as full sparse copies)\n"
@@ -326,6 +328,23 @@ int main(int argc, char **argv)
         o.zip = true;
         o.output = ".";
         o.workers = 1;
+    }
+
+    if (o.output && !o.zip && repo_is_repository(o.output)) {
+        /* virtbackup(1), REPOSITORY OUTPUT */
+        if (o.level != LEVEL_FULL && o.level != LEVEL_COPY)
+            return bad_usage("-l %s: not yet: a repository takes full and copy backups "
+                             "(incremental backups into a repository come with a later "
+                             "release)",
+                             o.level_arg);
+        if (o.compress != STREAM_META_COMPRESSED_FALSE)
+            return bad_usage("%s", "-z does not apply to a repository: its compression is "
+                                   "the one virtrepo init set");
+        if (o.type_raw)
+            return bad_usage("%s", "-t raw does not apply to a repository");
+        if (o.startonly)
+            return bad_usage("%s", "-s cannot go with a repository (-o names one)");
+        o.repository = true;
     }
 
     vb_log_init("virtbackup", o.verbose, o.quiet);

@@ -25,6 +25,7 @@
 #include "metadata.h"
 #include "progress.h"
 #include "qemu_nbd.h"
+#include "repo.h"
 #include "summary.h"
 #include "util.h"
 
@@ -59,6 +60,9 @@ static int take_locks(struct backup_run *r, struct vb_error *err)
     snprintf(what, sizeof what, "domain %s", r->info.name);
     if (vb_lock_acquire(&r->dom_lock, path, what, err) < 0)
         return -1;
+    /* a repository takes writers of several VMs at once (virtbackup-repository(5)) */
+    if (r->repo)
+        return 0;
     struct stat st;
     if (stat(r->o->output, &st) < 0)
         return vb_error_errno(err, "%s", r->o->output);
@@ -91,13 +95,16 @@ static void fill_summary(struct backup_run *r)
         if (!d)
             continue;
         snprintf(d->level, sizeof d->level, "%s",
-                 r->new_base ? "full" : backup_level_name(r->level));
+                 r->new_base ? "full" : backup_level_name(r->repo ? r->o->level : r->level));
         snprintf(d->file, sizeof d->file, "%s", j->file ? j->file : "");
         d->extents = j->extents;
         d->bytes_read = j->bytes_read;
         d->bytes_written = j->bytes_written;
+        d->repository = r->repo != NULL;
+        d->bytes_new = j->bytes_new;
+        d->bytes_stored = j->bytes_stored;
         d->seconds = j->seconds;
-        d->have_checksum = j->status == 0 && j->file;
+        d->have_checksum = j->status == 0 && j->file && !r->repo; /* chunks have digests */
         d->checksum = j->checksum;
         d->incremental = j->incremental;
         snprintf(d->checkpoint, sizeof d->checkpoint, "%s", j->meta.checkpoint_name);
@@ -128,6 +135,8 @@ static void rollback(struct backup_run *r)
 
 static int save_metadata(struct backup_run *r, struct vb_error *err)
 {
+    if (r->repo)
+        return repo_snapshot_save(r, err);
     struct disk_job **jp = calloc(r->njobs, sizeof *jp);
     if (!jp)
         return vb_error_set(err, "out of memory");
@@ -245,14 +254,25 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
         return rc;
     }
 
-    if (vb_mkdir_p(o->output, err) < 0)
-        return -1;
-    if (take_locks(r, err) < 0)
-        return -1;
-    open_log_file(r);
-    clean_partials(o->output);
-    if (resolve_level(r, err) < 0)
-        return -1;
+    if (o->repository) {
+        /* full and copy read the same (every allocated extent) and make no checkpoint yet
+         * (virtbackup(1), REPOSITORY OUTPUT): the run is a copy for libvirt */
+        r->start_time = time(NULL);
+        if (!(r->repo = repo_open(o->output, err)))
+            return -1;
+        if (take_locks(r, err) < 0)
+            return -1;
+        r->level = LEVEL_COPY;
+    } else {
+        if (vb_mkdir_p(o->output, err) < 0)
+            return -1;
+        if (take_locks(r, err) < 0)
+            return -1;
+        open_log_file(r);
+        clean_partials(o->output);
+        if (resolve_level(r, err) < 0)
+            return -1;
+    }
     if (select_disks(r, err) < 0)
         return -1;
     if (r->level != LEVEL_COPY && !has_qcow_disk(r)) {
@@ -282,7 +302,7 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
 
     if (choose_mode(r, err) < 0)
         return -1;
-    if (prepare_checkpoints(r, err) < 0)
+    if (!r->repo && prepare_checkpoints(r, err) < 0)
         return -1;
     if (o->zip && !(r->zip = vb_zip_writer_open_fd(STDOUT_FILENO, err)))
         return -1;
@@ -375,6 +395,7 @@ static void cleanup(struct backup_run *r)
     if (r->conn)
         virConnectClose(r->conn);
     vb_host_close(&r->host);
+    repo_close(r->repo);
     vb_lock_release(&r->dom_lock);
     vb_lock_release(&r->dir_lock);
 }

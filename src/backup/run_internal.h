@@ -2,11 +2,12 @@
  * run.c (the sequence and cleanup), levels.c (levels, checkpoints, chain bookkeeping),
  * offline.c (shut-off domains: started paused, or read through our own qemu-nbd), pull_job.c
  * (the libvirt backup job), quiesce.c (the guest agent's freeze and thaw),
- * disks.c (disk selection and workers). */
+ * disks.c (disk selection and workers), repo_snapshot.c (a repository run's snapshot). */
 #ifndef VB_BACKUP_RUN_INTERNAL_H
 #define VB_BACKUP_RUN_INTERNAL_H
 
 #include <signal.h>
+#include <time.h>
 
 #include "backup.h"
 #include "image_info.h"
@@ -40,6 +41,8 @@ struct backup_run {
     struct vb_zip_writer *zip; /* -o - */
     struct image_info *images; /* qemu-img info, fetched while the disks are copied */
     char logpath[4300];
+    struct repo *repo; /* -o REPO (virtbackup(1), REPOSITORY OUTPUT), */
+    time_t start_time; /* when the run began: the snapshot's time */
 };
 
 /* levels.c */
@@ -71,5 +74,9 @@ int select_disks(struct backup_run *r, struct vb_error *err);
 bool has_qcow_disk(const struct backup_run *r);
 void prepare_jobs(struct backup_run *r);
 int copy_disks(struct backup_run *r);
+
+/* repo_snapshot.c: the boot files as blobs and the manifest, put last (the commit); call it
+ * after every disk's copy succeeded. */
+int repo_snapshot_save(struct backup_run *r, struct vb_error *err);
 
 #endif

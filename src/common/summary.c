@@ -79,6 +79,10 @@ static json_t *disk_json(const struct summary_disk *d)
     json_object_set_new(o, "extents", json_integer((json_int_t)d->extents));
     json_object_set_new(o, "bytes_read", json_integer((json_int_t)d->bytes_read));
     json_object_set_new(o, "bytes_written", json_integer((json_int_t)d->bytes_written));
+    if (d->repository) {
+        json_object_set_new(o, "bytes_new", json_integer((json_int_t)d->bytes_new));
+        json_object_set_new(o, "bytes_stored", json_integer((json_int_t)d->bytes_stored));
+    }
     json_object_set_new(o, "seconds", json_real(d->seconds));
     json_object_set_new(o, "checksum",
                         d->have_checksum ? json_integer((json_int_t)d->checksum) : json_null());

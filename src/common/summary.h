@@ -7,7 +7,9 @@
  *               "incremental": true, "checkpoint": "virtnbdbackup.2",
  *               "parent": "virtnbdbackup.1", "status": "ok", "error": null}, ...]}
  *
- * "warnings" is the number of warnings logged; "error" is the disk's error message. */
+ * "warnings" is the number of warnings logged; "error" is the disk's error message. A disk
+ * backed up into a repository also has "bytes_new" (raw bytes of the chunks the repository
+ * did not hold) and "bytes_stored" (bytes of the objects put for them). */
 #ifndef VB_SUMMARY_H
 #define VB_SUMMARY_H
 
@@ -25,6 +27,8 @@ struct summary_disk {
     uint64_t extents;
     uint64_t bytes_read;
     uint64_t bytes_written;
+    bool repository; /* bytes_new and bytes_stored are given */
+    uint64_t bytes_new, bytes_stored;
     double seconds;
     bool have_checksum;
     uint32_t checksum;
