@@ -2,6 +2,8 @@
  * manifests. What an object must be to count as present and what a reader checks are in
  * virtbackup-repository(5). */
 #include "repo.h"
+
+#include "digest_set.h"
 #include "object.h"
 #include "vector.h"
 
@@ -159,7 +161,10 @@ struct repo *repo_open(const char *path, struct vb_error *err)
         free(r);
         return NULL;
     }
-    r->store = repo_store_local_open(path, err);
+    r->in_flight = repo_digest_set_new();
+    r->store = r->in_flight ? repo_store_local_open(path, err) : NULL;
+    if (!r->in_flight)
+        vb_error_set(err, "out of memory");
     if (!r->store) {
         vb_error_prefix(err, "opening the repository");
         repo_close(r);
@@ -189,6 +194,7 @@ void repo_close(struct repo *r)
         return;
     if (r->store)
         r->store->ops->close(r->store);
+    repo_digest_set_free(r->in_flight);
     free(r->path);
     free(r);
 }
@@ -293,9 +299,23 @@ int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t
     if (len > r->config.chunk_size)
         return vb_error_set(err, "chunk %s: %zu bytes, more than the chunk size %u", hex, len,
                             r->config.chunk_size);
+    /* identical chunks put at the same moment by several workers or disks count as new
+     * once; each put still checks the object, so a damaged one is replaced */
+    int first = r->in_flight ? repo_digest_set_add(r->in_flight, d) : 1;
+    if (first < 0)
+        return vb_error_set(err, "chunk %s: out of memory", hex);
+    bool put_new = false;
+    uint64_t put_stored = 0;
     repo_chunk_key(d, key);
-    if (put_object(r, key, REPO_KIND_CHUNK, raw, len, was_new, stored, err) < 0)
+    int rc = put_object(r, key, REPO_KIND_CHUNK, raw, len, &put_new, &put_stored, err);
+    if (first == 1 && r->in_flight)
+        repo_digest_set_remove(r->in_flight, d);
+    if (rc < 0)
         return vb_error_prefix(err, "chunk %s", hex);
+    if (was_new)
+        *was_new = first == 1 && put_new;
+    if (stored)
+        *stored = first == 1 ? put_stored : 0;
     return 0;
 }
 

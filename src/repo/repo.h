@@ -18,10 +18,13 @@
 #include "objstore.h"
 #include "repo_config.h"
 
+struct repo_digest_set;
+
 struct repo {
     struct repo_store *store;
     struct repo_config config;
     char *path;
+    struct repo_digest_set *in_flight; /* chunks being put by this process right now */
 };
 
 /* True when path is a directory holding a "config" object whose format is

@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -422,12 +423,84 @@ static void test_snapshots(void)
     repo_close(r);
 }
 
+/* Identical chunks put by several threads at the same moment: one object, counted new once
+ * (the others find it in flight or present). */
+struct racer {
+    struct repo *r;
+    const repo_digest *d;
+    const unsigned char *data;
+    size_t len;
+    pthread_barrier_t *start;
+    bool was_new;
+    uint64_t stored;
+    int rc;
+};
+
+static void *race_put(void *arg)
+{
+    struct racer *x = arg;
+    struct vb_error err = {0};
+    pthread_barrier_wait(x->start);
+    x->rc = repo_put_chunk(x->r, x->d, x->data, x->len, &x->was_new, &x->stored, &err);
+    return NULL;
+}
+
+static void test_concurrent_puts(void)
+{
+    struct repo_config cfg;
+    repo_config_default(&cfg);
+    struct vb_error err = {0};
+    CHECK(repo_init(test_path("race"), &cfg, &err) == 0);
+    struct repo *r = repo_open(test_path("race"), &err);
+    CHECK_MSG(r != NULL, "%s", err.msg);
+    if (!r)
+        return;
+    size_t len = 4u << 20;
+    unsigned char *data = malloc(len);
+    enum { THREADS = 8, ROUNDS = 5 };
+    for (int round = 0; round < ROUNDS; round++) {
+        test_fill(data, len, 1000 + (uint64_t)round);
+        repo_digest d;
+        repo_digest_of(data, len, &d);
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, THREADS);
+        struct racer x[THREADS];
+        pthread_t t[THREADS];
+        for (int i = 0; i < THREADS; i++) {
+            x[i] = (struct racer){.r = r, .d = &d, .data = data, .len = len, .start = &start};
+            pthread_create(&t[i], NULL, race_put, &x[i]);
+        }
+        int news = 0, ok = 0;
+        uint64_t stored = 0;
+        for (int i = 0; i < THREADS; i++) {
+            pthread_join(t[i], NULL);
+            ok += x[i].rc == 0;
+            news += x[i].was_new;
+            stored += x[i].stored;
+        }
+        pthread_barrier_destroy(&start);
+        CHECK(ok == THREADS);
+        CHECK_MSG(news == 1, "round %d: %d of %d racing puts counted the chunk new", round, news,
+                  THREADS);
+        CHECK_MSG(stored > 0 && stored <= len + 24, "round %d: %llu bytes counted stored", round,
+                  (unsigned long long)stored);
+        void *back = NULL;
+        size_t back_len = 0;
+        CHECK(repo_get_chunk(r, &d, &back, &back_len, &err) == 0 && back_len == len &&
+              memcmp(back, data, len) == 0);
+        free(back);
+    }
+    free(data);
+    repo_close(r);
+}
+
 int main(void)
 {
     test_init_open();
     test_chunks();
     test_indexes();
     test_snapshots();
+    test_concurrent_puts();
     test_cleanup();
     return test_finish("test_repo_handle");
 }
