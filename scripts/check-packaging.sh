@@ -95,7 +95,7 @@ CONTENTS=$(dpkg-deb -c "$DEB" | awk '{print $NF}' | sed 's|^\./|/|')
 want=(/usr/bin/virtbackup /usr/bin/virtrestore /usr/bin/virtmap /usr/bin/virtrepo
     /usr/share/man/man1/virtbackup.1.gz /usr/share/man/man1/virtrestore.1.gz
     /usr/share/man/man1/virtrepo.1.gz
-    /usr/share/man/man5/virtbackup-stream.5.gz
+    /usr/share/man/man5/virtbackup-stream.5.gz /usr/share/man/man5/virtbackup-repository.5.gz
     /usr/share/bash-completion/completions/virtbackup
     /usr/share/bash-completion/completions/virtrestore
     /usr/share/bash-completion/completions/virtmap
@@ -108,7 +108,7 @@ for f in "${want[@]}"; do
     grep -qxF "$f" <<<"$CONTENTS" || tb_fail "$f is not in $(basename "$DEB")"
 done
 DEPENDS=$(dpkg-deb -f "$DEB" Depends)
-for d in qemu-utils libvirt0 libnbd0 liblz4-1 libdeflate0; do
+for d in qemu-utils libvirt0 libnbd0 liblz4-1 libdeflate0 libzstd1 libssl3; do
     grep -q "\b$d\b" <<<"$DEPENDS" || tb_fail "Depends lacks $d: $DEPENDS"
 done
 grep -qx '/etc/virtbackup/virtbackup.conf' <(dpkg-deb --ctrl-tarfile "$DEB" | tar -xOf - ./conffiles) ||
