@@ -21,7 +21,8 @@
 #             the same content; map-tls: the plain chain over TLS (x509, TCP on
 #             loopback) vs nbdkit's file plugin with TLS
 #   repo      full backup of the main disk into a repository (virtrepo init's defaults) vs
-#             -z into a directory, by virtbackup; notes give the bytes each stored
+#             -z into a directory, by virtbackup; notes give the bytes each stored; then
+#             virtrestore of each (repo-restore: the snapshot vs the -z full)
 #   remote    full backup of the main disk by virtbackup locally and as a remote host over
 #             loopback (qemu+ssh:// through a test sshd on 127.0.0.1:2222, NBD over TCP)
 #             (target: remote >= 80% of local throughput)
@@ -281,6 +282,19 @@ repo_one() {
         ;;
     esac
     [ "$rc" -ne 0 ] || bl_note "stored-repo-$tool-$rep" "$(du -sb "$out" | cut -f1) bytes on the output"
+    return 0
+}
+
+# ... and the restore of what each made (the repository's snapshot vs the -z full), into a
+# fresh qcow2 through virtrestore's qemu-nbd, the same command for both.
+repo_restore_one() {
+    local tool="$1" rep="$2" in="$BL_OUT/repo.$1.$2" out="$BL_OUT/repo-restore.$1.$2" src=""
+    case "$tool" in
+    virtbackup-z) src="$in/dir" ;;
+    virtbackup-repo) src="$in/repo" ;;
+    esac
+    [ -e "$src" ] || return 0
+    bl_measure repo-restore "$tool" "$rep" "$MAIN_BYTES" "$VIRTRESTORE" -n -i "$src" -o "$out" || true
     rm -rf "$out"
     return 0
 }
@@ -293,6 +307,11 @@ case_repo() {
         for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo); do
             repo_one "$t" "$rep"
         done
+        sync
+        for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo); do
+            repo_restore_one "$t" "$rep"
+        done
+        rm -rf "$BL_OUT"/repo.*."$rep"
     done
 }
 
