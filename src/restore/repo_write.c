@@ -10,17 +10,11 @@
 #include <string.h>
 
 #include "nbd_driver.h"
+#include "nbd_runs.h"
 #include "util.h"
 #include "vector.h"
 
-/* Runs of zeroes shorter than this are written anyway: finer splitting costs requests and
- * gains nothing on 64 KiB qcow2 clusters. */
-#define ZERO_GRAIN  (64 * 1024)
 #define MAX_READERS 64
-
-struct data_run {
-    size_t off, len; /* within the chunk */
-};
 
 struct chunk {
     struct chunk *next;     /* free list or a queue */
@@ -134,42 +128,6 @@ static void release_slot(struct pipeline *pl, struct chunk *c)
     pthread_mutex_unlock(&pl->lock);
 }
 
-static int add_run(struct chunk *c, size_t off, size_t len)
-{
-    if (vb_vector_grow(&c->runs, &c->runcap, c->nruns + 1, sizeof *c->runs) < 0)
-        return -1;
-    c->runs[c->nruns++] = (struct data_run){off, len};
-    return 0;
-}
-
-/* The chunk's runs of non-zero grains, each at most request_size bytes. Returns the zero
- * bytes skipped, or -1 when out of memory. */
-static int64_t find_runs(struct chunk *c, size_t request_size)
-{
-    c->nruns = c->next_run = 0;
-    uint64_t zero = 0;
-    size_t start = 0, have = 0;
-    for (size_t off = 0; off < c->len;) {
-        size_t n = c->len - off < ZERO_GRAIN ? c->len - off : ZERO_GRAIN;
-        bool z = vb_is_zero((const char *)c->data + off, n);
-        if (z)
-            zero += n;
-        else if (have == 0)
-            start = off;
-        if (!z)
-            have += n;
-        if (have && (z || have >= request_size)) {
-            if (add_run(c, start, have) < 0)
-                return -1;
-            have = 0;
-        }
-        off += n;
-    }
-    if (have && add_run(c, start, have) < 0)
-        return -1;
-    return (int64_t)zero;
-}
-
 /* Fetches chunk i into slot c and queues what is to be written. */
 static int read_chunk(struct pipeline *pl, struct chunk *c, size_t i, struct vb_error *e)
 {
@@ -188,7 +146,9 @@ static int read_chunk(struct pipeline *pl, struct chunk *c, size_t i, struct vb_
         c->voff = voff;
         c->len = len;
         c->pending = 0;
-        if ((zero = find_runs(c, pl->o->request_size)) < 0)
+        c->next_run = 0;
+        if ((zero = restore_find_runs(c->data, c->len, pl->o->request_size, &c->runs, &c->nruns,
+                                      &c->runcap)) < 0)
             vb_error_set(e, "out of memory");
     }
     if (zero < 0) {
@@ -315,31 +275,6 @@ static int submit_writes(void *opaque, struct nbd_driver *d, struct vb_error *er
     return reading || pl->head ? NBD_DRIVER_MORE : NBD_DRIVER_DONE;
 }
 
-static int connect_all(struct pipeline *pl, int n, struct vb_error *err)
-{
-    const char *where = pl->nbd.name;
-    for (int i = 0; i < n; i++) {
-        struct nbd_handle *h = nbd_create();
-        if (!h)
-            return vb_error_set(err, "nbd_create: %s", nbd_get_error());
-        if (nbd_driver_add(&pl->nbd, h, err) < 0) {
-            nbd_close(h);
-            return -1;
-        }
-        if (nbd_set_export_name(h, pl->o->export_name ? pl->o->export_name : "") < 0 ||
-            vb_nbd_target_connect(h, &pl->o->target) < 0)
-            return vb_error_set(err, "%s: NBD connection %d: %s%s", where, i + 1, nbd_get_error(),
-                                vb_nbd_target_hint(&pl->o->target, nbd_get_error()));
-        if (nbd_is_read_only(h) == 1)
-            return vb_error_set(err, "%s: the NBD export is read-only", where);
-        int64_t size = nbd_get_size(h);
-        if (size < 0 || (uint64_t)size < pl->idx->virtual_size)
-            return vb_error_set(err, "%s: export has %" PRId64 " bytes, the disk needs %" PRIu64,
-                                where, size, pl->idx->virtual_size);
-    }
-    return 0;
-}
-
 int repo_write_nbd(struct repo *r, const struct repo_index *idx, const struct repo_write_opts *o,
                    struct nbd_write_stats *st, struct vb_error *err)
 {
@@ -365,7 +300,8 @@ int repo_write_nbd(struct repo *r, const struct repo_index *idx, const struct re
         goto out;
     }
     pl.nbd.stop_is_signal = true;
-    if (connect_all(&pl, nconn, err) < 0) {
+    if (restore_nbd_connect(&pl.nbd, &o->target, o->export_name, nconn, idx->virtual_size, err) <
+        0) {
         rc = -1;
         goto out;
     }

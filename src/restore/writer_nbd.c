@@ -10,18 +10,14 @@
 #include <string.h>
 
 #include "nbd_driver.h"
+#include "nbd_runs.h"
 #include "stream_reader.h"
 #include "util.h"
 #include "vector.h"
 
 /* Runs of zeroes shorter than this are written anyway: finer splitting costs requests and
  * gains nothing on 64 KiB qcow2 clusters. */
-#define ZERO_GRAIN (64 * 1024)
-#define MAX_CONNS  NBD_DRIVER_MAX_CONNS
-
-struct data_run {
-    size_t off, len; /* within the buffer */
-};
+#define MAX_CONNS NBD_DRIVER_MAX_CONNS
 
 struct buffer {
     struct buffer *next;     /* free list or ready queue */
@@ -155,43 +151,6 @@ static struct buffer *get_buffer(struct pipeline *pl)
     return b;
 }
 
-static int add_run(struct buffer *b, size_t off, size_t len)
-{
-    if (vb_vector_grow(&b->runs, &b->runcap, b->nruns + 1, sizeof *b->runs) < 0)
-        return -1;
-    b->runs[b->nruns++] = (struct data_run){off, len};
-    return 0;
-}
-
-/* Splits the buffer into runs of non-zero grains, each at most request_size. Returns the
- * number of zero bytes skipped, or -1 when out of memory. */
-static int64_t find_runs(struct buffer *b, size_t request_size)
-{
-    b->nruns = 0;
-    b->next_run = 0;
-    uint64_t zero = 0;
-    size_t start = 0, have = 0; /* current run */
-    for (size_t off = 0; off < b->len;) {
-        size_t n = b->len - off < ZERO_GRAIN ? b->len - off : ZERO_GRAIN;
-        bool z = vb_is_zero(b->data + off, n);
-        if (z)
-            zero += n;
-        if (!z && have == 0)
-            start = off;
-        if (!z)
-            have += n;
-        if (have && (z || have >= request_size)) {
-            if (add_run(b, start, have) < 0)
-                return -1;
-            have = 0;
-        }
-        off += n;
-    }
-    if (have && add_run(b, start, have) < 0)
-        return -1;
-    return (int64_t)zero;
-}
-
 /* Decodes [voff, voff+len) of piece p into one buffer and queues its non-zero runs. */
 static int decode_chunk(struct pipeline *pl, struct stream_reader *rd,
                         const struct restore_piece *p, uint64_t voff, size_t len,
@@ -205,10 +164,12 @@ static int decode_chunk(struct pipeline *pl, struct stream_reader *rd,
     b->voff = voff;
     b->len = len;
     b->pending = 0;
+    b->next_run = 0;
     int64_t zero = -1;
     if (stream_reader_read(rd, idx, p->extent, voff - x->start, len, b->data, e) < 0)
         vb_error_prefix(e, "reading disk offset %" PRIu64, voff);
-    else if ((zero = find_runs(b, pl->o->request_size)) < 0)
+    else if ((zero = restore_find_runs(b->data, b->len, pl->o->request_size, &b->runs, &b->nruns,
+                                       &b->runcap)) < 0)
         vb_error_set(e, "out of memory");
     if (zero < 0) {
         release_buffer(pl, b);
@@ -347,31 +308,6 @@ static void free_request(void *user_data)
     free(user_data);
 }
 
-static int connect_all(struct pipeline *pl, int n, struct vb_error *err)
-{
-    const char *where = pl->nbd.name;
-    for (int i = 0; i < n; i++) {
-        struct nbd_handle *h = nbd_create();
-        if (!h)
-            return vb_error_set(err, "nbd_create: %s", nbd_get_error());
-        if (nbd_driver_add(&pl->nbd, h, err) < 0) {
-            nbd_close(h);
-            return -1;
-        }
-        if (nbd_set_export_name(h, pl->o->export_name ? pl->o->export_name : "") < 0 ||
-            vb_nbd_target_connect(h, &pl->o->target) < 0)
-            return vb_error_set(err, "%s: NBD connection %d: %s%s", where, i + 1, nbd_get_error(),
-                                vb_nbd_target_hint(&pl->o->target, nbd_get_error()));
-        if (nbd_is_read_only(h) == 1)
-            return vb_error_set(err, "%s: the NBD export is read-only", where);
-        int64_t size = nbd_get_size(h);
-        if (size < 0 || (uint64_t)size < pl->ci->virtual_size)
-            return vb_error_set(err, "%s: export has %" PRId64 " bytes, the disk needs %" PRIu64,
-                                where, size, pl->ci->virtual_size);
-    }
-    return 0;
-}
-
 /* Moves what the decoders queued to the writer's own list. */
 static void take_ready(struct pipeline *pl, struct buffer **head, struct buffer **tail,
                        bool *decoding, bool *failed)
@@ -470,7 +406,7 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
     struct pipeline pl = {.ci = ci, .w = w, .o = o, .st = st};
     atomic_init(&pl.next_job, 0);
     /* The budget covers every buffer: the decoders' input and LZ4 state, then chunks. */
-    pl.chunk = o->request_size < ZERO_GRAIN ? ZERO_GRAIN : o->request_size;
+    pl.chunk = o->request_size < RESTORE_ZERO_GRAIN ? RESTORE_ZERO_GRAIN : o->request_size;
     uint64_t budget = o->memory_budget, decoding = 0;
     for (size_t i = 0; i < ci->nfiles; i++)
         if (ci->files[i]->compressed)
@@ -489,7 +425,8 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
         goto out;
     }
     pl.nbd.stop_is_signal = true;
-    if (plan_jobs(&pl, err) < 0 || connect_all(&pl, nconn, err) < 0) {
+    if (plan_jobs(&pl, err) < 0 || restore_nbd_connect(&pl.nbd, &o->target, o->export_name, nconn,
+                                                       ci->virtual_size, err) < 0) {
         rc = -1;
         goto out;
     }
