@@ -59,3 +59,11 @@ int restore_nbd_connect(struct nbd_driver *d, const struct vb_nbd_target *target
     }
     return 0;
 }
+
+int restore_nbd_flush(struct nbd_driver *d, struct vb_error *err)
+{
+    for (int i = 0; i < d->nconns; i++)
+        if (nbd_flush(d->conn[i], 0) < 0)
+            return vb_error_set(err, "%s: NBD flush: %s", d->name, nbd_get_error());
+    return 0;
+}

@@ -30,4 +30,8 @@ int64_t restore_find_runs(const char *data, size_t len, size_t request_size, str
 int restore_nbd_connect(struct nbd_driver *d, const struct vb_nbd_target *target,
                         const char *export_name, int n, uint64_t need, struct vb_error *err);
 
+/* Flushes every connection: without multi-conn a flush covers only its own connection's
+ * writes. */
+int restore_nbd_flush(struct nbd_driver *d, struct vb_error *err);
+
 #endif

@@ -327,9 +327,7 @@ int repo_write_nbd(struct repo *r, const struct repo_index *idx, const struct re
     if (rc < 0) {
         *err = pl.err;
     } else {
-        for (int i = 0; i < pl.nbd.nconns && rc == 0; i++)
-            if (nbd_flush(pl.nbd.conn[i], 0) < 0)
-                rc = vb_error_set(err, "%s: NBD flush: %s", where, nbd_get_error());
+        rc = restore_nbd_flush(&pl.nbd, err);
     }
 out:
     /* closing a connection retires its commands; only then may their chunks go */

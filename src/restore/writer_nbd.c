@@ -376,15 +376,6 @@ static int submit_writes(void *opaque, struct nbd_driver *d, struct vb_error *er
     return decoding || pl->head ? NBD_DRIVER_MORE : NBD_DRIVER_DONE;
 }
 
-static int flush_all(struct nbd_driver *d, struct vb_error *err)
-{
-    /* Without multi-conn a flush covers only its own connection's writes: flush them all. */
-    for (int i = 0; i < d->nconns; i++)
-        if (nbd_flush(d->conn[i], 0) < 0)
-            return vb_error_set(err, "%s: NBD flush: %s", d->name, nbd_get_error());
-    return 0;
-}
-
 static void free_buffers(struct buffer *b)
 {
     while (b) {
@@ -452,7 +443,7 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
     if (rc < 0)
         *err = pl.err;
     else
-        rc = flush_all(&pl.nbd, err);
+        rc = restore_nbd_flush(&pl.nbd, err);
 out:
     /* Closing a connection retires its commands; only then may their buffers go. */
     nbd_driver_close(&pl.nbd, rc == 0);

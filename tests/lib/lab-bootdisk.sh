@@ -62,35 +62,18 @@ bd_init() {
         [ -f "$BD_OVMF_CODE" ] && [ -f "$BD_OVMF_VARS" ] || need=1
     [ -n "$(lab_pick_kernel)" ] || need=1
     [ "$need" = 0 ] || "$VB_SOURCE_DIR/scripts/install-deps.sh" >&2
-    local LAB_KVER LAB_SEEN=() LAB_ORDER=() m entry kind path base
+    local LAB_KVER LAB_SEEN=() LAB_ORDER=() m
     LAB_KVER=$(lab_pick_kernel)
     [ -n "$LAB_KVER" ] || tb_fail "bootdisk: no /boot/vmlinuz-K with /lib/modules/K (package linux-image-amd64)"
     for m in "${BD_MODULES[@]}"; do
         lab_add_module "$m" hard
     done
     BD_DIR="$TB_WORKDIR/bootdisk"
-    local stage="$BD_DIR/initrd-stage"
     rm -rf "$BD_DIR"
-    mkdir -p "$stage"/{bin,dev,proc,sys,tmp,newroot,lib/modules}
-    cp /usr/bin/busybox "$stage/bin/busybox"
-    install -m 0755 "$TB_LIB_DIR/lab-bootdisk-initrd.sh" "$stage/init"
-    mknod -m 0600 "$stage/dev/console" c 5 1
-    : >"$stage/modules"
-    for entry in "${LAB_ORDER[@]}"; do
-        kind=${entry%% *}
-        path=${entry#* }
-        base=$(basename "$path")
-        case "$base" in
-        *.ko) cp "$path" "$stage/lib/modules/$base" ;;
-        *.ko.xz) xz -dc "$path" >"$stage/lib/modules/${base%.xz}" ;;
-        *.ko.zst) zstd -qdc "$path" >"$stage/lib/modules/${base%.zst}" ;;
-        *.ko.gz) gzip -dc "$path" >"$stage/lib/modules/${base%.gz}" ;;
-        *) tb_fail "bootdisk: module file of unknown type: $path" ;;
-        esac
-        echo "$kind ${base%.ko*}" >>"$stage/modules"
-    done
-    (cd "$stage" && find . | busybox cpio -o -H newc -R 0:0 2>/dev/null) | gzip -9 >"$BD_DIR/initrd.img"
-    rm -rf "$stage"
+    mkdir -p "$BD_DIR"
+    lab_pack_initramfs "$TB_LIB_DIR/lab-bootdisk-initrd.sh" newroot "$BD_DIR/initrd.cpio"
+    gzip -9 <"$BD_DIR/initrd.cpio" >"$BD_DIR/initrd.img"
+    rm -f "$BD_DIR/initrd.cpio"
     BD_KERNEL="/boot/vmlinuz-$LAB_KVER"
     BD_INITRD="$BD_DIR/initrd.img"
     bd_log "kernel $LAB_KVER, initramfs $BD_INITRD ($(stat -c %s "$BD_INITRD") bytes, ${#LAB_ORDER[@]} modules)"

@@ -100,12 +100,16 @@ lab_add_module() {
     LAB_ORDER+=("$kind $path")
 }
 
-lab_build_initrd() {
-    local dir="$1" stage="$1/stage" entry kind path base
+# lab_pack_initramfs INIT MOUNTPOINT OUT: an initramfs (cpio, newc) of busybox, INIT as /init,
+# an empty /MOUNTPOINT for it and the modules of LAB_ORDER (the caller's lab_add_module
+# results) in load order, listed in /modules; written to OUT. The lab guest and the boot
+# disks of lab-bootdisk.sh both make theirs with it.
+lab_pack_initramfs() {
+    local init="$1" mnt="$2" out="$3" stage="$3.stage" entry kind path base
     rm -rf "$stage"
-    mkdir -p "$stage"/{bin,dev,proc,sys,tmp,host,lib/modules}
+    mkdir -p "$stage"/{bin,dev,proc,sys,tmp,lib/modules} "$stage/$mnt"
     cp /usr/bin/busybox "$stage/bin/busybox"
-    install -m 0755 "$TB_LIB_DIR/labguest-init.sh" "$stage/init"
+    install -m 0755 "$init" "$stage/init"
     mknod -m 0600 "$stage/dev/console" c 5 1
     : >"$stage/modules"
     for entry in "${LAB_ORDER[@]}"; do
@@ -119,11 +123,15 @@ lab_build_initrd() {
         *.ko.gz) gzip -dc "$path" >"$stage/lib/modules/${base%.gz}" ;;
         *) tb_fail "lab: module file of unknown type: $path" ;;
         esac
-        base=${base%.ko*}
-        echo "$kind $base" >>"$stage/modules"
+        echo "$kind ${base%.ko*}" >>"$stage/modules"
     done
-    (cd "$stage" && find . | busybox cpio -o -H newc -R 0:0 2>/dev/null) >"$dir/initrd.tmp"
+    (cd "$stage" && find . | busybox cpio -o -H newc -R 0:0 2>/dev/null) >"$out"
     rm -rf "$stage"
+}
+
+lab_build_initrd() {
+    local dir="$1"
+    lab_pack_initramfs "$TB_LIB_DIR/labguest-init.sh" host "$dir/initrd.tmp"
     cp "/boot/vmlinuz-$LAB_KVER" "$dir/vmlinuz.tmp"
     chmod 0644 "$dir/initrd.tmp" "$dir/vmlinuz.tmp"
     mv "$dir/vmlinuz.tmp" "$dir/vmlinuz"
