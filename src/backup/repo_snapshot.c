@@ -178,8 +178,10 @@ int repo_snapshot_save(struct backup_run *r, struct vb_error *err)
     if (save_blobs(r, &m, err) < 0)
         goto out;
     rc = repo_snapshot_commit(r->repo, &m, err);
-    if (rc == 0)
+    if (rc == 0) {
         vb_info("snapshot %s of %s committed to repository %s", m.id, m.vm, r->o->output);
+        summary_set_snapshot(r->summary, m.id);
+    }
 out:
     free(disks);
     free(xml);

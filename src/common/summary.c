@@ -10,6 +10,7 @@
 
 struct summary {
     char tool[32];
+    char snapshot[64]; /* empty: none committed */
     pthread_mutex_t lock;
     size_t n, cap;
     struct summary_disk **disks; /* pointers stay valid while the array grows */
@@ -51,6 +52,13 @@ struct summary_disk *summary_add_disk(struct summary *s, const char *disk)
     s->disks[s->n++] = d;
     pthread_mutex_unlock(&s->lock);
     return d;
+}
+
+void summary_set_snapshot(struct summary *s, const char *id)
+{
+    pthread_mutex_lock(&s->lock);
+    snprintf(s->snapshot, sizeof s->snapshot, "%s", id);
+    pthread_mutex_unlock(&s->lock);
 }
 
 const char *summary_status_name(enum summary_status st)
@@ -109,6 +117,8 @@ int summary_write(struct summary *s, const char *path, enum summary_status statu
     json_object_set_new(root, "exit_code", json_integer(exit_code));
     json_object_set_new(root, "warnings", json_integer(warnings));
     pthread_mutex_lock(&s->lock);
+    if (s->snapshot[0])
+        json_object_set_new(root, "snapshot", json_string(s->snapshot));
     for (size_t i = 0; i < s->n; i++)
         json_array_append_new(disks, disk_json(s->disks[i]));
     pthread_mutex_unlock(&s->lock);

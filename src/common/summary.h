@@ -9,7 +9,8 @@
  *
  * "warnings" is the number of warnings logged; "error" is the disk's error message. A disk
  * backed up into a repository also has "bytes_new" (raw bytes of the chunks the repository
- * did not hold) and "bytes_stored" (bytes of the objects put for them). */
+ * did not hold) and "bytes_stored" (bytes of the objects put for them); a run that committed
+ * a repository snapshot has a top-level "snapshot" (its id) after "warnings". */
 #ifndef VB_SUMMARY_H
 #define VB_SUMMARY_H
 
@@ -47,6 +48,8 @@ void summary_free(struct summary *s);
  * Thread-safe. NULL when out of memory. */
 struct summary_disk *summary_add_disk(struct summary *s, const char *disk);
 const char *summary_status_name(enum summary_status st);
+/* The id of the repository snapshot the run committed (virtbackup-repository(5)). */
+void summary_set_snapshot(struct summary *s, const char *id);
 /* Writes the object to path, or to stdout when path is NULL or "-". */
 int summary_write(struct summary *s, const char *path, enum summary_status status, int exit_code,
                   unsigned warnings, struct vb_error *err);

@@ -3,7 +3,8 @@
 # domain with two disks (its qcow2 options kept), twice with changes between, then
 # virtrestore -i REPO of each snapshot (latest, --snapshot ID, --until a time between them)
 # with -c; every restored image compared with the disk as it was at that backup, the
-# config's disks pointing at the restored images; virtrepo verify passes.
+# config's disks pointing at the restored images; the second run's --json names its
+# snapshot; virtrepo verify passes.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
@@ -50,8 +51,12 @@ tb_qemu_io "$DOM" vda "write -z 40M 1M"
 tb_qemu_io "$DOM" vdb "write -P 0x52 30M 2M"
 tb_snapshot_image "$DOM" vda "$W/a2.raw"
 tb_snapshot_image "$DOM" vdb "$W/b2.raw"
-"$VIRTBACKUP" -n -d "$DOM" -l full -o "$R" >"$W/b2.log" 2>&1 || tb_fail "second backup: $(cat "$W/b2.log")"
+"$VIRTBACKUP" -n -d "$DOM" -l full -o "$R" --json=$W/b2.json >"$W/b2.log" 2>&1 ||
+    tb_fail "second backup: $(cat "$W/b2.log")"
 tb_assert_eq "$("$VIRTREPO" snapshots "$R" --json | jq length)" 2 "snapshots"
+# --json names the snapshot the run committed (virtbackup(1), REPOSITORY OUTPUT)
+tb_assert_eq "$(jq -r .snapshot "$W/b2.json")" "$("$VIRTREPO" snapshots "$R" --json | jq -r '.[-1].id')" \
+    "the --json summary's snapshot"
 
 tb_step "restores of each snapshot equal the disks at their backups"
 restore_compare "latest" "$W/a2.raw" "$W/b2.raw"
