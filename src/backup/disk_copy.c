@@ -95,6 +95,7 @@ struct copy {
     uint32_t cs;                 /* its chunk size, */
     uint8_t *cbuf;               /* the chunk being assembled, */
     uint64_t cur_chunk;          /* its number (when cur_valid), */
+    size_t cur_read;             /* its bytes read from the disk */
     bool cur_valid;
     uint64_t next_chunk; /* the first chunk not given to the writer yet */
 };
@@ -380,7 +381,8 @@ static int repo_emit_until(struct copy *c, uint64_t upto, struct vb_error *err)
     while (c->next_chunk < upto) {
         uint64_t k = c->next_chunk;
         int rc = k == c->cur_chunk && c->cur_valid
-                     ? repo_disk_writer_put(c->rw, k * c->cs, c->cbuf, repo_chunk_len(c, k), err)
+                     ? repo_disk_writer_put(c->rw, k * c->cs, c->cbuf, repo_chunk_len(c, k),
+                                            c->cur_read, err)
                      : repo_disk_writer_put_zero(c->rw, k * c->cs, err);
         if (rc < 0)
             return vb_error_prefix(err, "%s", c->job->disk->target);
@@ -426,12 +428,14 @@ static int repo_data(struct copy *c, const struct slot *s, uint64_t pos, const u
             if (repo_emit_until(c, k, err) < 0)
                 return -1;
             memset(c->cbuf, 0, c->cs);
+            c->cur_read = 0;
             c->cur_chunk = k;
             c->cur_valid = true;
         }
         size_t in = (size_t)(pos - k * c->cs);
         size_t take = c->cs - in < n ? c->cs - in : n;
         memcpy(c->cbuf + in, data, take);
+        c->cur_read += take;
         pos += take;
         data += take;
         n -= take;

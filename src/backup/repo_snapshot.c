@@ -90,8 +90,10 @@ static int put_blob(struct repo *repo, const uint8_t *data, size_t len, repo_dig
         return -1;
     uint32_t cs = repo_disk_writer_chunk_size(w);
     int rc = 0;
-    for (size_t off = 0; rc == 0 && off < len; off += cs)
-        rc = repo_disk_writer_put(w, off, data + off, len - off < cs ? len - off : cs, err);
+    for (size_t off = 0; rc == 0 && off < len; off += cs) {
+        size_t n = len - off < cs ? len - off : cs;
+        rc = repo_disk_writer_put(w, off, data + off, n, n, err);
+    }
     struct repo_disk_stats st;
     if (rc == 0)
         rc = repo_disk_writer_finish(w, index, &st, err);

@@ -14,9 +14,10 @@
 #define MAX_THREADS 64
 
 struct job {
-    uint64_t n; /* chunk number */
-    size_t len; /* bytes in buf */
-    void *buf;  /* from the pool */
+    uint64_t n;  /* chunk number */
+    size_t len;  /* bytes in buf */
+    size_t read; /* of them read from the source */
+    void *buf;   /* from the pool */
 };
 
 struct repo_disk_writer {
@@ -72,12 +73,12 @@ static int store_chunk(struct repo_disk_writer *w, const struct job *j, struct v
     }
     pthread_mutex_lock(&w->lock);
     w->digests[j->n] = d;
-    w->stats.bytes_read += j->len;
+    w->stats.bytes_read += j->read;
     if (zero) {
         w->stats.chunks_zero++;
     } else if (was_new) {
         w->stats.chunks_new++;
-        w->stats.bytes_new += j->len;
+        w->stats.bytes_new += j->read;
         w->stats.bytes_stored += stored;
     }
     pthread_mutex_unlock(&w->lock);
@@ -182,7 +183,7 @@ static int claim_locked(struct repo_disk_writer *w, uint64_t n, struct vb_error 
 }
 
 int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void *data, size_t len,
-                         struct vb_error *err)
+                         size_t read, struct vb_error *err)
 {
     uint64_t n = 0;
     if (check_offset(w, offset, &n, err) < 0)
@@ -230,7 +231,8 @@ int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void
     memcpy(buf, data, len);
 
     pthread_mutex_lock(&w->lock);
-    w->ring[(w->head + w->queued) % w->slots] = (struct job){.n = n, .len = len, .buf = buf};
+    w->ring[(w->head + w->queued) % w->slots] =
+        (struct job){.n = n, .len = len, .read = read < len ? read : len, .buf = buf};
     w->queued++;
     pthread_cond_broadcast(&w->changed);
     pthread_mutex_unlock(&w->lock);

@@ -17,7 +17,7 @@
 
 struct repo_disk_writer;
 
-/* What a disk's chunks cost: bytes given (zero chunks included), raw bytes of the chunks the
+/* What a disk's chunks cost: bytes read from the source, of them the bytes in chunks the
  * repository did not hold yet, and the bytes of the objects put for them. */
 struct repo_disk_stats {
     uint64_t bytes_read;
@@ -37,11 +37,13 @@ struct repo_disk_writer *repo_disk_writer_new(struct repo *r, uint64_t virtual_s
 uint32_t repo_disk_writer_chunk_size(const struct repo_disk_writer *w);
 
 /* Gives the chunk at offset (a multiple of the chunk size) whole: len is the chunk size, or
- * what is left of the disk for the last chunk. The bytes are copied; the call waits while
- * the queue is full. Each chunk is given once. Thread-safe. After a worker failed, returns
- * -1 with its error. */
+ * what is left of the disk for the last chunk; read of its bytes came from the source (the
+ * rest are the zeroes of holes), counted as bytes_read and, when the chunk is new, as
+ * bytes_new, so that bytes_new never exceeds bytes_read. The bytes are copied; the call
+ * waits while the queue is full. Each chunk is given once. Thread-safe. After a worker
+ * failed, returns -1 with its error. */
 int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void *data, size_t len,
-                         struct vb_error *err);
+                         size_t read, struct vb_error *err);
 
 /* Marks the chunk at offset all-zero without giving its bytes (an unallocated range). */
 int repo_disk_writer_put_zero(struct repo_disk_writer *w, uint64_t offset, struct vb_error *err);

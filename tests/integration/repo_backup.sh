@@ -89,10 +89,13 @@ jq -e '.status == "ok" and (.disks | length) == 2 and all(.disks[];
         .level == "full" and .bytes_new > 0 and .bytes_stored > 0 and .bytes_read > 0
         and .checkpoint == null and .checksum == null)' "$W/full.json" >/dev/null ||
     tb_fail "--json: $(cat "$W/full.json")"
-# six distinct chunks of 5 MiB + 512 bytes, each counted new once even when two workers put
-# identical chunks (vda's 0-2, vdb's 1-2) at the same moment
-tb_assert_eq $((5 * MiB + 512)) "$(jq '[.disks[].bytes_new] | add' "$W/full.json")" \
+# six distinct chunks, each counted new once even when two workers put identical chunks
+# (vda's 0-2, vdb's 1-2) at the same moment; bytes_new counts the bytes read into them (2 MiB
+# of whole chunks, three 64 KiB clusters, vda's last 512 bytes), not the zeroes of their holes
+tb_assert_eq $((2 * MiB + 3 * 65536 + 512)) "$(jq '[.disks[].bytes_new] | add' "$W/full.json")" \
     "bytes_new of the first full"
+jq -e 'all(.disks[]; .bytes_new <= .bytes_read)' "$W/full.json" >/dev/null ||
+    tb_fail "bytes_new above bytes_read: $(cat "$W/full.json")"
 tb_assert_eq "$(jq '[.disks[].bytes_new] | add' "$M")" \
     "$(jq '[.disks[].bytes_new] | add' "$W/full.json")" "bytes_new in the manifest and --json"
 tb_assert_eq "virtnbdbackup.0" "$(tb_virsh checkpoint-list "$DOM" --name | xargs)" \

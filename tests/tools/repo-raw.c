@@ -53,7 +53,7 @@ static int import_disk(struct repo *r, const char *target, const char *path, lon
             rc = got < 0 ? vb_error_errno(err, "%s", path)
                          : vb_error_set(err, "%s: short read at %" PRIu64, path, off);
         else
-            rc = repo_disk_writer_put(w, off, buf, len, err);
+            rc = repo_disk_writer_put(w, off, buf, len, len, err);
         if (rc == 0 && slow_ms > 0)
             nanosleep(
                 &(struct timespec){.tv_sec = slow_ms / 1000, .tv_nsec = (slow_ms % 1000) * 1000000},
