@@ -4,7 +4,8 @@
 # virtrestore -i REPO of each snapshot (latest, --snapshot ID, --until a time between them)
 # with -c; every restored image compared with the disk as it was at that backup, the
 # config's disks pointing at the restored images; the second run's --json names its
-# snapshot; virtrepo verify passes.
+# snapshot; -D -N defines a VM (new name and uuid) on the restored images that starts;
+# virtrepo verify passes.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
@@ -62,6 +63,23 @@ tb_step "restores of each snapshot equal the disks at their backups"
 restore_compare "latest" "$W/a2.raw" "$W/b2.raw"
 restore_compare "--snapshot $ID1" "$W/a1.raw" "$W/b1.raw" --snapshot "$ID1"
 restore_compare "--until '$MID'" "$W/a1.raw" "$W/b1.raw" --until "$MID"
+
+tb_step "virtrestore -D -N of the first snapshot defines a VM on the restored images that starts"
+RDOM=vbtest-$$-rtrestored
+tb_on_exit "virsh -q -c qemu:///system destroy $RDOM; virsh -q -c qemu:///system undefine $RDOM"
+"$VIRTRESTORE" -n -i "$R" --snapshot "$ID1" -o "$W/rD" -D -N "$RDOM" >"$W/rD.log" 2>&1 ||
+    tb_fail "virtrestore -D: $(tail -5 "$W/rD.log")"
+compare_qcow_raw "$W/rD/rt-vda.qcow2" "$W/a1.raw" "-D, vda"
+compare_qcow_raw "$W/rD/rt-vdb.qcow2" "$W/b1.raw" "-D, vdb"
+defined=$(tb_virsh dumpxml --inactive "$RDOM") || tb_fail "$RDOM is not defined: $(tail -5 "$W/rD.log")"
+for img in rt-vda rt-vdb; do
+    grep -qF "<source file='$W/rD/$img.qcow2'" <<<"$defined" ||
+        tb_fail "$RDOM does not use the restored $img: $(grep -F '<source' <<<"$defined")"
+done
+grep -qF "<uuid>$(tb_virsh domuuid "$DOM")</uuid>" <<<"$defined" &&
+    tb_fail "$RDOM kept the uuid of $DOM"
+tb_virsh start --paused "$RDOM" >/dev/null || tb_fail "the restored domain does not start"
+tb_virsh destroy "$RDOM" >/dev/null
 
 tb_step "virtrepo verify"
 "$VIRTREPO" -q verify "$R" >"$W/verify.out" || tb_fail "verify failed: $(cat "$W/verify.out")"
