@@ -93,9 +93,10 @@ struct copy {
     bool raw_committed;          /* renamed into place */
     struct repo_disk_writer *rw; /* repository: the disk's chunk writer, */
     uint32_t cs;                 /* its chunk size, */
-    uint8_t *cbuf;               /* the chunk being assembled, */
+    uint8_t *cbuf;               /* the chunk being assembled (a buffer of the writer's), */
     uint64_t cur_chunk;          /* its number (when cur_valid), */
-    size_t cur_read;             /* its bytes read from the disk */
+    size_t cur_read;             /* its bytes read from the disk, */
+    size_t cur_defined;          /* and how many of its first bytes are set */
     bool cur_valid;
     uint64_t next_chunk; /* the first chunk not given to the writer yet */
 };
@@ -380,10 +381,17 @@ static int repo_emit_until(struct copy *c, uint64_t upto, struct vb_error *err)
 {
     while (c->next_chunk < upto) {
         uint64_t k = c->next_chunk;
-        int rc = k == c->cur_chunk && c->cur_valid
-                     ? repo_disk_writer_put(c->rw, k * c->cs, c->cbuf, repo_chunk_len(c, k),
-                                            c->cur_read, err)
-                     : repo_disk_writer_put_zero(c->rw, k * c->cs, err);
+        int rc;
+        if (k == c->cur_chunk && c->cur_valid && c->cbuf) {
+            size_t len = repo_chunk_len(c, k);
+            if (c->cur_defined < len)
+                memset(c->cbuf + c->cur_defined, 0, len - c->cur_defined);
+            /* the writer owns the buffer from here, failed or not */
+            rc = repo_disk_writer_submit(c->rw, k * c->cs, c->cbuf, len, c->cur_read, err);
+            c->cbuf = NULL;
+        } else {
+            rc = repo_disk_writer_put_zero(c->rw, k * c->cs, err);
+        }
         if (rc < 0)
             return vb_error_prefix(err, "%s", c->job->disk->target);
         c->next_chunk++;
@@ -408,9 +416,7 @@ static int repo_open_sink(struct copy *c, struct vb_error *err)
     if (!c->rw)
         return vb_error_prefix(err, "%s", job->disk->target);
     c->cs = repo_disk_writer_chunk_size(c->rw);
-    c->cbuf = malloc(c->cs);
-    if (!c->cbuf)
-        return vb_error_set(err, "out of memory for a chunk buffer");
+    c->cbuf = NULL;
     c->next_chunk = 0;
     c->cur_valid = false;
     /* tests: the chunk writer runs, the NBD connections are open (debug builds only) */
@@ -427,14 +433,23 @@ static int repo_data(struct copy *c, const struct slot *s, uint64_t pos, const u
         if (!c->cur_valid || k != c->cur_chunk) {
             if (repo_emit_until(c, k, err) < 0)
                 return -1;
-            memset(c->cbuf, 0, c->cs);
+            /* assembled in place in a buffer of the writer's: no copy between */
+            c->cbuf = repo_disk_writer_buffer(c->rw, err);
+            if (!c->cbuf)
+                return vb_error_prefix(err, "%s", c->job->disk->target);
             c->cur_read = 0;
+            c->cur_defined = 0;
             c->cur_chunk = k;
             c->cur_valid = true;
         }
         size_t in = (size_t)(pos - k * c->cs);
         size_t take = c->cs - in < n ? c->cs - in : n;
+        /* the holes between extents read as zeroes; bytes below cur_defined are set */
+        if (in > c->cur_defined)
+            memset(c->cbuf + c->cur_defined, 0, in - c->cur_defined);
         memcpy(c->cbuf + in, data, take);
+        if (in + take > c->cur_defined)
+            c->cur_defined = in + take;
         c->cur_read += take;
         pos += take;
         data += take;
@@ -465,10 +480,11 @@ static int repo_finish(struct copy *c, struct vb_error *err)
 
 static void repo_close_sink(struct copy *c)
 {
+    if (c->rw)
+        repo_disk_writer_release(c->rw, c->cbuf);
+    c->cbuf = NULL;
     repo_disk_writer_free(c->rw); /* chunks put stay: unreferenced until a snapshot names them */
     c->rw = NULL;
-    free(c->cbuf);
-    c->cbuf = NULL;
 }
 
 static const struct sink_ops repo_sink_ops = {

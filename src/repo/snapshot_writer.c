@@ -182,24 +182,10 @@ static int claim_locked(struct repo_disk_writer *w, uint64_t n, struct vb_error 
     return 0;
 }
 
-int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void *data, size_t len,
-                         size_t read, struct vb_error *err)
+void *repo_disk_writer_buffer(struct repo_disk_writer *w, struct vb_error *err)
 {
-    uint64_t n = 0;
-    if (check_offset(w, offset, &n, err) < 0)
-        return -1;
-    uint64_t want =
-        w->virtual_size - offset < w->chunk_size ? w->virtual_size - offset : w->chunk_size;
-    if (len != want)
-        return vb_error_set(err, "chunk at offset %" PRIu64 " has %zu bytes, not %" PRIu64, offset,
-                            len, want);
-
     pthread_mutex_lock(&w->lock);
-    if (claim_locked(w, n, err) < 0) {
-        pthread_mutex_unlock(&w->lock);
-        return -1;
-    }
-    /* a buffer: a free one, a new one while fewer than slots exist, else wait */
+    /* a free one, a new one while fewer than slots exist, else wait */
     void *buf = NULL;
     while (!buf && !w->failed) {
         if (w->nfree) {
@@ -223,20 +209,63 @@ int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void
         if (buf)
             w->free_bufs[w->nfree++] = buf;
         *err = w->error;
+        buf = NULL;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return buf;
+}
+
+void repo_disk_writer_release(struct repo_disk_writer *w, void *buf)
+{
+    if (!buf)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->free_bufs[w->nfree++] = buf;
+    pthread_cond_broadcast(&w->changed);
+    pthread_mutex_unlock(&w->lock);
+}
+
+int repo_disk_writer_submit(struct repo_disk_writer *w, uint64_t offset, void *buf, size_t len,
+                            size_t read, struct vb_error *err)
+{
+    uint64_t n = 0;
+    if (check_offset(w, offset, &n, err) < 0) {
+        repo_disk_writer_release(w, buf);
+        return -1;
+    }
+    uint64_t want =
+        w->virtual_size - offset < w->chunk_size ? w->virtual_size - offset : w->chunk_size;
+    if (len != want) {
+        repo_disk_writer_release(w, buf);
+        return vb_error_set(err, "chunk at offset %" PRIu64 " has %zu bytes, not %" PRIu64, offset,
+                            len, want);
+    }
+    pthread_mutex_lock(&w->lock);
+    if (claim_locked(w, n, err) < 0) {
+        w->free_bufs[w->nfree++] = buf;
+        pthread_cond_broadcast(&w->changed);
         pthread_mutex_unlock(&w->lock);
         return -1;
     }
-    pthread_mutex_unlock(&w->lock);
-
-    memcpy(buf, data, len);
-
-    pthread_mutex_lock(&w->lock);
     w->ring[(w->head + w->queued) % w->slots] =
         (struct job){.n = n, .len = len, .read = read < len ? read : len, .buf = buf};
     w->queued++;
     pthread_cond_broadcast(&w->changed);
     pthread_mutex_unlock(&w->lock);
     return 0;
+}
+
+int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void *data, size_t len,
+                         size_t read, struct vb_error *err)
+{
+    if (len > w->chunk_size)
+        return vb_error_set(err, "chunk at offset %" PRIu64 " has %zu bytes, more than %" PRIu32,
+                            offset, len, w->chunk_size);
+    void *buf = repo_disk_writer_buffer(w, err);
+    if (!buf)
+        return -1;
+    memcpy(buf, data, len);
+    return repo_disk_writer_submit(w, offset, buf, len, read, err);
 }
 
 int repo_disk_writer_put_zero(struct repo_disk_writer *w, uint64_t offset, struct vb_error *err)

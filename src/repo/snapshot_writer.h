@@ -45,6 +45,15 @@ uint32_t repo_disk_writer_chunk_size(const struct repo_disk_writer *w);
 int repo_disk_writer_put(struct repo_disk_writer *w, uint64_t offset, const void *data, size_t len,
                          size_t read, struct vb_error *err);
 
+/* The same without the copy: buf, from repo_disk_writer_buffer (chunk size bytes, content
+ * undefined, waits while every buffer is in use; NULL with the error after a worker failed),
+ * holds the chunk assembled in place; the writer owns it from the call on, failed or not. A
+ * buffer taken and not submitted goes back with repo_disk_writer_release. */
+void *repo_disk_writer_buffer(struct repo_disk_writer *w, struct vb_error *err);
+int repo_disk_writer_submit(struct repo_disk_writer *w, uint64_t offset, void *buf, size_t len,
+                            size_t read, struct vb_error *err);
+void repo_disk_writer_release(struct repo_disk_writer *w, void *buf);
+
 /* Marks the chunk at offset all-zero without giving its bytes (an unallocated range). */
 int repo_disk_writer_put_zero(struct repo_disk_writer *w, uint64_t offset, struct vb_error *err);
 
