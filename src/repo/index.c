@@ -49,6 +49,12 @@ bool repo_index_fits(uint64_t virtual_size, uint32_t chunk_size)
     return chunk_count(virtual_size, chunk_size, &n, &err) == 0;
 }
 
+uint64_t repo_index_max_size(uint32_t chunk_size)
+{
+    return (uint64_t)((REPO_OBJECT_MAX_RAW - REPO_INDEX_HEADER_SIZE) / REPO_DIGEST_SIZE) *
+           chunk_size;
+}
+
 int repo_index_init(struct repo_index *idx, uint64_t virtual_size, uint32_t chunk_size,
                     struct vb_error *err)
 {

@@ -28,6 +28,9 @@ bool repo_chunk_size_valid(uint64_t chunk_size);
 /* True when an index of virtual_size bytes in chunks of chunk_size (valid) fits in one
  * object (REPO_OBJECT_MAX_RAW bytes: 2^21 - 1 digests). */
 bool repo_index_fits(uint64_t virtual_size, uint32_t chunk_size);
+/* The largest virtual size whose index fits, for that chunk size (128 GiB - 64 KiB at 64 KiB,
+ * 8 TiB - 4 MiB at 4 MiB). */
+uint64_t repo_index_max_size(uint32_t chunk_size);
 
 /* An index of the given sizes with every digest zero (all chunks all-zero). Refuses chunk
  * sizes repo_chunk_size_valid rejects and indexes whose bytes would exceed the object limit.

@@ -117,6 +117,15 @@ struct repo_disk_writer *repo_disk_writer_new(struct repo *r, uint64_t virtual_s
                                               unsigned threads, struct vb_error *err)
 {
     uint32_t cs = repo_chunk_size(r);
+    /* refused before any chunk is read: the index is put last, and one object holds it */
+    if (!repo_index_fits(virtual_size, cs)) {
+        vb_error_set(err,
+                     "a disk of %" PRIu64 " bytes is more chunks of %" PRIu32
+                     " bytes than one index holds (at most %" PRIu64
+                     " bytes): use a repository with larger chunks (virtrepo init --chunk-size)",
+                     virtual_size, cs, repo_index_max_size(cs));
+        return NULL;
+    }
     if (threads == 0)
         threads = 1;
     if (threads > MAX_THREADS)

@@ -4,6 +4,7 @@
  * are in virtbackup-repository(5). */
 #include "object.h"
 #include "repo.h"
+#include "snapshot_writer.h"
 #include "testutil.h"
 
 #include <errno.h>
@@ -326,6 +327,28 @@ static int refuse_ref(void *ctx, const char *uuid, const char *id, struct vb_err
     return vb_error_set(err, "refused by the caller");
 }
 
+/* a disk whose index would not fit in one object is refused when its writer is made, before
+ * any chunk is read (the index is put last) */
+static void test_writer_limits(void)
+{
+    struct repo_config cfg;
+    repo_config_default(&cfg);
+    cfg.chunk_size = 64 << 10;
+    struct vb_error err = {0};
+    CHECK(repo_init(test_path("small"), &cfg, &err) == 0);
+    struct repo *r = repo_open(test_path("small"), &err);
+    if (!r)
+        return;
+    uint64_t max = repo_index_max_size(cfg.chunk_size);
+    CHECK(max == (128ull << 30) - (64 << 10));
+    CHECK(repo_disk_writer_new(r, max + 1, 1, &err) == NULL);
+    CHECK_MSG(has(&err, "--chunk-size") && has(&err, "137438887936"), "%s", err.msg);
+    struct repo_disk_writer *w = repo_disk_writer_new(r, 1 << 20, 1, &err);
+    CHECK_MSG(w != NULL, "%s", err.msg);
+    repo_disk_writer_free(w);
+    repo_close(r);
+}
+
 static void test_snapshots(void)
 {
     struct repo_config cfg;
@@ -498,6 +521,7 @@ int main(void)
 {
     test_init_open();
     test_chunks();
+    test_writer_limits();
     test_indexes();
     test_snapshots();
     test_concurrent_puts();
