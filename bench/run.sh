@@ -29,7 +29,8 @@
 #   clones    ten domains cloned from one base image (each a complete qcow2 copy), each then
 #             changed in 5% of its data by scattered 64 KiB writes; full backups of all ten
 #             into a repository with the default 4 MiB chunks, one with 64 KiB chunks, and
-#             -z into ten directories: stored bytes relative to one VM's, and the time
+#             -z into ten directories: stored bytes relative to one VM's, and the time;
+#             clones-restore: the last clone restored from each, compared with its disk
 #   remote    full backup of the main disk by virtbackup locally and as a remote host over
 #             loopback (qemu+ssh:// through a test sshd on 127.0.0.1:2222, NBD over TCP)
 #             (target: remote >= 80% of local throughput)
@@ -417,8 +418,30 @@ clones_one() {
     else
         bl_note "clones-$tool" "rep $rep: a backup failed; $total bytes on the output (no ratio)"
     fi
+    clones_restore "$tool" "$rep" "$out"
     rm -rf "$out"
     return 0
+}
+
+# clones_restore TOOL REP OUT: the last clone restored from what TOOL made (a repository of
+# ten VMs: --vm picks it), timed, and compared with that clone's disk: what smaller chunks
+# cost when reading back, and a check that the dedup did not mix the clones up.
+clones_restore() {
+    local tool="$1" rep="$2" out="$3" n=$CLONE_COUNT dest="$BL_OUT/clones-restore" img cmp
+    local dom="${CLONE_DOMS[CLONE_COUNT - 1]}"
+    local -a src=(-i "$out/repo" --vm "$dom")
+    [ "$tool" != virtbackup-z ] || src=(-i "$out/dir.$n")
+    [ -e "${src[1]}" ] || return 0
+    if bl_measure clones-restore "$tool" "$rep" "$CLONE_BYTES" "$VIRTRESTORE" -n "${src[@]}" -o "$dest"; then
+        if ! img=$(restored_image "$dest"); then
+            bl_note "verify-clones-restore-$tool" "rep $rep: no qcow2 image in the restore's output"
+        elif cmp=$(qemu-img compare -U -f qcow2 -F qcow2 "$BL_WORKDIR/clone.$n.qcow2" "$img" 2>&1); then
+            bl_note "verify-clones-restore-$tool" "rep $rep: clone $n restored, identical to its disk"
+        else
+            bl_note "verify-clones-restore-$tool" "rep $rep: clone $n restored, DIFFERS from its disk: $cmp"
+        fi
+    fi
+    rm -rf "$dest"
 }
 
 case_clones() {
