@@ -3,7 +3,7 @@
 # the practical limits (nbdcopy), on one corpus, in one go. Issue 5.
 #
 #   sudo bench/run.sh                  # full run: 16 GiB corpus, 3 repetitions (~15-35 min)
-#   BENCH_QUICK=1 bench/run.sh         # quick: 2 GiB corpus, 1 repetition (~2-3 min)
+#   BENCH_QUICK=1 bench/run.sh         # quick: 2 GiB corpus, 1 repetition (~2-3 min; the clones case ~3 min more)
 #
 # Writes bench/results/latest.json (every run plus the summary) and bench/results/latest.md
 # (the table, also printed). Needs root, libvirtd (started by scripts/setup-testbed.sh),
