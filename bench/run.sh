@@ -431,7 +431,7 @@ clones_restore() {
     local dom="${CLONE_DOMS[CLONE_COUNT - 1]}"
     local -a src=(-i "$out/repo" --vm "$dom")
     [ "$tool" != virtbackup-z ] || src=(-i "$out/dir.$n")
-    [ -e "${src[1]}" ] || return 0
+    [ "$HAVE_RESTORE" = 1 ] && [ -e "${src[1]}" ] || return 0
     if bl_measure clones-restore "$tool" "$rep" "$CLONE_BYTES" "$VIRTRESTORE" -n "${src[@]}" -o "$dest"; then
         if ! img=$(restored_image "$dest"); then
             bl_note "verify-clones-restore-$tool" "rep $rep: no qcow2 image in the restore's output"
