@@ -113,3 +113,53 @@ for o in sorted(r.sample(range(vsize // ln), count)):
     print(o * ln)
 EOF
 }
+
+# corpus_clone_base IMAGE: the base image the clones case copies ten times, CLONE_VSIZE
+# virtual and every byte of it data (no holes, no zero runs): [0, CLONE_TEXT_BYTES) the start
+# of a tar stream of CLONE_TREE (compressible: headers, text, binaries; fixed order, owners
+# and times), the rest nbdkit `random` (seed 21: nothing to compress).
+corpus_clone_base() {
+    local img="$1" raw="$BL_WORKDIR/clone-text.raw"
+    local total rsize
+    total=$(numfmt --from=iec "$CLONE_VSIZE")
+    rsize=$((total - CLONE_TEXT_BYTES))
+    qemu-img create -q -f qcow2 -o compat=1.1 "$img" "$total"
+    bl_log "clones: base of $CLONE_VSIZE: $CLONE_TEXT_BYTES bytes of a tar of ${CLONE_TREE[*]}, then random"
+    # head ends the pipe early (SIGPIPE for tar): only the size of the result matters
+    { tar -c --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner \
+        -f - "${CLONE_TREE[@]}" 2>/dev/null || true; } | head -c "$CLONE_TEXT_BYTES" >"$raw"
+    [ "$(stat -c %s "$raw")" -eq "$CLONE_TEXT_BYTES" ] ||
+        bl_die "a tar of ${CLONE_TREE[*]} gives fewer than $CLONE_TEXT_BYTES bytes"
+    corpus_place "$raw" "$img" 0 "$CLONE_TEXT_BYTES"
+    rm -f "$raw"
+    nbdkit -U - random size="$rsize" seed=21 \
+        --run "qemu-img convert -n --target-is-zero -f raw \"\$uri\" --target-image-opts \
+               driver=raw,offset=$CLONE_TEXT_BYTES,size=$rsize,file.driver=qcow2,file.file.filename=$img"
+}
+
+# corpus_clone_change IMAGE N: clone N's own changes, offline: CLONE_CHANGE_PERCENT of its
+# 64 KiB clusters (all of them hold data) overwritten with random data, one 64 KiB write at
+# each of as many distinct 64 KiB-aligned offsets, both drawn from seed 3000+N; every write
+# has content of its own (qemu-io `write -s` fills a write from the start of a file, so one
+# file per write).
+corpus_clone_change() {
+    local img="$1" n="$2" dir="$BL_WORKDIR/clone-change.$2"
+    mkdir -p "$dir"
+    local -a cmds
+    mapfile -t cmds < <(python3 - "$dir" "$n" "$(numfmt --from=iec "$CLONE_VSIZE")" "$CLONE_CHANGE_PERCENT" <<'PY'
+import os, random, sys
+d, n, vsize, pct = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+r = random.Random(3000 + n)
+clusters = vsize // 65536
+for k, c in enumerate(sorted(r.sample(range(clusters), round(clusters * pct / 100)))):
+    f = os.path.join(d, "w%d" % k)
+    with open(f, "wb") as out:
+        out.write(r.randbytes(65536))
+    print("-c")
+    print("write -q -s %s %d 64k" % (f, c * 65536))
+PY
+    )
+    [ "${#cmds[@]}" -gt 0 ] || bl_die "clone $n: no changes generated"
+    qemu-io -f qcow2 "$img" "${cmds[@]}" >/dev/null
+    rm -rf "$dir"
+}

@@ -348,9 +348,12 @@ bl_measure() {
     return "$rc"
 }
 
-# bl_note KEY TEXT: a remark stored with the results (skips, failed checks, settings).
+# bl_note KEY TEXT [VALUE]: a remark stored with the results (skips, failed checks,
+# settings); VALUE, a number, is what report.sh reads for a target that is not a timing
+# (e.g. stored bytes relative to one VM).
 bl_note() {
-    jq -nc --arg key "$1" --arg text "$2" '{note: $key, text: $text}' >>"$BL_RESULTS"
+    jq -nc --arg key "$1" --arg text "$2" --arg value "${3:-}" \
+        '{note: $key, text: $text} + (if $value == "" then {} else {value: ($value | tonumber)} end)' >>"$BL_RESULTS"
     bl_log "note [$1]: $2"
 }
 

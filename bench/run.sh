@@ -3,7 +3,7 @@
 # the practical limits (nbdcopy), on one corpus, in one go. Issue 5.
 #
 #   sudo bench/run.sh                  # full run: 16 GiB corpus, 3 repetitions (~15-35 min)
-#   BENCH_QUICK=1 bench/run.sh         # quick: 2 GiB corpus, 1 repetition (~2-3 min)
+#   BENCH_QUICK=1 bench/run.sh         # quick: 2 GiB corpus, 1 repetition (~2-3 min; the clones case ~3 min more)
 #
 # Writes bench/results/latest.json (every run plus the summary) and bench/results/latest.md
 # (the table, also printed). Needs root, libvirtd (started by scripts/setup-testbed.sh),
@@ -23,6 +23,14 @@
 #   repo      full backup of the main disk into a repository (virtrepo init's defaults) vs
 #             -z into a directory, by virtbackup; notes give the bytes each stored; then
 #             virtrestore of each (repo-restore: the snapshot vs the -z full)
+#   repo-again  the second full backup of the unchanged main disk into the same repository
+#             (what a monthly full costs there) vs a -z full into a new directory: wall time
+#             and bytes each added
+#   clones    ten domains cloned from one base image (each a complete qcow2 copy), each then
+#             changed in 5% of its data by scattered 64 KiB writes; full backups of all ten
+#             into a repository with the default 4 MiB chunks, one with 64 KiB chunks, and
+#             -z into ten directories: stored bytes relative to one VM's, and the time;
+#             clones-restore: the last clone restored from each, compared with its disk
 #   remote    full backup of the main disk by virtbackup locally and as a remote host over
 #             loopback (qemu+ssh:// through a test sshd on 127.0.0.1:2222, NBD over TCP)
 #             (target: remote >= 80% of local throughput)
@@ -37,7 +45,8 @@
 #   BENCH_SWEEP=1       also run the tuning sweep
 #   BENCH_REF_EXTENTS=0 skip the reference on the extent disks (default: 1 rep, 600 s cap)
 #   BENCH_OUTPUT=disk   outputs on disk instead of a private tmpfs (see lib.sh: fsync)
-#   BENCH_CASES="full repo inc restore map remote extents"  only these cases (inc precedes restore, map)
+#   BENCH_CASES="full repo repo-again inc restore map remote extents clones"  only these
+#                       cases (inc precedes restore, map)
 #   BENCH_KEEP=1        keep the work dir (images, backups, logs) for inspection
 #   BENCH_RESULTS_NAME=N  write results/N.json and results/N.md (default latest)
 #   VB_BUILD_DIR=DIR    where virtbackup/virtrestore are built (default build/; built if
@@ -76,6 +85,9 @@ configure() {
         NEED_DISK_GIB=10
         NEED_OUT_GIB=6
         REF_EXTENTS=${BENCH_REF_EXTENTS:-0}
+        CLONE_VSIZE=512M
+        CLONE_TEXT_BYTES=$((256 << 20))
+        CLONE_TREE=(/usr/include /usr/bin)
     else
         MODE=full
         REPS=${BENCH_REPS:-3}
@@ -89,6 +101,9 @@ configure() {
         NEED_DISK_GIB=35
         NEED_OUT_GIB=16
         REF_EXTENTS=${BENCH_REF_EXTENTS:-1}
+        CLONE_VSIZE=1G
+        CLONE_TEXT_BYTES=$((512 << 20))
+        CLONE_TREE=(/usr/include /usr/bin /usr/share)
     fi
     # 1% of the disk changes per "night", as CHANGE_COUNT writes of CHANGE_LEN.
     CHANGE_LEN=$((4 << 20))
@@ -97,8 +112,16 @@ configure() {
     FRAG_COUNT=100000
     # The restore case restores full + 3 incrementals, so there are at least 3 rounds.
     INC_ROUNDS=$((REPS > 3 ? REPS : 3))
-    CASES=" ${BENCH_CASES:-full repo inc restore map remote extents} "
+    CASES=" ${BENCH_CASES:-full repo repo-again inc restore map remote extents clones} "
     REF_TIMEOUT=${BENCH_REF_TIMEOUT:-600}
+    # The clones case: CLONE_COUNT copies of a base image that is data from end to end, each
+    # with CLONE_CHANGE_PERCENT of its 64 KiB clusters rewritten; the images (base and ten
+    # clones) live on disk next to the corpus.
+    CLONE_COUNT=10
+    CLONE_CHANGE_PERCENT=5
+    if want_case clones; then
+        NEED_DISK_GIB=$((NEED_DISK_GIB + (CLONE_COUNT + 1) * $(numfmt --from=iec --to-unit=1073741824 --round=up "$CLONE_VSIZE")))
+    fi
 }
 
 want_case() { [[ "$CASES" == *" $1 "* ]]; }
@@ -222,7 +245,8 @@ build_main_corpus() {
 }
 
 build_corpus() {
-    if want_case full || want_case repo || want_case inc || want_case restore || want_case remote; then
+    if want_case full || want_case repo || want_case repo-again || want_case inc || want_case restore ||
+        want_case remote; then
         build_main_corpus
     fi
     if want_case extents; then
@@ -312,6 +336,138 @@ case_repo() {
             repo_restore_one "$t" "$rep"
         done
         rm -rf "$BL_OUT"/repo.*."$rep"
+    done
+}
+
+# Case: the second full backup of an unchanged domain. Into the repository that holds its
+# first full, every chunk is already there: the backup reads and hashes the disk and stores
+# an index and a manifest. A -z full into a new directory (what a new monthly chain costs)
+# stores all of it again. Notes give the bytes each added to its output.
+repo_again_one() {
+    local tool="$1" rep="$2" out="$BL_OUT/repo-again.$1.$2" before after
+    mkdir -p "$out"
+    case "$tool" in
+    virtbackup-z)
+        if bl_measure repo-again virtbackup-z "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -z -o "$out/dir" -n; then
+            after=$(du -sb "$out/dir" | cut -f1)
+            bl_note repo-again-added-virtbackup-z "rep $rep: a -z full into a new directory stored $after bytes" "$after"
+        fi
+        ;;
+    virtbackup-repo)
+        "$VIRTREPO" -q init "$out/repo"
+        if bl_measure repo-again virtbackup-repo-first "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out/repo" -n; then
+            before=$(du -sb "$out/repo" | cut -f1)
+            if bl_measure repo-again virtbackup-repo "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out/repo" -n; then
+                after=$(du -sb "$out/repo" | cut -f1)
+                bl_note repo-again-added-virtbackup-repo "rep $rep: the first full stored $before bytes in the repository, the second full of the unchanged disk added $((after - before)) bytes (index and manifest)" "$((after - before))"
+            fi
+        fi
+        ;;
+    esac
+    rm -rf "$out"
+    return 0
+}
+
+case_repo_again() {
+    bl_log "==== case repo-again: $REPS repetitions"
+    cat "$BL_WORKDIR/ref.qcow2" >/dev/null
+    local rep t
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo); do
+            repo_again_one "$t" "$rep"
+        done
+    done
+}
+
+# Case: ten VMs cloned from one image. Each clone is its own complete qcow2 (a copy, not a
+# backing file: what a backup reads is the whole disk) with its own 5% changed in 64 KiB
+# writes at random places. "One VM's data" is what the first clone's backup alone stored in
+# an output of the same kind: its -z directory, or the repository right after its snapshot
+# (config, chunks, index, manifest); the ratio is what all ten stored divided by that.
+CLONE_DOMS=()
+declare -A CLONE_FIRST=()
+
+clones_one() {
+    local tool="$1" rep="$2" out="$BL_OUT/clones.$1" i dest wall sum=0 ok=1 first=0 total objects alloc ratio
+    local -a z=()
+    mkdir -p "$out"
+    case "$tool" in
+    virtbackup-z) z=(-z) ;;
+    virtbackup-repo) "$VIRTREPO" -q init "$out/repo" ;;
+    virtbackup-repo64k) "$VIRTREPO" -q init --chunk-size 64K "$out/repo" ;;
+    esac
+    for ((i = 1; i <= CLONE_COUNT; i++)); do
+        dest="$out/repo"
+        [ "$tool" != virtbackup-z ] || dest="$out/dir.$i"
+        if bl_measure clones "$tool" $(((rep - 1) * CLONE_COUNT + i)) "$CLONE_BYTES" \
+            "$VIRTBACKUP" -d "${CLONE_DOMS[i - 1]}" -l full "${z[@]}" -o "$dest" -n; then
+            wall=$(tail -n 1 "$BL_RESULTS" | jq .wall)
+            sum=$(awk -v a="$sum" -v b="$wall" 'BEGIN {print a + b}')
+        else
+            ok=0
+        fi
+        [ "$i" != 1 ] || first=$(du -sb "$out" | cut -f1)
+    done
+    total=$(du -sb "$out" | cut -f1)
+    alloc=$(du -s -B1 "$out" | cut -f1)
+    objects=$(find "$out" -type f | wc -l)
+    if [ "$ok" = 1 ] && [ "$first" -gt 0 ]; then
+        CLONE_FIRST[$tool]=$first
+        ratio=$(awk -v t="$total" -v f="$first" 'BEGIN {printf "%.3f", t / f}')
+        bl_note "clones-$tool" "rep $rep: the $CLONE_COUNT backups took $(printf '%.2f' "$sum") s (sum of wall times) and stored $total bytes ($alloc allocated on the output file system, $objects files); the first clone's alone $first bytes: ${ratio}x one VM" "$ratio"
+    else
+        bl_note "clones-$tool" "rep $rep: a backup failed; $total bytes on the output (no ratio)"
+    fi
+    clones_restore "$tool" "$rep" "$out"
+    rm -rf "$out"
+    return 0
+}
+
+# clones_restore TOOL REP OUT: the last clone restored from what TOOL made (a repository of
+# ten VMs: --vm picks it), timed, and compared with that clone's disk: what smaller chunks
+# cost when reading back, and a check that the dedup did not mix the clones up.
+clones_restore() {
+    local tool="$1" rep="$2" out="$3" n=$CLONE_COUNT dest="$BL_OUT/clones-restore" img cmp
+    local dom="${CLONE_DOMS[CLONE_COUNT - 1]}"
+    local -a src=(-i "$out/repo" --vm "$dom")
+    [ "$tool" != virtbackup-z ] || src=(-i "$out/dir.$n")
+    [ "$HAVE_RESTORE" = 1 ] && [ -e "${src[1]}" ] || return 0
+    if bl_measure clones-restore "$tool" "$rep" "$CLONE_BYTES" "$VIRTRESTORE" -n "${src[@]}" -o "$dest"; then
+        if ! img=$(restored_image "$dest"); then
+            bl_note "verify-clones-restore-$tool" "rep $rep: no qcow2 image in the restore's output"
+        elif cmp=$(qemu-img compare -U -f qcow2 -F qcow2 "$BL_WORKDIR/clone.$n.qcow2" "$img" 2>&1); then
+            bl_note "verify-clones-restore-$tool" "rep $rep: clone $n restored, identical to its disk"
+        else
+            bl_note "verify-clones-restore-$tool" "rep $rep: clone $n restored, DIFFERS from its disk: $cmp"
+        fi
+    fi
+    rm -rf "$dest"
+}
+
+case_clones() {
+    local base="$BL_WORKDIR/clone-base.qcow2" i img rep t
+    bl_log "==== case clones: $CLONE_COUNT clones of a $CLONE_VSIZE base, $CLONE_CHANGE_PERCENT% of each changed, $REPS repetitions"
+    corpus_clone_base "$base"
+    CLONE_BYTES=$(bl_image_allocated "$base")
+    for ((i = 1; i <= CLONE_COUNT; i++)); do
+        img="$BL_WORKDIR/clone.$i.qcow2"
+        cp --sparse=always "$base" "$img"
+        corpus_clone_change "$img" "$i"
+        CLONE_DOMS+=("$(bl_create_domain "clone$i" "$img")")
+    done
+    rm -f "$base"
+    bl_note corpus-clones "$CLONE_COUNT clones of a $CLONE_VSIZE base with $CLONE_BYTES bytes of data ($CLONE_TEXT_BYTES of a tar of ${CLONE_TREE[*]}, then nbdkit random), each a qcow2 copy with $CLONE_CHANGE_PERCENT% of its 64 KiB clusters rewritten with random data (seed 3000+N)"
+    bl_settle
+    cat "$BL_WORKDIR"/clone.*.qcow2 >/dev/null
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo virtbackup-repo64k); do
+            clones_one "$t" "$rep"
+        done
+    done
+    bl_note clones-one-vm "one VM's data = the first clone's backup alone: its -z directory ${CLONE_FIRST[virtbackup-z]:-?} bytes; a repository with 4 MiB chunks after its snapshot ${CLONE_FIRST[virtbackup-repo]:-?} bytes, with 64 KiB chunks ${CLONE_FIRST[virtbackup-repo64k]:-?} bytes"
+    for ((i = 1; i <= CLONE_COUNT; i++)); do
+        bl_remove_domain "${CLONE_DOMS[i - 1]}"
+        rm -f "$BL_WORKDIR/clone.$i.qcow2"
     done
 }
 
@@ -649,6 +805,7 @@ main() {
     build_corpus
     want_case full && case_full
     want_case repo && case_repo
+    want_case repo-again && case_repo_again
     [ "${BENCH_SWEEP:-0}" = 1 ] && case_sweep
     want_case inc && case_inc
     want_case restore && case_restore
@@ -658,6 +815,7 @@ main() {
     rm -rf "$BL_OUT"/chain.* "$BL_OUT"/map.*
     want_case remote && case_remote
     want_case extents && case_extents
+    want_case clones && case_clones
     mkdir -p "$BENCH_DIR/results"
     local name="${BENCH_RESULTS_NAME:-latest}"
     "$BENCH_DIR/report.sh" "$BL_RESULTS" "$BENCH_DIR/results/$name.json" "$BENCH_DIR/results/$name.md"
