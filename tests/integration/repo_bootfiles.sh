@@ -5,7 +5,7 @@
 # short): the manifest lists both blobs with their paths and sizes; virtrestore -c puts
 # byte-identical copies next to the restored image, its config points at them, the image
 # equals the disk; virtrepo verify passes. A flipped byte in the nvram's chunk: virtrepo
-# verify names the snapshot and the chunk, virtrestore -o verify names the nvram.
+# verify names the snapshot, the chunk and its blob, virtrestore -o verify the nvram.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
@@ -115,8 +115,8 @@ rc=0
 tb_assert_eq 1 "$rc" "virtrepo verify's exit status on a damaged nvram chunk ($(cat "$W/verify.out"))"
 grep -q "^damaged snapshot $ID (VM $DOM, " "$W/verify.out" ||
     tb_fail "verify does not name the damaged snapshot: $(cat "$W/verify.out")"
-grep -q "^  chunk $nv: " "$W/verify.out" ||
-    tb_fail "verify does not name the nvram's chunk $nv: $(cat "$W/verify.out")"
+grep -q "^  chunk $nv: .* (in nvram blob)$" "$W/verify.out" ||
+    tb_fail "verify does not name the nvram's chunk $nv and its blob: $(cat "$W/verify.out")"
 grep -q "^verify: 1 snapshots, .*: DAMAGED (1 damaged snapshots, 1 damaged chunks)$" \
     "$W/verify.out" || tb_fail "verify's summary: $(cat "$W/verify.out")"
 tb_log "virtrepo verify: $(grep -F "chunk $nv" "$W/verify.out")"
