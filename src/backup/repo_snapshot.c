@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "debug_stall.h"
 #include "log.h"
 #include "manifest.h"
 #include "run_internal.h"
@@ -179,6 +180,8 @@ int repo_snapshot_save(struct backup_run *r, struct vb_error *err)
     }
     if (save_blobs(r, &m, err) < 0)
         goto out;
+    /* tests: every chunk, index and blob is in, the manifest is not (debug builds only) */
+    VB_DEBUG_STALL_AT(r->o->debug_stall, "commit", &backup_interrupted);
     rc = repo_snapshot_commit(r->repo, &m, err);
     if (rc == 0) {
         vb_info("snapshot %s of %s committed to repository %s", m.id, m.vm, r->o->output);

@@ -22,6 +22,17 @@ void audit_chunk_bad(struct audit_chunk *c, const char *fmt, ...)
     c->why = s;
 }
 
+void audit_chunk_bad_error(struct audit_chunk *c, const struct vb_error *err)
+{
+    char hex[REPO_DIGEST_HEX + 1], prefix[REPO_DIGEST_HEX + 16];
+    repo_digest_hex(&c->digest, hex);
+    int n = snprintf(prefix, sizeof prefix, "chunk %s: ", hex);
+    const char *msg = err->msg;
+    if (strncmp(msg, prefix, (size_t)n) == 0)
+        msg += n;
+    audit_chunk_bad(c, "%s", msg);
+}
+
 static void set_problem(struct audit *a, size_t snap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void set_problem(struct audit *a, size_t snap, const char *fmt, ...)
@@ -154,6 +165,58 @@ int audit_load(struct audit *a, struct repo *r, const char *only_id, struct vb_e
     return 0;
 }
 
+/* The chunk's index in a->chunks, or -1 when no index named it. */
+static long find_chunk(const struct audit *a, const repo_digest *d)
+{
+    if (!a->table_size)
+        return -1;
+    for (size_t s = slot_of(a, d); a->table[s]; s = (s + 1) & (a->table_size - 1))
+        if (repo_digest_equal(&a->chunks[a->table[s] - 1].digest, d))
+            return (long)(a->table[s] - 1);
+    return -1;
+}
+
+/* Appends name (a disk or blob of a snapshot, numbered part) to where[i], a malloc'ed list,
+ * for each damaged chunk i that its index names, once per part (last[i]: the part that added
+ * itself last, + 1). */
+static void add_part(const struct audit *a, char **where, size_t *last, size_t part,
+                     const repo_digest *index, const char *name)
+{
+    struct repo_index idx = {0};
+    struct vb_error err = {0};
+    if (repo_get_index(a->repo, index, &idx, &err) < 0)
+        return; /* the snapshot's problem line says why */
+    for (size_t k = 0; k < idx.n; k++) {
+        long i = repo_digest_is_zero(&idx.digests[k]) ? -1 : find_chunk(a, &idx.digests[k]);
+        if (i < 0 || !a->chunks[i].bad || last[i] == part + 1)
+            continue;
+        last[i] = part + 1;
+        char *s = NULL;
+        if (asprintf(&s, "%s%s%s", where[i] ? where[i] : "", where[i] ? ", " : "", name) < 0)
+            continue;
+        free(where[i]);
+        where[i] = s;
+    }
+    repo_index_free(&idx);
+}
+
+/* where[i]: the disks and blobs of snapshot x that use damaged chunk i (NULL: unknown) */
+static void find_parts(const struct audit *a, const struct virtrepo_snapshot *x, char **where,
+                       size_t *last)
+{
+    if (!x->parsed)
+        return;
+    char name[96];
+    for (size_t d = 0; d < x->m.n_disks; d++) {
+        snprintf(name, sizeof name, "disk %s", x->m.disks[d].target);
+        add_part(a, where, last, d, &x->m.disks[d].index, name);
+    }
+    for (size_t b = 0; b < x->m.n_blobs; b++) {
+        snprintf(name, sizeof name, "%s blob", repo_blob_kind_name(x->m.blobs[b].kind));
+        add_part(a, where, last, x->m.n_disks + b, &x->m.blobs[b].index, name);
+    }
+}
+
 size_t audit_report(const struct audit *a, const char *what)
 {
     size_t damaged = 0, bad_chunks = 0;
@@ -171,14 +234,26 @@ size_t audit_report(const struct audit *a, const char *what)
                x->parsed ? x->m.vm : "?", x->uuid, bad, a->uses[s].n);
         if (a->snap_problem[s])
             printf("  %s\n", a->snap_problem[s]);
+        char **where = bad ? calloc(a->nchunks, sizeof *where) : NULL;
+        size_t *last = bad ? calloc(a->nchunks, sizeof *last) : NULL;
+        if (where && last)
+            find_parts(a, x, where, last);
         for (size_t i = 0; i < a->uses[s].n; i++) {
-            const struct audit_chunk *c = &a->chunks[a->uses[s].v[i]];
+            size_t id = a->uses[s].v[i];
+            const struct audit_chunk *c = &a->chunks[id];
             if (!c->bad)
                 continue;
             char hex[REPO_DIGEST_HEX + 1];
             repo_digest_hex(&c->digest, hex);
-            printf("  chunk %s: %s\n", hex, c->why ? c->why : "damaged");
+            const char *in = where && last ? where[id] : NULL;
+            printf("  chunk %s: %s%s%s%s\n", hex, c->why ? c->why : "damaged", in ? " (in " : "",
+                   in ? in : "", in ? ")" : "");
         }
+        if (where)
+            for (size_t i = 0; i < a->nchunks; i++)
+                free(where[i]);
+        free(where);
+        free(last);
     }
     printf("%s: %zu snapshots, %zu chunks: %s (%zu damaged snapshots, %zu damaged chunks)\n", what,
            a->snaps.n, a->nchunks, damaged ? "DAMAGED" : "ok", damaged, bad_chunks);

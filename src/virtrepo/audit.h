@@ -47,4 +47,8 @@ void audit_free(struct audit *a);
 void audit_chunk_bad(struct audit_chunk *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Marks chunk c damaged with the error of a repository call on it, less the "chunk DIGEST: "
+ * the report prints anyway. */
+void audit_chunk_bad_error(struct audit_chunk *c, const struct vb_error *err);
+
 #endif

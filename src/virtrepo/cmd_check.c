@@ -35,7 +35,7 @@ int cmd_check(const struct virtrepo_global *g, int argc, char **argv)
         if (rc == 1)
             audit_chunk_bad(c, "missing");
         else if (rc < 0)
-            audit_chunk_bad(c, "%s", err.msg);
+            audit_chunk_bad_error(c, &err);
         else if (raw_size != c->len)
             audit_chunk_bad(c, "holds %" PRIu32 " bytes, its index wants %" PRIu32, raw_size,
                             c->len);

@@ -29,7 +29,7 @@ static void verify_chunk(struct verify_run *v, struct audit_chunk *c)
     void *data = NULL;
     size_t len = 0;
     if (repo_get_chunk(v->a->repo, &c->digest, &data, &len, &err) < 0)
-        audit_chunk_bad(c, "%s", err.msg);
+        audit_chunk_bad_error(c, &err);
     else if (len != c->len)
         audit_chunk_bad(c, "holds %zu bytes, its index wants %" PRIu32, len, c->len);
     free(data);

@@ -9,6 +9,9 @@
 #  - zip to stdout, also of a domain with boot files (fetched through a private directory in
 #    TMPDIR, nothing created in the current directory but the run's log); two remote
 #    backups at once on distinct NBD ports;
+#  - into a local repository (virtbackup(1), REPOSITORY OUTPUT): a full of the running remote
+#    domain and a copy of the shut-off one with boot files (fetched over SFTP, kept as blobs),
+#    each exported and restored equal to the disk, the boot files equal to the host's;
 #  - failures name what to fix: NBD port taken, NBD address that does not resolve, SSH port
 #    refused, SSH authentication, an unknown host key; passwords never in logs or --json.
 set -euo pipefail
@@ -43,6 +46,22 @@ remote_restore_compare() {
     [ -n "$img" ] || tb_fail "$what: remote virtrestore made no image (files: $(ls "$out"))"
     ! ls "$out"/*.partial 2>/dev/null || tb_fail "$what: a .partial was left"
     compare_qcow_raw "$img" "$snap" "$what (remote virtrestore)"
+}
+
+VIRTREPO="$VB_BUILD_DIR/src/virtrepo/virtrepo"
+REPO=$TB_WORKDIR/repo
+# repo_export_compare VM SNAPSHOT.raw WHAT: vda of VM's newest snapshot in REPO, exported, and
+# its restore by virtrestore, compared with the snapshot
+repo_export_compare() {
+    local id
+    id=$("$VIRTREPO" snapshots "$REPO" --vm "$1" --json | jq -r '.[-1].id')
+    [ -n "$id" ] && [ "$id" != null ] || tb_fail "$3: no snapshot of $1 in the repository"
+    "$(tb_tool repo-raw)" export "$REPO" "$id" vda "$TB_WORKDIR/export.raw" ||
+        tb_fail "$3: repo-raw export of snapshot $id failed"
+    cmp "$TB_WORKDIR/export.raw" "$2" || tb_fail "$3: vda of snapshot $id differs from the disk"
+    tb_log "identical: snapshot $id vda == $(basename "$2") ($3)"
+    rm -f "$TB_WORKDIR/export.raw"
+    vr_restore_compare "$REPO" "$2" "$3" --vm "$1"
 }
 
 tb_create_domain run 128M
@@ -105,6 +124,15 @@ src=$(tb_virsh domblklist "$RDOM" | awk '$1 == "vda" {print $2}')
 tb_assert_eq "$src" "$RD/$(basename "$IMG0")" "disk of the domain defined through the remote URI"
 compare_qcow_raw "$src" "$SNAP/inc1.raw" "remote restore -cD"
 tb_virsh undefine "$RDOM" >/dev/null
+
+tb_step "full of the running remote domain into a local repository: NBD over TCP"
+"$VIRTREPO" init "$REPO" --chunk-size 1M >/dev/null
+rb -d "$DOM" -l full -o "$REPO" --json="$TB_WORKDIR/repo-full.json"
+# three distinct chunks: 0x31 (three times), 0x32 (once, beside the zeroed 64M), 0x33
+jq -e '.status == "ok" and .disks[0].level == "full" and .disks[0].bytes_new == 3145728' \
+    "$TB_WORKDIR/repo-full.json" >/dev/null ||
+    tb_fail "--json of the remote full into the repository: $(cat "$TB_WORKDIR/repo-full.json")"
+repo_export_compare "$DOM" "$SNAP/inc1.raw" "remote full into a repository"
 
 tb_step "-s starts a remote job (prints its NBD URI), -k ends it and removes its directory"
 uri_out=$("$VIRTBACKUP" -n -d "$DOM" -l copy -o "$TB_WORKDIR/startonly" -s -U "$URI" \
@@ -241,6 +269,20 @@ unzip -p "$TB_WORKDIR/boot.zip" "vmlinuz, 'k'" | cmp - "$W/vmlinuz, 'k'" ||
     tb_fail "the kernel in the zip differs from the host's"
 unzip -p "$TB_WORKDIR/boot.zip" initrd | cmp - "$W/initrd" || tb_fail "the initrd in the zip differs"
 vr_restore_compare "$TB_WORKDIR/boot.zip" "$SNAP/weird.raw" "remote zip with boot files"
+
+tb_step "copy of the shut-off remote domain with boot files into a local repository"
+rb -d "$WDOM" -l copy -o "$REPO"
+repo_export_compare "$WDOM" "$SNAP/weird.raw" "remote copy with boot files into a repository"
+"$VIRTRESTORE" -n -i "$REPO" --vm "$WDOM" -o "$TB_WORKDIR/repo-boot" -c \
+    >"$TB_WORKDIR/repo-boot.log" 2>&1 ||
+    tb_fail "virtrestore -c of the remote copy: $(tail -5 "$TB_WORKDIR/repo-boot.log")"
+cmp "$TB_WORKDIR/repo-boot/vmlinuz, 'k'" "$W/vmlinuz, 'k'" ||
+    tb_fail "the kernel restored from the repository differs from the host's"
+cmp "$TB_WORKDIR/repo-boot/initrd" "$W/initrd" ||
+    tb_fail "the initrd restored from the repository differs from the host's"
+"$VIRTREPO" verify "$REPO" >"$TB_WORKDIR/repo-verify.out" 2>&1 ||
+    tb_fail "virtrepo verify: $(cat "$TB_WORKDIR/repo-verify.out")"
+tb_log "$(tail -1 "$TB_WORKDIR/repo-verify.out")"
 tb_virsh undefine "$WDOM" >/dev/null
 
 tb_step "two remote backups at once, on distinct NBD ports"
