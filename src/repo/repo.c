@@ -341,6 +341,26 @@ int repo_get_chunk(struct repo *r, const repo_digest *d, void **raw, size_t *len
     return 0;
 }
 
+int repo_get_chunk_into(struct repo *r, const repo_digest *d, void *buf, size_t cap, size_t *len,
+                        struct vb_error *err)
+{
+    char hex[REPO_DIGEST_HEX + 1], key[80];
+    repo_digest_hex(d, hex);
+    repo_chunk_key(d, key);
+    void *obj = NULL;
+    size_t obj_len = 0;
+    int rc = r->store->ops->get(r->store, key, 0, 0, &obj, &obj_len, err);
+    if (rc == 1)
+        vb_error_set(err, "missing (%s/%s)", r->path, key);
+    else if (rc == 0 && (rc = repo_object_decode_into(REPO_KIND_CHUNK, obj, obj_len, d, buf, cap,
+                                                      len, err)) < 0)
+        vb_error_prefix(err, "%s/%s", r->path, key);
+    free(obj);
+    if (rc != 0)
+        return vb_error_prefix(err, "chunk %s", hex);
+    return 0;
+}
+
 int repo_put_index(struct repo *r, const struct repo_index *idx, repo_digest *d,
                    struct vb_error *err)
 {
