@@ -1,12 +1,12 @@
 /* Writes one disk of a repository snapshot into an NBD export (our private qemu-nbd on the new
- * image) in one pass:
+ * image) in one pass: the producer of write_pipeline.h for repositories.
  *
- *   reader threads: claim the index's chunks in order, fetch and decode each with
- *     repo_get_chunk (every check of virtbackup-repository(5), the SHA-256 included), find
- *     its runs that are not all-zero and queue it; at most a bounded number of chunks is held
- *     at once, so readers wait while the writes lag;
- *   the calling thread: the NBD loop (nbd_driver.h) spreads the runs over several connections
- *     with many writes in flight, and flushes every connection at the end.
+ *   reader threads (the pipeline's workers): claim the index's chunks in order (a chunk is
+ *     one unit of work), fetch and decode each with repo_get_chunk_into (every check of
+ *     virtbackup-repository(5), the SHA-256 included) into one of the pipeline's buffers;
+ *     at most a bounded number of chunks is held at once, so readers wait while the writes
+ *     lag;
+ *   the pipeline skips their all-zero runs and writes the rest over several connections.
  *
  * All-zero chunks (the index's zero mark) are never fetched nor written, nor are all-zero runs
  * in a stored chunk: the target is a fresh image. */
