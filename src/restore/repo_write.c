@@ -10,13 +10,13 @@ struct producer {
     const struct repo_index *idx;
 };
 
-void repo_write_opts_default(struct repo_write_opts *o)
+void repo_write_opts_default(struct nbd_write_opts *o)
 {
-    *o = (struct repo_write_opts){
+    *o = (struct nbd_write_opts){
         .connections = 4,
         .max_in_flight = 16,
         .request_size = 2 * 1024 * 1024,
-        .readers = 4,
+        .workers = 4,
         .memory_budget = 64 * 1024 * 1024,
     };
 }
@@ -64,24 +64,16 @@ static int read_chunk(void *producer, void *state, struct write_pipeline *wp, si
     return wp_buffer_queue(wp, b, e);
 }
 
-int repo_write_nbd(struct repo *r, const struct repo_index *idx, const struct repo_write_opts *o,
+int repo_write_nbd(struct repo *r, const struct repo_index *idx, const struct nbd_write_opts *o,
                    struct nbd_write_stats *st, struct vb_error *err)
 {
     struct producer pr = {.repo = r, .idx = idx};
-    struct write_pipeline_opts po = {
-        .target = o->target,
-        .export_name = o->export_name,
-        .connections = o->connections,
-        .max_in_flight = o->max_in_flight,
-        .request_size = o->request_size,
+    struct write_pipeline_work work = {
         .export_need = idx->virtual_size,
-        .workers = o->readers,
         .units = idx->n,
         .buffer_size = idx->chunk_size,
         .buffers = (size_t)(o->memory_budget / idx->chunk_size),
-        .progress = o->progress,
-        .stop = o->stop,
     };
     static const struct wp_producer_ops ops = {.produce = read_chunk};
-    return write_pipeline_run(&po, &ops, &pr, st, err);
+    return write_pipeline_run(o, &work, &ops, &pr, st, err);
 }

@@ -14,7 +14,8 @@
 #define MAX_WORKERS 64
 
 struct write_pipeline {
-    const struct write_pipeline_opts *o;
+    const struct nbd_write_opts *o;
+    const struct write_pipeline_work *work;
     const struct wp_producer_ops *ops;
     void *producer;
     struct nbd_write_stats *st;
@@ -88,7 +89,7 @@ struct wp_buffer *wp_buffer_get(struct write_pipeline *wp)
     pthread_mutex_unlock(&wp->lock);
     /* allocated outside the lock: the other workers go on */
     b = calloc(1, sizeof *b);
-    if (b && !(b->data = malloc(wp->o->buffer_size))) {
+    if (b && !(b->data = malloc(wp->work->buffer_size))) {
         free(b);
         b = NULL;
     }
@@ -99,7 +100,7 @@ struct wp_buffer *wp_buffer_get(struct write_pipeline *wp)
         wp->all = b;
     } else {
         wp->nbufs--;
-        vb_error_set(&e, "out of memory for a %zu byte buffer", wp->o->buffer_size);
+        vb_error_set(&e, "out of memory for a %zu byte buffer", wp->work->buffer_size);
         fail_locked(wp, &e);
     }
     pthread_mutex_unlock(&wp->lock);
@@ -149,7 +150,7 @@ static void *worker_main(void *arg)
     } else {
         while (!(wp->o->stop && *wp->o->stop)) {
             size_t unit = atomic_fetch_add(&wp->next_unit, 1);
-            if (unit >= wp->o->units)
+            if (unit >= wp->work->units)
                 break;
             if (ops->produce(wp->producer, state, wp, unit, &e) < 0) {
                 fail(wp, &e); /* the first error stays: a NULL buffer means one was set */
@@ -251,18 +252,19 @@ static int submit_writes(void *opaque, struct nbd_driver *d, struct vb_error *er
     return producing || wp->head ? NBD_DRIVER_MORE : NBD_DRIVER_DONE;
 }
 
-int write_pipeline_run(const struct write_pipeline_opts *o, const struct wp_producer_ops *ops,
-                       void *producer, struct nbd_write_stats *st, struct vb_error *err)
+int write_pipeline_run(const struct nbd_write_opts *o, const struct write_pipeline_work *work,
+                       const struct wp_producer_ops *ops, void *producer,
+                       struct nbd_write_stats *st, struct vb_error *err)
 {
     *st = (struct nbd_write_stats){0};
     int nconn = o->connections < 1                      ? 1
                 : o->connections > NBD_DRIVER_MAX_CONNS ? NBD_DRIVER_MAX_CONNS
                                                         : o->connections;
     int nworkers = o->workers < 1 ? 1 : o->workers > MAX_WORKERS ? MAX_WORKERS : o->workers;
-    struct write_pipeline wp = {.o = o, .ops = ops, .producer = producer, .st = st};
+    struct write_pipeline wp = {.o = o, .work = work, .ops = ops, .producer = producer, .st = st};
     atomic_init(&wp.next_unit, 0);
     /* each worker fills one buffer while the others' are written */
-    wp.nbufs_max = o->buffers < (size_t)nworkers + 2 ? (size_t)nworkers + 2 : o->buffers;
+    wp.nbufs_max = work->buffers < (size_t)nworkers + 2 ? (size_t)nworkers + 2 : work->buffers;
     pthread_mutex_init(&wp.lock, NULL);
     pthread_cond_init(&wp.cond, NULL);
     char where[600];
@@ -274,7 +276,8 @@ int write_pipeline_run(const struct write_pipeline_opts *o, const struct wp_prod
         goto out;
     }
     wp.nbd.stop_is_signal = true;
-    if (restore_nbd_connect(&wp.nbd, &o->target, o->export_name, nconn, o->export_need, err) < 0) {
+    if (restore_nbd_connect(&wp.nbd, &o->target, o->export_name, nconn, work->export_need, err) <
+        0) {
         rc = -1;
         goto out;
     }

@@ -59,25 +59,33 @@ struct wp_producer_ops {
                    struct vb_error *err);
 };
 
-struct write_pipeline_opts {
-    struct vb_nbd_target target; /* the server */
-    const char *export_name;
-    int connections;      /* the server must accept this many clients (qemu-nbd -e) */
-    int max_in_flight;    /* per connection; qemu serves at most 16 */
-    size_t request_size;  /* at most this many bytes per NBD write */
-    uint64_t export_need; /* the export must have at least this many bytes */
-    int workers;          /* worker threads (1..64) */
-    size_t units;         /* units of work of the producer */
-    size_t buffer_size;   /* bytes of each buffer */
-    size_t buffers;       /* buffers the memory budget allows (at least workers + 2 are used) */
+/* How a disk is written: the server, the connections and the threads (virtrestore's
+ * --nbd-connections, --threads, the memory budget). */
+struct nbd_write_opts {
+    struct vb_nbd_target target; /* the server: unix socket, or TCP (+TLS) */
+    const char *export_name;     /* NBD export */
+    int connections;             /* the server must accept this many clients (qemu-nbd -e) */
+    int max_in_flight;           /* per connection; qemu serves at most 16 */
+    size_t request_size;         /* at most this many bytes per NBD write */
+    int workers;                 /* worker threads: decoders, chunk readers (1..64) */
+    uint64_t memory_budget;      /* bytes of buffers held at once */
     struct progress *progress;   /* advanced by written and skipped zero bytes */
     volatile sig_atomic_t *stop; /* set to a signal number by its handler: abort soon */
 };
 
+/* What the producer makes, and the pool its budget allows. */
+struct write_pipeline_work {
+    uint64_t export_need; /* the export must have at least this many bytes */
+    size_t units;         /* units of work */
+    size_t buffer_size;   /* bytes of each buffer */
+    size_t buffers;       /* buffers the memory budget allows (at least workers + 2 are used) */
+};
+
 /* Writes every unit the producer makes. st: bytes written, all-zero bytes skipped, NBD
  * requests. 0, or -1 with the first error. */
-int write_pipeline_run(const struct write_pipeline_opts *o, const struct wp_producer_ops *ops,
-                       void *producer, struct nbd_write_stats *st, struct vb_error *err);
+int write_pipeline_run(const struct nbd_write_opts *o, const struct write_pipeline_work *work,
+                       const struct wp_producer_ops *ops, void *producer,
+                       struct nbd_write_stats *st, struct vb_error *err);
 
 /* A free buffer, allocated while the budget allows, waiting for one otherwise; NULL once
  * the restore failed. */

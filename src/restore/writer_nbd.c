@@ -29,7 +29,7 @@ void nbd_write_opts_default(struct nbd_write_opts *o)
         .connections = 4,
         .max_in_flight = 16,
         .request_size = 1024 * 1024,
-        .decoders = 2,
+        .workers = 2,
         .memory_budget = 16 * 1024 * 1024,
     };
 }
@@ -153,7 +153,7 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
                       struct vb_error *err)
 {
     struct producer pr = {.ci = ci, .w = w};
-    int ndec = o->decoders < 1 ? 1 : o->decoders > 64 ? 64 : o->decoders;
+    int ndec = o->workers < 1 ? 1 : o->workers > 64 ? 64 : o->workers;
     /* The budget covers every buffer: the decoders' input and LZ4 state, then chunks. */
     pr.chunk = o->request_size < RESTORE_ZERO_GRAIN ? RESTORE_ZERO_GRAIN : o->request_size;
     uint64_t budget = o->memory_budget, decoding = 0;
@@ -162,23 +162,15 @@ int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w
             decoding = (uint64_t)ndec * stream_reader_footprint(STREAM_READER_IN_CHUNK, 64 * 1024);
     int rc = plan_jobs(&pr, err);
     if (rc == 0) {
-        struct write_pipeline_opts po = {
-            .target = o->target,
-            .export_name = o->export_name,
-            .connections = o->connections,
-            .max_in_flight = o->max_in_flight,
-            .request_size = o->request_size,
+        struct write_pipeline_work work = {
             .export_need = ci->virtual_size,
-            .workers = ndec,
             .units = pr.njobs,
             .buffer_size = pr.chunk,
             .buffers = budget > decoding ? (size_t)((budget - decoding) / pr.chunk) : 0,
-            .progress = o->progress,
-            .stop = o->stop,
         };
         static const struct wp_producer_ops ops = {
             .worker_init = decoder_init, .worker_free = decoder_free, .produce = decode_job};
-        rc = write_pipeline_run(&po, &ops, &pr, st, err);
+        rc = write_pipeline_run(o, &work, &ops, &pr, st, err);
     } else {
         *st = (struct nbd_write_stats){0};
     }

@@ -13,28 +13,11 @@
 #ifndef VR_WRITER_NBD_H
 #define VR_WRITER_NBD_H
 
-#include "nbd_target.h"
-#include <signal.h>
-#include <stddef.h>
-#include <stdint.h>
-
 #include "chain_index.h"
 #include "piece_plan.h"
-#include "progress.h"
 #include "write_pipeline.h"
 
-struct nbd_write_opts {
-    struct vb_nbd_target target; /* the server: unix socket, or TCP (+TLS) */
-    const char *export_name;     /* NBD export */
-    int connections;             /* the server must accept this many clients (qemu-nbd -e) */
-    int max_in_flight;           /* per connection; qemu serves at most 16 */
-    size_t request_size;         /* bytes per chunk and at most per NBD write */
-    int decoders;                /* decoder threads */
-    uint64_t memory_budget;      /* bytes of buffers held at once */
-    struct progress *progress;
-    volatile sig_atomic_t *stop; /* set to a signal number by its handler: abort soon */
-};
-
+/* The defaults of a stream chain's restore. */
 void nbd_write_opts_default(struct nbd_write_opts *o);
 
 int restore_write_nbd(const struct chain_index *ci, const struct restore_work *w,
