@@ -5,7 +5,7 @@
  * by a signal handler ends the loop with an error.
  *
  * virtbackup reads a backup job's export with it (backup/disk_copy.c), virtrestore writes
- * into its qemu-nbd with it (restore/writer_nbd.c). */
+ * into its qemu-nbd with it (restore/write_pipeline.c). */
 #ifndef VB_NBD_DRIVER_H
 #define VB_NBD_DRIVER_H
 

@@ -211,46 +211,40 @@ int repo_object_check_header(const void *hdr, size_t hdr_len, uint64_t object_si
     return 0;
 }
 
-int repo_object_decode(int kind, const void *obj, size_t obj_len, const repo_digest *want,
-                       void **raw, size_t *raw_len, struct vb_error *err)
+int repo_object_decode_into(int kind, const void *obj, size_t obj_len, const repo_digest *want,
+                            void *raw, size_t cap, size_t *raw_len, struct vb_error *err)
 {
     uint32_t rsize, ssize;
     const char *what = kind_name(kind);
     if (repo_object_check_header(obj, obj_len, obj_len, kind, &rsize, &ssize, err) < 0)
         return -1;
+    if (rsize > cap)
+        return vb_error_set(err, "%s: %u raw bytes, more than the %zu expected", what, rsize, cap);
     const unsigned char *h = obj;
     const unsigned char *payload = h + REPO_OBJECT_HEADER_SIZE;
     if (crc32_of(payload, ssize) != get_le32(h + 16))
         return vb_error_set(err, "%s: payload checksum mismatch (stored bytes damaged)", what);
-    unsigned char *out = malloc(rsize ? rsize : 1);
-    if (!out)
-        return vb_error_errno(err, "%s: %u bytes", what, rsize);
+    unsigned char *out = raw;
     switch ((enum repo_compression)h[6]) {
     case REPO_COMP_NONE:
         memcpy(out, payload, rsize);
         break;
     case REPO_COMP_ZSTD: {
         ZSTD_DCtx *d = thread_dctx();
-        if (!d) {
-            free(out);
+        if (!d)
             return vb_error_set(err, "%s: zstd: no decompression context", what);
-        }
         size_t n = ZSTD_decompressDCtx(d, out, rsize, payload, ssize);
-        if (ZSTD_isError(n) || n != rsize) {
-            free(out);
+        if (ZSTD_isError(n) || n != rsize)
             return vb_error_set(err, "%s: zstd payload does not decompress to its %u raw bytes%s%s",
                                 what, rsize, ZSTD_isError(n) ? ": " : "",
                                 ZSTD_isError(n) ? ZSTD_getErrorName(n) : "");
-        }
         break;
     }
     case REPO_COMP_LZ4: {
         int n = LZ4_decompress_safe((const char *)payload, (char *)out, (int)ssize, (int)rsize);
-        if (n < 0 || (uint32_t)n != rsize) {
-            free(out);
+        if (n < 0 || (uint32_t)n != rsize)
             return vb_error_set(err, "%s: lz4 payload does not decompress to its %u raw bytes",
                                 what, rsize);
-        }
         break;
     }
     }
@@ -261,11 +255,26 @@ int repo_object_decode(int kind, const void *obj, size_t obj_len, const repo_dig
             char hw[REPO_DIGEST_HEX + 1], hg[REPO_DIGEST_HEX + 1];
             repo_digest_hex(want, hw);
             repo_digest_hex(&got, hg);
-            free(out);
             return vb_error_set(err, "%s: content digest %s, expected %s", what, hg, hw);
         }
     }
-    *raw = out;
     *raw_len = rsize;
+    return 0;
+}
+
+int repo_object_decode(int kind, const void *obj, size_t obj_len, const repo_digest *want,
+                       void **raw, size_t *raw_len, struct vb_error *err)
+{
+    uint32_t rsize;
+    if (repo_object_check_header(obj, obj_len, obj_len, kind, &rsize, NULL, err) < 0)
+        return -1;
+    void *out = malloc(rsize ? rsize : 1);
+    if (!out)
+        return vb_error_errno(err, "%s: %u bytes", kind_name(kind), rsize);
+    if (repo_object_decode_into(kind, obj, obj_len, want, out, rsize, raw_len, err) < 0) {
+        free(out);
+        return -1;
+    }
+    *raw = out;
     return 0;
 }

@@ -37,6 +37,10 @@ int repo_object_check_header(const void *hdr, size_t hdr_len, uint64_t object_si
 int repo_object_decode(int kind, const void *obj, size_t obj_len, const repo_digest *want,
                        void **raw, size_t *raw_len, struct vb_error *err);
 
+/* As repo_object_decode, into raw (cap bytes: content larger than that is an error). */
+int repo_object_decode_into(int kind, const void *obj, size_t obj_len, const repo_digest *want,
+                            void *raw, size_t cap, size_t *raw_len, struct vb_error *err);
+
 /* "none", "zstd", "lz4" (NULL for other values). */
 const char *repo_compression_name(enum repo_compression c);
 

@@ -266,9 +266,10 @@ static int put_object(struct repo *r, const char *key, int kind, const void *raw
     return 0;
 }
 
-/* The decoded content of the object of kind under key, with digest want. */
-static int get_object(struct repo *r, const char *key, int kind, const repo_digest *want,
-                      void **raw, size_t *len, struct vb_error *err)
+/* The decoded content of the object of kind under key, with digest want: into buf (cap
+ * bytes), or malloc'ed into *raw when buf is NULL. */
+static int get_object(struct repo *r, const char *key, int kind, const repo_digest *want, void *buf,
+                      size_t cap, void **raw, size_t *len, struct vb_error *err)
 {
     void *obj = NULL;
     size_t obj_len = 0;
@@ -277,7 +278,8 @@ static int get_object(struct repo *r, const char *key, int kind, const repo_dige
         return vb_error_set(err, "missing (%s/%s)", r->path, key);
     if (rc < 0)
         return -1;
-    rc = repo_object_decode(kind, obj, obj_len, want, raw, len, err);
+    rc = buf ? repo_object_decode_into(kind, obj, obj_len, want, buf, cap, len, err)
+             : repo_object_decode(kind, obj, obj_len, want, raw, len, err);
     free(obj);
     if (rc < 0)
         return vb_error_prefix(err, "%s/%s", r->path, key);
@@ -336,7 +338,18 @@ int repo_get_chunk(struct repo *r, const repo_digest *d, void **raw, size_t *len
     char hex[REPO_DIGEST_HEX + 1], key[80];
     repo_digest_hex(d, hex);
     repo_chunk_key(d, key);
-    if (get_object(r, key, REPO_KIND_CHUNK, d, raw, len, err) < 0)
+    if (get_object(r, key, REPO_KIND_CHUNK, d, NULL, 0, raw, len, err) < 0)
+        return vb_error_prefix(err, "chunk %s", hex);
+    return 0;
+}
+
+int repo_get_chunk_into(struct repo *r, const repo_digest *d, void *buf, size_t cap, size_t *len,
+                        struct vb_error *err)
+{
+    char hex[REPO_DIGEST_HEX + 1], key[80];
+    repo_digest_hex(d, hex);
+    repo_chunk_key(d, key);
+    if (get_object(r, key, REPO_KIND_CHUNK, d, buf, cap, NULL, len, err) < 0)
         return vb_error_prefix(err, "chunk %s", hex);
     return 0;
 }
@@ -380,7 +393,7 @@ int repo_get_index(struct repo *r, const repo_digest *d, struct repo_index *idx,
     void *raw = NULL;
     size_t len = 0;
     memset(idx, 0, sizeof *idx);
-    int rc = get_object(r, key, REPO_KIND_INDEX, d, &raw, &len, err);
+    int rc = get_object(r, key, REPO_KIND_INDEX, d, NULL, 0, &raw, &len, err);
     if (rc == 0) {
         rc = repo_index_decode(raw, len, idx, err);
         free(raw);

@@ -65,6 +65,11 @@ int repo_chunk_check(struct repo *r, const repo_digest *d, uint32_t *raw_size,
 int repo_get_chunk(struct repo *r, const repo_digest *d, void **raw, size_t *len,
                    struct vb_error *err);
 
+/* As repo_get_chunk, into buf (cap bytes: a chunk larger than that is an error, as is one
+ * whose digest is not d). 0, or -1. */
+int repo_get_chunk_into(struct repo *r, const repo_digest *d, void *buf, size_t cap, size_t *len,
+                        struct vb_error *err);
+
 /* Stores an index (compressed as the config says) under the digest of its bytes, *d set;
  * like repo_put_chunk, an index already there intact is not put again. 0, or -1. */
 int repo_put_index(struct repo *r, const struct repo_index *idx, repo_digest *d,

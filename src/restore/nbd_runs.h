@@ -1,7 +1,6 @@
-/* What the two NBD write pipelines of virtrestore (writer_nbd.c: stream chains;
- * repo_write.c: repository snapshots) share: the connections to the private qemu-nbd, and
- * the split of a buffer into the runs worth writing (a fresh image reads as zero, so
- * all-zero grains are skipped). */
+/* The NBD side of virtrestore's write pipeline (write_pipeline.c): the connections to the
+ * private qemu-nbd, their flush, and the split of a buffer into the runs worth writing (a
+ * fresh image reads as zero, so all-zero grains are skipped). */
 #ifndef VR_NBD_RUNS_H
 #define VR_NBD_RUNS_H
 

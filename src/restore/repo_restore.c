@@ -31,17 +31,16 @@ static int write_disk(const struct restore_opts *o, struct repo *r, const struct
                       const char *dev, const char *partial, const char *format, uint64_t bytes,
                       struct nbd_write_stats *st, struct vb_error *err)
 {
-    struct repo_write_opts wo;
+    struct nbd_write_opts wo;
     repo_write_opts_default(&wo);
     if (o->memory_mb > 0)
         wo.memory_budget = (uint64_t)o->memory_mb * 1024 * 1024;
     if (o->connections > 0)
         wo.connections = o->connections;
     if (o->decoders > 0)
-        wo.readers = o->decoders;
+        wo.workers = o->decoders;
     wo.stop = &restore_stop;
     wo.export_name = dev;
-    wo.what = dev;
     struct qemu_nbd_opts qo = {.image = partial,
                                .format = format,
                                .export_name = dev,

@@ -1,6 +1,7 @@
 #include "repo_select.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,6 +213,47 @@ static void snaps_text(const struct snaps *s, const char *uuid, char *buf, size_
     }
 }
 
+/* Without --vm, --snapshot ID names its VM (virtrestore(1), REPOSITORY INPUT): the uuid of
+ * the one VM holding that id into uuid. None holding it is an error when there are several
+ * VMs (with one, the VM's own error lists its snapshots: uuid is left empty); two VMs holding
+ * one id (ids carry 4 random bytes, so only by accident) is an error listing them. */
+static int vm_of_snapshot(struct repo *r, const struct snaps *s, const char *id,
+                          char uuid[REPO_UUID_LEN + 1], struct vb_error *err)
+{
+    char list[500] = "";
+    size_t matches = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (strcmp(s->v[i].id, id) != 0)
+            continue;
+        struct repo_manifest m = {0};
+        int rc = repo_get_manifest(r, s->v[i].uuid, id, &m, err);
+        if (rc == 0) {
+            char item[300];
+            snprintf(item, sizeof item, "%s (%s)", m.vm ? m.vm : "?", s->v[i].uuid);
+            append(list, sizeof list, ", ", item);
+        }
+        repo_manifest_free(&m);
+        if (rc < 0)
+            return -1;
+        if (matches++ == 0)
+            snprintf(uuid, REPO_UUID_LEN + 1, "%s", s->v[i].uuid);
+    }
+    if (matches > 1)
+        return vb_error_set(err,
+                            "--snapshot %s: %zu VMs in %s have a snapshot of that id: %s; "
+                            "choose one with --vm",
+                            id, matches, r->path, list);
+    bool several = false;
+    for (size_t i = 1; i < s->n && !several; i++)
+        several = strcmp(s->v[i].uuid, s->v[0].uuid) != 0;
+    if (matches == 0 && several)
+        return vb_error_set(err,
+                            "--snapshot %s: no snapshot of that id in %s (of any of its VMs: "
+                            "virtrepo snapshots lists them)",
+                            id, r->path);
+    return 0;
+}
+
 int repo_select_snapshot(struct repo *r, const struct repo_selection *sel, struct repo_manifest *m,
                          struct vb_error *err)
 {
@@ -221,8 +263,10 @@ int repo_select_snapshot(struct repo *r, const struct repo_selection *sel, struc
     int rc = repo_list_snapshots(r, NULL, collect, &s, err);
     if (rc == 0 && s.n == 0)
         rc = vb_error_set(err, "%s: the repository holds no snapshot", r->path);
+    if (rc == 0 && !sel->vm && sel->snapshot && strcmp(sel->snapshot, "latest") != 0)
+        rc = vm_of_snapshot(r, &s, sel->snapshot, uuid, err);
     if (rc == 0)
-        rc = choose_vm(r, &s, sel->vm, uuid, &vmname, err);
+        rc = choose_vm(r, &s, uuid[0] ? uuid : sel->vm, uuid, &vmname, err);
     if (rc < 0)
         goto out;
     snaps_text(&s, uuid, list, sizeof list);

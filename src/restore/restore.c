@@ -186,7 +186,7 @@ static int restore_stream_disk(const struct restore_opts *o, struct bset *set,
     if (o->connections > 0)
         wo.connections = o->connections;
     if (o->decoders > 0)
-        wo.decoders = o->decoders;
+        wo.workers = o->decoders;
     wo.stop = &restore_stop;
     wo.export_name = dc->dev;
     struct qemu_nbd_opts qo = {.image = partial,

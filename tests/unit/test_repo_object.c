@@ -112,6 +112,17 @@ static int round_trip(const void *raw, size_t len, enum repo_compression c, int 
     } else {
         CHECK(back_len == len && (len == 0 || memcmp(back, raw, len) == 0));
     }
+    /* into a caller's buffer: exactly large enough decodes, one byte short is refused */
+    void *into = malloc(len ? len : 1);
+    size_t into_len = 0;
+    CHECK(repo_object_decode_into(REPO_KIND_CHUNK, obj, obj_len, &d, into, len, &into_len, &err) ==
+          0);
+    CHECK(into_len == len && (len == 0 || memcmp(into, raw, len) == 0));
+    if (len > 0)
+        CHECK(repo_object_decode_into(REPO_KIND_CHUNK, obj, obj_len, &d, into, len - 1, &into_len,
+                                      &err) == -1 &&
+              strstr(err.msg, "more than the") != NULL);
+    free(into);
     free(obj);
     free(back);
     return stored;
