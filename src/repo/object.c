@@ -214,7 +214,7 @@ int repo_object_check_header(const void *hdr, size_t hdr_len, uint64_t object_si
 int repo_object_decode_into(int kind, const void *obj, size_t obj_len, const repo_digest *want,
                             void *raw, size_t cap, size_t *raw_len, struct vb_error *err)
 {
-    uint32_t rsize, ssize;
+    uint32_t rsize = 0, ssize = 0; /* set by the header check; -O3 cannot see it */
     const char *what = kind_name(kind);
     if (repo_object_check_header(obj, obj_len, obj_len, kind, &rsize, &ssize, err) < 0)
         return -1;
