@@ -1,6 +1,6 @@
 /* The object-store interface of a repository: whole immutable objects under '/'-separated
  * keys. Nothing above it renames, appends or locks, so every backend (a local directory,
- * later object storage) offers the same five operations. The key layout and the guarantees
+ * later object storage) offers the same six operations. The key layout and the guarantees
  * are in virtbackup-repository(5). */
 #ifndef VB_REPO_OBJSTORE_H
 #define VB_REPO_OBJSTORE_H
@@ -18,6 +18,11 @@ struct repo_store_ops {
      * Putting a key that exists replaces it (content-addressed callers put identical bytes). */
     int (*put)(struct repo_store *s, const char *key, const void *data, size_t len,
                struct vb_error *err);
+    /* The same, only where the key does not exist: 1 (nothing written) when it does. Of
+     * several writers putting one new key at once exactly one gets 0. For objects that are not
+     * content-addressed (the config, manifests), which must never be replaced. */
+    int (*put_new)(struct repo_store *s, const char *key, const void *data, size_t len,
+                   struct vb_error *err);
     /* len 0: from off to the end. Returns 0 (data malloc'ed, *got bytes), 1 if the key does
      * not exist, -1 on error. */
     int (*get)(struct repo_store *s, const char *key, uint64_t off, size_t len, void **data,
@@ -41,7 +46,8 @@ struct repo_store {
 };
 
 /* The local backend: key -> dir/key. put writes a temporary file in the same directory
- * (".<name>.XXXXXX.tmp"), fsyncs it, renames it over the key and fsyncs the directory
+ * (".<name>.XXXXXX.tmp"), fsyncs it, renames it over the key (put_new: hard-links it to the
+ * key, which fails where the key exists, and removes the temporary name) and fsyncs the directory
  * (missing parent directories are created and fsynced too); temporary names are never
  * listed. Several processes may put at the same time. dir must exist. */
 struct repo_store *repo_store_local_open(const char *dir, struct vb_error *err);

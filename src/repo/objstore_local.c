@@ -133,12 +133,12 @@ static void random_name_part(char out[7])
     out[6] = '\0';
 }
 
-static int local_put(struct repo_store *s, const char *key, const void *data, size_t len,
-                     struct vb_error *err)
+/* The object written to a new temporary file next to the key and synced: *dfd is the
+ * key's directory (open), tmp the temporary's name in it. */
+static int write_temporary(struct local_store *ls, const char *key, const void *data, size_t len,
+                           int *dfd_out, const char **leaf_out, char tmp[NAME_MAX + 1],
+                           struct vb_error *err)
 {
-    struct local_store *ls = local_of(s);
-    if (check_key(key, false, err) < 0)
-        return vb_error_prefix(err, "put");
     const char *leaf;
     int dfd = open_parent(ls, key, true, &leaf, err);
     if (dfd < 0)
@@ -147,12 +147,11 @@ static int local_put(struct repo_store *s, const char *key, const void *data, si
         close(dfd);
         return vb_error_set(err, "put %s: the name is too long for a temporary file", key);
     }
-    char tmp[NAME_MAX + 1];
     int fd = -1;
     for (int attempt = 0; fd < 0; attempt++) {
         char rnd[7];
         random_name_part(rnd);
-        snprintf(tmp, sizeof tmp, ".%s.%s.tmp", leaf, rnd);
+        snprintf(tmp, NAME_MAX + 1, ".%s.%s.tmp", leaf, rnd);
         fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0 && (errno != EEXIST || attempt >= 100)) {
             vb_error_errno(err, "put %s: %s/%s: creating a temporary file", key, ls->dir, key);
@@ -171,16 +170,8 @@ static int local_put(struct repo_store *s, const char *key, const void *data, si
     fd = -1;
     if (rc < 0)
         goto fail;
-    step = "renaming the temporary file to";
-    if (renameat(dfd, tmp, dfd, leaf) < 0)
-        goto fail;
-    if (fsync(dfd) < 0) {
-        /* the object is complete, only its durability is unknown */
-        vb_error_errno(err, "put %s: %s/%s: syncing the directory", key, ls->dir, key);
-        close(dfd);
-        return -1;
-    }
-    close(dfd);
+    *dfd_out = dfd;
+    *leaf_out = leaf;
     return 0;
 
 fail:
@@ -190,6 +181,67 @@ fail:
     unlinkat(dfd, tmp, 0);
     close(dfd);
     return -1;
+}
+
+/* The directory of a key just made to hold it, synced (then closed). */
+static int sync_key_dir(struct local_store *ls, const char *key, int dfd, struct vb_error *err)
+{
+    if (fsync(dfd) < 0) {
+        /* the object is complete, only its durability is unknown */
+        vb_error_errno(err, "put %s: %s/%s: syncing the directory", key, ls->dir, key);
+        close(dfd);
+        return -1;
+    }
+    close(dfd);
+    return 0;
+}
+
+static int local_put(struct repo_store *s, const char *key, const void *data, size_t len,
+                     struct vb_error *err)
+{
+    struct local_store *ls = local_of(s);
+    if (check_key(key, false, err) < 0)
+        return vb_error_prefix(err, "put");
+    int dfd;
+    const char *leaf;
+    char tmp[NAME_MAX + 1];
+    if (write_temporary(ls, key, data, len, &dfd, &leaf, tmp, err) < 0)
+        return -1;
+    if (renameat(dfd, tmp, dfd, leaf) < 0) {
+        vb_error_errno(err, "put %s: renaming the temporary file to %s/%s", key, ls->dir, key);
+        unlinkat(dfd, tmp, 0);
+        close(dfd);
+        return -1;
+    }
+    return sync_key_dir(ls, key, dfd, err);
+}
+
+/* A hard link is made only where no name exists: of several writers exactly one links. */
+static int local_put_new(struct repo_store *s, const char *key, const void *data, size_t len,
+                         struct vb_error *err)
+{
+    struct local_store *ls = local_of(s);
+    if (check_key(key, false, err) < 0)
+        return vb_error_prefix(err, "put");
+    int dfd;
+    const char *leaf;
+    char tmp[NAME_MAX + 1];
+    if (write_temporary(ls, key, data, len, &dfd, &leaf, tmp, err) < 0)
+        return -1;
+    int linked = linkat(dfd, tmp, dfd, leaf, 0);
+    int link_errno = errno;
+    unlinkat(dfd, tmp, 0);
+    if (linked < 0 && link_errno == EEXIST) {
+        close(dfd);
+        return 1;
+    }
+    if (linked < 0) {
+        errno = link_errno;
+        vb_error_errno(err, "put %s: linking the temporary file to %s/%s", key, ls->dir, key);
+        close(dfd);
+        return -1;
+    }
+    return sync_key_dir(ls, key, dfd, err);
 }
 
 static int local_get(struct repo_store *s, const char *key, uint64_t off, size_t len, void **data,
@@ -512,6 +564,7 @@ static void local_close(struct repo_store *s)
 
 static const struct repo_store_ops local_ops = {
     .put = local_put,
+    .put_new = local_put_new,
     .get = local_get,
     .head = local_head,
     .list = local_list,

@@ -141,8 +141,14 @@ int repo_init(const char *path, const struct repo_config *cfg, struct vb_error *
     s = repo_store_local_open(path, err);
     if (!s)
         goto out;
-    if (s->ops->put(s, REPO_CONFIG_KEY, text, strlen(text), err) < 0) {
+    /* two inits of one empty directory at once: one config, the other init fails */
+    int put = s->ops->put_new(s, REPO_CONFIG_KEY, text, strlen(text), err);
+    if (put < 0) {
         vb_error_prefix(err, "%s", path);
+        goto out;
+    }
+    if (put == 1) {
+        vb_error_set(err, "%s: is a repository already (made at the same time)", path);
         goto out;
     }
     rc = 0;
@@ -411,19 +417,16 @@ int repo_put_manifest(struct repo *r, const struct repo_manifest *m, struct vb_e
     if (repo_snapshot_key(m->uuid, m->id, key) < 0)
         return vb_error_set(err, "snapshot \"%s\" of \"%s\": not a valid id and uuid", m->id,
                             m->uuid);
-    uint64_t size;
-    int rc = r->store->ops->head(r->store, key, &size, err);
-    if (rc < 0)
-        return vb_error_prefix(err, "snapshot %s", m->id);
-    if (rc == 0)
-        return vb_error_set(err, "snapshot %s: %s/%s exists already", m->id, r->path, key);
     char *text = repo_manifest_to_json(m, err);
     if (!text)
         return vb_error_prefix(err, "snapshot %s", m->id);
-    rc = r->store->ops->put(r->store, key, text, strlen(text), err);
+    /* a manifest is never replaced */
+    int rc = r->store->ops->put_new(r->store, key, text, strlen(text), err);
     free(text);
     if (rc < 0)
         return vb_error_prefix(err, "snapshot %s", m->id);
+    if (rc == 1)
+        return vb_error_set(err, "snapshot %s: %s/%s exists already", m->id, r->path, key);
     return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define UUID1 "0f9a6d1e-4c3b-4e8a-9d2f-1a2b3c4d5e6f"
@@ -327,6 +328,61 @@ static int refuse_ref(void *ctx, const char *uuid, const char *id, struct vb_err
     return vb_error_set(err, "refused by the caller");
 }
 
+/* virtrepo init of one new directory by several processes at once: exactly one succeeds,
+ * the others fail, and the config is the winner's */
+enum { INIT_RACERS = 8 };
+
+static void test_init_race(void)
+{
+    for (int round = 0; round < 20; round++) {
+        char path[64];
+        snprintf(path, sizeof path, "race%d", round);
+        int go[2], res[2];
+        CHECK(pipe(go) == 0 && pipe(res) == 0);
+        pid_t pids[INIT_RACERS];
+        for (int i = 0; i < INIT_RACERS; i++) {
+            pids[i] = fork();
+            if (pids[i] == 0) {
+                close(go[1]);
+                char c;
+                /* all start when the pipe closes */
+                if (read(go[0], &c, 1) < 0)
+                    _exit(2);
+                struct repo_config cfg;
+                repo_config_default(&cfg);
+                struct vb_error err = {0};
+                int ok = repo_init(test_path(path), &cfg, &err) == 0;
+                char line[40] = {0};
+                if (ok)
+                    memcpy(line, cfg.id, sizeof cfg.id < sizeof line ? sizeof cfg.id : sizeof line);
+                _exit(write(res[1], line, sizeof line) == (ssize_t)sizeof line ? 0 : 2);
+            }
+        }
+        close(go[0]);
+        close(go[1]);
+        close(res[1]);
+        int winners = 0;
+        char won_id[40] = {0}, line[40];
+        while (read(res[0], line, sizeof line) == (ssize_t)sizeof line)
+            if (line[0]) {
+                winners++;
+                memcpy(won_id, line, sizeof line);
+            }
+        close(res[0]);
+        for (int i = 0; i < INIT_RACERS; i++)
+            waitpid(pids[i], NULL, 0);
+        CHECK_MSG(winners == 1, "round %d: %d of %d inits succeeded", round, winners, INIT_RACERS);
+        struct vb_error err = {0};
+        struct repo *r = repo_open(test_path(path), &err);
+        CHECK_MSG(r != NULL, "%s", err.msg);
+        if (r) {
+            CHECK_MSG(strncmp(r->config.id, won_id, sizeof won_id - 1) == 0,
+                      "round %d: config id %s, the winner made %s", round, r->config.id, won_id);
+            repo_close(r);
+        }
+    }
+}
+
 /* a disk whose index would not fit in one object is refused when its writer is made, before
  * any chunk is read (the index is put last) */
 static void test_writer_limits(void)
@@ -522,6 +578,7 @@ int main(void)
     test_init_open();
     test_chunks();
     test_writer_limits();
+    test_init_race();
     test_indexes();
     test_snapshots();
     test_concurrent_puts();

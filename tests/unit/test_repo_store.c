@@ -516,6 +516,81 @@ static void test_concurrent_same_keys(void)
     s->ops->close(s);
 }
 
+/* put_new: only where the key does not exist; of writers racing on new keys (each its own
+ * content) exactly one wins each key, and the object is the winner's, whole */
+enum { NEW_KEYS = 200, NEW_WRITERS = 6 };
+
+static void test_put_new(void)
+{
+    struct repo_store *s = open_store("putnew");
+    struct vb_error err = {0};
+    CHECK_MSG(s->ops->put_new(s, "cfg", "one", 3, &err) == 0, "%s", err.msg);
+    CHECK(s->ops->put_new(s, "cfg", "two!", 4, &err) == 1);
+    CHECK(object_equals(s, "cfg", "one", 3) == 0);
+    CHECK(count_tmp_files(test_path("putnew")) == 0);
+    CHECK(s->ops->put_new(s, "../x", "x", 1, &err) == -1);
+
+    int pipes[NEW_WRITERS][2];
+    pid_t pids[NEW_WRITERS];
+    for (int w = 0; w < NEW_WRITERS; w++) {
+        CHECK(pipe(pipes[w]) == 0);
+        pids[w] = fork();
+        if (pids[w] == 0) {
+            close(pipes[w][0]);
+            unsigned char won[NEW_KEYS];
+            for (unsigned i = 0; i < NEW_KEYS; i++) {
+                char key[64], body[64];
+                snprintf(key, sizeof key, "race/%02x/k%04u", i % 8, i);
+                int n = snprintf(body, sizeof body, "writer %d key %u", w, i);
+                struct vb_error e = {0};
+                int rc = s->ops->put_new(s, key, body, (size_t)n, &e);
+                if (rc < 0) {
+                    fprintf(stderr, "writer %d: %s\n", w, e.msg);
+                    _exit(1);
+                }
+                won[i] = rc == 0;
+            }
+            _exit(write(pipes[w][1], won, sizeof won) == (ssize_t)sizeof won ? 0 : 1);
+        }
+        close(pipes[w][1]);
+    }
+    unsigned winners[NEW_KEYS] = {0};
+    int winner_of[NEW_KEYS];
+    for (int w = 0; w < NEW_WRITERS; w++) {
+        unsigned char won[NEW_KEYS];
+        CHECK(read(pipes[w][0], won, sizeof won) == (ssize_t)sizeof won);
+        close(pipes[w][0]);
+        int status = 0;
+        waitpid(pids[w], &status, 0);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %d: status %#x", w,
+                  status);
+        for (unsigned i = 0; i < NEW_KEYS; i++)
+            if (won[i]) {
+                winners[i]++;
+                winner_of[i] = w;
+            }
+    }
+    unsigned right = 0;
+    for (unsigned i = 0; i < NEW_KEYS; i++) {
+        char key[64], body[64];
+        snprintf(key, sizeof key, "race/%02x/k%04u", i % 8, i);
+        if (winners[i] != 1)
+            continue;
+        int n = snprintf(body, sizeof body, "writer %d key %u", winner_of[i], i);
+        right += object_equals(s, key, body, (size_t)n) == 0;
+    }
+    CHECK_MSG(right == NEW_KEYS, "%u of %d keys with exactly one winner holding its content", right,
+              NEW_KEYS);
+    int tmp = 0;
+    for (unsigned h = 0; h < 8; h++) {
+        char dir[64];
+        snprintf(dir, sizeof dir, "putnew/race/%02x", h);
+        tmp += count_tmp_files(test_path(dir));
+    }
+    CHECK_MSG(tmp == 0, "%d temporary files left", tmp);
+    s->ops->close(s);
+}
+
 int main(void)
 {
     test_basic();
@@ -525,6 +600,7 @@ int main(void)
     test_put_killed_by_file_limit();
     test_put_killed_by_sigkill();
     test_concurrent_same_keys();
+    test_put_new();
     test_cleanup();
     return test_finish("test_repo_store");
 }
