@@ -16,7 +16,9 @@ lab_serve() {
         fi
         if [ "$(cat "$req")" = @@lab-serve-end ]; then
             : >"$LAB_OUT/serve.rep.$n.out"
-            echo 0 >"$LAB_OUT/serve.rep.$n.rc"
+            # the host reads .rc as soon as it exists: it appears whole (renamed), never empty
+            echo 0 >"$LAB_OUT/serve.rep.$n.rc.tmp"
+            mv "$LAB_OUT/serve.rep.$n.rc.tmp" "$LAB_OUT/serve.rep.$n.rc"
             lab_log "the host ended the requests ($n served)"
             return 0
         fi
