@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "repo_checkpoint.h"
 
 int checkpoints_list(virDomainPtr dom, char ***names, size_t *n, struct vb_error *err)
 {
@@ -36,6 +37,18 @@ void checkpoints_free(char **names, size_t n)
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
+}
+
+void checkpoints_drop_repository(char **names, size_t *n)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (repo_checkpoint_is_repository(names[i]))
+            free(names[i]);
+        else
+            names[keep++] = names[i];
+    }
+    *n = keep;
 }
 
 int checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, struct vb_error *err)
