@@ -35,20 +35,28 @@ static int collect_id(void *ctx, const char *uuid, const char *id, struct vb_err
 }
 
 /* n of the checkpoint the domain's newest snapshot that records one of this repository's
- * names, or -1 when none does. */
+ * names, or -1 when none does. Ids sort by their second, then at random: of the snapshots
+ * of that second, the highest n. */
 static int newest_recorded(struct backup_run *r, long *n, struct vb_error *err)
 {
     struct id_list l = {0};
     *n = -1;
+    const size_t second = sizeof "YYYYmmddTHHMMSSZ" - 1;
+    const char *found = NULL; /* the id of the first (newest) snapshot found */
     int rc = repo_list_snapshots(r->repo, r->info.uuid, collect_id, &l, err);
     for (size_t i = l.n; rc == 0 && i-- > 0;) {
+        if (found && strncmp(found, l.ids[i], second) != 0)
+            break;
         struct repo_manifest m = {0};
         rc = repo_get_manifest(r->repo, r->info.uuid, l.ids[i], &m, err);
-        if (rc == 0 && m.has_checkpoint)
-            *n = repo_checkpoint_number(m.checkpoint.name, r->repo->config.id);
+        long k = rc == 0 && m.has_checkpoint
+                     ? repo_checkpoint_number(m.checkpoint.name, r->repo->config.id)
+                     : -1;
         repo_manifest_free(&m);
-        if (*n >= 0)
-            break;
+        if (k >= 0 && !found)
+            found = l.ids[i];
+        if (k > *n)
+            *n = k;
     }
     for (size_t i = 0; i < l.n; i++)
         free(l.ids[i]);

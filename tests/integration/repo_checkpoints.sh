@@ -8,13 +8,17 @@
 #  - a stream-directory chain interleaved (dir full, repo full, dir inc, repo full, dir inc):
 #    the directory's incs stay incremental (their files and META), its restore equals the disk,
 #    and the repository's checkpoint survives every directory run;
+#  - libvirt forgets the directory chain's checkpoints: the next inc redefines them from their
+#    saved XML (whose parents were repository checkpoints deleted since) and stays incremental;
 #  - two repositories for one domain keep one checkpoint each;
 #  - (debug builds) a run killed at its commit leaves its checkpoint; the next run removes it,
 #    naming it, and ends with exactly one checkpoint of that repository;
 #  - -l copy makes none; a shut-off domain's full (started paused) makes one;
 #  - the reference tool: its inc of the directory chain works with repository checkpoints
-#    present and leaves them; its full removes them, and the repository's next full makes a
-#    new one.
+#    present (also when it must redefine the chain's checkpoints) and leaves them; its full
+#    removes them, and the repository's next full makes a new one;
+#  - a directory inc whose parent's bitmap was lost becomes a new base and leaves the
+#    repositories' checkpoints and bitmaps alone.
 # Each snapshot's disk is exported and compared with the disk.
 set -euo pipefail
 
@@ -39,14 +43,20 @@ sorted() {
     if [ $# -gt 0 ]; then printf '%s\n' "$@"; else cat; fi | LC_ALL=C sort | xargs
 }
 repo_id() { jq -r .id "$1/config"; }
-# latest REPO: the manifest of the domain's newest snapshot in REPO
-latest() {
-    local id uuid
-    id=$("$VIRTREPO" snapshots "$1" --vm "$DOM" --json | jq -r '.[-1].id')
-    uuid=$(tb_virsh domuuid "$DOM")
-    echo "$1/snapshots/$uuid/$id.json"
+# repo_run REPO LEVEL [ARGS...]: virtbackup -l LEVEL into REPO, its output in $W/run.out; the
+# snapshot it committed (--json) becomes REPO's latest (two of one second sort at random)
+repo_run() {
+    local repo=$1 level=$2 rc=0
+    shift 2
+    "$VIRTBACKUP" -n -d "$DOM" -l "$level" -o "$repo" --json="$W/run.json" "$@" \
+        >"$W/run.out" 2>&1 || rc=$?
+    sed 's/^/    | /' "$W/run.out" >&2
+    [ "$rc" -eq 0 ] || tb_fail "virtbackup -l $level -o $repo exited $rc"
+    jq -r .snapshot "$W/run.json" >"$repo.latest"
 }
-# export_compare REPO SNAPSHOT.raw WHAT: vda of the newest snapshot equals the disk
+# latest REPO: the manifest of the snapshot the last run into REPO committed
+latest() { echo "$1/snapshots/$(tb_virsh domuuid "$DOM")/$(cat "$1.latest").json"; }
+# export_compare REPO SNAPSHOT.raw WHAT: vda of REPO's latest snapshot equals the disk
 export_compare() {
     local id
     id=$(jq -r .id "$(latest "$1")")
@@ -60,14 +70,11 @@ export_compare() {
 repo_full() {
     local repo=$1 what=$2
     shift 2
-    local rc=0
     tb_snapshot_image "$DOM" vda "$W/now.raw"
-    "$VIRTBACKUP" -n -d "$DOM" -l full -o "$repo" "$@" >"$W/run.out" 2>&1 || rc=$?
-    sed 's/^/    | /' "$W/run.out" >&2
-    [ "$rc" -eq 0 ] || tb_fail "$what: virtbackup -l full -o $repo exited $rc"
+    repo_run "$repo" full "$@"
     export_compare "$repo" "$W/now.raw" "$what"
 }
-# assert_recorded REPO NAME: the newest manifest records checkpoint NAME as libvirt has it
+# assert_recorded REPO NAME: REPO's latest manifest records checkpoint NAME as libvirt has it
 assert_recorded() {
     local m xml
     m=$(latest "$1")
@@ -133,6 +140,25 @@ tb_assert_eq "$(sorted "virtnbdbackup.0" "virtnbdbackup.1" "virtnbdbackup.2" "vi
     "$(checkpoints)" "checkpoints after the second directory inc"
 vr_restore_compare "$DIR" "$W/inc2.raw" "directory chain, second inc"
 
+tb_step "libvirt forgets the directory's checkpoints: the next inc redefines them, stays inc"
+# (their saved XML names no repository checkpoint as parent: those are deleted by now)
+forget_chain() {
+    local c
+    for c in $(tb_virsh checkpoint-list "$DOM" --name | grep -E '^virtnbdbackup\.[0-9]+$'); do
+        tb_virsh checkpoint-delete "$DOM" "$c" --metadata >/dev/null
+    done
+}
+forget_chain
+tb_assert_eq "virtnbdbackup.$ID1.3" "$(checkpoints)" "checkpoints once libvirt forgot the chain's"
+tb_qemu_io "$DOM" vda "write -P 0x1a 2M 64k"
+tb_snapshot_image "$DOM" vda "$W/inc3.raw"
+out=$("$VIRTBACKUP" -n -d "$DOM" -l inc -o "$DIR" 2>&1) || tb_fail "inc after the forgetting: $out"
+printf '%s\n' "$out" | sed 's/^/    | /' >&2
+assert_meta "$DIR/vda.inc.virtnbdbackup.3.data" true virtnbdbackup.3 virtnbdbackup.2 false
+tb_assert_eq "$(sorted virtnbdbackup.0 virtnbdbackup.1 virtnbdbackup.2 virtnbdbackup.3 \
+    "virtnbdbackup.$ID1.3")" "$(checkpoints)" "checkpoints after the inc that redefined them"
+vr_restore_compare "$DIR" "$W/inc3.raw" "directory chain, inc after the redefinition"
+
 tb_step "two repositories for one domain: one checkpoint each"
 "$VIRTREPO" init "$R2" --chunk-size 1M >/dev/null
 ID2=$(repo_id "$R2")
@@ -179,17 +205,18 @@ NOW=$((NEXT - 1))
 
 tb_step "-l copy makes no checkpoint"
 before=$(checkpoints)
-vb_backup -d "$DOM" -l copy -o "$R1"
+repo_run "$R1" copy
 tb_assert_eq null "$(jq -c .checkpoint "$(latest "$R1")")" "the copy's manifest checkpoint"
 tb_assert_eq "$before" "$(checkpoints)" "checkpoints after the copy"
 
 if command -v virtnbdbackup >/dev/null; then
     tb_step "the reference: its inc of the directory chain with repository checkpoints present"
+    forget_chain # the reference redefines them from the chain's checkpoints/ too
     tb_qemu_io "$DOM" vda "write -P 0x18 1M 64k"
     tb_snapshot_image "$DOM" vda "$W/ref.raw"
     out=$(virtnbdbackup -d "$DOM" -l inc -o "$DIR" -S "$W" -f "$W/ref.sock" -n 2>&1) ||
         { printf '%s\n' "$out" | tail -20 >&2; tb_fail "virtnbdbackup -l inc with repository checkpoints present"; }
-    [ -f "$DIR/vda.inc.virtnbdbackup.3.data" ] || tb_fail "no reference inc file: $(ls "$DIR")"
+    [ -f "$DIR/vda.inc.virtnbdbackup.4.data" ] || tb_fail "no reference inc file: $(ls "$DIR")"
     vr_restore_compare "$DIR" "$W/ref.raw" "directory chain continued by the reference"
     tb_assert_eq "$(sorted "virtnbdbackup.$ID1.$NOW" "virtnbdbackup.$ID2.0")" \
         "$(checkpoints "virtnbdbackup\\.[0-9a-f]{32}\\.")" \
@@ -209,10 +236,28 @@ else
     tb_log "no reference tool (virtnbdbackup): its steps are skipped"
 fi
 
-tb_step "a shut-off domain: the full starts it paused and makes the checkpoint"
+tb_step "a directory inc whose parent's bitmap was lost: a new base; the repository's kept"
+DIR2=$W/chain2
+vb_backup -d "$DOM" -l full -o "$DIR2"
+RC=$(checkpoints "virtnbdbackup\\.[0-9a-f]{32}\\.")
 tb_virsh destroy "$DOM" >/dev/null
+IMG=${TB_IMAGES[0]}
+qemu-img bitmap --remove "$IMG" virtnbdbackup.0 || tb_fail "cannot remove the bitmap"
+qemu-io -f qcow2 -c "write -P 0x19 1M 64k" "$IMG" >/dev/null
+qemu-img convert -f qcow2 -O raw "$IMG" "$W/base.raw"
+out=$("$VIRTBACKUP" -n -d "$DOM" -l inc -o "$DIR2" 2>&1) || tb_fail "fallback inc failed: $out"
+grep -q "new base" <<<"$out" || tb_fail "the fallback was not reported: $out"
+assert_meta "$DIR2/vda.inc.virtnbdbackup.1.data" false virtnbdbackup.1 "" false
+vr_restore_compare "$DIR2" "$W/base.raw" "directory chain, new base"
+tb_assert_eq "$RC" "$(checkpoints "virtnbdbackup\\.[0-9a-f]{32}\\.")" \
+    "repository checkpoints after the new base"
+tb_assert_eq "$(tr " " "\n" <<<"virtnbdbackup.1 $RC" | sorted)" \
+    "$(qemu-img info -U --output=json "$IMG" | jq -r '."format-specific".data.bitmaps[].name' |
+        sorted)" "bitmaps in the image after the new base"
+
+tb_step "a shut-off domain: the full starts it paused and makes the checkpoint"
 qemu-img convert -U -f qcow2 -O raw "${TB_IMAGES[0]}" "$W/off.raw"
-vb_backup -d "$DOM" -l full -o "$R1"
+repo_run "$R1" full
 export_compare "$R1" "$W/off.raw" "full of the shut-off domain"
 tb_assert_eq "shut off" "$(tb_virsh domstate "$DOM" | xargs)" "state after the full"
 tb_assert_eq "virtnbdbackup.$ID1.$NEXT" "$(checkpoints "$C1")" \
