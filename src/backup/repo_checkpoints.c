@@ -48,10 +48,13 @@ static int newest_recorded(struct backup_run *r, long *n, struct vb_error *err)
         if (found && strncmp(found, l.ids[i], second) != 0)
             break;
         struct repo_manifest m = {0};
-        rc = repo_get_manifest(r->repo, r->info.uuid, l.ids[i], &m, err);
-        long k = rc == 0 && m.has_checkpoint
-                     ? repo_checkpoint_number(m.checkpoint.name, r->repo->config.id)
-                     : -1;
+        struct vb_error merr = {0};
+        long k = -1;
+        /* a snapshot that cannot be read is no base: its checkpoint goes as an orphan */
+        if (repo_get_manifest(r->repo, r->info.uuid, l.ids[i], &m, &merr) < 0)
+            vb_warn("%s", merr.msg);
+        else if (m.has_checkpoint)
+            k = repo_checkpoint_number(m.checkpoint.name, r->repo->config.id);
         repo_manifest_free(&m);
         if (k >= 0 && !found)
             found = l.ids[i];
@@ -64,9 +67,10 @@ static int newest_recorded(struct backup_run *r, long *n, struct vb_error *err)
     return rc;
 }
 
-/* Bitmaps named for this repository above n that no checkpoint owns (their checkpoint's
- * metadata was lost): they would block a new checkpoint of the same name. */
-static int remove_stray_bitmaps(struct backup_run *r, long last, struct vb_error *err)
+/* Bitmaps named for this repository with an n above `above` that no checkpoint owns (their
+ * checkpoint's metadata was lost): they would block a new checkpoint of the same name, or
+ * are a bitmap per disk more for qemu to keep up to date. */
+static int remove_stray_bitmaps(struct backup_run *r, long above, struct vb_error *err)
 {
     char **names;
     size_t n;
@@ -82,10 +86,9 @@ static int remove_stray_bitmaps(struct backup_run *r, long last, struct vb_error
         return -1;
     size_t keep = 0;
     for (size_t i = 0; i < ns; i++) {
-        if (repo_checkpoint_number(stray[i].name, r->repo->config.id) > last) {
-            vb_info("removing bitmap %s in %s: no checkpoint owns it (left by an interrupted "
-                    "run)",
-                    stray[i].name, stray[i].node);
+        if (repo_checkpoint_number(stray[i].name, r->repo->config.id) > above) {
+            vb_info("removing bitmap %s in %s: libvirt has no checkpoint of it", stray[i].name,
+                    stray[i].node);
             struct stray_bitmap t = stray[keep];
             stray[keep++] = stray[i];
             stray[i] = t;
@@ -191,4 +194,6 @@ void repo_checkpoint_forget_older(struct backup_run *r)
                     names[i]);
     }
     checkpoints_free(names, n);
+    if (remove_stray_bitmaps(r, -1, &e) < 0)
+        vb_warn("%s", e.msg);
 }

@@ -5,6 +5,8 @@
 # alone. A running domain:
 #  - repo full: virtnbdbackup.<id>.0 exists; the manifest records its name, XML and libvirt's
 #    creation time; a second full makes .1 and removes .0;
+#  - libvirt forgets the repository's checkpoint: its bitmap is left by a directory full
+#    and removed by the repository's next full;
 #  - a stream-directory chain interleaved (dir full, repo full, dir inc, repo full, dir inc):
 #    the directory's incs stay incremental (their files and META), its restore equals the disk,
 #    and the repository's checkpoint survives every directory run;
@@ -43,6 +45,11 @@ sorted() {
     if [ $# -gt 0 ]; then printf '%s\n' "$@"; else cat; fi | LC_ALL=C sort | xargs
 }
 repo_id() { jq -r .id "$1/config"; }
+# bitmaps: the running domain's dirty bitmaps (qemu's, as query-block lists them), sorted
+bitmaps() {
+    tb_virsh qemu-monitor-command "$DOM" '{"execute":"query-block"}' |
+        jq -r '.return[].inserted."dirty-bitmaps"[]?.name' | sorted
+}
 # repo_run REPO LEVEL [ARGS...]: virtbackup -l LEVEL into REPO, its output in $W/run.out; the
 # snapshot it committed (--json) becomes REPO's latest (two of one second sort at random)
 repo_run() {
@@ -109,15 +116,21 @@ tb_assert_eq "virtnbdbackup.$ID1.1" "$(checkpoints)" "checkpoints after the seco
 assert_recorded "$R1" "virtnbdbackup.$ID1.1"
 grep -q "removed checkpoint virtnbdbackup.$ID1.0" "$W/run.out" ||
     tb_fail "the run did not name the checkpoint it replaced: $(cat "$W/run.out")"
+tb_assert_eq "virtnbdbackup.$ID1.1" "$(bitmaps)" "bitmaps after the second repo full"
+# libvirt forgets it, its bitmap stays: kept by the directory runs, removed by the next full
+tb_virsh checkpoint-delete "$DOM" "virtnbdbackup.$ID1.1" --metadata >/dev/null
 
 tb_step "interleaved with a stream directory: dir full, repo full, dir inc, repo full, dir inc"
 vb_backup -d "$DOM" -l full -o "$DIR"
-tb_assert_eq "$(sorted "virtnbdbackup.0" "virtnbdbackup.$ID1.1")" "$(checkpoints)" \
-    "checkpoints after the directory full (the repository's left alone)"
+tb_assert_eq "virtnbdbackup.0" "$(checkpoints)" "checkpoints after the directory full"
+tb_assert_eq "$(sorted "virtnbdbackup.0" "virtnbdbackup.$ID1.1")" "$(bitmaps)" \
+    "bitmaps after the directory full (the repository's left alone)"
 tb_qemu_io "$DOM" vda "write -P 0x13 3M 64k"
 repo_full "$R1" "repo full after the directory full"
 tb_assert_eq "$(sorted "virtnbdbackup.0" "virtnbdbackup.$ID1.2")" "$(checkpoints)" \
     "checkpoints after the repo full (the directory's left alone)"
+tb_assert_eq "$(sorted "virtnbdbackup.0" "virtnbdbackup.$ID1.2")" "$(bitmaps)" \
+    "bitmaps after the repo full (the forgotten checkpoint's removed)"
 assert_recorded "$R1" "virtnbdbackup.$ID1.2"
 tb_qemu_io "$DOM" vda "write -P 0x14 4M 64k"
 tb_snapshot_image "$DOM" vda "$W/inc1.raw"
