@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint_xml.h"
 #include "log.h"
+#include "repo_checkpoint.h"
 
 int checkpoints_list(virDomainPtr dom, char ***names, size_t *n, struct vb_error *err)
 {
@@ -36,6 +38,18 @@ void checkpoints_free(char **names, size_t n)
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
+}
+
+void checkpoints_drop_repository(char **names, size_t *n)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (repo_checkpoint_is_repository(names[i]))
+            free(names[i]);
+        else
+            names[keep++] = names[i];
+    }
+    *n = keep;
 }
 
 int checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, struct vb_error *err)
@@ -131,6 +145,25 @@ int checkpoints_redefine(virDomainPtr dom, const char *dir, const struct cpt_lis
     return rc;
 }
 
+/* The nearest ancestor of cp that is not a repository's checkpoint, malloc'ed; NULL when
+ * there is none. */
+static char *chain_ancestor(virDomainCheckpointPtr cp)
+{
+    virDomainCheckpointPtr cur = virDomainCheckpointGetParent(cp, 0);
+    char *found = NULL;
+    while (cur && !found) {
+        const char *n = virDomainCheckpointGetName(cur);
+        virDomainCheckpointPtr up = NULL;
+        if (!repo_checkpoint_is_repository(n))
+            found = strdup(n);
+        else
+            up = virDomainCheckpointGetParent(cur, 0);
+        virDomainCheckpointFree(cur);
+        cur = up;
+    }
+    return found;
+}
+
 int checkpoint_save_xml(virDomainPtr dom, const char *name, const char *dir, struct vb_error *err)
 {
     virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(dom, name, 0);
@@ -139,9 +172,26 @@ int checkpoint_save_xml(virDomainPtr dom, const char *name, const char *dir, str
     char *xml = virDomainCheckpointGetXMLDesc(cp, VIR_DOMAIN_CHECKPOINT_XML_SIZE);
     if (!xml)
         xml = virDomainCheckpointGetXMLDesc(cp, 0);
+    if (!xml) {
+        virDomainCheckpointFree(cp);
+        return vb_virt_error(err, "checkpoint %s: cannot read its XML", name);
+    }
+    /* libvirt's parent may be a repository's checkpoint, which that repository deletes
+     * later: the saved XML names the chain's nearest own ancestor instead (or none), so that
+     * it can be redefined (by virtbackup or the reference) once libvirt forgot it */
+    virDomainCheckpointPtr parent = virDomainCheckpointGetParent(cp, 0);
+    if (parent && repo_checkpoint_is_repository(virDomainCheckpointGetName(parent))) {
+        char *ancestor = chain_ancestor(cp);
+        char *fixed = checkpoint_xml_set_parent(xml, ancestor, err);
+        free(ancestor);
+        free(xml);
+        xml = fixed;
+    }
+    if (parent)
+        virDomainCheckpointFree(parent);
     virDomainCheckpointFree(cp);
     if (!xml)
-        return vb_virt_error(err, "checkpoint %s: cannot read its XML", name);
+        return vb_error_prefix(err, "checkpoint %s", name);
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
         free(xml);
         return vb_error_errno(err, "%s: mkdir", dir);

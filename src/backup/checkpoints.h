@@ -7,6 +7,9 @@
 /* Checkpoints known to libvirt. */
 int checkpoints_list(virDomainPtr dom, char ***names, size_t *n, struct vb_error *err);
 void checkpoints_free(char **names, size_t n);
+/* Takes the repositories' checkpoints ("virtnbdbackup.<repo id>.<n>", virtbackup(1),
+ * REPOSITORY OUTPUT) out of a list: a stream chain neither counts, refuses nor deletes them. */
+void checkpoints_drop_repository(char **names, size_t *n);
 int checkpoint_delete(virDomainPtr dom, const char *name, bool metadata_only, struct vb_error *err);
 /* True if libvirt knows the checkpoint and its bitmaps are consistent (REDEFINE_VALIDATE). */
 bool checkpoint_valid(virDomainPtr dom, const char *name, struct vb_error *err);

@@ -1,5 +1,6 @@
 /* Levels and the chain's bookkeeping: -l auto, checkpoint names and parents, orphan and
- * foreign checkpoints, the lost-bitmap fallback, .cpt and checkpoints/ after success. */
+ * foreign checkpoints (a repository's are neither: left alone), the lost-bitmap fallback, .cpt
+ * and checkpoints/ after success. */
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "interrupted.h"
 #include "level_rules.h"
 #include "log.h"
+#include "repo_checkpoint.h"
 #include "run_internal.h"
 
 static int prepare_offline_diff(struct backup_run *r, struct vb_error *err);
@@ -35,12 +37,22 @@ static int clean_stray_bitmaps(struct backup_run *r, bool *found, bool report, s
     checkpoints_free(names, n);
     if (rc < 0)
         return -1;
+    /* a repository's bitmaps are its own (repo_checkpoints.c), whatever became of their
+     * checkpoints */
+    size_t keep = 0;
+    for (size_t i = 0; i < ns; i++) {
+        struct stray_bitmap t = stray[keep];
+        if (!repo_checkpoint_is_repository(stray[i].name)) {
+            stray[keep++] = stray[i];
+            stray[i] = t;
+        }
+    }
     if (found)
-        *found = ns > 0;
-    for (size_t i = 0; report && i < ns; i++)
+        *found = keep > 0;
+    for (size_t i = 0; report && i < keep; i++)
         vb_warn("bitmap %s in %s belongs to no checkpoint (left by an interrupted run)",
                 stray[i].name, stray[i].node);
-    rc = stray_bitmaps_remove(r->dom, stray, ns, err);
+    rc = stray_bitmaps_remove(r->dom, stray, keep, err);
     stray_bitmaps_free(stray, ns);
     return rc;
 }
@@ -94,6 +106,7 @@ int prepare_checkpoints(struct backup_run *r, struct vb_error *err)
     size_t n;
     if (checkpoints_list(r->dom, &names, &n, err) < 0)
         return -1;
+    checkpoints_drop_repository(names, &n);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         if (strncmp(names[i], CHECKPOINT_PREFIX, strlen(CHECKPOINT_PREFIX)) != 0)
@@ -192,6 +205,7 @@ int fall_back_to_new_base(struct backup_run *r, const char *why, struct vb_error
     size_t na;
     if (checkpoints_list(r->dom, &all, &na, err) < 0)
         return -1;
+    checkpoints_drop_repository(all, &na);
     struct vb_error ignored = {0};
     for (size_t i = 0; i < na; i++)
         checkpoint_delete(r->dom, all[i], true, &ignored);

@@ -152,8 +152,10 @@ int repo_snapshot_save(struct backup_run *r, struct vb_error *err)
     m.vm = r->info.name;
     snprintf(m.uuid, sizeof m.uuid, "%s", r->info.uuid);
     repo_time_format(r->start_time, false, m.time);
-    /* -l full makes no checkpoint yet: the snapshot stands alone (virtbackup(1), REPOSITORY
+    /* -l full's checkpoint is recorded for the next incremental (virtbackup(1), REPOSITORY
      * OUTPUT) */
+    if (repo_checkpoint_describe(r, &m, err) < 0)
+        goto out;
     m.level = r->o->level == LEVEL_FULL ? REPO_LEVEL_FULL : REPO_LEVEL_COPY;
     m.domain_xml = xml;
     m.disks = disks;
@@ -188,6 +190,7 @@ int repo_snapshot_save(struct backup_run *r, struct vb_error *err)
         summary_set_snapshot(r->summary, m.id);
     }
 out:
+    free(m.checkpoint.xml);
     free(disks);
     free(xml);
     return rc;

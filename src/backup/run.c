@@ -255,14 +255,14 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
     }
 
     if (o->repository) {
-        /* full and copy read the same (every allocated extent) and make no checkpoint yet
-         * (virtbackup(1), REPOSITORY OUTPUT): the run is a copy for libvirt */
+        /* full and copy read the same (every allocated extent); full also makes the
+         * repository's checkpoint (virtbackup(1), REPOSITORY OUTPUT) */
         r->start_time = time(NULL);
         if (!(r->repo = repo_open(o->output, err)))
             return -1;
         if (take_locks(r, err) < 0)
             return -1;
-        r->level = LEVEL_COPY;
+        r->level = o->level == LEVEL_FULL ? LEVEL_FULL : LEVEL_COPY;
     } else {
         if (vb_mkdir_p(o->output, err) < 0)
             return -1;
@@ -302,7 +302,7 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
 
     if (choose_mode(r, err) < 0)
         return -1;
-    if (!r->repo && prepare_checkpoints(r, err) < 0)
+    if ((r->repo ? repo_checkpoint_prepare(r, err) : prepare_checkpoints(r, err)) < 0)
         return -1;
     if (o->zip && !(r->zip = vb_zip_writer_open_fd(STDOUT_FILENO, err)))
         return -1;
@@ -361,6 +361,13 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
     r->job_running = false;
     if (save_metadata(r, err) < 0)
         return -1;
+    if (r->repo) {
+        bool made = r->checkpoint_created;
+        r->checkpoint_created = false;
+        if (made)
+            repo_checkpoint_forget_older(r);
+        return 0;
+    }
     if (commit_chain(r, err) < 0)
         return -1;
     r->checkpoint_created = false;

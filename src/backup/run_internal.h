@@ -2,7 +2,8 @@
  * run.c (the sequence and cleanup), levels.c (levels, checkpoints, chain bookkeeping),
  * offline.c (shut-off domains: started paused, or read through our own qemu-nbd), pull_job.c
  * (the libvirt backup job), quiesce.c (the guest agent's freeze and thaw),
- * disks.c (disk selection and workers), repo_snapshot.c (a repository run's snapshot). */
+ * disks.c (disk selection and workers), repo_snapshot.c (a repository run's snapshot),
+ * repo_checkpoints.c (a repository run's checkpoint). */
 #ifndef VB_BACKUP_RUN_INTERNAL_H
 #define VB_BACKUP_RUN_INTERNAL_H
 
@@ -78,5 +79,15 @@ int copy_disks(struct backup_run *r);
 /* repo_snapshot.c: the boot files as blobs and the manifest, put last (the commit); call it
  * after every disk's copy succeeded. */
 int repo_snapshot_save(struct backup_run *r, struct vb_error *err);
+
+/* repo_checkpoints.c: a repository -l full's checkpoint (virtbackup(1), REPOSITORY OUTPUT).
+ * prepare, before the job: names it (r->checkpoint) and removes this repository's checkpoints
+ * that no snapshot records; describe: its name, creation time and XML into the manifest (the
+ * XML malloc'ed, the name r->checkpoint's); forget_older, after the commit: removes this
+ * repository's other checkpoints (failures are warnings: the snapshot is committed). */
+struct repo_manifest;
+int repo_checkpoint_prepare(struct backup_run *r, struct vb_error *err);
+int repo_checkpoint_describe(struct backup_run *r, struct repo_manifest *m, struct vb_error *err);
+void repo_checkpoint_forget_older(struct backup_run *r);
 
 #endif

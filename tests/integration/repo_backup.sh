@@ -2,9 +2,9 @@
 # virtbackup -o REPO (virtbackup(1), REPOSITORY OUTPUT): a running domain with two disks (data
 # written by qemu-io, holes, a short last chunk) backed up -l full into a repository of 1 MiB
 # chunks, each disk exported from the snapshot (tests/tools/repo-raw) and compared with the
-# disk; the manifest (level, no checkpoint, disks, sizes); --json's bytes_new/bytes_stored;
-# no libvirt checkpoint made, and the domain's stream-directory chain goes on with an inc
-# after the repository full; a shut-off domain (-l copy); two VMs cloned from one image
+# disk; the manifest (level, checkpoint, disks, sizes); --json's bytes_new/bytes_stored;
+# the repository's checkpoint made beside the domain's stream-directory chain, which goes on
+# with an inc after the repository full (repo_checkpoints.sh tests the checkpoints in depth); a shut-off domain (-l copy); two VMs cloned from one image
 # backed up into the repository at the same time: both correct, the shared chunks stored
 # once; -l inc refused with nothing written; a run killed with -9 (debug builds) leaves no
 # snapshot, virtrepo check passes and the next backup works; virtrepo verify passes.
@@ -49,6 +49,9 @@ fi
 
 tb_step "virtrepo init with 1 MiB chunks"
 "$VIRTREPO" init "$R" --chunk-size 1M >/dev/null
+RID=$(jq -r .id "$R/config")
+# checkpoints_of DOMAIN: its checkpoint names, sorted, on one line
+checkpoints_of() { tb_virsh checkpoint-list "$1" --name | LC_ALL=C sort | xargs; }
 
 tb_step "a domain with two disks; vda's size is not a multiple of the chunk size"
 # vda: 9 MiB + 512 bytes, its last chunk 512 bytes long
@@ -76,8 +79,8 @@ ID=${IDS[0]}
 export_compare "$ID" vda "$W/vda.raw" "full, running"
 export_compare "$ID" vdb "$W/vdb.raw" "full, running"
 M=$(manifest "$DOM" "$ID")
-jq -e --arg dom "$DOM" '.vm == $dom and .level == "full" and .parent == null
-    and .checkpoint == null and (.domain_xml | contains("<name>" + $dom + "</name>"))
+jq -e --arg dom "$DOM" --arg cp "virtnbdbackup.$RID.0" '.vm == $dom and .level == "full"
+    and .parent == null and .checkpoint.name == $cp and (.domain_xml | contains("<name>" + $dom + "</name>"))
     and ([.disks[].target] == ["vda", "vdb"])
     and .disks[0].virtual_size == 9437696 and .disks[1].virtual_size == 16777216
     and .disks[0].chunk_size == 1048576 and .disks[0].format == "qcow2"
@@ -85,9 +88,9 @@ jq -e --arg dom "$DOM" '.vm == $dom and .level == "full" and .parent == null
     tb_fail "manifest: $(jq -c 'del(.domain_xml)' "$M")"
 # vda: chunks 0-2 (0x5a, one chunk stored once), 5, 7, 9 (short); vdb: 1-2 (0x61, once), 12
 tb_assert_eq 6 "$(nchunks)" "chunks after the first full"
-jq -e '.status == "ok" and (.disks | length) == 2 and all(.disks[];
-        .level == "full" and .bytes_new > 0 and .bytes_stored > 0 and .bytes_read > 0
-        and .checkpoint == null and .checksum == null)' "$W/full.json" >/dev/null ||
+jq -e --arg cp "virtnbdbackup.$RID.0" '.status == "ok" and (.disks | length) == 2 and
+    all(.disks[]; .level == "full" and .bytes_new > 0 and .bytes_stored > 0 and .bytes_read > 0
+        and .checkpoint == $cp and .checksum == null)' "$W/full.json" >/dev/null ||
     tb_fail "--json: $(cat "$W/full.json")"
 # six distinct chunks, each counted new once even when two workers put identical chunks
 # (vda's 0-2, vdb's 1-2) at the same moment; bytes_new counts the bytes read into them (2 MiB
@@ -98,8 +101,8 @@ jq -e 'all(.disks[]; .bytes_new <= .bytes_read)' "$W/full.json" >/dev/null ||
     tb_fail "bytes_new above bytes_read: $(cat "$W/full.json")"
 tb_assert_eq "$(jq '[.disks[].bytes_new] | add' "$M")" \
     "$(jq '[.disks[].bytes_new] | add' "$W/full.json")" "bytes_new in the manifest and --json"
-tb_assert_eq "virtnbdbackup.0" "$(tb_virsh checkpoint-list "$DOM" --name | xargs)" \
-    "checkpoints after the repository full (none made or removed)"
+tb_assert_eq "$(printf '%s\n' virtnbdbackup.0 "virtnbdbackup.$RID.0" | LC_ALL=C sort | xargs)" \
+    "$(checkpoints_of "$DOM")" "checkpoints after the repository full (the directory's kept)"
 [ -z "$(find "$R" -maxdepth 1 -name '*.log' -o -maxdepth 1 -name '*.data')" ] ||
     tb_fail "the run left files in the repository: $(ls "$R")"
 
@@ -107,6 +110,8 @@ tb_step "a second full of the unchanged domain adds no chunk"
 vb_backup -d "$DOM" -l full -o "$R" --json="$W/full2.json"
 tb_assert_eq 6 "$(nchunks)" "chunks after the second full"
 tb_assert_eq 0 "$(jq '[.disks[].bytes_new] | add' "$W/full2.json")" "bytes_new of the second full"
+tb_assert_eq "$(printf '%s\n' virtnbdbackup.0 "virtnbdbackup.$RID.1" | LC_ALL=C sort | xargs)" \
+    "$(checkpoints_of "$DOM")" "checkpoints after the second repository full (.0 replaced)"
 
 tb_step "-l inc, diff and auto into the repository are refused, nothing written"
 before=$(nobjects)
