@@ -236,6 +236,9 @@ if command -v virtnbdbackup >/dev/null; then
         "repository checkpoints after the reference's inc"
 
     tb_step "the reference's full removes every virtnbdbackup* checkpoint; the next repo full"
+    # the reference leaves its job to end after it exits; its next run refuses an active one
+    tb_wait_for "" eval 'tb_virsh domjobinfo "$DOM" 2>/dev/null | grep -q "Job type: *None"' ||
+        tb_fail "the reference's inc left a job on $DOM: $(tb_virsh domjobinfo "$DOM" 2>&1)"
     out=$(virtnbdbackup -d "$DOM" -l full -o "$W/refdir" -S "$W" -f "$W/ref.sock" -n 2>&1) ||
         { printf '%s\n' "$out" | tail -20 >&2; tb_fail "virtnbdbackup -l full"; }
     tb_assert_eq "virtnbdbackup.0" "$(checkpoints)" "checkpoints after the reference's full"
