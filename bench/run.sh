@@ -23,6 +23,9 @@
 #   repo      full backup of the main disk into a repository (virtrepo init's defaults) vs
 #             -z into a directory, by virtbackup; notes give the bytes each stored; then
 #             virtrestore of each (repo-restore: the snapshot vs the -z full)
+#   repo-disk the same as repo with the outputs on disk (the work dir's file system) and the
+#             page cache dropped before every command: the image read from disk, the
+#             committed bytes written back (not in the default list)
 #   repo-again  the second full backup of the unchanged main disk into the same repository
 #             (what a monthly full costs there) vs a -z full into a new directory: wall time
 #             and bytes each added
@@ -245,7 +248,7 @@ build_main_corpus() {
 }
 
 build_corpus() {
-    if want_case full || want_case repo || want_case repo-again || want_case inc || want_case restore ||
+    if want_case full || want_case repo || want_case repo-disk || want_case repo-again || want_case inc || want_case restore ||
         want_case remote; then
         build_main_corpus
     fi
@@ -295,37 +298,44 @@ case_full() {
 
 # Case: full backup into a repository (virtrepo init's defaults: 4 MiB chunks, zstd 1) vs -z
 # into a directory, same disk, same tool; a note gives the bytes each left on the output.
+# REPO_CASE names the case (repo, or repo-disk: outputs in REPO_OUT, on disk, and the page
+# cache dropped before every command, so the image is read from disk and what the tools
+# commit is written back -- the conditions of a backup server).
 repo_one() {
-    local tool="$1" rep="$2" out="$BL_OUT/repo.$1.$2" rc=0
+    local tool="$1" rep="$2" out="${REPO_OUT:-$BL_OUT}/$REPO_CASE.$1.$2" rc=0
     mkdir -p "$out"
+    [ "$REPO_CASE" = repo ] || bl_settle
     case "$tool" in
-    virtbackup-z) bl_measure repo "$tool" "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -z -o "$out/dir" -n || rc=$? ;;
+    virtbackup-z) bl_measure "$REPO_CASE" "$tool" "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -z -o "$out/dir" -n || rc=$? ;;
     virtbackup-repo)
         "$VIRTREPO" init "$out/repo" >/dev/null
-        bl_measure repo "$tool" "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out/repo" -n || rc=$?
+        bl_measure "$REPO_CASE" "$tool" "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out/repo" -n || rc=$?
         ;;
     esac
-    [ "$rc" -ne 0 ] || bl_note "stored-repo-$tool-$rep" "$(du -sb "$out" | cut -f1) bytes on the output"
+    [ "$rc" -ne 0 ] || bl_note "stored-$REPO_CASE-$tool-$rep" "$(du -sb "$out" | cut -f1) bytes on the output"
     return 0
 }
 
 # ... and the restore of what each made (the repository's snapshot vs the -z full), into a
 # fresh qcow2 through virtrestore's qemu-nbd, the same command for both.
 repo_restore_one() {
-    local tool="$1" rep="$2" in="$BL_OUT/repo.$1.$2" out="$BL_OUT/repo-restore.$1.$2" src=""
+    local tool="$1" rep="$2" in="${REPO_OUT:-$BL_OUT}/$REPO_CASE.$1.$2"
+    local out="${REPO_OUT:-$BL_OUT}/$REPO_CASE-restore.$1.$2" src=""
     case "$tool" in
     virtbackup-z) src="$in/dir" ;;
     virtbackup-repo) src="$in/repo" ;;
     esac
     [ -e "$src" ] || return 0
-    bl_measure repo-restore "$tool" "$rep" "$MAIN_BYTES" "$VIRTRESTORE" -n -i "$src" -o "$out" || true
+    [ "$REPO_CASE" = repo ] || bl_settle
+    bl_measure "$REPO_CASE-restore" "$tool" "$rep" "$MAIN_BYTES" "$VIRTRESTORE" -n -i "$src" -o "$out" || true
     rm -rf "$out"
     return 0
 }
 
 case_repo() {
-    bl_log "==== case repo: $REPS repetitions"
-    cat "$BL_WORKDIR/ref.qcow2" >/dev/null
+    REPO_CASE="${1:-repo}"
+    bl_log "==== case $REPO_CASE: $REPS repetitions"
+    [ "$REPO_CASE" != repo ] || cat "$BL_WORKDIR/ref.qcow2" >/dev/null
     local rep t
     for ((rep = 1; rep <= REPS; rep++)); do
         for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo); do
@@ -335,7 +345,7 @@ case_repo() {
         for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo); do
             repo_restore_one "$t" "$rep"
         done
-        rm -rf "$BL_OUT"/repo.*."$rep"
+        rm -rf "${REPO_OUT:-$BL_OUT}/$REPO_CASE".*."$rep"
     done
 }
 
@@ -805,6 +815,13 @@ main() {
     build_corpus
     want_case full && case_full
     want_case repo && case_repo
+    if want_case repo-disk; then
+        REPO_OUT="$BL_WORKDIR/disk-out"
+        mkdir -p "$REPO_OUT"
+        case_repo repo-disk
+        rm -rf "$REPO_OUT"
+        unset REPO_OUT
+    fi
     want_case repo-again && case_repo_again
     [ "${BENCH_SWEEP:-0}" = 1 ] && case_sweep
     want_case inc && case_inc
