@@ -101,7 +101,7 @@ static int remove_stray_bitmaps(struct backup_run *r, long above, struct vb_erro
 
 int repo_checkpoint_prepare(struct backup_run *r, struct vb_error *err)
 {
-    if (r->level != LEVEL_FULL || r->offline)
+    if ((r->level != LEVEL_FULL && r->level != LEVEL_INC) || r->offline)
         return 0;
     long last;
     if (newest_recorded(r, &last, err) < 0)

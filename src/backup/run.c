@@ -94,8 +94,10 @@ static void fill_summary(struct backup_run *r)
         struct summary_disk *d = summary_add_disk(r->summary, j->disk->target);
         if (!d)
             continue;
-        snprintf(d->level, sizeof d->level, "%s",
-                 r->new_base ? "full" : backup_level_name(r->repo ? r->o->level : r->level));
+        const char *level = r->new_base ? "full" : backup_level_name(r->level);
+        if (r->repo) /* each disk of a repository inc is copied from its base or read in full */
+            level = j->base ? "inc" : r->o->level == LEVEL_COPY ? "copy" : "full";
+        snprintf(d->level, sizeof d->level, "%s", level);
         snprintf(d->file, sizeof d->file, "%s", j->file ? j->file : "");
         d->extents = j->extents;
         d->bytes_read = j->bytes_read;
@@ -255,14 +257,19 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
     }
 
     if (o->repository) {
-        /* full and copy read the same (every allocated extent); full also makes the
-         * repository's checkpoint (virtbackup(1), REPOSITORY OUTPUT) */
+        /* full and copy read every allocated extent; full and inc make the repository's
+         * checkpoint; inc reads the chunks changed since its base (virtbackup(1), REPOSITORY
+         * OUTPUT) */
         r->start_time = time(NULL);
         if (!(r->repo = repo_open(o->output, err)))
             return -1;
         if (take_locks(r, err) < 0)
             return -1;
-        r->level = o->level == LEVEL_FULL ? LEVEL_FULL : LEVEL_COPY;
+        r->level = o->level == LEVEL_FULL   ? LEVEL_FULL
+                   : o->level == LEVEL_COPY ? LEVEL_COPY
+                                            : LEVEL_INC;
+        if (r->level == LEVEL_INC && repo_base_find(r, err) < 0)
+            return -1;
     } else {
         if (vb_mkdir_p(o->output, err) < 0)
             return -1;
@@ -278,6 +285,7 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
     if (r->level != LEVEL_COPY && !has_qcow_disk(r)) {
         vb_info("no disk supports checkpoints: taking a copy backup");
         r->level = LEVEL_COPY;
+        repo_base_free(r);
     }
     if (!o->startonly && start_image_info(r, err) < 0) /* -s saves no metadata */
         return -1;
@@ -302,7 +310,14 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
 
     if (choose_mode(r, err) < 0)
         return -1;
+    if (r->repo && r->level == LEVEL_DIFF)
+        return vb_error_set(err,
+                            "domain %s is shut off and --no-start-domain was given: an "
+                            "incremental into a repository needs it running",
+                            r->info.name);
     if ((r->repo ? repo_checkpoint_prepare(r, err) : prepare_checkpoints(r, err)) < 0)
+        return -1;
+    if (r->repo && r->level == LEVEL_INC && repo_base_check(r, err) < 0)
         return -1;
     if (o->zip && !(r->zip = vb_zip_writer_open_fd(STDOUT_FILENO, err)))
         return -1;
@@ -390,6 +405,7 @@ static void cleanup(struct backup_run *r)
         free(r->jobs[i].export_name);
         free((char *)r->jobs[i].bitmap);
     }
+    repo_base_free(r);
     free(r->jobs);
     cpt_free(&r->cpt);
     free(r->cpt_path);

@@ -1,0 +1,172 @@
+#!/bin/bash
+# Incrementals into a repository (virtbackup(1), REPOSITORY OUTPUT): a running domain with two
+# disks, a repository of 1 MiB chunks.
+#  - -l diff is refused; -l inc before any full fails saying there is no full;
+#  - full, change, inc, change (a zeroed range, vdb grown), inc, change, auto: each snapshot
+#    restored (virtrestore -i REPO --snapshot ID) and compared with the disks as of its run;
+#    the incs are level "inc" with the previous snapshot as parent, read only the chunks that
+#    changed (--json bytes_read), and the repository keeps one checkpoint;
+#  - a base chunk damaged (its header): the next inc reads that disk in full, warned, and its
+#    snapshot restores;
+#  - libvirt's checkpoint metadata removed: the next inc takes the checkpoint back from the
+#    manifest and stays incremental;
+#  - --full-every: a base whose chain's full read is no longer in the repository is not used
+#    (info line), and the run is the next inc's base.
+# Every earlier snapshot still restores at the end: none depends on a later one.
+set -euo pipefail
+
+# shellcheck source=../lib/testbed.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/testbed.sh"
+# shellcheck source=../lib/chain.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/chain.sh"
+tb_init
+
+VIRTREPO="$VB_BUILD_DIR/src/virtrepo/virtrepo"
+VR="$VB_BUILD_DIR/src/restore/virtrestore"
+for t in "$VIRTREPO" "$VR"; do [ -x "$t" ] || tb_fail "$t not built"; done
+W=$TB_WORKDIR
+R=$W/repo
+MiB=1048576
+export TMPDIR=$W/tmp
+mkdir -p "$TMPDIR"
+
+tb_create_domain ri 16M 4M
+DOM=$TB_DOMAIN
+UUID=$(tb_virsh domuuid "$DOM")
+VDA=$(basename "${TB_IMAGES[0]}")
+VDB=$(basename "${TB_IMAGES[1]}")
+"$VIRTREPO" init "$R" --chunk-size 1M >/dev/null
+RID=$(jq -r .id "$R/config")
+
+# run LEVEL NAME [ARGS...]: the disks as of now into $W/NAME.vd[ab].raw, then virtbackup -l
+# LEVEL into the repository; its output in $W/NAME.out, its summary in $W/NAME.json and the
+# snapshot it committed in $W/NAME.id
+run() {
+    local level=$1 name=$2 rc=0
+    shift 2
+    tb_snapshot_image "$DOM" vda "$W/$name.vda.raw"
+    tb_snapshot_image "$DOM" vdb "$W/$name.vdb.raw"
+    "$VIRTBACKUP" -n -d "$DOM" -l "$level" -o "$R" --json="$W/$name.json" "$@" \
+        >"$W/$name.out" 2>&1 || rc=$?
+    sed 's/^/    | /' "$W/$name.out" >&2
+    [ "$rc" -eq 0 ] || tb_fail "virtbackup -l $level ($name) exited $rc"
+    jq -r .snapshot "$W/$name.json" >"$W/$name.id"
+}
+manifest() { echo "$R/snapshots/$UUID/$(cat "$W/$1.id").json"; }
+read_of() { jq --arg d "$2" '.disks[] | select(.disk == $d) | .bytes_read' "$W/$1.json"; }
+# restored NAME: the snapshot of run NAME restored, each disk equal to the disk as of the run
+restored() {
+    local out=$W/restore.$1 id
+    id=$(cat "$W/$1.id")
+    rm -rf "$out"
+    "$VR" -i "$R" -o "$out" -n --snapshot "$id" || tb_fail "virtrestore --snapshot $id failed"
+    for d in vda vdb; do
+        local img=$VDA
+        [ $d = vda ] || img=$VDB
+        qemu-img compare -F raw "$out/$img" "$W/$1.$d.raw" >/dev/null ||
+            tb_fail "$1: $d of snapshot $id differs from the disk as of its run"
+    done
+    tb_log "identical: snapshot $id ($1) == the disks as of its run"
+}
+# is_inc NAME PARENT: the manifest of run NAME is an inc of run PARENT's snapshot
+is_inc() {
+    local m
+    m=$(manifest "$1")
+    tb_assert_eq "inc $(cat "$W/$2.id")" "$(jq -r '"\(.level) \(.parent)"' "$m")" \
+        "level and parent of $1"
+}
+repo_checkpoints() { tb_virsh checkpoint-list "$DOM" --name | grep -c "^virtnbdbackup\.$RID\." || true; }
+
+tb_step "-l diff is refused; -l inc without a full fails"
+vb_backup_fails "-l diff does not apply to a repository" -d "$DOM" -l diff -o "$R"
+vb_backup_fails "holds no full backup of domain $DOM" -d "$DOM" -l inc -o "$R"
+
+tb_step "full"
+tb_qemu_io "$DOM" vda "write -P 0x11 0 6M"
+tb_qemu_io "$DOM" vdb "write -P 0x22 0 1M"
+run full full
+restored full
+FULL_READ=$(read_of full vda)
+[ "$FULL_READ" -ge $((6 * MiB)) ] || tb_fail "the full read $FULL_READ bytes of vda"
+
+tb_step "change, inc: only the changed chunks are read"
+tb_qemu_io "$DOM" vda "write -P 0x33 3100k 64k"
+tb_qemu_io "$DOM" vda "write -P 0x44 12M 4k"
+run inc inc1
+is_inc inc1 full
+restored inc1
+r=$(read_of inc1 vda)
+# chunk 3 (allocated whole) and chunk 12 (one 64 KiB cluster)
+[ "$r" -gt 0 ] && [ "$r" -le $((2 * MiB)) ] || tb_fail "inc1 read $r bytes of vda"
+tb_assert_eq 0 "$(read_of inc1 vdb)" "bytes read of the unchanged vdb"
+grep -q "vda: 2 of 16 chunks changed since the base" "$W/inc1.out" ||
+    tb_fail "inc1 did not say which chunks it read"
+tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after inc1"
+
+tb_step "change (a zeroed range, vdb grown), inc: vdb restored at its new size"
+tb_qemu_io "$DOM" vda "write -z 0 1M"
+tb_virsh blockresize "$DOM" vdb 6M >/dev/null
+tb_qemu_io "$DOM" vdb "write -P 0x55 5M 64k"
+run inc inc2
+is_inc inc2 inc1
+restored inc2
+tb_assert_eq $((6 * MiB)) "$(jq '.disks[] | select(.target == "vdb") | .virtual_size' \
+    "$(manifest inc2)")" "vdb's size in inc2's manifest"
+r=$(read_of inc2 vda)
+[ "$r" -le $((1 * MiB)) ] || tb_fail "inc2 read $r bytes of vda"
+r=$(read_of inc2 vdb)
+[ "$r" -le $((2 * MiB)) ] || tb_fail "inc2 read $r bytes of vdb"
+
+tb_step "change, auto: an inc"
+tb_qemu_io "$DOM" vdb "write -P 0x66 0 4k"
+run auto auto
+is_inc auto inc2
+restored auto
+[ "$(read_of auto vda)" -eq 0 ] || tb_fail "auto read vda, which did not change"
+
+tb_step "a base chunk damaged: the next inc reads that disk in full, warned"
+# vda's chunk 1 (0x11, untouched since the full): flip a byte of its object's header;
+# vda then holds 5 MiB of data (chunk 0 was zeroed), all of it read
+digest=$(dd if="$W/auto.vda.raw" bs=1M skip=1 count=1 status=none | sha256sum | cut -c1-64)
+obj=$R/chunks/${digest:0:2}/$digest
+[ -f "$obj" ] || tb_fail "no chunk object $obj"
+printf '\xff' | dd of="$obj" bs=1 seek=9 conv=notrunc status=none
+tb_qemu_io "$DOM" vda "write -P 0x77 8M 64k"
+run inc damaged
+grep -q "vda: chunk 1 of the base cannot be used .*: read in full" "$W/damaged.out" ||
+    tb_fail "no warning about the damaged chunk"
+is_inc damaged auto
+restored damaged
+[ "$(read_of damaged vda)" -ge $((5 * MiB)) ] || tb_fail "vda was not read in full"
+[ "$(read_of damaged vdb)" -eq 0 ] || tb_fail "vdb was read, its base is sound"
+
+tb_step "libvirt's checkpoint metadata removed: taken back from the manifest, still an inc"
+cp=$(jq -r .checkpoint.name "$(manifest damaged)")
+tb_virsh checkpoint-delete "$DOM" "$cp" --metadata >/dev/null
+tb_qemu_io "$DOM" vdb "write -P 0x88 2M 64k"
+run inc redefined
+grep -q "redefined checkpoint $cp from the manifest" "$W/redefined.out" ||
+    tb_fail "the run did not take the checkpoint back"
+is_inc redefined damaged
+restored redefined
+[ "$(read_of redefined vda)" -eq 0 ] || tb_fail "vda read after the checkpoint was taken back"
+tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after the redefinition"
+
+tb_step "--full-every: a base whose chain's full read is gone is not used"
+# a chain's age is its full read's: with that snapshot forgotten it is unknown, so too old
+tb_qemu_io "$DOM" vda "write -P 0x99 9M 4k"
+"$VIRTREPO" forget "$R" "$(cat "$W/full.id")" >/dev/null
+run inc aged
+grep -q "chain started from is no longer in the repository (--full-every): reading every disk in full" \
+    "$W/aged.out" || tb_fail "no --full-every info line"
+tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest aged)")" "aged's level"
+restored aged
+[ "$(read_of aged vda)" -ge $((5 * MiB)) ] || tb_fail "aged did not read vda in full"
+tb_qemu_io "$DOM" vda "write -P 0x9a 10M 4k"
+run inc after_aged --full-every 0
+is_inc after_aged aged
+
+tb_step "every earlier snapshot still restores"
+for n in inc1 inc2 auto damaged redefined aged; do restored $n; done
+
+tb_pass "repository incs: only changed chunks read, complete snapshots, damage and lost checkpoints"
