@@ -40,7 +40,7 @@ int repo_inc_plan_make(const struct extent_list *dirty, const struct extent_list
         const struct extent *x = &alloc->v[i];
         if (x->zero || !x->length)
             continue;
-        uint64_t pos = x->start, end = x->start + x->length;
+        uint64_t pos = x->start, end = x->start + x->length < size ? x->start + x->length : size;
         while (pos < end) {
             uint64_t k = pos / cs, stop = (k + 1) * cs < end ? (k + 1) * cs : end;
             if (!p->touched[k]) {
