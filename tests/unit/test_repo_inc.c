@@ -15,7 +15,8 @@ static struct extent_list list(size_t n, const struct extent *v)
 {
     struct extent_list l = {.n = n, .cap = n};
     l.v = malloc((n ? n : 1) * sizeof *v);
-    memcpy(l.v, v, n * sizeof *v);
+    if (n)
+        memcpy(l.v, v, n * sizeof *v);
     return l;
 }
 
