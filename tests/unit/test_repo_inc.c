@@ -82,6 +82,7 @@ static void test_grown(void)
     CHECK(repo_inc_plan_make(&dirty, &alloc, 5 * CS, CS, 3 * CS, &p, &err) == 0);
     check_touched("grown from a whole last chunk", &p, "...RR");
     repo_inc_plan_free(&p);
+    free(dirty.v);
     free(alloc.v);
 }
 
@@ -100,6 +101,7 @@ static void test_shrunk(void)
     check_touched("shrunk to a whole last chunk", &p, "..");
     CHECK(p.read.n == 0);
     repo_inc_plan_free(&p);
+    free(dirty.v);
     free(alloc.v);
 }
 
