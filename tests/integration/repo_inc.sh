@@ -10,8 +10,13 @@
 #    snapshot restores;
 #  - libvirt's checkpoint metadata removed: the next inc takes the checkpoint back from the
 #    manifest and stays incremental;
+#  - (debug builds) an inc killed at its commit: the next inc removes its checkpoint and is an
+#    inc of the same base;
 #  - --full-every: a base whose chain's full read is no longer in the repository is not used
-#    (info line), and the run is the next inc's base.
+#    (info line), and the run is the next inc's base;
+#  - the base's checkpoint deleted with its bitmap (the reference's full does that): the
+#    next inc reads every disk in full, warned, and is a full;
+#  - -l auto into a repository without a full of the domain makes a full.
 # Every earlier snapshot still restores at the end: none depends on a later one.
 set -euo pipefail
 
@@ -152,6 +157,31 @@ restored redefined
 [ "$(read_of redefined vda)" -eq 0 ] || tb_fail "vda read after the checkpoint was taken back"
 tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after the redefinition"
 
+if strings "$VIRTBACKUP" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
+    tb_step "an inc killed at its commit: the next inc removes its checkpoint, same base"
+    STALL=$W/commit.gate
+    touch "$STALL"
+    tb_qemu_io "$DOM" vda "write -P 0x8a 11M 64k"
+    VIRTBACKUP_DEBUG_STALL=commit=$STALL "$VIRTBACKUP" -n -d "$DOM" -l inc -o "$R" \
+        >"$W/killed.out" 2>&1 &
+    PID=$!
+    tb_wait_for "$PID" test -e "$STALL.stalled" ||
+        tb_fail "the run never reached its commit: $(cat "$W/killed.out")"
+    kill -9 "$PID"
+    wait "$PID" || true
+    rm -f "$STALL" "$STALL.stalled"
+    tb_assert_eq 2 "$(repo_checkpoints)" "the repository's checkpoints after the kill"
+    run inc after_kill
+    grep -q "removing checkpoint virtnbdbackup.$RID.* no snapshot" "$W/after_kill.out" ||
+        tb_fail "the killed run's checkpoint was not removed"
+    is_inc after_kill redefined
+    restored after_kill
+    tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after the next inc"
+    [ "$(read_of after_kill vda)" -le $((1 * MiB)) ] || tb_fail "after_kill read too much of vda"
+else
+    tb_log "release build (no VIRTBACKUP_DEBUG_STALL): the kill at the commit is skipped"
+fi
+
 tb_step "--full-every: a base whose chain's full read is gone is not used"
 # a chain's age is its full read's: with that snapshot forgotten it is unknown, so too old
 tb_qemu_io "$DOM" vda "write -P 0x99 9M 4k"
@@ -166,7 +196,24 @@ tb_qemu_io "$DOM" vda "write -P 0x9a 10M 4k"
 run inc after_aged --full-every 0
 is_inc after_aged aged
 
+tb_step "the checkpoint deleted with its bitmap (as the reference's full does): a full read"
+cp=$(jq -r .checkpoint.name "$(manifest after_aged)")
+tb_virsh checkpoint-delete "$DOM" "$cp" >/dev/null
+tb_qemu_io "$DOM" vdb "write -P 0x9b 3M 4k"
+run inc lost
+grep -q "warning: not using snapshot $(cat "$W/after_aged.id") as the base: .*reading every disk in full" \
+    "$W/lost.out" || tb_fail "no warning about the lost checkpoint"
+tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest lost)")" "lost's level"
+restored lost
+tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after the full read"
+
+tb_step "-l auto into a repository without a full of the domain: a full"
+"$VIRTREPO" init "$W/repo2" >/dev/null
+vb_backup -d "$DOM" -l auto -o "$W/repo2" --json="$W/auto2.json"
+m2=$W/repo2/snapshots/$UUID/$(jq -r .snapshot "$W/auto2.json").json
+tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$m2")" "level of auto into repo2"
+
 tb_step "every earlier snapshot still restores"
-for n in inc1 inc2 auto damaged redefined aged; do restored $n; done
+for n in inc1 inc2 auto damaged redefined aged lost; do restored $n; done
 
 tb_pass "repository incs: only changed chunks read, complete snapshots, damage and lost checkpoints"
