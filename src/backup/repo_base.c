@@ -156,7 +156,19 @@ static int base_checkpoint_usable(struct backup_run *r, char *why, size_t len)
     struct vb_error e = {0};
     virDomainCheckpointPtr cp = virDomainCheckpointLookupByName(r->dom, name, 0);
     if (cp) {
+        /* the one the manifest records, not another of the same name */
+        char *have = virDomainCheckpointGetXMLDesc(cp, 0);
+        int64_t t = -1;
         virDomainCheckpointFree(cp);
+        if (!have || repo_checkpoint_creation_time(have, &t, &e) < 0 ||
+            t != r->base->checkpoint.creation_time) {
+            snprintf(why, len,
+                     "libvirt's checkpoint %s was created at %lld, the manifest's at %lld", name,
+                     (long long)t, (long long)r->base->checkpoint.creation_time);
+            free(have);
+            return -1;
+        }
+        free(have);
         if (checkpoint_valid(r->dom, name, &e))
             return 0;
         snprintf(why, len, "%s", e.msg);

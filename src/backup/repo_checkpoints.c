@@ -129,8 +129,7 @@ int repo_checkpoint_prepare(struct backup_run *r, struct vb_error *err)
     return 0;
 }
 
-/* <creationTime> of a checkpoint's XML. */
-static int creation_time(const char *xml, int64_t *t, struct vb_error *err)
+int repo_checkpoint_creation_time(const char *xml, int64_t *t, struct vb_error *err)
 {
     xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "checkpoint.xml", NULL,
                                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
@@ -164,7 +163,7 @@ int repo_checkpoint_describe(struct backup_run *r, struct repo_manifest *m, stru
     virDomainCheckpointFree(cp);
     if (!xml)
         return vb_virt_error(err, "checkpoint %s: cannot read its XML", r->checkpoint);
-    if (creation_time(xml, &m->checkpoint.creation_time, err) < 0) {
+    if (repo_checkpoint_creation_time(xml, &m->checkpoint.creation_time, err) < 0) {
         free(xml);
         return vb_error_prefix(err, "checkpoint %s", r->checkpoint);
     }

@@ -93,6 +93,8 @@ struct repo_manifest;
 int repo_checkpoint_prepare(struct backup_run *r, struct vb_error *err);
 int repo_checkpoint_describe(struct backup_run *r, struct repo_manifest *m, struct vb_error *err);
 void repo_checkpoint_forget_older(struct backup_run *r);
+/* <creationTime> of a checkpoint's XML into *t. */
+int repo_checkpoint_creation_time(const char *xml, int64_t *t, struct vb_error *err);
 
 /* repo_base.c: the base of a repository inc (virtbackup(1), REPOSITORY OUTPUT). find, before
  * the disks are chosen: r->base, or without one -l inc fails and -l auto becomes a full;

@@ -16,6 +16,8 @@
 #    (info line), and the run is the next inc's base;
 #  - the base's checkpoint deleted with its bitmap (the reference's full does that): the
 #    next inc reads every disk in full, warned, and is a full;
+#  - libvirt's checkpoint of the base's name with another creation time than the manifest's:
+#    a full read, warned;
 #  - -l auto into a repository without a full of the domain makes a full.
 # Every earlier snapshot still restores at the end: none depends on a later one.
 set -euo pipefail
@@ -206,6 +208,19 @@ grep -q "warning: not using snapshot $(cat "$W/after_aged.id") as the base: .*re
 tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest lost)")" "lost's level"
 restored lost
 tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after the full read"
+
+tb_step "libvirt's checkpoint of that name is not the manifest's (another creation time)"
+cp=$(jq -r .checkpoint.name "$(manifest lost)")
+tb_virsh checkpoint-dumpxml "$DOM" "$cp" --no-domain >"$W/cp.xml"
+t=$(xmllint --xpath 'string(/domaincheckpoint/creationTime)' "$W/cp.xml")
+sed -i "s|<creationTime>$t</creationTime>|<creationTime>$((t - 100))</creationTime>|" "$W/cp.xml"
+tb_virsh checkpoint-delete "$DOM" "$cp" --metadata >/dev/null
+tb_virsh checkpoint-create "$DOM" "$W/cp.xml" --redefine >/dev/null
+run inc other
+grep -q "warning: not using snapshot $(cat "$W/lost.id") as the base: libvirt's checkpoint $cp was created at $((t - 100)), the manifest's at $t" \
+    "$W/other.out" || tb_fail "no warning about the other checkpoint"
+tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest other)")" "other's level"
+restored other
 
 tb_step "-l auto into a repository without a full of the domain: a full"
 "$VIRTREPO" init "$W/repo2" >/dev/null
