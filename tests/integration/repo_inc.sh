@@ -18,6 +18,8 @@
 #    next inc reads every disk in full, warned, and is a full;
 #  - libvirt's checkpoint of the base's name with another creation time than the manifest's:
 #    a full read, warned;
+#  - a stream-directory chain interleaved (dir full, repo inc, dir inc, repo inc): both stay
+#    incremental, the directory's inc restores to the disk;
 #  - -l auto into a repository without a full of the domain makes a full.
 # Every earlier snapshot still restores at the end: none depends on a later one.
 set -euo pipefail
@@ -222,6 +224,25 @@ grep -q "warning: not using snapshot $(cat "$W/lost.id") as the base: libvirt's 
 tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest other)")" "other's level"
 restored other
 
+tb_step "a stream-directory chain interleaved: dir full, repo inc, dir inc, repo inc"
+vb_backup -d "$DOM" -l full -o "$W/dir"
+tb_qemu_io "$DOM" vda "write -P 0xa1 13M 64k"
+run inc mixed1
+is_inc mixed1 other
+restored mixed1
+tb_qemu_io "$DOM" vdb "write -P 0xa2 1M 64k"
+tb_snapshot_image "$DOM" vda "$W/dirinc.vda.raw"
+vb_backup -d "$DOM" -l inc -o "$W/dir"
+assert_meta "$W/dir/vda.inc.virtnbdbackup.1.data" true virtnbdbackup.1 virtnbdbackup.0 false
+vr_restore_compare "$W/dir" "$W/dirinc.vda.raw" "the directory chain's inc between repository incs"
+tb_qemu_io "$DOM" vda "write -P 0xa3 14M 4k"
+run inc mixed2
+is_inc mixed2 mixed1
+restored mixed2
+[ "$(read_of mixed2 vda)" -le $((1 * MiB)) ] || tb_fail "mixed2 read too much of vda"
+[ "$(read_of mixed2 vdb)" -le $((1 * MiB)) ] || tb_fail "mixed2 read too much of vdb"
+tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints beside the directory chain"
+
 tb_step "-l auto into a repository without a full of the domain: a full"
 "$VIRTREPO" init "$W/repo2" >/dev/null
 vb_backup -d "$DOM" -l auto -o "$W/repo2" --json="$W/auto2.json"
@@ -229,6 +250,6 @@ m2=$W/repo2/snapshots/$UUID/$(jq -r .snapshot "$W/auto2.json").json
 tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$m2")" "level of auto into repo2"
 
 tb_step "every earlier snapshot still restores"
-for n in inc1 inc2 auto damaged redefined aged lost; do restored $n; done
+for n in inc1 inc2 auto damaged redefined aged lost other mixed1 mixed2; do restored $n; done
 
 tb_pass "repository incs: only changed chunks read, complete snapshots, damage and lost checkpoints"
