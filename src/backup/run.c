@@ -310,22 +310,26 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
 
     if (choose_mode(r, err) < 0)
         return -1;
-    if (r->repo && r->level == LEVEL_DIFF)
-        return vb_error_set(err,
-                            "domain %s is shut off and --no-start-domain was given: an "
-                            "incremental into a repository needs it running",
-                            r->info.name);
     if ((r->repo ? repo_checkpoint_prepare(r, err) : prepare_checkpoints(r, err)) < 0)
         return -1;
-    if (r->repo && r->level == LEVEL_INC && repo_base_check(r, err) < 0)
+    /* a shut-off domain's inc reads offline (LEVEL_DIFF: no new checkpoint) */
+    if (r->repo && (r->level == LEVEL_INC || r->level == LEVEL_DIFF) && repo_base_check(r, err) < 0)
         return -1;
     if (o->zip && !(r->zip = vb_zip_writer_open_fd(STDOUT_FILENO, err)))
         return -1;
     if (r->offline) {
         if (o->startonly)
             return vb_error_set(err, "-s needs a running domain");
-        if (start_servers(r, err) < 0)
-            return -1;
+        if (start_servers(r, err) < 0) {
+            if (!r->base) /* else the base's persistent bitmap is missing or unusable */
+                return -1;
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            stop_servers(r);
+            repo_base_drop(r, why);
+            if (start_servers(r, err) < 0)
+                return -1;
+        }
         rc = copy_disks(r);
         stop_servers(r);
         if (rc < 0)

@@ -20,6 +20,10 @@
 #    a full read, warned;
 #  - a stream-directory chain interleaved (dir full, repo inc, dir inc, repo inc): both stay
 #    incremental, the directory's inc restores to the disk;
+#  - a shut-off domain with --no-start-domain: an inc read offline through the persistent
+#    bitmap, its snapshot recording the base's checkpoint (kept), the base of the next inc;
+#  - offline again, the persistent bitmap removed from one image: every disk read in full
+#    (warned), a snapshot without checkpoint (copy);
 #  - -l auto into a repository without a full of the domain makes a full.
 # Every earlier snapshot still restores at the end: none depends on a later one.
 set -euo pipefail
@@ -243,6 +247,53 @@ restored mixed2
 [ "$(read_of mixed2 vdb)" -le $((1 * MiB)) ] || tb_fail "mixed2 read too much of vdb"
 tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints beside the directory chain"
 
+tb_step "shut off, --no-start-domain: an inc read offline through the persistent bitmap"
+tb_qemu_io "$DOM" vda "write -P 0xb1 15M 64k"
+tb_snapshot_image "$DOM" vda "$W/offline.vda.raw"
+tb_snapshot_image "$DOM" vdb "$W/offline.vdb.raw"
+tb_virsh destroy "$DOM" >/dev/null
+rc=0
+"$VIRTBACKUP" -n -d "$DOM" -l inc --no-start-domain -o "$R" --json="$W/offline.json" \
+    >"$W/offline.out" 2>&1 || rc=$?
+sed 's/^/    | /' "$W/offline.out" >&2
+[ "$rc" -eq 0 ] || tb_fail "the offline inc exited $rc"
+jq -r .snapshot "$W/offline.json" >"$W/offline.id"
+tb_assert_eq "shut off" "$(tb_virsh domstate "$DOM")" "the domain's state after the offline inc"
+is_inc offline mixed2
+tb_assert_eq "$(jq -r .checkpoint.name "$(manifest mixed2)")" \
+    "$(jq -r .checkpoint.name "$(manifest offline)")" "the offline inc's checkpoint (its base's)"
+restored offline
+[ "$(read_of offline vda)" -le $((1 * MiB)) ] || tb_fail "the offline inc read too much of vda"
+tb_virsh start --paused "$DOM" >/dev/null
+tb_qemu_io "$DOM" vdb "write -P 0xb2 3M 64k"
+run inc online
+is_inc online offline
+restored online
+# its bitmap starts at the kept checkpoint: vda's chunk 15, read offline, is read again
+grep -q "vda: 1 of 16 chunks changed since the base" "$W/online.out" ||
+    tb_fail "the inc after the offline one did not read (only) vda's chunk 15"
+tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after the offline inc"
+
+tb_step "shut off, the persistent bitmap gone from vda's image: offline, every disk read in full"
+cp=$(jq -r .checkpoint.name "$(manifest online)")
+tb_qemu_io "$DOM" vda "write -P 0xb3 6M 64k"
+tb_snapshot_image "$DOM" vda "$W/offline2.vda.raw"
+tb_snapshot_image "$DOM" vdb "$W/offline2.vdb.raw"
+tb_virsh destroy "$DOM" >/dev/null
+qemu-img bitmap --remove "${TB_IMAGES[0]}" "$cp"
+rc=0
+"$VIRTBACKUP" -n -d "$DOM" -l inc --no-start-domain -o "$R" --json="$W/offline2.json" \
+    >"$W/offline2.out" 2>&1 || rc=$?
+sed 's/^/    | /' "$W/offline2.out" >&2
+[ "$rc" -eq 0 ] || tb_fail "the offline inc without its bitmap exited $rc"
+jq -r .snapshot "$W/offline2.json" >"$W/offline2.id"
+grep -q "warning: not using snapshot $(cat "$W/online.id") as the base: .*reading every disk in full" \
+    "$W/offline2.out" || tb_fail "no warning about the missing bitmap"
+tb_assert_eq "copy null false" "$(jq -r '"\(.level) \(.parent) \(.checkpoint != null)"' \
+    "$(manifest offline2)")" "level, parent and checkpoint of the offline full read"
+restored offline2
+tb_virsh start --paused "$DOM" >/dev/null
+
 tb_step "-l auto into a repository without a full of the domain: a full"
 "$VIRTREPO" init "$W/repo2" >/dev/null
 vb_backup -d "$DOM" -l auto -o "$W/repo2" --json="$W/auto2.json"
@@ -250,6 +301,6 @@ m2=$W/repo2/snapshots/$UUID/$(jq -r .snapshot "$W/auto2.json").json
 tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$m2")" "level of auto into repo2"
 
 tb_step "every earlier snapshot still restores"
-for n in inc1 inc2 auto damaged redefined aged lost other mixed1 mixed2; do restored $n; done
+for n in inc1 inc2 auto damaged redefined aged lost other mixed1 mixed2 offline online offline2; do restored $n; done
 
 tb_pass "repository incs: only changed chunks read, complete snapshots, damage and lost checkpoints"
