@@ -96,7 +96,7 @@ static void fill_summary(struct backup_run *r)
             continue;
         const char *level = r->new_base ? "full" : backup_level_name(r->level);
         if (r->repo) /* each disk of a repository inc is copied from its base or read in full */
-            level = j->base ? "inc" : r->o->level == LEVEL_COPY ? "copy" : "full";
+            level = j->base ? "inc" : r->o->level == LEVEL_COPY || r->offline ? "copy" : "full";
         snprintf(d->level, sizeof d->level, "%s", level);
         snprintf(d->file, sizeof d->file, "%s", j->file ? j->file : "");
         d->extents = j->extents;
