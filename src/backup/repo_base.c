@@ -5,6 +5,7 @@
  * back from the manifest's XML, and validates it), when the full read its chain started
  * from is younger than --full-every, and, per disk, when its index and every chunk it names
  * are sound. Anything else reads the disk (or every disk) in full, saying why. */
+#include <jansson.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
 #include <stdio.h>
@@ -223,6 +224,47 @@ static bool checkpoint_has_bitmap(const char *xml, const char *target)
     return found;
 }
 
+/* Offline, whether the image of job i holds the base checkpoint's bitmap, consistent (not
+ * "in-use": qemu left it so when it was not stored at its end), as qemu-img info says; libvirt
+ * cannot validate a shut-off domain's checkpoint, and qemu-nbd would refuse it only after
+ * its socket listens. */
+static bool offline_bitmap_usable(struct backup_run *r, size_t i, char *why, size_t len)
+{
+    const char *text;
+    size_t tlen;
+    struct vb_error e = {0};
+    if (image_info_get(r->images, i, &r->host, &text, &tlen, &e) < 0) {
+        snprintf(why, len, "%s", e.msg);
+        return false;
+    }
+    json_t *root = json_loadb(text, tlen, 0, NULL);
+    json_t *bitmaps = json_object_get(
+        json_object_get(json_object_get(root, "format-specific"), "data"), "bitmaps");
+    const char *name = r->base->checkpoint.name;
+    bool found = false, in_use = false;
+    size_t k;
+    json_t *b;
+    json_array_foreach(bitmaps, k, b)
+    {
+        if (!json_is_string(json_object_get(b, "name")) ||
+            strcmp(json_string_value(json_object_get(b, "name")), name) != 0)
+            continue;
+        found = true;
+        size_t f;
+        json_t *flag;
+        json_array_foreach(json_object_get(b, "flags"), f, flag)
+        {
+            in_use |= json_is_string(flag) && strcmp(json_string_value(flag), "in-use") == 0;
+        }
+    }
+    json_decref(root);
+    if (!found)
+        snprintf(why, len, "its image has no bitmap %s", name);
+    else if (in_use)
+        snprintf(why, len, "its image's bitmap %s is inconsistent (in use)", name);
+    return found && !in_use;
+}
+
 /* Job i's base index into r->base_index[i] when its disk can copy digests from it; else
  * why not (a warning when the base is not sound, info for a disk that is new). */
 static int disk_base(struct backup_run *r, size_t i, struct vb_error *err)
@@ -244,6 +286,11 @@ static int disk_base(struct backup_run *r, size_t i, struct vb_error *err)
     if (d->chunk_size != repo_chunk_size(r->repo)) {
         vb_warn("%s: the base's chunk size %u is not the repository's %u: read in full", t,
                 (unsigned)d->chunk_size, (unsigned)repo_chunk_size(r->repo));
+        return 0;
+    }
+    char why[1200];
+    if (r->offline && image_info_wanted(j->disk) && !offline_bitmap_usable(r, i, why, sizeof why)) {
+        vb_warn("%s: %s: read in full", t, why);
         return 0;
     }
     struct repo_index *idx = &r->base_index[i];

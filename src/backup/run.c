@@ -105,6 +105,7 @@ static void fill_summary(struct backup_run *r)
         d->repository = r->repo != NULL;
         d->bytes_new = j->bytes_new;
         d->bytes_stored = j->bytes_stored;
+        d->chunks_copied = j->chunks_copied;
         d->seconds = j->seconds;
         d->have_checksum = j->status == 0 && j->file && !r->repo; /* chunks have digests */
         d->checksum = j->checksum;

@@ -22,8 +22,9 @@
 #    incremental, the directory's inc restores to the disk;
 #  - a shut-off domain with --no-start-domain: an inc read offline through the persistent
 #    bitmap, its snapshot recording the base's checkpoint (kept), the base of the next inc;
-#  - offline again, the persistent bitmap removed from one image: every disk read in full
-#    (warned), a snapshot without checkpoint (copy);
+#  - offline again, the persistent bitmap removed from vda's image: vda read in full
+#    (warned), vdb still incremental; running again, libvirt refuses the checkpoint: a full
+#    read, warned;
 #  - -l auto into a repository without a full of the domain makes a full.
 # Every earlier snapshot still restores at the end: none depends on a later one.
 set -euo pipefail
@@ -112,6 +113,8 @@ r=$(read_of inc1 vda)
 # chunk 3 (allocated whole) and chunk 12 (one 64 KiB cluster)
 [ "$r" -gt 0 ] && [ "$r" -le $((2 * MiB)) ] || tb_fail "inc1 read $r bytes of vda"
 tb_assert_eq 0 "$(read_of inc1 vdb)" "bytes read of the unchanged vdb"
+tb_assert_eq "5 1" "$(jq -r '[.disks[] | .chunks_copied] | join(" ")' "$W/inc1.json")" \
+    "chunks of data copied from the base (vda: 0-2, 4, 5; vdb: 0)"
 grep -q "vda: 2 of 16 chunks changed since the base" "$W/inc1.out" ||
     tb_fail "inc1 did not say which chunks it read"
 tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after inc1"
@@ -274,7 +277,7 @@ grep -q "vda: 1 of 16 chunks changed since the base" "$W/online.out" ||
     tb_fail "the inc after the offline one did not read (only) vda's chunk 15"
 tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after the offline inc"
 
-tb_step "shut off, the persistent bitmap gone from vda's image: offline, every disk read in full"
+tb_step "shut off, the persistent bitmap gone from vda's image: offline, vda read in full"
 cp=$(jq -r .checkpoint.name "$(manifest online)")
 tb_qemu_io "$DOM" vda "write -P 0xb3 6M 64k"
 tb_snapshot_image "$DOM" vda "$W/offline2.vda.raw"
@@ -287,12 +290,22 @@ rc=0
 sed 's/^/    | /' "$W/offline2.out" >&2
 [ "$rc" -eq 0 ] || tb_fail "the offline inc without its bitmap exited $rc"
 jq -r .snapshot "$W/offline2.json" >"$W/offline2.id"
-grep -q "warning: not using snapshot $(cat "$W/online.id") as the base: .*reading every disk in full" \
-    "$W/offline2.out" || tb_fail "no warning about the missing bitmap"
-tb_assert_eq "copy null false" "$(jq -r '"\(.level) \(.parent) \(.checkpoint != null)"' \
-    "$(manifest offline2)")" "level, parent and checkpoint of the offline full read"
+grep -q "warning: vda: its image has no bitmap $cp: read in full" "$W/offline2.out" ||
+    tb_fail "no warning about the missing bitmap"
+is_inc offline2 online
+tb_assert_eq "$cp" "$(jq -r .checkpoint.name "$(manifest offline2)")" "offline2's checkpoint"
 restored offline2
+[ "$(read_of offline2 vda)" -ge $((5 * MiB)) ] || tb_fail "offline2 did not read vda in full"
+[ "$(read_of offline2 vdb)" -eq 0 ] || tb_fail "offline2 read vdb, which did not change"
 tb_virsh start --paused "$DOM" >/dev/null
+# running again, libvirt finds vda's bitmap gone: every disk read in full, a new checkpoint
+tb_qemu_io "$DOM" vdb "write -P 0xb4 3M 4k"
+run inc after_offline2
+grep -q "warning: not using snapshot $(cat "$W/offline2.id") as the base: .*reading every disk in full" \
+    "$W/after_offline2.out" || tb_fail "no warning about the bitmap libvirt misses"
+tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest after_offline2)")" \
+    "level of the run after offline2"
+restored after_offline2
 
 tb_step "-l auto into a repository without a full of the domain: a full"
 "$VIRTREPO" init "$W/repo2" >/dev/null
@@ -301,6 +314,6 @@ m2=$W/repo2/snapshots/$UUID/$(jq -r .snapshot "$W/auto2.json").json
 tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$m2")" "level of auto into repo2"
 
 tb_step "every earlier snapshot still restores"
-for n in inc1 inc2 auto damaged redefined aged lost other mixed1 mixed2 offline online offline2; do restored $n; done
+for n in inc1 inc2 auto damaged redefined aged lost other mixed1 mixed2 offline online offline2 after_offline2; do restored $n; done
 
 tb_pass "repository incs: only changed chunks read, complete snapshots, damage and lost checkpoints"
