@@ -25,6 +25,8 @@
 #  - offline again, the persistent bitmap removed from vda's image: vda read in full
 #    (warned), vdb still incremental; running again, libvirt refuses the checkpoint: a full
 #    read, warned;
+#  - (with the reference tool) its full deletes the repository's checkpoint: the next auto
+#    reads every disk in full, warned;
 #  - -l auto into a repository without a full of the domain makes a full.
 # Every earlier snapshot still restores at the end: none depends on a later one.
 set -euo pipefail
@@ -306,6 +308,26 @@ grep -q "warning: not using snapshot $(cat "$W/offline2.id") as the base: .*read
 tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest after_offline2)")" \
     "level of the run after offline2"
 restored after_offline2
+
+if command -v virtnbdbackup >/dev/null; then
+    tb_step "the reference's full deletes the repository's checkpoint: the next inc reads in full"
+    out=$(virtnbdbackup -d "$DOM" -l full -o "$W/refdir" -S "$W" -f "$W/ref.sock" -n 2>&1) ||
+        { printf '%s\n' "$out" | tail -20 >&2; tb_fail "virtnbdbackup -l full"; }
+    tb_assert_eq 0 "$(repo_checkpoints)" "the repository's checkpoints after the reference's full"
+    # the reference leaves its job to end after it exits; the next run would find it active
+    tb_wait_for "" eval 'tb_virsh domjobinfo "$DOM" 2>/dev/null | grep -q "Job type: *None"' ||
+        tb_fail "the reference's full left a job on $DOM: $(tb_virsh domjobinfo "$DOM" 2>&1)"
+    tb_qemu_io "$DOM" vda "write -P 0xc1 7M 4k"
+    run auto after_ref
+    grep -q "warning: not using snapshot $(cat "$W/after_offline2.id") as the base: .*reading every disk in full" \
+        "$W/after_ref.out" || tb_fail "no warning about the checkpoint the reference deleted"
+    tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest after_ref)")" \
+        "level of the run after the reference's full"
+    restored after_ref
+    tb_assert_eq 1 "$(repo_checkpoints)" "the repository's checkpoints after its full read"
+else
+    tb_log "no reference tool (virtnbdbackup): its step is skipped"
+fi
 
 tb_step "-l auto into a repository without a full of the domain: a full"
 "$VIRTREPO" init "$W/repo2" >/dev/null
