@@ -28,7 +28,7 @@
 #  - (with the reference tool) its full deletes the repository's checkpoint: the next auto
 #    reads every disk in full, warned;
 #  - -l auto into a repository without a full of the domain makes a full.
-# Every earlier snapshot still restores at the end: none depends on a later one.
+# Every snapshot still restores at the end, the chain's full forgotten: none needs its parent.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
