@@ -18,6 +18,7 @@
 #include "zip_sink.h"
 
 struct repo;
+struct repo_index;
 
 #define CHECKPOINT_PREFIX STREAM_CHECKPOINT_PREFIX
 
@@ -48,6 +49,7 @@ struct backup_opts {
     int workers;         /* 0: one per disk */
     long long threshold; /* -1: none */
     int freeze_timeout;  /* seconds */
+    int full_every_days; /* repository inc: a full read when the last is older; 0 never */
     const char *user, *password;
     struct vb_remote_opts remote; /* -U's host: SSH, NBD over TCP, TLS */
     bool zip;                     /* -o -: a zip archive on stdout; bookkeeping stays in "." */
@@ -85,6 +87,10 @@ struct disk_job {
     /* repository runs: the disk's index and what its chunks cost (snapshot_writer.h) */
     repo_digest index;
     uint64_t bytes_new, bytes_stored;
+    /* repository inc: the base snapshot's index of the disk, whose digests are taken for
+     * the chunks no dirty range touches (NULL: the disk is read in full), and how many were */
+    const struct repo_index *base;
+    uint64_t chunks_copied;
 };
 
 /* Copies one disk from its NBD export into its stream file (extent map, async reads, writer

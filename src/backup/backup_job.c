@@ -39,12 +39,12 @@ static void xml_escape(FILE *f, const char *s)
     }
 }
 
-static bool in_job(const struct job_spec *spec, const char *target)
+static const struct disk_job *in_job(const struct job_spec *spec, const char *target)
 {
     for (size_t i = 0; i < spec->ndisks; i++)
         if (strcmp(spec->disks[i]->disk->target, target) == 0)
-            return true;
-    return false;
+            return spec->disks[i];
+    return NULL;
 }
 
 char *job_backup_xml(const struct job_spec *spec)
@@ -78,10 +78,15 @@ char *job_backup_xml(const struct job_spec *spec)
             continue;
         fputs("    <disk name='", f);
         xml_escape(f, d->target);
-        if (!in_job(spec, d->target)) {
+        const struct disk_job *j = in_job(spec, d->target);
+        if (!j) {
             fputs("' backup='no'/>\n", f);
             continue;
         }
+        /* a repository incremental's disk without a base (new, or its base not trusted:
+         * virtbackup(1), REPOSITORY OUTPUT) is exported whole, without a dirty bitmap */
+        if (spec->incremental && j->repo && !j->base)
+            fputs("' backupmode='full", f);
         fputs("' backup='yes' type='file'>\n      <scratch file='", f);
         xml_escape(f, spec->dir);
         fputs("/scratch.", f);

@@ -57,7 +57,8 @@ int select_disks(struct backup_run *r, struct vb_error *err)
             vb_info("%s: raw disk, skipped (use --raw to include it as a full copy)", d->target);
             continue;
         }
-        if (raw && (r->level == LEVEL_INC || r->level == LEVEL_DIFF)) {
+        /* a repository's snapshots are complete: its raw disks are read in full */
+        if (raw && !r->repo && (r->level == LEVEL_INC || r->level == LEVEL_DIFF)) {
             vb_warn("%s: raw disks have no checkpoints, not part of an incremental backup",
                     d->target);
             continue;
@@ -113,8 +114,9 @@ void prepare_jobs(struct backup_run *r)
         j->zip = r->zip;
         j->repo = r->repo;
         j->export_name = strdup(t);
-        j->incremental = inc;
-        if (inc && asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
+        /* a repository inc's disk without a base is read in full (repo_base.c) */
+        j->incremental = inc && (!r->repo || j->base);
+        if (j->incremental && asprintf((char **)&j->bitmap, "qemu:dirty-bitmap:backup-%s", t) < 0)
             j->bitmap = NULL;
         stream_meta_init(&j->meta);
         snprintf(j->meta.disk_name, sizeof j->meta.disk_name, "%s", t);
@@ -122,8 +124,8 @@ void prepare_jobs(struct backup_run *r)
                  j->disk->format ? j->disk->format : "raw");
         snprintf(j->meta.checkpoint_name, sizeof j->meta.checkpoint_name, "%s", r->checkpoint);
         snprintf(j->meta.parent_checkpoint, sizeof j->meta.parent_checkpoint, "%s",
-                 inc ? r->parent : "");
-        j->meta.incremental = inc;
+                 j->incremental ? r->parent : "");
+        j->meta.incremental = j->incremental;
         j->meta.compressed = r->o->compress;
     }
 }

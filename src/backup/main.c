@@ -35,7 +35,7 @@ static void usage(FILE *f)
           "                             since the last full/inc, no new checkpoint), auto (full\n"
           "                             into an empty directory, inc into one with a full)\n"
           "  -o, --output DIR           backup directory (created if missing), or a\n"
-          "                             repository made by virtrepo init (full/copy only)\n"
+          "                             repository made by virtrepo init (not diff)\n"
           "  -z, --compress[=N]         lz4-compress the data (level N, default 2)\n"
           "  -t, --type stream|raw      stream format (default) or a plain raw image (copy/full)\n"
           "  -r, --raw                  include raw disks (saved as full sparse copies)\n"
@@ -55,6 +55,8 @@ static void usage(FILE *f)
           "      --compat-zeroes        inc/diff: zeroed ranges as zero-filled data, so that\n"
           "                             virtnbdrestore (which ignores ZERO frames) restores them\n"
           "  -T, --threshold BYTES      inc/diff: skip (exit 0) if fewer bytes changed\n"
+          "      --full-every DAYS      repository inc: read in full when the last full read\n"
+          "                             is older (default 30, 0 never)\n"
           "\n"
           "Connection:\n"
           "  -U, --uri URI              libvirt URI (default qemu:///system)\n",
@@ -95,6 +97,7 @@ enum {
     OPT_NOCOLOR,
     OPT_JSON,
     OPT_FREEZE_TIMEOUT,
+    OPT_FULL_EVERY,
 };
 
 int main(int argc, char **argv)
@@ -118,6 +121,7 @@ int main(int argc, char **argv)
         {"worker", required_argument, NULL, 'w'},
         {"freeze-mountpoint", required_argument, NULL, 'F'},
         {"freeze-timeout", required_argument, NULL, OPT_FREEZE_TIMEOUT},
+        {"full-every", required_argument, NULL, OPT_FULL_EVERY},
         {"strict", no_argument, NULL, 'e'},
         {"no-sparse-detection", no_argument, NULL, OPT_NO_SPARSE},
         {"compat-zeroes", no_argument, NULL, OPT_COMPAT_ZEROES},
@@ -144,6 +148,7 @@ int main(int argc, char **argv)
         .compress = STREAM_META_COMPRESSED_FALSE,
         .threshold = -1,
         .freeze_timeout = 30,
+        .full_every_days = 30,
     };
     struct vb_remote_cli cli = {0};
     opterr = 0;
@@ -228,6 +233,11 @@ int main(int argc, char **argv)
             if (!vb_opt_parse_number(optarg, &num) || num < 1 || num > 3600)
                 return bad_usage("invalid freeze timeout '%s'", optarg);
             o.freeze_timeout = (int)num;
+            break;
+        case OPT_FULL_EVERY:
+            if (!vb_opt_parse_number(optarg, &num) || num < 0 || num > 36500)
+                return bad_usage("invalid --full-every '%s' (days, 0 for never)", optarg);
+            o.full_every_days = (int)num;
             break;
         case 'e':
             o.strict = true;
@@ -332,11 +342,9 @@ int main(int argc, char **argv)
 
     if (o.output && !o.zip && repo_is_repository(o.output)) {
         /* virtbackup(1), REPOSITORY OUTPUT */
-        if (o.level != LEVEL_FULL && o.level != LEVEL_COPY)
-            return bad_usage("-l %s: not yet: a repository takes full and copy backups "
-                             "(incremental backups into a repository come with a later "
-                             "release)",
-                             o.level_arg);
+        if (o.level == LEVEL_DIFF)
+            return bad_usage("%s", "-l diff does not apply to a repository: every snapshot "
+                                   "is complete; -l inc reads only what changed");
         if (o.compress != STREAM_META_COMPRESSED_FALSE)
             return bad_usage("%s", "-z does not apply to a repository: its compression is "
                                    "the one virtrepo init set");

@@ -43,8 +43,14 @@ int choose_mode(struct backup_run *r, struct vb_error *err)
         r->offline = true;
         return 0;
     }
-    /* inc/diff offline: changes since the last checkpoint, recorded as a diff */
-    if (r->level == LEVEL_INC)
+    /* inc/diff offline: changes since the last checkpoint, recorded as a diff; into a
+     * repository an inc whose snapshot records the base's checkpoint, kept (virtbackup(1),
+     * REPOSITORY OUTPUT) */
+    if (r->level == LEVEL_INC && r->repo)
+        vb_info("domain %s is shut off: reading the changes since the base's checkpoint "
+                "offline, through its persistent bitmap (the checkpoint is kept)",
+                r->info.name);
+    else if (r->level == LEVEL_INC)
         vb_warn("offline backups create no checkpoint: recording the changes as a diff");
     r->level = LEVEL_DIFF;
     r->offline = true;

@@ -107,7 +107,9 @@ int start_job(struct backup_run *r, struct vb_error *err)
          * that check to the job's start); nothing was started, so begin again as a full */
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
-        rc = fall_back_to_new_base(r, why, err);
+        if (r->repo)
+            repo_base_drop(r, why);
+        rc = r->repo ? 0 : fall_back_to_new_base(r, why, err);
         if (rc == 0) {
             prepare_jobs(r);
             spec.incremental = NULL;

@@ -101,7 +101,7 @@ static int remove_stray_bitmaps(struct backup_run *r, long above, struct vb_erro
 
 int repo_checkpoint_prepare(struct backup_run *r, struct vb_error *err)
 {
-    if (r->level != LEVEL_FULL || r->offline)
+    if ((r->level != LEVEL_FULL && r->level != LEVEL_INC) || r->offline)
         return 0;
     long last;
     if (newest_recorded(r, &last, err) < 0)
@@ -129,8 +129,7 @@ int repo_checkpoint_prepare(struct backup_run *r, struct vb_error *err)
     return 0;
 }
 
-/* <creationTime> of a checkpoint's XML. */
-static int creation_time(const char *xml, int64_t *t, struct vb_error *err)
+int repo_checkpoint_creation_time(const char *xml, int64_t *t, struct vb_error *err)
 {
     xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "checkpoint.xml", NULL,
                                   XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
@@ -164,7 +163,7 @@ int repo_checkpoint_describe(struct backup_run *r, struct repo_manifest *m, stru
     virDomainCheckpointFree(cp);
     if (!xml)
         return vb_virt_error(err, "checkpoint %s: cannot read its XML", r->checkpoint);
-    if (creation_time(xml, &m->checkpoint.creation_time, err) < 0) {
+    if (repo_checkpoint_creation_time(xml, &m->checkpoint.creation_time, err) < 0) {
         free(xml);
         return vb_error_prefix(err, "checkpoint %s", r->checkpoint);
     }

@@ -156,7 +156,23 @@ int repo_snapshot_save(struct backup_run *r, struct vb_error *err)
      * OUTPUT) */
     if (repo_checkpoint_describe(r, &m, err) < 0)
         goto out;
-    m.level = r->o->level == LEVEL_FULL ? REPO_LEVEL_FULL : REPO_LEVEL_COPY;
+    /* an offline inc creates none: its base's stays the one the next inc starts at */
+    if (!m.has_checkpoint && r->base && r->offline) {
+        m.has_checkpoint = true;
+        m.checkpoint.name = r->base->checkpoint.name;
+        m.checkpoint.creation_time = r->base->checkpoint.creation_time;
+        if (!(m.checkpoint.xml = strdup(r->base->checkpoint.xml))) {
+            vb_error_set(err, "out of memory");
+            goto out;
+        }
+    }
+    /* an inc names its base; a run that read every disk in full is a full (virtbackup(1),
+     * REPOSITORY OUTPUT) */
+    m.level = r->base                                   ? REPO_LEVEL_INC
+              : r->o->level == LEVEL_COPY || r->offline ? REPO_LEVEL_COPY
+                                                        : REPO_LEVEL_FULL;
+    if (r->base)
+        snprintf(m.parent, sizeof m.parent, "%s", r->base->id);
     m.domain_xml = xml;
     m.disks = disks;
     m.blobs = blobs;

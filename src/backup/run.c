@@ -94,8 +94,10 @@ static void fill_summary(struct backup_run *r)
         struct summary_disk *d = summary_add_disk(r->summary, j->disk->target);
         if (!d)
             continue;
-        snprintf(d->level, sizeof d->level, "%s",
-                 r->new_base ? "full" : backup_level_name(r->repo ? r->o->level : r->level));
+        const char *level = r->new_base ? "full" : backup_level_name(r->level);
+        if (r->repo) /* each disk of a repository inc is copied from its base or read in full */
+            level = j->base ? "inc" : r->o->level == LEVEL_COPY || r->offline ? "copy" : "full";
+        snprintf(d->level, sizeof d->level, "%s", level);
         snprintf(d->file, sizeof d->file, "%s", j->file ? j->file : "");
         d->extents = j->extents;
         d->bytes_read = j->bytes_read;
@@ -103,6 +105,7 @@ static void fill_summary(struct backup_run *r)
         d->repository = r->repo != NULL;
         d->bytes_new = j->bytes_new;
         d->bytes_stored = j->bytes_stored;
+        d->chunks_copied = j->chunks_copied;
         d->seconds = j->seconds;
         d->have_checksum = j->status == 0 && j->file && !r->repo; /* chunks have digests */
         d->checksum = j->checksum;
@@ -255,14 +258,19 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
     }
 
     if (o->repository) {
-        /* full and copy read the same (every allocated extent); full also makes the
-         * repository's checkpoint (virtbackup(1), REPOSITORY OUTPUT) */
+        /* full and copy read every allocated extent; full and inc make the repository's
+         * checkpoint; inc reads the chunks changed since its base (virtbackup(1), REPOSITORY
+         * OUTPUT) */
         r->start_time = time(NULL);
         if (!(r->repo = repo_open(o->output, err)))
             return -1;
         if (take_locks(r, err) < 0)
             return -1;
-        r->level = o->level == LEVEL_FULL ? LEVEL_FULL : LEVEL_COPY;
+        r->level = o->level == LEVEL_FULL   ? LEVEL_FULL
+                   : o->level == LEVEL_COPY ? LEVEL_COPY
+                                            : LEVEL_INC;
+        if (r->level == LEVEL_INC && repo_base_find(r, err) < 0)
+            return -1;
     } else {
         if (vb_mkdir_p(o->output, err) < 0)
             return -1;
@@ -278,6 +286,7 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
     if (r->level != LEVEL_COPY && !has_qcow_disk(r)) {
         vb_info("no disk supports checkpoints: taking a copy backup");
         r->level = LEVEL_COPY;
+        repo_base_free(r);
     }
     if (!o->startonly && start_image_info(r, err) < 0) /* -s saves no metadata */
         return -1;
@@ -304,13 +313,24 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
         return -1;
     if ((r->repo ? repo_checkpoint_prepare(r, err) : prepare_checkpoints(r, err)) < 0)
         return -1;
+    /* a shut-off domain's inc reads offline (LEVEL_DIFF: no new checkpoint) */
+    if (r->repo && (r->level == LEVEL_INC || r->level == LEVEL_DIFF) && repo_base_check(r, err) < 0)
+        return -1;
     if (o->zip && !(r->zip = vb_zip_writer_open_fd(STDOUT_FILENO, err)))
         return -1;
     if (r->offline) {
         if (o->startonly)
             return vb_error_set(err, "-s needs a running domain");
-        if (start_servers(r, err) < 0)
-            return -1;
+        if (start_servers(r, err) < 0) {
+            if (!r->base) /* else the base's persistent bitmap is missing or unusable */
+                return -1;
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err->msg);
+            stop_servers(r);
+            repo_base_drop(r, why);
+            if (start_servers(r, err) < 0)
+                return -1;
+        }
         rc = copy_disks(r);
         stop_servers(r);
         if (rc < 0)
@@ -390,6 +410,7 @@ static void cleanup(struct backup_run *r)
         free(r->jobs[i].export_name);
         free((char *)r->jobs[i].bitmap);
     }
+    repo_base_free(r);
     free(r->jobs);
     cpt_free(&r->cpt);
     free(r->cpt_path);

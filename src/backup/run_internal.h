@@ -3,7 +3,7 @@
  * offline.c (shut-off domains: started paused, or read through our own qemu-nbd), pull_job.c
  * (the libvirt backup job), quiesce.c (the guest agent's freeze and thaw),
  * disks.c (disk selection and workers), repo_snapshot.c (a repository run's snapshot),
- * repo_checkpoints.c (a repository run's checkpoint). */
+ * repo_checkpoints.c (a repository run's checkpoint), repo_base.c (a repository inc's base). */
 #ifndef VB_BACKUP_RUN_INTERNAL_H
 #define VB_BACKUP_RUN_INTERNAL_H
 
@@ -44,6 +44,10 @@ struct backup_run {
     char logpath[4300];
     struct repo *repo; /* -o REPO (virtbackup(1), REPOSITORY OUTPUT), */
     time_t start_time; /* when the run began: the snapshot's time */
+    /* a repository inc (repo_base.c): the base snapshot, NULL when every disk is read in
+     * full; its index of each job's disk (by job), to which that job's base points */
+    struct repo_manifest *base;
+    struct repo_index *base_index;
 };
 
 /* levels.c */
@@ -89,5 +93,18 @@ struct repo_manifest;
 int repo_checkpoint_prepare(struct backup_run *r, struct vb_error *err);
 int repo_checkpoint_describe(struct backup_run *r, struct repo_manifest *m, struct vb_error *err);
 void repo_checkpoint_forget_older(struct backup_run *r);
+/* <creationTime> of a checkpoint's XML into *t. */
+int repo_checkpoint_creation_time(const char *xml, int64_t *t, struct vb_error *err);
+
+/* repo_base.c: the base of a repository inc (virtbackup(1), REPOSITORY OUTPUT). find, before
+ * the disks are chosen: r->base, or without one -l inc fails and -l auto becomes a full;
+ * check, once the domain runs and the checkpoints are prepared: the base's checkpoint (taken
+ * back from the manifest when libvirt lost it), its age (--full-every) and each disk's index
+ * and chunks; sets r->parent and each usable job's base, or turns the run into a full read.
+ * drop: libvirt refused the base's bitmap at the job's start (why): every disk in full. */
+int repo_base_find(struct backup_run *r, struct vb_error *err);
+int repo_base_check(struct backup_run *r, struct vb_error *err);
+void repo_base_drop(struct backup_run *r, const char *why);
+void repo_base_free(struct backup_run *r);
 
 #endif

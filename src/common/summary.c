@@ -90,6 +90,7 @@ static json_t *disk_json(const struct summary_disk *d)
     if (d->repository) {
         json_object_set_new(o, "bytes_new", json_integer((json_int_t)d->bytes_new));
         json_object_set_new(o, "bytes_stored", json_integer((json_int_t)d->bytes_stored));
+        json_object_set_new(o, "chunks_copied", json_integer((json_int_t)d->chunks_copied));
     }
     json_object_set_new(o, "seconds", json_real(d->seconds));
     json_object_set_new(o, "checksum",

@@ -9,7 +9,8 @@
  *
  * "warnings" is the number of warnings logged; "error" is the disk's error message. A disk
  * backed up into a repository also has "bytes_new" (raw bytes of the chunks the repository
- * did not hold) and "bytes_stored" (bytes of the objects put for them); a run that committed
+ * did not hold), "bytes_stored" (bytes of the objects put for them) and "chunks_copied"
+ * (chunks an inc took from its base without reading them); a run that committed
  * a repository snapshot has a top-level "snapshot" (its id) after "warnings". */
 #ifndef VB_SUMMARY_H
 #define VB_SUMMARY_H
@@ -28,8 +29,8 @@ struct summary_disk {
     uint64_t extents;
     uint64_t bytes_read;
     uint64_t bytes_written;
-    bool repository; /* bytes_new and bytes_stored are given */
-    uint64_t bytes_new, bytes_stored;
+    bool repository; /* bytes_new, bytes_stored and chunks_copied are given */
+    uint64_t bytes_new, bytes_stored, chunks_copied;
     double seconds;
     bool have_checksum;
     uint32_t checksum;

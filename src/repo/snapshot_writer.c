@@ -290,6 +290,25 @@ int repo_disk_writer_put_zero(struct repo_disk_writer *w, uint64_t offset, struc
     return rc;
 }
 
+int repo_disk_writer_put_digest(struct repo_disk_writer *w, uint64_t offset, const repo_digest *d,
+                                struct vb_error *err)
+{
+    uint64_t n = 0;
+    if (check_offset(w, offset, &n, err) < 0)
+        return -1;
+    pthread_mutex_lock(&w->lock);
+    int rc = claim_locked(w, n, err);
+    if (rc == 0) {
+        w->digests[n] = *d;
+        if (repo_digest_is_zero(d))
+            w->stats.chunks_zero++;
+        else
+            w->stats.chunks_copied++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
 static void stop_workers(struct repo_disk_writer *w)
 {
     pthread_mutex_lock(&w->lock);

@@ -23,9 +23,10 @@ struct repo_disk_stats {
     uint64_t bytes_read;
     uint64_t bytes_new;
     uint64_t bytes_stored;
-    uint64_t chunks;      /* chunks of the disk */
-    uint64_t chunks_zero; /* of them all-zero, not stored */
-    uint64_t chunks_new;  /* of them put */
+    uint64_t chunks;        /* chunks of the disk */
+    uint64_t chunks_zero;   /* of them all-zero, not stored */
+    uint64_t chunks_new;    /* of them put */
+    uint64_t chunks_copied; /* of them taken from an earlier snapshot's index, not read */
 };
 
 /* A writer for a disk of virtual_size bytes cut at the repository's chunk size, with threads
@@ -56,6 +57,12 @@ void repo_disk_writer_release(struct repo_disk_writer *w, void *buf);
 
 /* Marks the chunk at offset all-zero without giving its bytes (an unallocated range). */
 int repo_disk_writer_put_zero(struct repo_disk_writer *w, uint64_t offset, struct vb_error *err);
+
+/* Takes the chunk at offset from an earlier snapshot's index without its bytes: d is its
+ * digest there (all zero bytes: an all-zero chunk). The caller has checked that the chunk
+ * exists (repo_chunk_check); counted as chunks_copied, never as bytes read. */
+int repo_disk_writer_put_digest(struct repo_disk_writer *w, uint64_t offset, const repo_digest *d,
+                                struct vb_error *err);
 
 /* Waits for the workers, refuses a disk with a chunk never given, puts the index and sets
  * *index_digest (the key of the index) and *stats. The writer is spent either way. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backup_job.h"
+#include "index.h"
 #include "testutil.h"
 
 static struct vb_disk disks[] = {
@@ -62,6 +63,32 @@ static void test_backup_unix(void)
               "    <disk name='vda' backup='no'/>\n"
               "    <disk name='vdb' backup='yes' type='file'>\n"
               "      <scratch file='/tmp/x&amp;y/scratch.vdb'/>\n"
+              "    </disk>\n"
+              "    <disk name='sda' backup='no'/>\n"
+              "  </disks>\n"
+              "</domainbackup>\n");
+
+    /* a repository incremental: a disk without a base is exported whole */
+    struct repo_index base = {0};
+    struct disk_job rvda = {.disk = &disks[0], .repo = (struct repo *)1, .base = &base},
+                    rvdb = {.disk = &disks[2], .repo = (struct repo *)1};
+    struct disk_job *two[] = {&rvda, &rvdb};
+    spec = (struct job_spec){.socket = "/s",
+                             .dir = "/d",
+                             .disks = two,
+                             .ndisks = 2,
+                             .info = &info,
+                             .incremental = "virtnbdbackup.0123456789abcdef0123456789abcdef.4"};
+    check_xml(job_backup_xml(&spec),
+              "<domainbackup mode='pull'>\n"
+              "  <server transport='unix' socket='/s'/>\n"
+              "  <incremental>virtnbdbackup.0123456789abcdef0123456789abcdef.4</incremental>\n"
+              "  <disks>\n"
+              "    <disk name='vda' backup='yes' type='file'>\n"
+              "      <scratch file='/d/scratch.vda'/>\n"
+              "    </disk>\n"
+              "    <disk name='vdb' backupmode='full' backup='yes' type='file'>\n"
+              "      <scratch file='/d/scratch.vdb'/>\n"
               "    </disk>\n"
               "    <disk name='sda' backup='no'/>\n"
               "  </disks>\n"

@@ -405,6 +405,44 @@ static void test_writer_limits(void)
     repo_close(r);
 }
 
+/* an incremental's chunks taken from its base by digest: not read, counted as copied (an
+ * all-zero one as zero), in the index as given; a chunk is still given once */
+static void test_writer_put_digest(void)
+{
+    struct repo_config cfg;
+    repo_config_default(&cfg);
+    cfg.chunk_size = 64 << 10;
+    struct vb_error err = {0};
+    CHECK(repo_init(test_path("inc"), &cfg, &err) == 0);
+    struct repo *r = repo_open(test_path("inc"), &err);
+    if (!r)
+        return;
+    const size_t cs = cfg.chunk_size;
+    unsigned char *data = malloc(cs);
+    test_fill(data, cs, 7);
+    repo_digest d, zero = {0}, idx_digest;
+    repo_digest_of(data, cs, &d);
+    struct repo_disk_writer *w = repo_disk_writer_new(r, 3 * cs, 1, &err);
+    CHECK(w && repo_disk_writer_put(w, 0, data, cs, cs, &err) == 0);
+    CHECK(w && repo_disk_writer_put_digest(w, cs, &d, &err) == 0);
+    CHECK(w && repo_disk_writer_put_digest(w, 2 * cs, &zero, &err) == 0);
+    CHECK(w && repo_disk_writer_put_digest(w, cs, &d, &err) == -1);
+    CHECK_MSG(has(&err, "given twice"), "%s", err.msg);
+    struct repo_disk_stats st = {0};
+    CHECK_MSG(w && repo_disk_writer_finish(w, &idx_digest, &st, &err) == 0, "%s", err.msg);
+    CHECK(st.chunks == 3 && st.chunks_copied == 1 && st.chunks_zero == 1 && st.chunks_new == 1);
+    CHECK(st.bytes_read == cs && st.bytes_new == cs);
+    struct repo_index idx = {0};
+    CHECK(repo_get_index(r, &idx_digest, &idx, &err) == 0 && idx.n == 3);
+    if (idx.n == 3)
+        CHECK(memcmp(&idx.digests[0], &d, sizeof d) == 0 &&
+              memcmp(&idx.digests[1], &d, sizeof d) == 0 && repo_digest_is_zero(&idx.digests[2]));
+    repo_index_free(&idx);
+    repo_disk_writer_free(w);
+    free(data);
+    repo_close(r);
+}
+
 static void test_snapshots(void)
 {
     struct repo_config cfg;
@@ -578,6 +616,7 @@ int main(void)
     test_init_open();
     test_chunks();
     test_writer_limits();
+    test_writer_put_digest();
     test_init_race();
     test_indexes();
     test_snapshots();
