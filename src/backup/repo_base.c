@@ -37,9 +37,7 @@ static int collect_id(void *ctx, const char *uuid, const char *id, struct vb_err
     return 0;
 }
 
-/* The newest snapshot recording one of this repository's checkpoints into *base (of the
- * snapshots of one second, the one of the highest n); base->id[0] == 0 when none does. */
-static int newest_base(struct backup_run *r, struct repo_manifest *base, struct vb_error *err)
+int repo_base_newest(struct backup_run *r, struct repo_manifest *base, struct vb_error *err)
 {
     struct id_list l = {0};
     const size_t second = sizeof "YYYYmmddTHHMMSSZ" - 1;
@@ -52,6 +50,7 @@ static int newest_base(struct backup_run *r, struct repo_manifest *base, struct 
         struct vb_error merr = {0};
         long k = -1;
         if (repo_get_manifest(r->repo, r->info.uuid, l.ids[i], &m, &merr) < 0)
+            /* no base; its checkpoint goes as an orphan */
             vb_warn("%s: not a base", merr.msg);
         else if (m.has_checkpoint)
             k = repo_checkpoint_number(m.checkpoint.name, r->repo->config.id);
@@ -74,7 +73,7 @@ int repo_base_find(struct backup_run *r, struct vb_error *err)
     struct repo_manifest *m = calloc(1, sizeof *m);
     if (!m)
         return vb_error_set(err, "out of memory");
-    if (newest_base(r, m, err) < 0) {
+    if (repo_base_newest(r, m, err) < 0) {
         repo_manifest_free(m);
         free(m);
         return -1;

@@ -16,55 +16,19 @@
 #include "repo.h"
 #include "repo_checkpoint.h"
 #include "run_internal.h"
-#include "vector.h"
 
-struct id_list {
-    char **ids;
-    size_t n, cap;
-};
-
-static int collect_id(void *ctx, const char *uuid, const char *id, struct vb_error *err)
-{
-    (void)uuid;
-    struct id_list *l = ctx;
-    if (vb_vector_grow(&l->ids, &l->cap, l->n + 1, sizeof *l->ids) < 0 ||
-        !(l->ids[l->n] = strdup(id)))
-        return vb_error_set(err, "out of memory");
-    l->n++;
-    return 0;
-}
-
-/* n of the checkpoint the domain's newest snapshot that records one of this repository's
- * names, or -1 when none does. Ids sort by their second, then at random: of the snapshots
- * of that second, the highest n. */
+/* n of the checkpoint the domain's newest snapshot records of this repository, or -1 when
+ * none does. */
 static int newest_recorded(struct backup_run *r, long *n, struct vb_error *err)
 {
-    struct id_list l = {0};
+    struct repo_manifest m = {0};
     *n = -1;
-    const size_t second = sizeof "YYYYmmddTHHMMSSZ" - 1;
-    const char *found = NULL; /* the id of the first (newest) snapshot found */
-    int rc = repo_list_snapshots(r->repo, r->info.uuid, collect_id, &l, err);
-    for (size_t i = l.n; rc == 0 && i-- > 0;) {
-        if (found && strncmp(found, l.ids[i], second) != 0)
-            break;
-        struct repo_manifest m = {0};
-        struct vb_error merr = {0};
-        long k = -1;
-        /* a snapshot that cannot be read is no base: its checkpoint goes as an orphan */
-        if (repo_get_manifest(r->repo, r->info.uuid, l.ids[i], &m, &merr) < 0)
-            vb_warn("%s", merr.msg);
-        else if (m.has_checkpoint)
-            k = repo_checkpoint_number(m.checkpoint.name, r->repo->config.id);
-        repo_manifest_free(&m);
-        if (k >= 0 && !found)
-            found = l.ids[i];
-        if (k > *n)
-            *n = k;
-    }
-    for (size_t i = 0; i < l.n; i++)
-        free(l.ids[i]);
-    free(l.ids);
-    return rc;
+    if (repo_base_newest(r, &m, err) < 0)
+        return -1;
+    if (m.id[0])
+        *n = repo_checkpoint_number(m.checkpoint.name, r->repo->config.id);
+    repo_manifest_free(&m);
+    return 0;
 }
 
 /* Bitmaps named for this repository with an n above `above` that no checkpoint owns (their

@@ -103,6 +103,10 @@ int repo_checkpoint_creation_time(const char *xml, int64_t *t, struct vb_error *
  * and chunks; sets r->parent and each usable job's base, or turns the run into a full read.
  * drop: libvirt refused the base's bitmap at the job's start (why): every disk in full. */
 int repo_base_find(struct backup_run *r, struct vb_error *err);
+/* The domain's newest snapshot that records one of this repository's checkpoints, into
+ * *base (of the snapshots of one second, ids sort at random: the one of the highest n);
+ * base->id[0] == 0 when none does. A manifest that cannot be read is passed over, warned. */
+int repo_base_newest(struct backup_run *r, struct repo_manifest *base, struct vb_error *err);
 int repo_base_check(struct backup_run *r, struct vb_error *err);
 void repo_base_drop(struct backup_run *r, const char *why);
 void repo_base_free(struct backup_run *r);

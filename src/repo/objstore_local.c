@@ -196,52 +196,45 @@ static int sync_key_dir(struct local_store *ls, const char *key, int dfd, struct
     return 0;
 }
 
-static int local_put(struct repo_store *s, const char *key, const void *data, size_t len,
-                     struct vb_error *err)
+/* put and put_new: the synced temporary file renamed over the key, or (exclusive)
+ * hard-linked to it, which fails where a name exists: of several writers exactly one links
+ * (1 for the others). */
+static int put_object(struct repo_store *s, const char *key, const void *data, size_t len,
+                      bool exclusive, struct vb_error *err)
 {
     struct local_store *ls = local_of(s);
     if (check_key(key, false, err) < 0)
         return vb_error_prefix(err, "put");
-    int dfd;
-    const char *leaf;
+    int dfd = -1;
+    const char *leaf = NULL;
     char tmp[NAME_MAX + 1];
     if (write_temporary(ls, key, data, len, &dfd, &leaf, tmp, err) < 0)
         return -1;
-    if (renameat(dfd, tmp, dfd, leaf) < 0) {
-        vb_error_errno(err, "put %s: renaming the temporary file to %s/%s", key, ls->dir, key);
+    int done = exclusive ? linkat(dfd, tmp, dfd, leaf, 0) : renameat(dfd, tmp, dfd, leaf);
+    int saved = errno;
+    if (exclusive || done < 0)
         unlinkat(dfd, tmp, 0);
+    if (done < 0) {
         close(dfd);
-        return -1;
+        if (exclusive && saved == EEXIST)
+            return 1;
+        errno = saved;
+        return vb_error_errno(err, "put %s: %s the temporary file to %s/%s", key,
+                              exclusive ? "linking" : "renaming", ls->dir, key);
     }
     return sync_key_dir(ls, key, dfd, err);
 }
 
-/* A hard link is made only where no name exists: of several writers exactly one links. */
+static int local_put(struct repo_store *s, const char *key, const void *data, size_t len,
+                     struct vb_error *err)
+{
+    return put_object(s, key, data, len, false, err);
+}
+
 static int local_put_new(struct repo_store *s, const char *key, const void *data, size_t len,
                          struct vb_error *err)
 {
-    struct local_store *ls = local_of(s);
-    if (check_key(key, false, err) < 0)
-        return vb_error_prefix(err, "put");
-    int dfd;
-    const char *leaf;
-    char tmp[NAME_MAX + 1];
-    if (write_temporary(ls, key, data, len, &dfd, &leaf, tmp, err) < 0)
-        return -1;
-    int linked = linkat(dfd, tmp, dfd, leaf, 0);
-    int link_errno = errno;
-    unlinkat(dfd, tmp, 0);
-    if (linked < 0 && link_errno == EEXIST) {
-        close(dfd);
-        return 1;
-    }
-    if (linked < 0) {
-        errno = link_errno;
-        vb_error_errno(err, "put %s: linking the temporary file to %s/%s", key, ls->dir, key);
-        close(dfd);
-        return -1;
-    }
-    return sync_key_dir(ls, key, dfd, err);
+    return put_object(s, key, data, len, true, err);
 }
 
 static int local_get(struct repo_store *s, const char *key, uint64_t off, size_t len, void **data,
