@@ -1,6 +1,7 @@
 #include "repo_checkpoint.h"
 
-#include <limits.h>
+#include "checkpoint_number.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -32,16 +33,7 @@ long repo_checkpoint_number(const char *name, const char *repo_id)
         return -1;
     if (repo_id && strncmp(id, repo_id, ID_LEN) != 0)
         return -1;
-    const char *digits = id + ID_LEN + 1;
-    if (!*digits || (digits[0] == '0' && digits[1]))
-        return -1;
-    long n = 0;
-    for (const char *p = digits; *p; p++) {
-        if (*p < '0' || *p > '9' || n > (LONG_MAX - (*p - '0')) / 10)
-            return -1;
-        n = n * 10 + (*p - '0');
-    }
-    return n;
+    return stream_checkpoint_digits(id + ID_LEN + 1);
 }
 
 bool repo_checkpoint_is_repository(const char *name)

@@ -3,13 +3,9 @@
 #include <limits.h>
 #include <string.h>
 
-long stream_checkpoint_number(const char *name)
+long stream_checkpoint_digits(const char *digits)
 {
-    static const char prefix[] = STREAM_CHECKPOINT_PREFIX ".";
-    if (!name || strncmp(name, prefix, sizeof prefix - 1) != 0)
-        return -1;
-    const char *digits = name + sizeof prefix - 1;
-    if (!*digits || (digits[0] == '0' && digits[1]))
+    if (!digits || !*digits || (digits[0] == '0' && digits[1]))
         return -1;
     long n = 0;
     for (const char *p = digits; *p; p++) {
@@ -18,4 +14,12 @@ long stream_checkpoint_number(const char *name)
         n = n * 10 + (*p - '0');
     }
     return n;
+}
+
+long stream_checkpoint_number(const char *name)
+{
+    static const char prefix[] = STREAM_CHECKPOINT_PREFIX ".";
+    if (!name || strncmp(name, prefix, sizeof prefix - 1) != 0)
+        return -1;
+    return stream_checkpoint_digits(name + sizeof prefix - 1);
 }

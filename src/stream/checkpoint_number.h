@@ -9,6 +9,9 @@
 #define STREAM_CHECKPOINT_PREFIX "virtnbdbackup"
 
 /* N, or -1 if name is not of that form (or N does not fit in a long). */
+/* The number N written as checkpoint names end (decimal, no sign, no leading zero, fits a
+ * long), or -1. */
+long stream_checkpoint_digits(const char *digits);
 long stream_checkpoint_number(const char *name);
 
 #endif
