@@ -230,9 +230,13 @@ static int prepare_offline_diff(struct backup_run *r, struct vb_error *err)
 
 int commit_chain(struct backup_run *r, struct vb_error *err)
 {
-    if (r->level == LEVEL_FULL) {
-        cpt_free(&r->cpt);
-        /* a new chain: old checkpoint XML is of no use any more */
+    if (r->level == LEVEL_FULL || r->new_base) {
+        /* a full starts a new list; a new base keeps it, since numbers never repeat in a
+         * directory (virtbackup-stream(5), CHAINS) */
+        if (r->level == LEVEL_FULL)
+            cpt_free(&r->cpt);
+        /* the old chain's checkpoints are gone from libvirt with their bitmaps: their saved XML
+         * must not be redefined by a later run (ours or virtnbdbackup's) */
         char pat[4200];
         snprintf(pat, sizeof pat, "%s/*.xml", r->checkpointdir);
         glob_t g;
