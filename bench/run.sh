@@ -451,12 +451,24 @@ repo_inc_writes() {
         "$offs" | virsh -q -c "$BL_URI" >"$BL_LOGDIR/repo-inc.writes.log" 2>&1 ||
         bl_die "qemu-io writes on $dom failed: $(tail -3 "$BL_LOGDIR/repo-inc.writes.log")"
     for i in $(seq 1 600); do
-        if [ "$(tail -c +"$((before + 1))" "$logf" | grep -c "^wrote $len/$len bytes")" -ge "$n" ]; then
+        if [ "$(repo_inc_log_since "$logf" "$before" | grep -c "^wrote $len/$len bytes")" -ge "$n" ]; then
             return 0
         fi
         sleep 0.05
     done
-    bl_die "qemu-io writes on $dom did not all take effect; log: $(tail -c +"$((before + 1))" "$logf" | tail -5)"
+    bl_die "qemu-io writes on $dom did not all take effect; log: $(repo_inc_log_since "$logf" "$before" | tail -5)"
+}
+
+# repo_inc_log_since LOG OFFSET: what the domain log gained since it was OFFSET bytes long;
+# virtlogd rotates a log that outgrows its limit (2 MiB) into LOG.0, which thousands of
+# qemu-io writes per round reach
+repo_inc_log_since() {
+    if [ "$(stat -c %s "$1")" -ge "$2" ]; then
+        tail -c +"$(($2 + 1))" "$1"
+    else
+        tail -c +"$(($2 + 1))" "$1.0" 2>/dev/null || true
+        cat "$1"
+    fi
 }
 
 # repo_inc_one PATTERN TOOL ROUND BYTES DOMAIN: one timed inc and its notes
