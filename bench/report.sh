@@ -68,8 +68,16 @@ summarise() {
           info("ten clones: repository (4 MiB chunks, the default) holds x one VM"; metric("clones-virtbackup-repo")),
           info("ten clones: ten -z directories hold x one VM"; metric("clones-virtbackup-z")),
           info("second full of an unchanged VM: repository wall time vs -z into a new directory"; ratio(get("repo-again"; "virtbackup-repo").wall_s; get("repo-again"; "virtbackup-z").wall_s)),
-          info("second full of an unchanged VM: bytes a -z full into a new directory stored / bytes the repository added"; ratio(metric("repo-again-added-virtbackup-z"); metric("repo-again-added-virtbackup-repo")))
-        ]
+          info("second full of an unchanged VM: bytes a -z full into a new directory stored / bytes the repository added"; ratio(metric("repo-again-added-virtbackup-z"); metric("repo-again-added-virtbackup-repo"))),
+          target("nightly inc into a repository, 4 MiB aligned writes: time vs the directory inc"; ratio(get("repo-inc-aligned"; "virtbackup-repo").wall_s; get("repo-inc-aligned"; "virtbackup-dir").wall_s); "<="; 1.2; ""),
+          info("nightly inc into a repository of 1 MiB chunks, 4 MiB aligned writes: time vs the directory inc"; ratio(get("repo-inc-aligned"; "virtbackup-repo1m").wall_s; get("repo-inc-aligned"; "virtbackup-dir").wall_s))
+        ],
+        # the repo-inc case: per write pattern and output, medians over the rounds
+        repo_inc: [$sum[] | select(.case | startswith("repo-inc-")) | (.case | ltrimstr("repo-inc-")) as $p
+          | "repo-inc-\($p)-\(.tool)" as $k
+          | {pattern: $p, tool, runs, changed: .bytes, wall_s, cpu_s,
+             read: metric("\($k)-read"), new: metric("\($k)-new"), stored: metric("\($k)-stored"),
+             amplification: metric("\($k)-amp")}]
       }' "$in"
 }
 
@@ -106,6 +114,14 @@ render() {
         "|---|---:|---:|---:|---:|---:|---:|",
         (get("full"; "virtbackup") | if . then "| defaults (case full) | \(.runs) | \(f(.wall_s)) | \(f(.wall_min_s)) | \(f(.mb_per_s)) | \(f(.cpu_s)) | \(f(.peak_rss_mib)) |" else empty end),
         (.summary[] | select(.case == "sweep") | "| \(.env) | \(.runs) | \(f(.wall_s)) | \(f(.wall_min_s)) | \(f(.mb_per_s)) | \(f(.cpu_s)) | \(f(.peak_rss_mib)) |")
+      else empty end),
+      (if ((.repo_inc // []) | length) > 0 then
+        "\n## Nightly incremental: repository vs directory, per write pattern (repo-inc)\n",
+        "Each round changes the same bytes (changed) with one pattern; amplification = bytes read / bytes changed; new = bytes of data the output gained (directory: written; repository: new chunks, raw), stored = after compression. Medians over the rounds.\n",
+        "| pattern | output | runs | wall s | CPU s | changed MiB | read MiB | amplification | new MiB | stored MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        (.repo_inc | sort_by([({"aligned": 0, "64k": 1, "4k": 2}[.pattern] // 3), .tool])[]
+          | "| \(.pattern) | \({"virtbackup-dir": "directory", "virtbackup-repo": "repository, 4 MiB chunks", "virtbackup-repo1m": "repository, 1 MiB chunks"}[.tool] // .tool) | \(.runs) | \(f(.wall_s)) | \(f(.cpu_s)) | \(f(.changed / 1048576)) | \(f(if .read then .read / 1048576 else null end)) | \(f(.amplification)) | \(f(if .new then .new / 1048576 else null end)) | \(f(if .stored then .stored / 1048576 else null end)) |")
       else empty end),
       (if (.failed | length) > 0 then "\n## Failed runs (not in the medians)\n", (.failed[] | "- \(.case) / \(.tool) rep \(.rep): exit \(.rc)\(if .env then " (\(.env))" else "" end)\(if .error then ": \(.error)" else "" end)") else empty end),
       "\n## Notes\n",

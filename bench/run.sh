@@ -26,6 +26,10 @@
 #   repo-disk the same as repo with the outputs on disk (the work dir's file system) and the
 #             page cache dropped before every command: the image read from disk, the
 #             committed bytes written back (not in the default list)
+#   repo-inc  (not in the default list; BENCH_QUICK=1 sizes fit a 2-core VM) the nightly
+#             incremental into a repository (4 MiB chunks and --chunk-size 1M) vs into a
+#             directory, for 1% of the disk changed by 4 MiB aligned, scattered 64 KiB and
+#             scattered 4 KiB writes: time, bytes read, bytes stored, amplification
 #   repo-again  the second full backup of the unchanged main disk into the same repository
 #             (what a monthly full costs there) vs a -z full into a new directory: wall time
 #             and bytes each added
@@ -122,6 +126,19 @@ configure() {
     # clones) live on disk next to the corpus.
     CLONE_COUNT=10
     CLONE_CHANGE_PERCENT=5
+    # repo-inc: its disk copy, and the outputs of three chains; the scattered writes touch
+    # nearly every chunk, so each round's repository incs store about the disk's data again,
+    # twice (4 MiB and 1 MiB chunks); aligned writes store only what changed
+    if want_case repo-inc; then
+        local gib
+        gib=$(numfmt --from=iec --to-unit=1073741824 --round=up "$VSIZE")
+        NEED_DISK_GIB=$((NEED_DISK_GIB + gib))
+        if [[ "${BENCH_REPO_INC_PATTERNS:-4k}" == *k* ]]; then
+            NEED_OUT_GIB=$((NEED_OUT_GIB + REPS * gib))
+        else
+            NEED_OUT_GIB=$((NEED_OUT_GIB + 1))
+        fi
+    fi
     if want_case clones; then
         NEED_DISK_GIB=$((NEED_DISK_GIB + (CLONE_COUNT + 1) * $(numfmt --from=iec --to-unit=1073741824 --round=up "$CLONE_VSIZE")))
     fi
@@ -238,6 +255,9 @@ build_main_corpus() {
     bl_note corpus-main "$VSIZE virtual, $MAIN_BYTES bytes of data (ext4 $FS_SIZE from ${FS_TREE[*]}, sparse-random ${RAND_PERCENT}% from $RAND_OFF, $ZERO_RUNS zero runs of $ZERO_LEN)"
     # Copies for the incremental case, made before the first backup so that they carry no
     # bitmaps: each tool keeps its own chain of checkpoints on its own domain.
+    if want_case repo-inc; then
+        cp --sparse=always "$img" "$BL_WORKDIR/repoinc.qcow2"
+    fi
     if want_case inc; then
         cp --sparse=always "$img" "$BL_WORKDIR/ours.qcow2"
         cp --sparse=always "$img" "$BL_WORKDIR/oursz.qcow2"
@@ -248,7 +268,7 @@ build_main_corpus() {
 }
 
 build_corpus() {
-    if want_case full || want_case repo || want_case repo-disk || want_case repo-again || want_case inc || want_case restore ||
+    if want_case full || want_case repo || want_case repo-disk || want_case repo-again || want_case repo-inc || want_case inc || want_case restore ||
         want_case remote; then
         build_main_corpus
     fi
@@ -387,6 +407,142 @@ case_repo_again() {
             repo_again_one "$t" "$rep"
         done
     done
+}
+
+# Case: the nightly incremental into a repository vs into a stream directory, for three
+# write patterns of the same amount of change (CHANGE_COUNT x CHANGE_LEN bytes, 1% of the
+# disk): CHANGE_LEN-aligned writes of CHANGE_LEN (4 MiB), scattered 64 KiB writes, scattered
+# 4 KiB writes. One domain on its own copy of the main disk carries three chains, each with
+# its own checkpoints: a directory, a repository of the default 4 MiB chunks and one of
+# `--chunk-size 1M` (their fulls are not timed). Each round writes one pattern, then times
+# the three incs (taking turns going first). Notes give, per inc, the bytes read, the bytes
+# the output gained (directory: written; repository: new chunks raw and stored) and the
+# amplification: bytes read / bytes changed (a repository reads every chunk a write
+# touches, whole).
+# BENCH_REPO_INC_PATTERNS: a subset (e.g. "aligned" for the full-size corpus, whose outputs
+# would not hold the scattered patterns' rounds in memory)
+REPO_INC_PATTERNS="${BENCH_REPO_INC_PATTERNS:-aligned 64k 4k}"
+
+# repo_inc_offsets PATTERN ROUND: distinct offsets of the pattern's writes, one a line
+repo_inc_offsets() {
+    local len
+    len=$(repo_inc_len "$1")
+    python3 - "$2" "$(numfmt --from=iec "$VSIZE")" "$len" "$((CHANGE_COUNT * CHANGE_LEN / len))" "$1" <<'EOF'
+import random, sys
+rnd, vsize, ln, count, pattern = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+r = random.Random(3000 + rnd * 10 + {"aligned": 0, "64k": 1, "4k": 2}[pattern])
+for o in sorted(r.sample(range(vsize // ln), count)):
+    print(o * ln)
+EOF
+}
+
+repo_inc_len() {
+    case "$1" in
+    aligned) echo "$CHANGE_LEN" ;;
+    64k) echo 65536 ;;
+    4k) echo 4096 ;;
+    esac
+}
+
+# repo_inc_writes DOMAIN SRCDIR LEN OFFSETS_FILE: one HMP qemu-io write of LEN bytes per
+# offset, the Nth from file SRCDIR/N (each write its own data: identical writes would
+# deduplicate in a repository), all through one virsh (thousands of writes: a virsh per
+# write would take minutes); then checks that the domain log shows every "wrote" line.
+repo_inc_writes() {
+    local dom="$1" src="$2" len="$3" offs="$4" path logf before n i
+    path=$(bl_qom_path "$dom" vda)
+    logf="/var/log/libvirt/qemu/$dom.log"
+    before=$(stat -c %s "$logf")
+    n=$(wc -l <"$offs")
+    awk -v d="$dom" -v p="$path" -v s="$src" -v l="$len" \
+        '{printf "qemu-monitor-command %s --hmp '"'"'qemu-io -d %s \"write -s %s/%d %s %s\"'"'"'\n", d, p, s, NR, $1, l}
+         END {printf "qemu-monitor-command %s --hmp '"'"'qemu-io -d %s \"flush\"'"'"'\n", d, p}' \
+        "$offs" | virsh -q -c "$BL_URI" >"$BL_LOGDIR/repo-inc.writes.log" 2>&1 ||
+        bl_die "qemu-io writes on $dom failed: $(tail -3 "$BL_LOGDIR/repo-inc.writes.log")"
+    for i in $(seq 1 600); do
+        if [ "$(repo_inc_log_since "$logf" "$before" | grep -c "^wrote $len/$len bytes")" -ge "$n" ]; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    bl_die "qemu-io writes on $dom did not all take effect; log: $(repo_inc_log_since "$logf" "$before" | tail -5)"
+}
+
+# repo_inc_log_since LOG OFFSET: what the domain log gained since it was OFFSET bytes long;
+# virtlogd rotates a log that outgrows its limit (2 MiB) into LOG.0, which thousands of
+# qemu-io writes per round reach
+repo_inc_log_since() {
+    if [ "$(stat -c %s "$1")" -ge "$2" ]; then
+        tail -c +"$(($2 + 1))" "$1"
+    else
+        tail -c +"$(($2 + 1))" "$1.0" 2>/dev/null || true
+        cat "$1"
+    fi
+}
+
+# repo_inc_one PATTERN TOOL ROUND BYTES DOMAIN: one timed inc and its notes
+repo_inc_one() {
+    local pattern="$1" tool="$2" round="$3" bytes="$4" dom="$5" out js="$BL_LOGDIR/repo-inc-$1.$2.$3.json"
+    case "$tool" in
+    virtbackup-dir) out="$BL_OUT/repo-inc.dir" ;;
+    virtbackup-repo) out="$BL_OUT/repo-inc.repo" ;;
+    virtbackup-repo1m) out="$BL_OUT/repo-inc.repo1m" ;;
+    esac
+    bl_measure "repo-inc-$pattern" "$tool" "$round" "$bytes" "$VIRTBACKUP" -d "$dom" -l inc -o "$out" -n --json="$js" || return 0
+    local read new stored key="repo-inc-$pattern-$tool"
+    read=$(jq '[.disks[].bytes_read] | add' "$js")
+    if [ "$tool" = virtbackup-dir ]; then
+        new=$(jq '[.disks[].bytes_written] | add' "$js")
+        stored=$new
+    else
+        new=$(jq '[.disks[].bytes_new] | add' "$js")
+        stored=$(jq '[.disks[].bytes_stored] | add' "$js")
+    fi
+    bl_note "$key-read" "round $round: $tool read $read bytes for $bytes bytes changed ($pattern)" "$read"
+    bl_note "$key-new" "round $round: $tool added $new bytes of data ($stored bytes stored)" "$new"
+    bl_note "$key-stored" "round $round: $tool stored $stored bytes" "$stored"
+    bl_note "$key-amp" "round $round: $tool amplification (bytes read / bytes changed)" \
+        "$(awk -v r="$read" -v b="$bytes" 'BEGIN {printf "%.3f", r / b}')"
+}
+
+case_repo_inc() {
+    local bytes=$((CHANGE_COUNT * CHANGE_LEN)) dom round pattern t len offs src
+    bl_log "==== case repo-inc: $REPS rounds of each pattern ($REPO_INC_PATTERNS), $bytes bytes changed each"
+    bl_settle
+    dom=$(bl_create_domain repoinc "$BL_WORKDIR/repoinc.qcow2")
+    "$VIRTREPO" -q init "$BL_OUT/repo-inc.repo"
+    "$VIRTREPO" -q init "$BL_OUT/repo-inc.repo1m" --chunk-size 1M
+    "$VIRTBACKUP" -d "$dom" -l full -o "$BL_OUT/repo-inc.dir" -n >"$BL_LOGDIR/repo-inc.full.dir.log" 2>&1
+    "$VIRTBACKUP" -d "$dom" -l full -o "$BL_OUT/repo-inc.repo" -n >"$BL_LOGDIR/repo-inc.full.repo.log" 2>&1
+    "$VIRTBACKUP" -d "$dom" -l full -o "$BL_OUT/repo-inc.repo1m" -n >"$BL_LOGDIR/repo-inc.full.repo1m.log" 2>&1
+    for ((round = 1; round <= REPS; round++)); do
+        for pattern in $REPO_INC_PATTERNS; do
+            len=$(repo_inc_len "$pattern")
+            offs="$BL_WORKDIR/repo-inc.offsets"
+            repo_inc_offsets "$pattern" "$round" >"$offs"
+            # the data of the writes: LEN random bytes each, seeded by round and pattern
+            src="$BL_WORKDIR/repo-inc.src"
+            rm -rf "$src"
+            install -d -o root -g kvm -m 0750 "$src"
+            python3 - "$src" "$len" "$(wc -l <"$offs")" "$((4000 + round * 10))$len" <<'EOF'
+import os, random, sys
+d, ln, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+r = random.Random(seed)
+for i in range(1, n + 1):
+    with open(os.path.join(d, str(i)), "wb") as f:
+        f.write(r.randbytes(ln))
+    os.chmod(os.path.join(d, str(i)), 0o644)
+EOF
+            repo_inc_writes "$dom" "$src" "$len" "$offs"
+            bl_log "repo-inc round $round: $(wc -l <"$offs") writes of $len bytes ($pattern)"
+            for t in $(bl_rotate "$round" virtbackup-dir virtbackup-repo virtbackup-repo1m); do
+                repo_inc_one "$pattern" "$t" "$round" "$bytes" "$dom"
+            done
+        done
+    done
+    bl_note repo-inc-load "1-min load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    bl_remove_domain "$dom"
+    rm -rf "$BL_OUT"/repo-inc.* "$BL_WORKDIR/repoinc.qcow2" "$BL_WORKDIR"/repo-inc.*
 }
 
 # Case: ten VMs cloned from one image. Each clone is its own complete qcow2 (a copy, not a
@@ -823,6 +979,7 @@ main() {
         unset REPO_OUT
     fi
     want_case repo-again && case_repo_again
+    want_case repo-inc && case_repo_inc
     [ "${BENCH_SWEEP:-0}" = 1 ] && case_sweep
     want_case inc && case_inc
     want_case restore && case_restore

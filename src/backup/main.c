@@ -151,6 +151,7 @@ int main(int argc, char **argv)
         .full_every_days = 30,
     };
     struct vb_remote_cli cli = {0};
+    bool full_every_given = false;
     opterr = 0;
     int c;
     /* '+': stop at the first non-option (there are no positional arguments) */
@@ -238,6 +239,7 @@ int main(int argc, char **argv)
             if (!vb_opt_parse_number(optarg, &num) || num < 0 || num > 36500)
                 return bad_usage("invalid --full-every '%s' (days, 0 for never)", optarg);
             o.full_every_days = (int)num;
+            full_every_given = true;
             break;
         case 'e':
             o.strict = true;
@@ -356,6 +358,13 @@ int main(int argc, char **argv)
     }
 
     vb_log_init("virtbackup", o.verbose, o.quiet);
+    /* virtbackup(1), --full-every: a cron line that moved from a repository to a directory
+     * keeps running, warned */
+    if (full_every_given && !o.repository)
+        vb_warn("--full-every applies to a repository output only: ignored for %s",
+                o.zip      ? "the zip stream (-o -)"
+                : o.output ? o.output
+                           : "this run");
     int rc = backup_main(&o);
     vb_remote_cli_free(&cli);
     return rc;

@@ -78,6 +78,14 @@ tb_assert_eq "$rc" 2 "exit status with --strict and a warning"
 grep -q "left by an interrupted run" "$TB_WORKDIR/strict.err" || tb_fail "no warning logged"
 assert_meta "$OUT/vda.inc.virtnbdbackup.1.data" true virtnbdbackup.1 virtnbdbackup.0 false
 
+tb_step "--full-every with a directory output: warned as ignored, the backup runs"
+rc=0
+"$VIRTBACKUP" -n -d "$DOM" -l copy -o "$TB_WORKDIR/fe" --full-every 7 2>"$TB_WORKDIR/fe.err" || rc=$?
+tb_assert_eq "$rc" 0 "exit status of a copy into a directory with --full-every"
+grep -q "warning: --full-every applies to a repository output only: ignored for $TB_WORKDIR/fe" \
+    "$TB_WORKDIR/fe.err" || tb_fail "no warning about --full-every: $(cat "$TB_WORKDIR/fe.err")"
+assert_meta "$TB_WORKDIR/fe/vda.copy.data" false virtnbdbackup.0 "" false
+
 tb_step "locks: a second run on the same domain fails at once naming the holder"
 uuid=$(tb_virsh domuuid "$DOM")
 lock=/run/virtbackup/$uuid.lock
