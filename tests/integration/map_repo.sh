@@ -166,7 +166,6 @@ assert h.pread(4096, 3 << 20) == snap[3 << 20:(3 << 20) + 4096]
 grep -q "disk vda, offset 31457280: chunk $HEX: " "$LOG" ||
     tb_fail "the error does not name the chunk and the disk: $(cat "$LOG")"
 tb_log "as expected: $(grep -m1 "chunk $HEX" "$LOG")"
-tb_log "as expected: $(grep -m1 "chunk $HEX" "$LOG")"
 rc=0
 out=$("$VIRTMAP" -d none -r -i "$R" --verify --run true 2>&1) || rc=$?
 tb_assert_eq 1 "$rc" "exit status of --verify with a damaged chunk"
