@@ -43,7 +43,7 @@ same() {
     for d in vda vdb; do
         vm_run -r -i "$R" "$@" -- \
             "qemu-img compare -f raw -F raw 'nbd+unix:///$d?socket=$SOCK' '$W/$name.$d.raw'" ||
-            tb_fail "$d served with $* differs from the disk as of the $name backup"
+            tb_fail "$d served with $* differs from the disk as of the $name backup: $(tail -3 "$LOG")"
     done
     tb_log "identical: vda and vdb served with $* == the disks as of the $name backup"
 }
