@@ -32,6 +32,7 @@ struct map_export {
     struct chain_index *ci;
     struct stream_source *raw; /* a raw image */
     int raw_fd;                /* its descriptor when it is a local file, else -1 */
+    struct map_source *src;    /* or another data source (map_source.h), owned */
     struct overlay *ovl;       /* NULL: read-only */
     pthread_rwlock_t lock;
 };
@@ -57,6 +58,8 @@ static void export_free(struct map_export *ex)
     chain_index_free(ex->ci);
     free(ex->names);
     stream_source_free(ex->raw);
+    if (ex->src)
+        ex->src->ops->close(ex->src);
     pthread_rwlock_destroy(&ex->lock);
     free(ex->name);
     free(ex->description);
@@ -149,8 +152,37 @@ fail:
     return NULL;
 }
 
+struct map_export *export_open_source(const char *name, struct map_source *src,
+                                      const char *overlay_dir, struct vb_error *err)
+{
+    struct map_export *ex = calloc(1, sizeof *ex);
+    if (!ex) {
+        src->ops->close(src);
+        vb_error_set(err, "out of memory");
+        return NULL;
+    }
+    ex->raw_fd = -1;
+    ex->src = src;
+    ex->size = src->size;
+    pthread_rwlock_init(&ex->lock, NULL);
+    if (!(ex->name = strdup(name)) || !(ex->description = strdup(src->description))) {
+        vb_error_set(err, "out of memory");
+        goto fail;
+    }
+    if (overlay_dir && !(ex->ovl = overlay_open(overlay_dir, name, ex->size, src->identity, err)))
+        goto fail;
+    return ex;
+fail:
+    vb_error_prefix(err, "export %s", name);
+    export_free(ex);
+    return NULL;
+}
+
 int export_verify(struct map_export *ex, struct bset *set, struct vb_error *err)
 {
+    if (ex->src)
+        return ex->src->ops->verify(ex->src, err) < 0 ? vb_error_prefix(err, "export %s", ex->name)
+                                                      : 0;
     for (size_t i = 0; i < ex->nfiles; i++) {
         const char *name = ex->names[i];
         uint32_t sum = 0, want = 0;
@@ -225,6 +257,8 @@ const char *export_description(const struct map_export *ex)
 static int base_read(struct map_export *ex, struct export_io *io, uint64_t off, size_t len,
                      uint8_t *dst, struct vb_error *err)
 {
+    if (ex->src)
+        return ex->src->ops->read(ex->src, off, len, dst, err);
     if (ex->raw) {
         ssize_t n = ex->raw->ops->pread(ex->raw, dst, len, off, err);
         if (n < 0)
@@ -372,6 +406,10 @@ int export_flush(struct map_export *ex, struct vb_error *err)
 int export_cache(struct map_export *ex, struct export_io *io, uint64_t off, uint64_t len,
                  struct vb_error *err)
 {
+    if (ex->src) {
+        ex->src->ops->prefetch(ex->src, off, len);
+        return 0;
+    }
     if (ex->raw) {
         if (ex->raw_fd >= 0)
             (void)posix_fadvise(ex->raw_fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
@@ -393,6 +431,8 @@ int export_cache(struct map_export *ex, struct export_io *io, uint64_t off, uint
 static uint32_t base_status(struct map_export *ex, uint64_t off, uint64_t max, uint64_t *run)
 {
     const uint32_t hole = NBD_STATE_HOLE | NBD_STATE_ZERO;
+    if (ex->src)
+        return ex->src->ops->status(ex->src, off, max, run);
     if (ex->raw && ex->raw_fd < 0) { /* an entry of a zip: say "data", which is always correct */
         *run = max;
         return 0;

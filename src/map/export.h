@@ -1,7 +1,8 @@
 /* One served disk: the block provider behind an NBD export. Reads come from the overlay
  * where the guest wrote, else from the backup chain (chain index, O(log n) per request;
  * compressed streams through the LZ4 block reader and its cache; a raw .copy.data image
- * directly), all read through the backup set's sources (a directory's files, zip entries). Writes,
+ * directly), all read through the backup set's sources (a directory's files, zip entries), or
+ * from a data source (map_source.h: a repository snapshot's disk). Writes,
  * zeroes and trims go to the overlay. A read-write lock keeps a write's read-modify-write of
  * partial blocks and its map update atomic against readers and other writers of every connection,
  * which is what makes multi-conn safe: all connections see one overlay, and a flush on any of them
@@ -17,6 +18,7 @@
 #include "block_cache.h"
 #include "error.h"
 #include "lz4_reader.h"
+#include "map_source.h"
 #include "plan.h"
 #include "stream_index.h"
 
@@ -35,9 +37,14 @@ void export_io_free(struct export_io *io);
 struct map_export *export_open(const char *name, struct bset *set, const struct bset_chain *dc,
                                const char *overlay_dir, struct block_cache *cache,
                                struct vb_error *err);
+/* An export of another data source (map_source.h: a repository snapshot's disk), which it
+ * owns from now on (also when it fails); its overlay identity is the source's. */
+struct map_export *export_open_source(const char *name, struct map_source *src,
+                                      const char *overlay_dir, struct vb_error *err);
 int export_close(struct map_export *ex, struct vb_error *err);
 /* --verify: every file of the chain read once before serving (LZ4 decoded with its checksums,
- * adler32 against .chksum). A raw .copy.data image has nothing to verify. */
+ * adler32 against .chksum); a data source checks all its data (a repository's chunks, each
+ * against its digest). A raw .copy.data image has nothing to verify. */
 int export_verify(struct map_export *ex, struct bset *set, struct vb_error *err);
 /* The overlay is removed at exit: its map is not saved (overlay_set_temporary). */
 void export_overlay_temporary(struct map_export *ex);

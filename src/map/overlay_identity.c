@@ -151,3 +151,31 @@ void overlay_identity_summary(const char *identity, char *buf, size_t len)
     }
     buf[k] = '\0';
 }
+
+char *overlay_identity_repo(const char *repo_id, const struct repo_manifest *m,
+                            const struct repo_manifest_disk *d, struct vb_error *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) {
+        vb_error_set(err, "out of memory");
+        return NULL;
+    }
+    char hex[65];
+    repo_digest_hex(&d->index, hex);
+    fputs("snapshot ", f);
+    put_escaped(f, m->id);
+    fputs(" of ", f);
+    put_escaped(f, m->vm);
+    fputs(", disk ", f);
+    put_escaped(f, d->target);
+    fprintf(f, " of %" PRIu64 " bytes\n", d->virtual_size);
+    fprintf(f, "repository %s\nvm %s\nsnapshot ", repo_id, m->uuid);
+    put_escaped(f, m->id);
+    fputs("\ndisk ", f);
+    put_escaped(f, d->target);
+    fprintf(f, " size=%" PRIu64 " chunk=%" PRIu32 " index=%s\n", d->virtual_size, d->chunk_size,
+            hex);
+    return finish(f, &buf, err);
+}

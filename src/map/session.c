@@ -29,10 +29,15 @@
 #include "nbd_server.h"
 #include "nbd_tls.h"
 #include "plan.h"
+#include "repo_select.h"
+#include "repo_source.h"
 
 struct session {
     const struct map_options *o;
-    struct bset *set; /* the backup read */
+    struct bset *set;  /* the backup read (of a repository: its config and boot files) */
+    struct repo *repo; /* a repository input, */
+    struct repo_manifest manifest; /* the snapshot chosen */
+    struct fetch_pool *pool;       /* its read-ahead workers */
     struct bset_chain *disks;
     size_t ndisks;
     struct block_cache *cache;
@@ -92,6 +97,14 @@ static int make_tmp_dir(struct session *s, struct vb_error *err)
 static int plan(struct session *s, struct vb_error *err)
 {
     const struct map_options *o = s->o;
+    if (o->repository) { /* the snapshot chosen as virtrestore chooses it */
+        struct repo_selection sel = {.vm = o->vm, .snapshot = o->snapshot, .until = o->until};
+        if (!(s->repo = repo_select_open(o->input, &sel, &s->manifest, err)) ||
+            !(s->set = bset_open_repo_snapshot(s->repo, &s->manifest, err)))
+            return -1;
+        s->ndisks = s->manifest.n_disks;
+        return 0;
+    }
     if (o->input)
         return (s->set = bset_open(o->input, err))
                    ? bset_plan_chains(s->set, NULL, o->until, &s->disks, &s->ndisks, err)
@@ -109,6 +122,8 @@ static int open_exports(struct session *s, struct vb_error *err)
     s->exports = calloc(s->ndisks, sizeof *s->exports);
     if (!s->cache || !s->exports)
         return vb_error_set(err, "out of memory");
+    if (s->repo && !(s->pool = fetch_pool_new(o->threads, err)))
+        return -1;
     if (!o->readonly) {
         if (o->overlay_dir) {
             if (vb_mkdir_p(o->overlay_dir, err) < 0)
@@ -119,8 +134,16 @@ static int open_exports(struct session *s, struct vb_error *err)
         }
     }
     for (size_t i = 0; i < s->ndisks; i++) {
-        const char *name = o->files ? o->export_name : s->disks[i].dev;
-        s->exports[i] = export_open(name, s->set, &s->disks[i], s->overlay_dir, s->cache, err);
+        const char *name = o->files  ? o->export_name
+                           : s->repo ? s->manifest.disks[i].target
+                                     : s->disks[i].dev;
+        if (s->repo) {
+            struct map_source *src = repo_source_open(s->repo, &s->manifest, &s->manifest.disks[i],
+                                                      s->cache, s->pool, err);
+            s->exports[i] = src ? export_open_source(name, src, s->overlay_dir, err) : NULL;
+        } else {
+            s->exports[i] = export_open(name, s->set, &s->disks[i], s->overlay_dir, s->cache, err);
+        }
         if (!s->exports[i])
             return -1;
         if (o->verify && export_verify(s->exports[i], s->set, err) < 0) {
@@ -393,6 +416,7 @@ static int teardown(struct session *s, struct vb_error *err)
     listeners_close(&s->listeners);
     nbd_server_free(s->srv);
     nbd_tls_free(s->tls);
+    fetch_pool_free(s->pool); /* no read-ahead job runs on an export being closed */
     for (size_t i = 0; i < s->nexports; i++) {
         struct vb_error e2 = {0};
         if (export_close(s->exports[i], &e2) < 0 && rc == 0) {
@@ -412,6 +436,8 @@ static int teardown(struct session *s, struct vb_error *err)
     }
     bset_chains_free(s->disks, s->ndisks);
     bset_free(s->set);
+    repo_manifest_free(&s->manifest);
+    repo_close(s->repo);
     if (s->tmp_dir) {
         remove_tmp_dir(s->tmp_dir);
         free(s->tmp_dir);
@@ -461,9 +487,12 @@ int map_session_run(const struct map_options *o)
         start_acceptor(&s, &err) < 0 || attach_devices(&s, &err) < 0)
         goto out;
     char ident[256];
-    if (o->boot && !(s.vm = boot_start(o, s.set, s.tmp_dir, s.listeners.socket_path,
-                                       bset_chain_ident(&s.disks[0], ident, sizeof ident),
-                                       s.exports, s.nexports, &err)))
+    if (s.repo)
+        snprintf(ident, sizeof ident, "%s", s.manifest.id);
+    if (o->boot &&
+        !(s.vm = boot_start(o, s.set, s.tmp_dir, s.listeners.socket_path,
+                            s.repo ? ident : bset_chain_ident(&s.disks[0], ident, sizeof ident),
+                            s.exports, s.nexports, &err)))
         goto out;
     if (announce(&s, &err) < 0)
         goto out;

@@ -9,7 +9,10 @@
 struct map_options {
     const char *files;       /* -f FULL[,INC...] */
     const char *export_name; /* -e, with -f */
-    const char *input;       /* -i DIR */
+    const char *input;       /* -i DIR or REPO */
+    bool repository;         /* the input is a repository (repo_is_repository) */
+    const char *vm;          /* --vm, with a repository */
+    const char *snapshot;    /* --snapshot ID|latest, with a repository */
     const char *until;
     const char *listen_address, *listen_port;
     bool listen_tcp; /* -l or -p given: TCP instead of the private unix socket */
@@ -33,6 +36,7 @@ struct map_options {
     const char *uri;         /* libvirt URI for --boot */
     const char *console_log; /* --boot: the VM's serial console also goes to this file */
     unsigned long cache_mb;
+    unsigned threads;   /* read-ahead workers of a repository input */
     const char *tmpdir; /* $TMPDIR: where the overlay's temporary directory goes */
 };
 

@@ -1,0 +1,23 @@
+/* A disk of a repository snapshot (virtbackup-repository(5)) as an export's data source
+ * (map_source.h): chunks fetched on demand through the disk's index, every one decoded and
+ * its SHA-256 checked, kept decoded in the session's block cache (--cache-size); all-zero
+ * chunks read as zeroes without a fetch and are reported as holes. Sequential readers (a
+ * read of chunk n right after one of chunk n-1, on any connection) get the next chunks
+ * fetched ahead in parallel by the fetch pool's workers (--threads). */
+#ifndef VM_REPO_SOURCE_H
+#define VM_REPO_SOURCE_H
+
+#include "block_cache.h"
+#include "error.h"
+#include "fetch_pool.h"
+#include "manifest.h"
+#include "map_source.h"
+#include "repo.h"
+
+/* Disk d of snapshot m of repository r (r, cache and pool outlive the source; pool may be
+ * NULL: no read-ahead). NULL on error. */
+struct map_source *repo_source_open(struct repo *r, const struct repo_manifest *m,
+                                    const struct repo_manifest_disk *d, struct block_cache *cache,
+                                    struct fetch_pool *pool, struct vb_error *err);
+
+#endif
