@@ -279,8 +279,9 @@ static int import_disk(struct import_run *ir, size_t i, size_t k, const char *id
     struct repo_disk_stats st;
     int rc = import_replay_disk(ir->repo, d->has_prev ? &d->prev : NULL, d->check_prev, si,
                                 &md->index, &st, err);
+    /* stream errors name the file already; the repository's do not name the disk */
     if (rc < 0)
-        vb_error_prefix(err, "%s", point_name(dc, k));
+        vb_error_prefix(err, "disk %s", dc->dev);
     else if (has_sum)
         rc = check_file(ir, dc, k, si, err);
     uint64_t size = si->meta.virtual_size;
