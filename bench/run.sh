@@ -800,6 +800,21 @@ restore_one() {
         bl_measure "$case" virtrestore "$rep" "$RESTORE_BYTES" \
             "$VIRTRESTORE" -i "$chain" -o "$out" -n --until virtnbdbackup.3 || rc=$?
         ;;
+    virtrepo-import)
+        # every point of the chain (full + 3 incs) into a new repository; the latest
+        # snapshot restored only to verify it
+        [ "$HAVE_RESTORE" = 1 ] && [ -x "$VIRTREPO" ] || return 0
+        mkdir -p "$out"
+        "$VIRTREPO" -q init "$out/repo"
+        bl_measure import virtrepo "$rep" "$RESTORE_BYTES" \
+            "$VIRTREPO" import "$chain" "$out/repo" || rc=$?
+        if [ "$rc" = 0 ] && [ "$rep" = 1 ]; then
+            "$VIRTRESTORE" -i "$out/repo" -o "$out/r" -n >/dev/null 2>&1 || true
+            verify_restore virtrepo import "$out/r" "$BL_WORKDIR/at3.raw"
+        fi
+        rm -rf "$out"
+        return 0
+        ;;
     nbdcopy)
         mkdir -p "$out"
         bl_measure restore nbdcopy "$rep" "$RESTORE_BYTES" \
@@ -824,7 +839,7 @@ case_restore() {
     cat "$BL_WORKDIR/at3.raw" >/dev/null
     local rep t
     for ((rep = 1; rep <= REPS; rep++)); do
-        for t in $(bl_rotate "$rep" virtnbdrestore virtrestore virtnbdrestore-z virtrestore-z nbdcopy); do
+        for t in $(bl_rotate "$rep" virtnbdrestore virtrestore virtnbdrestore-z virtrestore-z nbdcopy virtrepo-import); do
             restore_one "$t" "$rep"
         done
     done

@@ -28,6 +28,7 @@ void repo_manifest_free(struct repo_manifest *m)
     free(m->checkpoint.name);
     free(m->checkpoint.xml);
     free(m->domain_xml);
+    free(m->source);
     for (size_t i = 0; m->disks && i < m->n_disks; i++) {
         free(m->disks[i].target);
         free(m->disks[i].format);
@@ -204,6 +205,9 @@ static int parse_object(json_t *o, struct repo_manifest *m, struct vb_error *err
         parse_checkpoint(&at, o, m, err) < 0 ||
         dup_field(&at, o, "domain_xml", false, &m->domain_xml, err) < 0)
         return -1;
+    /* optional: only imported snapshots have it */
+    if (json_object_get(o, "source") && dup_field(&at, o, "source", true, &m->source, err) < 0)
+        return -1;
 
     json_t *disks = get_array(&at, o, "disks", REPO_MANIFEST_MAX_DISKS, err);
     if (!disks)
@@ -290,7 +294,8 @@ static json_t *build(const struct repo_manifest *m, struct vb_error *err)
         json_object_set_new(o, "level", str_or_null(repo_level_name(m->level))) < 0 ||
         json_object_set_new(o, "parent", m->parent[0] ? json_string(m->parent) : json_null()) < 0 ||
         json_object_set_new(o, "checkpoint", cp) < 0 ||
-        json_object_set_new(o, "domain_xml", str_or_null(m->domain_xml)) < 0)
+        json_object_set_new(o, "domain_xml", str_or_null(m->domain_xml)) < 0 ||
+        (m->source && json_object_set_new(o, "source", json_string(m->source)) < 0))
         goto nomem_cp_owned;
     for (size_t i = 0; i < m->n_disks; i++) {
         const struct repo_manifest_disk *d = &m->disks[i];

@@ -54,6 +54,9 @@ struct repo_manifest {
         char *xml;
     } checkpoint;
     char *domain_xml;
+    /* the stream chain point an imported snapshot was made from (virtrepo(1), IMPORT), or
+     * NULL: "source" is absent for a backup's snapshot */
+    char *source;
     size_t n_disks;
     struct repo_manifest_disk *disks;
     size_t n_blobs;

@@ -17,11 +17,12 @@
     "       virtrepo forget REPO ID...\n"                                                          \
     "       virtrepo check REPO\n"                                                                 \
     "       virtrepo verify REPO [--snapshot ID] [-w N]\n"                                         \
+    "       virtrepo import DIR REPO [--json]\n"                                                   \
     "       virtrepo --help | --version\n"
 
 static const struct virtrepo_command commands[] = {
     {"init", cmd_init},   {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
-    {"check", cmd_check}, {"verify", cmd_verify},
+    {"check", cmd_check}, {"verify", cmd_verify},       {"import", cmd_import},
 };
 
 static void help(void)
@@ -44,6 +45,10 @@ static void help(void)
            "                      no chunk data is read\n"
            "  verify REPO         read every chunk the snapshots use and check its digest\n"
            "      --snapshot ID       only this snapshot's chunks\n"
+           "  import DIR REPO     every point of a stream chain (a backup directory, a zip or\n"
+           "                      a comma list of zips) as a snapshot; points imported\n"
+           "                      already are skipped\n"
+           "      --json              a JSON summary of the points on standard output\n"
            "  -w, --worker N      verify: chunks read at once (default 4)\n"
            "\n"
            "  -v, --verbose       debug messages\n"

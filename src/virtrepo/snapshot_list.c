@@ -33,7 +33,8 @@ int virtrepo_load_snapshots(struct repo *r, struct virtrepo_snapshots *out, stru
         virtrepo_snapshots_free(out);
         return vb_error_prefix(err, "listing the snapshots");
     }
-    qsort(out->v, out->n, sizeof *out->v, by_id);
+    if (out->n) /* an empty repository has no array: qsort wants one */
+        qsort(out->v, out->n, sizeof *out->v, by_id);
     for (size_t i = 0; i < out->n; i++) {
         struct virtrepo_snapshot *s = &out->v[i];
         s->parsed = repo_get_manifest(r, s->uuid, s->id, &s->m, &s->error) == 0;

@@ -94,7 +94,16 @@ static void test_round_trip(void)
     CHECK_MSG(t2 != NULL, "%s", err.msg);
     CHECK(t2 && repo_manifest_parse(t2, strlen(t2), &back, &err) == 0);
     CHECK(back.level == REPO_LEVEL_INC && strcmp(back.parent, m.id) == 0 && !back.has_checkpoint &&
-          back.n_disks == 0 && back.n_blobs == 0);
+          back.n_disks == 0 && back.n_blobs == 0 && back.source == NULL);
+    CHECK(t2 && !strstr(t2, "\"source\""));
+    repo_manifest_free(&back);
+    free(t2);
+    /* an imported snapshot names the stream chain point it came from */
+    inc.source = strdup("virtnbdbackup.1@2026-12-08T00:00:00.123456");
+    t2 = repo_manifest_to_json(&inc, &err);
+    CHECK_MSG(t2 != NULL, "%s", err.msg);
+    CHECK(t2 && repo_manifest_parse(t2, strlen(t2), &back, &err) == 0);
+    CHECK(back.source && strcmp(back.source, inc.source) == 0);
     repo_manifest_free(&back);
     free(t2);
 
@@ -153,6 +162,8 @@ static void test_refusals(void)
         snprintf(want, sizeof(want), "manifest: %s: missing", top[i]);
         refuse(NULL, top[i], NULL, want);
     }
+    refuse(NULL, "source", "5", "source: ");
+    refuse(NULL, "source", "\"\"", "source: ");
     refuse(NULL, "format", "\"virtbackup-repository\"", "format: \"virtbackup-repository\"");
     refuse(NULL, "version", "2", "version: 2, this program reads up to version 1");
     refuse(NULL, "version", "0", "version: 0");
