@@ -63,6 +63,9 @@ static void help(void)
 int main(int argc, char **argv)
 {
     struct virtrepo_global g = {.prog = "virtrepo"};
+#ifndef NDEBUG
+    g.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
+#endif
     /* global options stop at the command: the command parses the rest */
     static const struct option global_opts[] = {
         {"verbose", no_argument, NULL, 'v'},

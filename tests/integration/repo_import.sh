@@ -11,6 +11,8 @@
 #  - a damaged chain (an inc's data changed, then an inc cut short): the error names the
 #    file, nothing is committed for that point and later; the mended chain's import skips
 #    the points in already and adds the rest;
+#  - (debug builds) an import killed at its first commit (chunks and indexes in, no
+#    manifest) leaves no snapshot, `virtrepo check` passes, the next import does every point;
 #  - a backup into the repository after the imports reads every disk in full (the import
 #    said so) and restores to the disks.
 set -euo pipefail
@@ -212,6 +214,29 @@ qemu-img compare -F raw "$W/r.mended/$VDA" "$W/dir.2.vda.raw" >/dev/null ||
 qemu-img compare -F raw "$W/r.mended/$VDB" "$W/dir.2.vdb.raw" >/dev/null ||
     tb_fail "vdb of the mended chain's last point differs"
 "$VIRTREPO" check "$R2" >/dev/null || tb_fail "virtrepo check of the second repository failed"
+
+if strings "$VIRTREPO" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
+    tb_step "an import killed at its first commit: no snapshot, the next import does all"
+    R3=$W/repo3
+    "$VIRTREPO" init "$R3" --chunk-size 1M >/dev/null
+    STALL=$W/commit.gate
+    touch "$STALL"
+    VIRTBACKUP_DEBUG_STALL=commit=$STALL "$VIRTREPO" import "$W/dir" "$R3" >"$W/killed.out" 2>&1 &
+    PID=$!
+    tb_wait_for "$PID" test -e "$STALL.stalled" ||
+        tb_fail "the import never reached its commit: $(cat "$W/killed.out")"
+    kill -9 "$PID"
+    wait "$PID" || true
+    rm -f "$STALL" "$STALL.stalled"
+    [ -n "$(find "$R3/indexes" -type f)" ] || tb_fail "the killed import put no index: not killed at its commit"
+    tb_assert_eq 0 "$(find "$R3/snapshots" -name '*.json' 2>/dev/null | wc -l)" "snapshots after the kill"
+    "$VIRTREPO" check "$R3" >/dev/null || tb_fail "virtrepo check failed after the killed import"
+    "$VIRTREPO" import "$W/dir" "$R3" --json >"$W/after_kill.json" 2>/dev/null ||
+        tb_fail "the import after the kill failed"
+    tb_assert_eq "3 0" "$(jq -r '"\(.imported) \(.skipped)"' "$W/after_kill.json")" "the import after the kill"
+else
+    tb_log "release build (no VIRTBACKUP_DEBUG_STALL): the kill at the commit is skipped"
+fi
 
 tb_step "a backup into the repository after the imports reads every disk in full"
 tb_qemu_io "$DOM" vda "write -P 0x77 8M 64k"
