@@ -9,8 +9,9 @@
  *            first point reached after it created PATH;
  *   NAME=N, NAME=/PATH   the same, only at the point called NAME (VB_DEBUG_STALL_AT); the
  *            other points pass.
- * Points: every VB_DEBUG_STALL call (unnamed: plain specs only) and virtbackup's "commit"
- * (a repository snapshot's chunks, indexes and blobs are in, its manifest not yet).
+ * Points: every VB_DEBUG_STALL call (unnamed: plain specs only) and the "commit" of
+ * virtbackup and virtrepo import (a repository snapshot's chunks, indexes and blobs are in,
+ * its manifest not yet).
  * A signal that sets *stop ends the pause early. */
 #ifndef VB_DEBUG_STALL_H
 #define VB_DEBUG_STALL_H

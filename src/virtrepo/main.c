@@ -45,11 +45,11 @@ static void help(void)
            "                      no chunk data is read\n"
            "  verify REPO         read every chunk the snapshots use and check its digest\n"
            "      --snapshot ID       only this snapshot's chunks\n"
+           "  -w, --worker N      verify: chunks read at once (default 4)\n"
            "  import DIR REPO     every point of a stream chain (a backup directory, a zip or\n"
            "                      a comma list of zips) as a snapshot; points imported\n"
            "                      already are skipped\n"
            "      --json              a JSON summary of the points on standard output\n"
-           "  -w, --worker N      verify: chunks read at once (default 4)\n"
            "\n"
            "  -v, --verbose       debug messages\n"
            "  -q, --quiet         errors only (no progress)\n"
@@ -63,6 +63,9 @@ static void help(void)
 int main(int argc, char **argv)
 {
     struct virtrepo_global g = {.prog = "virtrepo"};
+#ifndef NDEBUG
+    g.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
+#endif
     /* global options stop at the command: the command parses the rest */
     static const struct option global_opts[] = {
         {"verbose", no_argument, NULL, 'v'},

@@ -14,6 +14,7 @@ struct virtrepo_global {
     const char *prog;
     const char *usage;
     bool verbose, quiet;
+    const char *debug_stall; /* debug builds: VIRTBACKUP_DEBUG_STALL (debug_stall.h) */
 };
 
 struct virtrepo_command {

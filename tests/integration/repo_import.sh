@@ -11,8 +11,12 @@
 #  - a damaged chain (an inc's data changed, then an inc cut short): the error names the
 #    file, nothing is committed for that point and later; the mended chain's import skips
 #    the points in already and adds the rest;
+#  - (debug builds) an import killed at its first commit (chunks and indexes in, no
+#    manifest) leaves no snapshot, `virtrepo check` passes, the next import does every point;
 #  - a backup into the repository after the imports reads every disk in full (the import
-#    said so) and restores to the disks.
+#    said so) and restores to the disks;
+#  - a -l copy of a shut-off UEFI domain: a "copy" snapshot whose loader and nvram blobs
+#    restore (virtrestore -c) byte-identical.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
@@ -213,6 +217,29 @@ qemu-img compare -F raw "$W/r.mended/$VDB" "$W/dir.2.vdb.raw" >/dev/null ||
     tb_fail "vdb of the mended chain's last point differs"
 "$VIRTREPO" check "$R2" >/dev/null || tb_fail "virtrepo check of the second repository failed"
 
+if strings "$VIRTREPO" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
+    tb_step "an import killed at its first commit: no snapshot, the next import does all"
+    R3=$W/repo3
+    "$VIRTREPO" init "$R3" --chunk-size 1M >/dev/null
+    STALL=$W/commit.gate
+    touch "$STALL"
+    VIRTBACKUP_DEBUG_STALL=commit=$STALL "$VIRTREPO" import "$W/dir" "$R3" >"$W/killed.out" 2>&1 &
+    PID=$!
+    tb_wait_for "$PID" test -e "$STALL.stalled" ||
+        tb_fail "the import never reached its commit: $(cat "$W/killed.out")"
+    kill -9 "$PID"
+    wait "$PID" || true
+    rm -f "$STALL" "$STALL.stalled"
+    [ -n "$(find "$R3/indexes" -type f)" ] || tb_fail "the killed import put no index: not killed at its commit"
+    tb_assert_eq 0 "$(find "$R3/snapshots" -name '*.json' 2>/dev/null | wc -l)" "snapshots after the kill"
+    "$VIRTREPO" check "$R3" >/dev/null || tb_fail "virtrepo check failed after the killed import"
+    "$VIRTREPO" import "$W/dir" "$R3" --json >"$W/after_kill.json" 2>/dev/null ||
+        tb_fail "the import after the kill failed"
+    tb_assert_eq "3 0" "$(jq -r '"\(.imported) \(.skipped)"' "$W/after_kill.json")" "the import after the kill"
+else
+    tb_log "release build (no VIRTBACKUP_DEBUG_STALL): the kill at the commit is skipped"
+fi
+
 tb_step "a backup into the repository after the imports reads every disk in full"
 tb_qemu_io "$DOM" vda "write -P 0x77 8M 64k"
 disks after
@@ -231,5 +258,60 @@ rm -rf "$W/r.after"
 qemu-img compare -F raw "$W/r.after/$VDA" "$W/after.vda.raw" >/dev/null || tb_fail "vda of the backup differs"
 qemu-img compare -F raw "$W/r.after/$VDB" "$W/after.vdb.raw" >/dev/null || tb_fail "vdb of the backup differs"
 "$VIRTREPO" check "$R" >/dev/null || tb_fail "virtrepo check failed"
+
+tb_step "a copy of a shut-off UEFI domain: loader and nvram imported as blobs"
+LOADER=/usr/share/OVMF/OVMF_CODE_4M.fd
+VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
+[ -f "$LOADER" ] && [ -f "$VARS" ] || tb_fail "OVMF is not installed ($LOADER, $VARS)"
+UDOM="vbtest-$$-impuefi"
+UIMG=$W/impuefi-vda.qcow2
+NVRAM=$W/impuefi_VARS.fd
+qemu-img create -q -f qcow2 -o compat=1.1 "$UIMG" 8M
+qemu-io -f qcow2 "$UIMG" -c "write -P 0x7e 0 2M" >/dev/null
+qemu-img convert -f qcow2 -O raw "$UIMG" "$W/uefi.raw"
+cp "$VARS" "$NVRAM"
+head -c 4096 /dev/urandom | dd of="$NVRAM" bs=4096 seek=10 conv=notrunc status=none
+cat >"$W/impuefi.xml" <<EOF
+<domain type='$(tb_domain_type)'>
+  <name>$UDOM</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64'>hvm</type>
+    <loader readonly='yes' type='pflash'>$LOADER</loader>
+    <nvram>$NVRAM</nvram>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$UIMG'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+EOF
+# undefine refuses a domain with an nvram unless told what to do with it
+tb_on_exit "tb_virsh undefine --nvram $UDOM"
+tb_virsh define "$W/impuefi.xml" >/dev/null
+vb_backup -d "$UDOM" -l copy -o "$W/uefi"
+R4=$W/repo4
+"$VIRTREPO" init "$R4" --chunk-size 1M >/dev/null
+"$VIRTREPO" import "$W/uefi" "$R4" --json >"$W/uefi.json" 2>"$W/uefi.err" ||
+    tb_fail "the import of the copy failed: $(cat "$W/uefi.err")"
+id=$(jq -r '.points[0].snapshot' "$W/uefi.json")
+m=$R4/snapshots/$(tb_virsh domuuid "$UDOM")/$id.json
+jq -e --arg loader "$LOADER" --arg nvram "$NVRAM" '.level == "copy" and (.blobs | length) == 2
+    and (.blobs | map(select(.kind == "loader")) | .[0].path == $loader)
+    and (.blobs | map(select(.kind == "nvram")) | .[0].path == $nvram)' "$m" >/dev/null ||
+    tb_fail "the copy's snapshot: $(jq -c '{level, blobs}' "$m")"
+rm -rf "$W/r.uefi"
+"$VR" -n -i "$R4" -o "$W/r.uefi" -c >"$W/r.uefi.log" 2>&1 ||
+    tb_fail "virtrestore -c of the imported copy: $(tail -5 "$W/r.uefi.log")"
+qemu-img compare -F raw "$W/r.uefi/$(basename "$UIMG")" "$W/uefi.raw" >/dev/null ||
+    tb_fail "the imported copy's disk differs"
+tb_assert_eq "$(sha256sum <"$LOADER")" "$(sha256sum <"$W/r.uefi/$(basename "$LOADER")")" "restored loader"
+tb_assert_eq "$(sha256sum <"$NVRAM")" "$(sha256sum <"$W/r.uefi/$(basename "$NVRAM")")" "restored nvram"
+tb_log "identical: the imported copy's disk, loader and nvram"
 
 tb_pass "imports of ours (plain, -z, zips) and the reference's chains restore every point"
