@@ -86,12 +86,13 @@ int repo_base_find(struct backup_run *r, struct vb_error *err)
     free(m);
     if (r->o->level == LEVEL_INC)
         return vb_error_set(err,
-                            "-l inc: repository %s holds no full backup of domain %s (no "
-                            "snapshot records a checkpoint of it); take one with -l full "
-                            "or -l auto",
+                            "-l inc: repository %s holds no base for domain %s (no snapshot "
+                            "records a checkpoint of this repository: copies and imported "
+                            "snapshots record none); take one with -l full or -l auto",
                             r->o->output, r->info.name);
-    vb_info("auto level: full (repository %s holds no full backup of domain %s)", r->o->output,
-            r->info.name);
+    vb_info("auto level: full (repository %s holds no base for domain %s: no snapshot records "
+            "a checkpoint of this repository)",
+            r->o->output, r->info.name);
     r->level = LEVEL_FULL;
     return 0;
 }

@@ -95,7 +95,7 @@ repo_checkpoints() { tb_virsh checkpoint-list "$DOM" --name | grep -c "^virtnbdb
 
 tb_step "-l diff is refused; -l inc without a full fails"
 vb_backup_fails "-l diff does not apply to a repository" -d "$DOM" -l diff -o "$R"
-vb_backup_fails "holds no full backup of domain $DOM" -d "$DOM" -l inc -o "$R"
+vb_backup_fails "holds no base for domain $DOM" -d "$DOM" -l inc -o "$R"
 
 tb_step "full"
 tb_qemu_io "$DOM" vda "write -P 0x11 0 6M"
