@@ -17,11 +17,12 @@
     "       virtrepo forget REPO ID...\n"                                                          \
     "       virtrepo check REPO\n"                                                                 \
     "       virtrepo verify REPO [--snapshot ID] [-w N]\n"                                         \
+    "       virtrepo export REPO ID|latest DIR [--vm NAME] [-z[N]]\n"                              \
     "       virtrepo --help | --version\n"
 
 static const struct virtrepo_command commands[] = {
     {"init", cmd_init},   {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
-    {"check", cmd_check}, {"verify", cmd_verify},
+    {"check", cmd_check}, {"verify", cmd_verify},       {"export", cmd_export},
 };
 
 static void help(void)
@@ -44,6 +45,10 @@ static void help(void)
            "                      no chunk data is read\n"
            "  verify REPO         read every chunk the snapshots use and check its digest\n"
            "      --snapshot ID       only this snapshot's chunks\n"
+           "  export REPO ID|latest DIR  write the snapshot into DIR (new or empty) as the\n"
+           "                      directory of a full backup; it starts no chain\n"
+           "      --vm NAME           the VM, where the repository holds several\n"
+           "      -z, --compress[=N]  lz4-compress the data files (level N, default 2)\n"
            "  -w, --worker N      verify: chunks read at once (default 4)\n"
            "\n"
            "  -v, --verbose       debug messages\n"
