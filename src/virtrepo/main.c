@@ -18,11 +18,13 @@
     "       virtrepo check REPO\n"                                                                 \
     "       virtrepo verify REPO [--snapshot ID] [-w N]\n"                                         \
     "       virtrepo export REPO ID|latest DIR [--vm NAME] [-z[N]]\n"                              \
+    "       virtrepo stats REPO [--json]\n"                                                        \
     "       virtrepo --help | --version\n"
 
 static const struct virtrepo_command commands[] = {
     {"init", cmd_init},   {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
     {"check", cmd_check}, {"verify", cmd_verify},       {"export", cmd_export},
+    {"stats", cmd_stats},
 };
 
 static void help(void)
@@ -49,6 +51,10 @@ static void help(void)
            "                      directory of a full backup; it starts no chain\n"
            "      --vm NAME           the VM, where the repository holds several\n"
            "      -z, --compress[=N]  lz4-compress the data files (level N, default 2)\n"
+           "  stats REPO          logical and stored bytes per VM and in total, the\n"
+           "                      deduplication and compression ratios, the chunks only\n"
+           "                      one VM uses (what forgetting it would free)\n"
+           "      --json              a JSON object (vms, total)\n"
            "  -w, --worker N      verify: chunks read at once (default 4)\n"
            "\n"
            "  -v, --verbose       debug messages\n"
