@@ -5,10 +5,11 @@
 # with -z: the directory holds the files a real `virtbackup -l full -o DIR` writes, less the
 # chain's bookkeeping (<vm>.cpt, checkpoints/, the log); every stream passes stream-check with
 # a full's META; virtrestore AND the reference's virtnbdrestore restore both disks equal to
-# the source, virtrestore -c the loader and nvram byte for byte. The export starts no chain:
-# -l inc and -l auto into it are refused, leaving it as it was. A non-empty target, a
-# leftover <dir>.partial and a repository of two VMs without --vm are refused; a damaged
-# chunk fails the export naming the chunk, and neither <dir> nor <dir>.partial remains.
+# the source, virtrestore -c the loader and nvram byte for byte; virtmap serves both disks
+# equal to the source. The export starts no chain: -l inc and -l auto into it are refused,
+# leaving it as it was. A non-empty target, a leftover <dir>.partial and a repository of two
+# VMs without --vm are refused; a damaged chunk fails the export naming the chunk, and
+# neither <dir> nor <dir>.partial remains.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
@@ -18,7 +19,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/chain.sh"
 tb_init
 
 VIRTREPO="$VB_BUILD_DIR/src/virtrepo/virtrepo"
-[ -x "$VIRTREPO" ] || tb_fail "$VIRTREPO not built"
+VIRTMAP="$VB_BUILD_DIR/src/map/virtmap"
+for t in "$VIRTREPO" "$VIRTMAP"; do [ -x "$t" ] || tb_fail "$t not built"; done
 RAW=$(tb_tool repo-raw)
 W=$TB_WORKDIR
 R=$W/repo
@@ -142,6 +144,14 @@ for mode in plain z; do
     compare_qcow_raw "$img" "$W/vda.raw" "vda, virtnbdrestore ($mode)"
     compare_qcow_raw "$W/ref-$mode/$(basename "${TB_IMAGES[1]}")" "$W/vdb.raw" \
         "vdb, virtnbdrestore ($mode)"
+
+    tb_step "virtmap -i the export ($mode): both disks served equal the source"
+    sock=$W/map.sock
+    "$VIRTMAP" -d none --socket "$sock" -r -i "$E" --run \
+        "qemu-img compare -f raw -F raw 'nbd+unix:///vda?socket=$sock' '$W/vda.raw' &&
+         qemu-img compare -f raw -F raw 'nbd+unix:///vdb?socket=$sock' '$W/vdb.raw'" \
+        >"$W/map-$mode.log" 2>&1 || tb_fail "virtmap ($mode): $(tail -5 "$W/map-$mode.log")"
+    tb_log "identical: vda and vdb served by virtmap ($mode)"
 done
 
 tb_step "the export starts no chain: -l inc and -l auto into it are refused, nothing changes"
