@@ -6,10 +6,11 @@
 # chain's bookkeeping (<vm>.cpt, checkpoints/, the log); every stream passes stream-check with
 # a full's META; virtrestore AND the reference's virtnbdrestore restore both disks equal to
 # the source, virtrestore -c the loader and nvram byte for byte; virtmap serves both disks
-# equal to the source. The export starts no chain: -l inc and -l auto into it are refused,
-# leaving it as it was. A non-empty target, a leftover <dir>.partial and a repository of two
-# VMs without --vm are refused; a damaged chunk fails the export naming the chunk, and
-# neither <dir> nor <dir>.partial remains.
+# equal to the source; an incremental snapshot exports as a full of its point. The export
+# starts no chain: -l inc and -l auto into it are refused, leaving it as it was. A non-empty
+# target, a leftover <dir>.partial and a repository of two VMs without --vm are refused; a
+# damaged chunk fails the export naming the chunk, and neither <dir> nor <dir>.partial
+# remains.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
@@ -181,6 +182,19 @@ export_fails "choose one with --vm" "$R" latest "$W/two"
 [ ! -e "$W/two" ] || tb_fail "a refused export made $W/two"
 "$VIRTREPO" -q export --vm "$DOM" "$R" latest "$W/two"
 compare_qcow_raw "$(ref_restore "$W/two" "$W/ref-two")" "$W/vda.raw" "vda of --vm $DOM"
+
+tb_step "an incremental snapshot exports as a full of its point"
+tb_qemu_io "$DOM" vda "write -P 0x66 6M 1M"
+tb_snapshot_image "$DOM" vda "$W/vda2.raw"
+vb_backup -d "$DOM" -l inc -o "$R"
+tb_assert_eq "$("$VIRTREPO" snapshots "$R" --vm "$DOM" --json | jq -r '.[-1].level')" inc \
+    "the newest snapshot's level"
+"$VIRTREPO" -q export --vm "$DOM" "$R" latest "$W/inc"
+assert_meta "$W/inc/vda.full.data" false virtnbdbackup.0 "" false
+O=$W/vr-inc
+"$VIRTRESTORE" -n -i "$W/inc" -o "$O" >"$O.log" 2>&1 || tb_fail "virtrestore: $(tail -5 "$O.log")"
+compare_qcow_raw "$O/$(basename "${TB_IMAGES[0]}")" "$W/vda2.raw" "vda at the inc's point"
+compare_qcow_raw "$O/$(basename "${TB_IMAGES[1]}")" "$W/vdb.raw" "vdb at the inc's point"
 
 tb_step "a damaged chunk: the export fails naming it; no <dir>, no <dir>.partial"
 # vdb's chunk at 1 MiB: 1 MiB of 0x33 (the object's payload follows its 24-byte header)
