@@ -7,10 +7,10 @@
 # a full's META; virtrestore AND the reference's virtnbdrestore restore both disks equal to
 # the source, virtrestore -c the loader and nvram byte for byte; virtmap serves both disks
 # equal to the source; an incremental snapshot exports as a full of its point. The export
-# starts no chain: -l inc and -l auto into it are refused, leaving it as it was. A non-empty
-# target, a leftover <dir>.partial and a repository of two VMs without --vm are refused; a
-# damaged chunk fails the export naming the chunk, and neither <dir> nor <dir>.partial
-# remains.
+# starts no chain: -l inc and -l auto into it are refused (also the reference's -l inc),
+# leaving it as it was. A non-empty target, a leftover <dir>.partial and a repository of two
+# VMs without --vm are refused; a damaged chunk fails the export naming the chunk, and
+# neither <dir> nor <dir>.partial remains.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
@@ -162,6 +162,13 @@ sums() { (cd "$1" && find . -type f ! -name 'backup.*.log' -exec sha256sum {} + 
 before=$(sums "$E")
 vb_backup_fails "no checkpoints in $E/$DOM.cpt" -d "$DOM" -l inc -o "$E"
 vb_backup_fails "no checkpoints in $E/$DOM.cpt" -d "$DOM" -l auto -o "$E"
+# the reference's -l inc refuses it too
+rc=0
+out=$(virtnbdbackup -d "$DOM" -l inc -o "$E" -S "$W" -f "$W/refinc.sock" -n 2>&1) || rc=$?
+[ "$rc" -ne 0 ] || tb_fail "virtnbdbackup -l inc into the export succeeded: $out"
+grep -qF "No existing checkpoints found" <<<"$out" ||
+    tb_fail "virtnbdbackup -l inc into the export: $(tail -3 <<<"$out")"
+tb_log "the reference refused: $(grep -F "No existing checkpoints found" <<<"$out" | head -1)"
 tb_assert_eq "$(sums "$E")" "$before" "the export's files after the refused incs"
 
 tb_step "a non-empty target and a leftover <dir>.partial are refused"
