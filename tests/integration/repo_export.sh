@@ -29,6 +29,9 @@ LOADER=/usr/share/OVMF/OVMF_CODE_4M.fd
 VARS=/usr/share/OVMF/OVMF_VARS_4M.fd
 [ -f "$LOADER" ] && [ -f "$VARS" ] || tb_fail "OVMF is not installed ($LOADER, $VARS)"
 
+# a qemu-nbd of the reference's restore whose client never came stays: end those of this test
+tb_on_exit 'ps -C qemu-nbd -o pid=,args= | awk -v w="$W/" "index(\$0, w) { print \$1 }" | xargs -r kill'
+
 # files DIR: the names in DIR (recursively), sorted, one line
 files() { (cd "$1" && find . -mindepth 1 -printf '%P\n' | sort | tr '\n' ' '); }
 
