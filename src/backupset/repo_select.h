@@ -1,8 +1,8 @@
-/* Which snapshot of a repository virtrestore reads: the VM (--vm, needed only when the
- * repository holds several), then --snapshot ID|latest or --until TIME|CHECKPOINT
+/* Which snapshot of a repository virtrestore and virtmap read: the VM (--vm, needed only
+ * when the repository holds several), then --snapshot ID|latest or --until TIME|CHECKPOINT
  * (virtrestore(1), REPOSITORY INPUT). Errors name what was asked and list what exists. */
-#ifndef VR_REPO_SELECT_H
-#define VR_REPO_SELECT_H
+#ifndef VB_BSET_REPO_SELECT_H
+#define VB_BSET_REPO_SELECT_H
 
 #include <time.h>
 
