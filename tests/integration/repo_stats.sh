@@ -8,7 +8,8 @@
 # objects and bytes (against the files of the repository), the ratios from those figures and
 # against what the backups reported (bytes_new, bytes_stored); the table names every VM. After
 # c's snapshot is forgotten its chunks are counted as unused, their bytes what stats said
-# only c used.
+# only c used. A repository of 1280 chunks (more than a page of the store's listing) counts
+# them all.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
@@ -142,5 +143,18 @@ tb_assert_eq "$(total vms) $(total chunks) $(total chunks_used) $(total chunks_u
     "2 5 3 2" "VMs and chunks after the forget"
 tb_assert_eq "$(total unused_bytes)" "$c_only" "unused bytes after the forget"
 tb_assert_eq "$(total nonzero_bytes)" "$((16 * M))" "non-zero bytes after the forget"
+
+tb_step "a repository of more chunks than one page of the store's listing"
+# 80 MiB of random data in 64 KiB chunks: 1280 objects, the local store lists 1000 at a time
+RAW=$(tb_tool repo-raw)
+P=$W/paged
+head -c $((80 * M)) /dev/urandom >"$W/random.raw"
+"$VIRTREPO" init "$P" --chunk-size 64K >/dev/null
+"$RAW" import "$P" vbtest-paged 7f0a6c1e-0000-4000-8000-0000000000bb vda="$W/random.raw" \
+    >/dev/null 2>&1
+"$VIRTREPO" stats "$P" --json >"$W/paged.json" || tb_fail "virtrepo stats of $P"
+paged=("$P"/chunks/*/*)
+tb_assert_eq "$(jq -r '.total | "\(.chunks) \(.chunks_used) \(.chunk_bytes)"' "$W/paged.json")" \
+    "1280 1280 $(bytes_of "${paged[@]}")" "chunks, used chunks and chunk bytes of $P"
 
 tb_pass "virtrepo stats: per VM, in total, exclusive chunks and ratios"
