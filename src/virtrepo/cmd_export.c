@@ -51,6 +51,10 @@ static int export_files(struct repo *r, const struct repo_manifest *m, const str
     for (size_t i = 0; i < m->n_disks; i++) {
         const struct repo_manifest_disk *d = &m->disks[i];
         struct export_disk_opts o = {.compress = compress, .date = date, .quiet = quiet};
+        /* the target names files in DIR: a manifest's must not reach elsewhere */
+        if (!d->target[0] || strchr(d->target, '/'))
+            return vb_error_set(err, "snapshot %s: disk target '%s' is not a file name", m->id,
+                                d->target);
         snprintf(name, sizeof name, "%s.full.data", d->target);
         char *path = export_dir_path(x, name);
         int rc =
@@ -73,7 +77,11 @@ static int export_files(struct repo *r, const struct repo_manifest *m, const str
         return -1;
     for (size_t i = 0; i < m->n_blobs; i++) {
         const struct repo_manifest_blob *b = &m->blobs[i];
-        snprintf(name, sizeof name, "%s.%s", vb_base_name(b->path), EXPORT_IDENT);
+        const char *base = vb_base_name(b->path);
+        if (!base[0] || !strcmp(base, ".") || !strcmp(base, ".."))
+            return vb_error_set(err, "snapshot %s: %s path '%s' has no file name", m->id,
+                                repo_blob_kind_name(b->kind), b->path);
+        snprintf(name, sizeof name, "%s.%s", base, EXPORT_IDENT);
         char *path = export_dir_path(x, name);
         int rc = path ? export_blob_file(r, b, path, err) : vb_error_set(err, "out of memory");
         free(path);

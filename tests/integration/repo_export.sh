@@ -9,8 +9,8 @@
 # equal to the source; an incremental snapshot exports as a full of its point. The export
 # starts no chain: -l inc and -l auto into it are refused (also the reference's -l inc),
 # leaving it as it was. A non-empty target, a leftover <dir>.partial and a repository of two
-# VMs without --vm are refused; a damaged chunk fails the export naming the chunk, and
-# neither <dir> nor <dir>.partial remains.
+# VMs without --vm are refused, as is a snapshot whose disk target is a path; a damaged chunk
+# fails the export naming the chunk, and neither <dir> nor <dir>.partial remains.
 set -euo pipefail
 
 # shellcheck source=../lib/testbed.sh
@@ -192,6 +192,15 @@ export_fails "choose one with --vm" "$R" latest "$W/two"
 [ ! -e "$W/two" ] || tb_fail "a refused export made $W/two"
 "$VIRTREPO" -q export --vm "$DOM" "$R" latest "$W/two"
 compare_qcow_raw "$(ref_restore "$W/two" "$W/ref-two")" "$W/vda.raw" "vda of --vm $DOM"
+
+tb_step "a snapshot whose disk target is a path: refused, nothing written beside the target"
+H=$W/hostile
+"$VIRTREPO" init "$H" --chunk-size 1M >/dev/null
+mkdir "$W/h"
+"$RAW" import "$H" vbtest-hostile 7f0a6c1e-0000-4000-8000-0000000000cc \
+    "../escaped=$W/other.raw" >/dev/null 2>&1
+export_fails "disk target '../escaped' is not a file name" "$H" latest "$W/h/out"
+tb_assert_eq "$(files "$W/h")" "" "the target's parent after the refusal"
 
 tb_step "an incremental snapshot exports as a full of its point"
 tb_qemu_io "$DOM" vda "write -P 0x66 6M 1M"
