@@ -18,11 +18,14 @@
     "       virtrepo check REPO\n"                                                                 \
     "       virtrepo verify REPO [--snapshot ID] [-w N]\n"                                         \
     "       virtrepo import DIR REPO [--json]\n"                                                   \
+    "       virtrepo export REPO ID|latest DIR [--vm NAME] [-z[N]]\n"                              \
+    "       virtrepo stats REPO [--json]\n"                                                        \
     "       virtrepo --help | --version\n"
 
 static const struct virtrepo_command commands[] = {
-    {"init", cmd_init},   {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
-    {"check", cmd_check}, {"verify", cmd_verify},       {"import", cmd_import},
+    {"init", cmd_init},     {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
+    {"check", cmd_check},   {"verify", cmd_verify},       {"import", cmd_import},
+    {"export", cmd_export}, {"stats", cmd_stats},
 };
 
 static void help(void)
@@ -45,11 +48,19 @@ static void help(void)
            "                      no chunk data is read\n"
            "  verify REPO         read every chunk the snapshots use and check its digest\n"
            "      --snapshot ID       only this snapshot's chunks\n"
-           "  -w, --worker N      verify: chunks read at once (default 4)\n"
+           "      -w, --worker N      chunks read at once (default 4)\n"
            "  import DIR REPO     every point of a stream chain (a backup directory, a zip or\n"
            "                      a comma list of zips) as a snapshot; points imported\n"
            "                      already are skipped\n"
            "      --json              a JSON summary of the points on standard output\n"
+           "  export REPO ID|latest DIR  write the snapshot into DIR (new or empty) as the\n"
+           "                      directory of a full backup; it starts no chain\n"
+           "      --vm NAME           the VM, where the repository holds several\n"
+           "      -z, --compress[=N]  lz4-compress the data files (level N, default 2)\n"
+           "  stats REPO          logical and stored bytes per VM and in total, the\n"
+           "                      deduplication and compression ratios, the chunks only\n"
+           "                      one VM uses (what forgetting it would free)\n"
+           "      --json              a JSON object (vms, total)\n"
            "\n"
            "  -v, --verbose       debug messages\n"
            "  -q, --quiet         errors only (no progress)\n"
