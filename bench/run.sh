@@ -19,7 +19,11 @@
 #   map       nbdcopy to null: from virtmap serving the reference's plain chain, our -z copy
 #             and the reference's -z chain, vs nbdkit's file plugin serving a raw image of
 #             the same content; map-tls: the plain chain over TLS (x509, TCP on
-#             loopback) vs nbdkit's file plugin with TLS
+#             loopback) vs nbdkit's file plugin with TLS; map-repo: virtmap serving a
+#             repository snapshot (virtrepo init's defaults, virtbackup -l copy) of the
+#             same disk; each of nbdkit-file, virtmap, -z, -z-ref and repo also answers
+#             2000 random 4 KiB reads one at a time (bench/nbd-latency.py): the median and
+#             p99 latency are notes (map-lat-median-TOOL, map-lat-p99-TOOL, microseconds)
 #   repo      full backup of the main disk into a repository (virtrepo init's defaults) vs
 #             -z into a directory, by virtbackup; notes give the bytes each stored; then
 #             virtrestore of each (repo-restore: the snapshot vs the -z full)
@@ -868,6 +872,10 @@ map_one() {
         bl_measure map-z-ref virtmap "$rep" "$RESTORE_BYTES" \
             "$VIRTMAP" -d none -r -i "$CHAIN_REFZ" --until virtnbdbackup.3 --socket "$sock" \
             --run 'nbdcopy "$uri" null:' || true ;;
+    virtmap-repo)
+        bl_measure map-repo virtmap "$rep" "$RESTORE_BYTES" \
+            "$VIRTMAP" -d none -r -i "$MAP_REPO" --socket "$sock" \
+            --run 'nbdcopy "$uri" null:' || true ;;
     # TLS (x509, client certificates verified) over TCP on loopback, the way a remote
     # client reads: virtmap's STARTTLS against nbdkit's, both with GnuTLS
     nbdkit-file-tls)
@@ -879,6 +887,30 @@ map_one() {
             "$VIRTMAP" -d none -r -i "$CHAIN_REF" --until virtnbdbackup.3 -p 0 \
             --tls-creds "$MAP_PKI/server" --run "$MAP_PKI/copy.sh \"\$uri\"" || true ;;
     esac
+}
+
+# map_latency TOOL: random 4 KiB read latency of the variant TOOL (map_one's names, TLS
+# excepted), each server started afresh (its caches empty) for the probe; median and p99
+# stored as notes.
+map_latency() {
+    local tool="$1" sock="$BL_WORKDIR/map.sock" out="$BL_LOGDIR/map-lat.$1.out"
+    local probe="$BENCH_DIR/nbd-latency.py \"\$uri\" >'$out'" med p99
+    local -a serve
+    case "$tool" in
+    nbdkit-file) serve=(nbdkit -U - file "$BL_WORKDIR/at3.raw" --run "$probe") ;;
+    virtmap) serve=("$VIRTMAP" -d none -r -i "$CHAIN_REF" --until virtnbdbackup.3) ;;
+    virtmap-z) serve=("$VIRTMAP" -d none -r -i "$BL_OUT/map.ours-z") ;;
+    virtmap-z-ref) serve=("$VIRTMAP" -d none -r -i "$CHAIN_REFZ" --until virtnbdbackup.3) ;;
+    virtmap-repo) serve=("$VIRTMAP" -d none -r -i "$MAP_REPO") ;;
+    esac
+    [ "$tool" = nbdkit-file ] || serve+=(--socket "$sock" --run "$probe")
+    if ! "${serve[@]}" >"$BL_LOGDIR/map-lat.$tool.log" 2>&1; then
+        bl_note "map-lat-$tool-failed" "$(tail -1 "$BL_LOGDIR/map-lat.$tool.log")"
+        return 0
+    fi
+    read -r med p99 <"$out"
+    bl_note "map-lat-median-$tool" "$tool: random 4 KiB read latency median ${med} us" "$med"
+    bl_note "map-lat-p99-$tool" "$tool: random 4 KiB read latency p99 ${p99} us" "$p99"
 }
 
 # A TCP port on loopback that is free now (nbdkit has no "any port": the bench is alone).
@@ -929,12 +961,23 @@ case_map() {
     # our own compressed format (independent 64 KiB lz4 blocks) of the same disk: a copy
     "$VIRTBACKUP" -d "$DOM_REF" -l copy -z -o "$BL_OUT/map.ours-z" -n >"$BL_LOGDIR/map.ours-z.log" 2>&1 ||
         bl_die "virtbackup -l copy -z for the map case failed"
+    # a repository snapshot of the same disk (virtrepo init's defaults): a copy, no checkpoint
+    MAP_REPO="$BL_OUT/map.repo"
+    { "$VIRTREPO" init "$MAP_REPO" && "$VIRTBACKUP" -d "$DOM_REF" -l copy -o "$MAP_REPO" -n; } \
+        >"$BL_LOGDIR/map.repo.log" 2>&1 || bl_die "virtbackup -l copy into a repository for the map case failed"
+    "$VIRTMAP" -d none -r -i "$MAP_REPO" --socket "$BL_WORKDIR/map.sock" \
+        --run "qemu-img compare -q -f raw -F raw \"\$uri\" '$BL_WORKDIR/at3.raw'" \
+        >>"$BL_LOGDIR/map.repo.log" 2>&1 ||
+        bl_note map-repo-differs "the repository snapshot served differs from at3.raw"
     MAP_PKI="$BL_WORKDIR/pki"
     map_pki "$MAP_PKI"
     local rep t
     for ((rep = 1; rep <= REPS; rep++)); do
-        for t in $(bl_rotate "$rep" nbdkit-file virtmap virtmap-z virtmap-z-ref nbdkit-file-tls virtmap-tls); do
+        for t in $(bl_rotate "$rep" nbdkit-file virtmap virtmap-z virtmap-z-ref virtmap-repo nbdkit-file-tls virtmap-tls); do
             map_one "$t" "$rep"
+        done
+        for t in $(bl_rotate "$rep" nbdkit-file virtmap virtmap-z virtmap-z-ref virtmap-repo); do
+            map_latency "$t"
         done
     done
 }

@@ -30,7 +30,24 @@ struct block_cache {
     struct block_cache_entry **buckets;
     struct block_cache_entry *head, *tail;
     uint64_t hits, misses, evictions;
+    void (*release_data)(void *ctx, void *data, size_t len); /* NULL: free() */
+    void *release_ctx;
 };
+
+static void drop_data(struct block_cache *bc, void *data, size_t len)
+{
+    if (bc->release_data)
+        bc->release_data(bc->release_ctx, data, len);
+    else
+        free(data);
+}
+
+void block_cache_set_release(struct block_cache *bc, void (*fn)(void *ctx, void *data, size_t len),
+                             void *ctx)
+{
+    bc->release_data = fn;
+    bc->release_ctx = ctx;
+}
 
 static size_t hash(const struct block_cache *bc, const void *owner, uint64_t key)
 {
@@ -62,7 +79,7 @@ void block_cache_free(struct block_cache *bc)
         return;
     for (struct block_cache_entry *e = bc->head, *n; e; e = n) {
         n = e->lru_next;
-        free(e->data);
+        drop_data(bc, e->data, e->len);
         free(e);
     }
     free(bc->buckets);
@@ -128,7 +145,7 @@ static void evict(struct block_cache *bc)
         struct block_cache_entry *prev = e->lru_prev;
         if (e->refs == 0) {
             table_unlink(bc, e);
-            free(e->data);
+            drop_data(bc, e->data, e->len);
             free(e);
             bc->evictions++;
         }
@@ -165,13 +182,13 @@ struct block_cache_entry *block_cache_put(struct block_cache *bc, const void *ow
     if (e) { /* another reader decoded it first */
         e->refs++;
         pthread_mutex_unlock(&bc->lock);
-        free(data);
+        drop_data(bc, data, len);
         return e;
     }
     e = calloc(1, sizeof *e);
     if (!e) {
         pthread_mutex_unlock(&bc->lock);
-        free(data);
+        drop_data(bc, data, len);
         return NULL;
     }
     *e =

@@ -29,6 +29,12 @@ struct block_cache_entry *block_cache_put(struct block_cache *bc, const void *ow
 
 void block_cache_release(struct block_cache *bc, struct block_cache_entry *e);
 
+/* Where the data of entries goes when the cache drops it (evicted, a duplicate put, the
+ * cache freed): fn(ctx, data, len), which may keep the buffer for reuse (chunk_buffers.h);
+ * without it, free(). Set before the first put; fn runs under the cache's lock. */
+void block_cache_set_release(struct block_cache *bc, void (*fn)(void *ctx, void *data, size_t len),
+                             void *ctx);
+
 /* Room for an entry of len bytes about to be decoded: it counts against the limit (and
  * older entries are evicted for it) from now on, not only once block_cache_put inserts it,
  * so that the slices several connections are decoding at once stay within the budget too.

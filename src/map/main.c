@@ -317,12 +317,6 @@ int main(int argc, char **argv)
     if (o.until && !o.input)
         return usage_error("--until needs -i DIR (with -f, list the files to serve)");
     o.repository = o.input && repo_is_repository(o.input);
-    /* A repository's decoded chunks (its chunk size: 4 MiB by default, 64 KiB to 16 MiB)
-     * come and go as block cache entries: from the heap, where the next chunk reuses the
-     * block an evicted one freed, rather than from a fresh mmap each, whose pages the kernel
-     * faults in and clears again (half the system time of a sequential read, measured). */
-    if (o.repository)
-        mallopt(M_MMAP_THRESHOLD, (16 << 20) + (1 << 20));
     if (!o.repository && (o.vm || o.snapshot))
         return usage_error("%s: %s goes with a repository input", o.input ? o.input : "-f",
                            o.vm ? "--vm" : "--snapshot");

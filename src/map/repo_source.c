@@ -22,7 +22,8 @@ struct repo_source {
     struct repo_index index;
     struct block_cache *cache;
     struct fetch_pool *pool;
-    unsigned window; /* chunks fetched ahead of a sequential reader */
+    struct chunk_buffers *bufs; /* decoded chunks go into these when they have its size */
+    unsigned window;            /* chunks fetched ahead of a sequential reader */
     pthread_mutex_t lock;
     pthread_cond_t fetched;
     uint8_t *state; /* per chunk */
@@ -43,7 +44,20 @@ static struct block_cache_entry *fetch(struct repo_source *rs, uint64_t n, struc
     block_cache_reserve(rs->cache, want);
     void *data = NULL;
     size_t len = 0;
-    int rc = repo_get_chunk(rs->repo, &rs->index.digests[n], &data, &len, err);
+    int rc;
+    if (rs->bufs) {
+        if (!(data = chunk_buffers_get(rs->bufs)))
+            rc = vb_error_set(err, "out of memory");
+        else
+            rc = repo_get_chunk_into(rs->repo, &rs->index.digests[n], data, rs->index.chunk_size,
+                                     &len, err);
+        if (rc < 0) {
+            chunk_buffers_put(rs->bufs, data, rs->index.chunk_size);
+            data = NULL;
+        }
+    } else {
+        rc = repo_get_chunk(rs->repo, &rs->index.digests[n], &data, &len, err);
+    }
     block_cache_unreserve(rs->cache, want);
     uint64_t off = n * rs->index.chunk_size;
     if (rc < 0) {
@@ -56,7 +70,10 @@ static struct block_cache_entry *fetch(struct repo_source *rs, uint64_t n, struc
         vb_error_set(
             err, "disk %s: chunk %s at offset %" PRIu64 " holds %zu bytes, its index says %" PRIu32,
             rs->disk, hex, off, len, want);
-        free(data);
+        if (rs->bufs)
+            chunk_buffers_put(rs->bufs, data, rs->index.chunk_size);
+        else
+            free(data);
         return NULL;
     }
     struct block_cache_entry *e = block_cache_put(rs->cache, rs, n, data, len);
@@ -236,7 +253,8 @@ static const struct map_source_ops repo_source_ops = {
 
 struct map_source *repo_source_open(struct repo *r, const struct repo_manifest *m,
                                     const struct repo_manifest_disk *d, struct block_cache *cache,
-                                    struct fetch_pool *pool, struct vb_error *err)
+                                    struct fetch_pool *pool, struct chunk_buffers *bufs,
+                                    struct vb_error *err)
 {
     struct repo_source *rs = calloc(1, sizeof *rs);
     if (!rs) {
@@ -265,6 +283,8 @@ struct map_source *repo_source_open(struct repo *r, const struct repo_manifest *
                      d->virtual_size, d->chunk_size);
         goto fail;
     }
+    if (bufs && chunk_buffers_size(bufs) == rs->index.chunk_size)
+        rs->bufs = bufs;
     if (!(rs->state = calloc(rs->index.n ? rs->index.n : 1, 1))) {
         vb_error_set(err, "out of memory");
         goto fail;

@@ -8,16 +8,20 @@
 #define VM_REPO_SOURCE_H
 
 #include "block_cache.h"
+#include "chunk_buffers.h"
 #include "error.h"
 #include "fetch_pool.h"
 #include "manifest.h"
 #include "map_source.h"
 #include "repo.h"
 
-/* Disk d of snapshot m of repository r (r, cache and pool outlive the source; pool may be
- * NULL: no read-ahead). NULL on error. */
+/* Disk d of snapshot m of repository r (r, cache, pool and bufs outlive the source; pool
+ * may be NULL: no read-ahead). Decoded chunks go into buffers of bufs when its size is the
+ * disk's chunk size (then cache must release its entries' data to bufs), else into buffers
+ * of their own; bufs may be NULL. NULL on error. */
 struct map_source *repo_source_open(struct repo *r, const struct repo_manifest *m,
                                     const struct repo_manifest_disk *d, struct block_cache *cache,
-                                    struct fetch_pool *pool, struct vb_error *err);
+                                    struct fetch_pool *pool, struct chunk_buffers *bufs,
+                                    struct vb_error *err);
 
 #endif

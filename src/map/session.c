@@ -38,6 +38,7 @@ struct session {
     struct repo *repo; /* a repository input, */
     struct repo_manifest manifest; /* the snapshot chosen */
     struct fetch_pool *pool;       /* its read-ahead workers */
+    struct chunk_buffers *bufs;    /* the cache's spare chunk buffers */
     struct bset_chain *disks;
     size_t ndisks;
     struct block_cache *cache;
@@ -122,8 +123,14 @@ static int open_exports(struct session *s, struct vb_error *err)
     s->exports = calloc(s->ndisks, sizeof *s->exports);
     if (!s->cache || !s->exports)
         return vb_error_set(err, "out of memory");
-    if (s->repo && !(s->pool = fetch_pool_new(o->threads, err)))
-        return -1;
+    if (s->repo) {
+        /* a few spare buffers: an evicted chunk's is the next fetched chunk's */
+        if (!(s->bufs = chunk_buffers_new(repo_chunk_size(s->repo), 4)))
+            return vb_error_set(err, "out of memory");
+        block_cache_set_release(s->cache, chunk_buffers_put, s->bufs);
+        if (!(s->pool = fetch_pool_new(o->threads, err)))
+            return -1;
+    }
     if (!o->readonly) {
         if (o->overlay_dir) {
             if (vb_mkdir_p(o->overlay_dir, err) < 0)
@@ -139,7 +146,7 @@ static int open_exports(struct session *s, struct vb_error *err)
                                      : s->disks[i].dev;
         if (s->repo) {
             struct map_source *src = repo_source_open(s->repo, &s->manifest, &s->manifest.disks[i],
-                                                      s->cache, s->pool, err);
+                                                      s->cache, s->pool, s->bufs, err);
             s->exports[i] = src ? export_open_source(name, src, s->overlay_dir, err) : NULL;
         } else {
             s->exports[i] = export_open(name, s->set, &s->disks[i], s->overlay_dir, s->cache, err);
@@ -434,6 +441,7 @@ static int teardown(struct session *s, struct vb_error *err)
                      st.hits, st.misses, st.evictions, st.limit >> 20);
         block_cache_free(s->cache);
     }
+    chunk_buffers_free(s->bufs); /* after the cache, which hands its entries' buffers back */
     bset_chains_free(s->disks, s->ndisks);
     bset_free(s->set);
     repo_manifest_free(&s->manifest);

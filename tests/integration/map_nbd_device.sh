@@ -7,6 +7,8 @@
 #     devices equal the backup, nbdXp1 appears without udev and before anything else opened
 #     the device, mounts, and its files are the originals; SIGTERM detaches both, and their
 #     partitions go with them (tests/lib/lab-nbd-guest.sh: stop_serving).
+#   repository: the same with -i REPO, a repository snapshot (virtbackup -l copy) of the
+#     domain: nbd1 and nbd2 equal the disks, their partitions mount with the original files.
 #   auto: with qemu-nbd -c /dev/nbd0 holding a mounted ext4, -d auto -i takes nbd1 and nbd2,
 #     equal to the backup, partitions mount; --run sees the device as $device; after virtmap
 #     stops, nbd0 is still qemu-nbd's, mounted, read and written.
@@ -60,6 +62,8 @@ for i in 0 1; do
 done
 tb_virsh start --paused "$DOM" >/dev/null
 vb_backup -d "$DOM" -l full -o "$W/backup"
+"$VB_BUILD_DIR/src/virtrepo/virtrepo" init "$W/repo" >/dev/null
+vb_backup -d "$DOM" -l copy -o "$W/repo"
 
 tb_step "the reference: each disk's export read on the host, equal to the disk"
 "$VIRTMAP" -d none -r -i "$W/backup" --socket "$W/ref.sock" --run \
@@ -71,6 +75,7 @@ tb_compare_raw "$G/ref-vdb.raw" "$W/vdb.raw" "vdb's export"
 
 tb_step "the guest's inputs: a copy of the backup, and an ext4 image for qemu-nbd to hold"
 cp -r "$W/backup" "$G/backup"
+cp -r "$W/repo" "$G/repo"
 mkdir -p "$G/tree-held"
 echo "held by qemu-nbd" >"$G/tree-held/marker.txt"
 mke2fs -q -t ext4 -d "$G/tree-held" "$W/held.raw" 16M
@@ -156,6 +161,15 @@ part_partitions() {
     stop_serving /dev/nbd1 /dev/nbd2
 }
 
+part_repo() {
+    lab_step "repository: -d /dev/nbd1 -i REPO attaches the snapshot's vda and vdb"
+    serve -d /dev/nbd1 -r -i "$G/repo"
+    trap end_parts EXIT
+    check_device /dev/nbd1 vda
+    check_device /dev/nbd2 vdb
+    stop_serving /dev/nbd1 /dev/nbd2
+}
+
 part_busy() {
     lab_step "busy: a device held by qemu-nbd (ext4 mounted) is refused, naming its owner"
     hold_nbd0 # still held since the auto part, unless that failed
@@ -217,11 +231,11 @@ release_held() {
 trap release_held EXIT
 export REF=$G/ref-vdb.raw
 [ -d /sys/module/nbd ] || lab_fail "the nbd module is not loaded"
-lab_steps part_partitions part_auto part_busy part_setup
+lab_steps part_partitions part_repo part_auto part_busy part_setup
 GUEST
 } >"$W/guest.sh"
 
-tb_step "in the lab guest: partitions, -d auto, a device in use, a device being set up"
+tb_step "in the lab guest: partitions, a repository, -d auto, a device in use, a device being set up"
 LAB_TIMEOUT=600 lab_run "$W/guest.sh" || tb_fail "the checks in the lab guest failed (console above)"
 tb_log "lab guest: ${LAB_SECONDS}s"
 
