@@ -82,26 +82,6 @@ static int read_boot_file(struct vb_host *host, const char *path, void **data, s
     return rc;
 }
 
-/* data as a blob: cut into chunks like a disk, its index digest in *index. */
-static int put_blob(struct repo *repo, const uint8_t *data, size_t len, repo_digest *index,
-                    struct vb_error *err)
-{
-    struct repo_disk_writer *w = repo_disk_writer_new(repo, len, 1, err);
-    if (!w)
-        return -1;
-    uint32_t cs = repo_disk_writer_chunk_size(w);
-    int rc = 0;
-    for (size_t off = 0; rc == 0 && off < len; off += cs) {
-        size_t n = len - off < cs ? len - off : cs;
-        rc = repo_disk_writer_put(w, off, data + off, n, n, err);
-    }
-    struct repo_disk_stats st;
-    if (rc == 0)
-        rc = repo_disk_writer_finish(w, index, &st, err);
-    repo_disk_writer_free(w);
-    return rc;
-}
-
 static int save_blobs(struct backup_run *r, struct repo_manifest *m, struct vb_error *err)
 {
     const char *path[] = {r->info.loader, r->info.nvram, r->info.kernel, r->info.initrd};
@@ -122,7 +102,7 @@ static int save_blobs(struct backup_run *r, struct repo_manifest *m, struct vb_e
         if (read_boot_file(&r->host, path[i], &data, &len, err) < 0)
             return -1;
         struct repo_manifest_blob *b = &m->blobs[m->n_blobs];
-        int rc = put_blob(r->repo, data, len, &b->index, err);
+        int rc = repo_put_blob(r->repo, data, len, &b->index, err);
         free(data);
         if (rc < 0)
             return vb_error_prefix(err, "boot file %s", path[i]);

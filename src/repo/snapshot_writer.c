@@ -374,6 +374,26 @@ static int index_present(struct repo *r, const repo_digest *d, const char *what,
     return 0;
 }
 
+int repo_put_blob(struct repo *r, const void *data, size_t len, repo_digest *index,
+                  struct vb_error *err)
+{
+    struct repo_disk_writer *w = repo_disk_writer_new(r, len, 1, err);
+    if (!w)
+        return -1;
+    uint32_t cs = repo_disk_writer_chunk_size(w);
+    const unsigned char *p = data;
+    int rc = 0;
+    for (size_t off = 0; rc == 0 && off < len; off += cs) {
+        size_t n = len - off < cs ? len - off : cs;
+        rc = repo_disk_writer_put(w, off, p + off, n, n, err);
+    }
+    struct repo_disk_stats st;
+    if (rc == 0)
+        rc = repo_disk_writer_finish(w, index, &st, err);
+    repo_disk_writer_free(w);
+    return rc;
+}
+
 int repo_snapshot_commit(struct repo *r, const struct repo_manifest *m, struct vb_error *err)
 {
     char what[128];

@@ -72,6 +72,11 @@ int repo_disk_writer_finish(struct repo_disk_writer *w, repo_digest *index_diges
 /* Stops the workers (if finish was not called) and frees the writer. NULL is fine. */
 void repo_disk_writer_free(struct repo_disk_writer *w);
 
+/* A blob (loader, nvram, kernel, initrd) held in memory: cut into chunks as a disk is, stored,
+ * its index put; the index's key in *index. */
+int repo_put_blob(struct repo *r, const void *data, size_t len, repo_digest *index,
+                  struct vb_error *err);
+
 /* The commit of a snapshot: checks that every index the manifest names is in the repository,
  * then puts the manifest. Call it after every disk's and blob's repo_disk_writer_finish. */
 int repo_snapshot_commit(struct repo *r, const struct repo_manifest *m, struct vb_error *err);

@@ -171,26 +171,6 @@ static int load_config(struct import_run *ir, const char *ident, struct vb_error
     return 0;
 }
 
-/* data as a blob, cut into chunks like a disk; its index digest in *index. */
-static int put_blob(struct repo *repo, const char *data, size_t len, repo_digest *index,
-                    struct vb_error *err)
-{
-    struct repo_disk_writer *w = repo_disk_writer_new(repo, len, 1, err);
-    if (!w)
-        return -1;
-    uint32_t cs = repo_disk_writer_chunk_size(w);
-    int rc = 0;
-    for (size_t off = 0; rc == 0 && off < len; off += cs) {
-        size_t n = len - off < cs ? len - off : cs;
-        rc = repo_disk_writer_put(w, off, data + off, n, n, err);
-    }
-    struct repo_disk_stats st;
-    if (rc == 0)
-        rc = repo_disk_writer_finish(w, index, &st, err);
-    repo_disk_writer_free(w);
-    return rc;
-}
-
 /* The boot files the domain XML names and the set holds a copy of, for point ident. */
 static int put_blobs(struct import_run *ir, const char *ident, struct repo_manifest *m,
                      struct vb_error *err)
@@ -214,7 +194,7 @@ static int put_blobs(struct import_run *ir, const char *ident, struct repo_manif
         struct repo_manifest_blob *b = &m->blobs[m->n_blobs];
         rc = bset_read(ir->set, name, IMPORT_MAX_BOOT, &data, &len, err);
         if (rc == 0) {
-            rc = put_blob(ir->repo, data, len, &b->index, err);
+            rc = repo_put_blob(ir->repo, data, len, &b->index, err);
             free(data);
         }
         if (rc < 0) {
