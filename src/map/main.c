@@ -173,6 +173,7 @@ int main(int argc, char **argv)
         .tls_verify_peer = true,
     };
     bool verbose = false, quiet = false;
+    const char *threads_clamped = NULL; /* warned once logging is set up */
     const char *logfile = NULL;
     int c;
     /* The block cache's large entries (whole 32 MiB slices of linked-block frames) come and
@@ -280,8 +281,13 @@ int main(int argc, char **argv)
             o.cache_mb = (unsigned long)num;
             break;
         case 't': /* virtnbdmap's nbdkit threads; here: a repository's read-ahead workers */
-            if (!vb_opt_parse_number(optarg, &num) || num < 1 || num > 64)
-                return usage_error("bad --threads '%s' (1 to 64)", optarg);
+            if (!vb_opt_parse_number(optarg, &num) || num < 1)
+                return usage_error("bad --threads '%s' (a number from 1)", optarg);
+            if (num > 64) {
+                /* a virtnbdmap command line may ask nbdkit for more: it still runs */
+                threads_clamped = optarg;
+                num = 64;
+            }
             o.threads = (unsigned)num;
             break;
         case 'b': /* virtnbdmap's nbdkit blocksize filter: our server takes any size */
@@ -374,6 +380,8 @@ int main(int argc, char **argv)
     vb_log_init("virtmap", verbose, quiet);
     if (logfile)
         vb_log_set_file(logfile);
+    if (threads_clamped)
+        vb_warn("--threads %s: at most 64 read-ahead workers, using 64", threads_clamped);
     int rc = map_session_run(&o);
     vb_log_close();
     return rc;

@@ -130,6 +130,10 @@ tb_step "--run returns the command's status; multi-conn: several nbdcopy clients
 rc=0
 vm_run -r -i "$R" -- "exit 7" || rc=$?
 tb_assert_eq 7 "$rc" "--run exit status"
+# virtnbdmap's -t went to nbdkit, any number: more than 64 workers is taken as 64, warned
+vm_run -r -i "$R" -t 100 -- true || tb_fail "-t 100 was refused: $(tail -n 3 "$LOG")"
+grep -q "warning: --threads 100: at most 64 read-ahead workers, using 64" "$LOG" ||
+    tb_fail "-t 100 not warned: $(tail -n 3 "$LOG")"
 vm_run -r -i "$R" --snapshot "$ID0" -- "
 nbdsh -u \"\$uri\" -c 'assert h.can_multi_conn()' || exit 1
 for i in 1 2 3; do nbdcopy -C 4 \"\$uri\" '$W/copy'\$i.raw & done; wait
