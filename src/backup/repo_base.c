@@ -123,13 +123,16 @@ void repo_base_drop(struct backup_run *r, const char *why)
     r->parent[0] = '\0';
 }
 
-/* When the full read the base's chain started from was: parents followed while they are
- * incrementals. A chain whose full read is no longer in the repository has none (-1). */
+/* When the full read the base's chain started from was: recorded in the base's manifest
+ * (full_time), else found by following its parents while they are incrementals, where a
+ * chain whose full read is no longer in the repository has none (-1). */
 static time_t chain_full_time(struct backup_run *r)
 {
     struct repo_manifest m = {0};
     struct vb_error e = {0};
     time_t t = -1;
+    if (r->base->full_time[0])
+        return repo_time_parse(r->base->full_time, &t) < 0 ? -1 : t;
     if (repo_get_manifest(r->repo, r->info.uuid, r->base->id, &m, &e) < 0) {
         repo_manifest_free(&m);
         return -1;
@@ -332,8 +335,9 @@ int repo_base_check(struct backup_run *r, struct vb_error *err)
         return 0;
     char why[1200];
     int days = r->o->full_every_days;
+    time_t full = chain_full_time(r);
+    r->base_full_time = full;
     if (days > 0) {
-        time_t full = chain_full_time(r);
         if (full < 0)
             vb_info("the full read that base snapshot %s's chain started from is no longer in "
                     "the repository (--full-every): reading every disk in full",

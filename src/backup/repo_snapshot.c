@@ -153,6 +153,12 @@ int repo_snapshot_save(struct backup_run *r, struct vb_error *err)
                                                         : REPO_LEVEL_FULL;
     if (r->base)
         snprintf(m.parent, sizeof m.parent, "%s", r->base->id);
+    /* --full-every's clock, so that it does not need the chain's older snapshots (a prune
+     * may remove them: each snapshot is complete) */
+    if (m.level == REPO_LEVEL_FULL)
+        snprintf(m.full_time, sizeof m.full_time, "%s", m.time);
+    else if (m.level == REPO_LEVEL_INC && r->base_full_time >= 0)
+        repo_time_format(r->base_full_time, false, m.full_time);
     m.domain_xml = xml;
     m.disks = disks;
     m.blobs = blobs;

@@ -48,6 +48,7 @@ struct backup_run {
      * full; its index of each job's disk (by job), to which that job's base points */
     struct repo_manifest *base;
     struct repo_index *base_index;
+    time_t base_full_time; /* when the full read the base's chain started from was */
 };
 
 /* levels.c */

@@ -205,6 +205,14 @@ static int parse_object(json_t *o, struct repo_manifest *m, struct vb_error *err
         parse_checkpoint(&at, o, m, err) < 0 ||
         dup_field(&at, o, "domain_xml", false, &m->domain_xml, err) < 0)
         return -1;
+    if (json_object_get(o, "full_time")) {
+        if (repo_jf_str(&at, o, "full_time", false, false, &s, err) < 0)
+            return -1;
+        if (strlen(s) >= sizeof(m->full_time) || repo_time_parse(s, &t) < 0)
+            return repo_jf_error(&at, "full_time", err,
+                                 "\"%.40s\" is not an ISO 8601 time with offset", s);
+        strcpy(m->full_time, s);
+    }
     /* optional: only imported snapshots have it */
     if (json_object_get(o, "source") && dup_field(&at, o, "source", true, &m->source, err) < 0)
         return -1;
@@ -295,6 +303,7 @@ static json_t *build(const struct repo_manifest *m, struct vb_error *err)
         json_object_set_new(o, "parent", m->parent[0] ? json_string(m->parent) : json_null()) < 0 ||
         json_object_set_new(o, "checkpoint", cp) < 0 ||
         json_object_set_new(o, "domain_xml", str_or_null(m->domain_xml)) < 0 ||
+        (m->full_time[0] && json_object_set_new(o, "full_time", json_string(m->full_time)) < 0) ||
         (m->source && json_object_set_new(o, "source", json_string(m->source)) < 0))
         goto nomem_cp_owned;
     for (size_t i = 0; i < m->n_disks; i++) {

@@ -45,6 +45,9 @@ struct repo_manifest {
     char *vm;
     char uuid[REPO_UUID_LEN + 1];
     char time[REPO_TIME_MAX]; /* ISO 8601 with offset */
+    /* when the full read this snapshot's chain started from was (its own time for a full; an
+     * inc carries its base's), or "": absent (a copy, an import, older manifests) */
+    char full_time[REPO_TIME_MAX];
     enum repo_level level;
     char parent[32]; /* "" for none (null) */
     bool has_checkpoint;

@@ -12,7 +12,9 @@
 #    manifest and stays incremental;
 #  - (debug builds) an inc killed at its commit: the next inc removes its checkpoint and is an
 #    inc of the same base;
-#  - --full-every: a base whose chain's full read is no longer in the repository is not used
+#  - --full-every: each snapshot records its chain's full read time (full_time), so the
+#    chain's full may be forgotten; a full read older than the limit is not used, nor (for a
+#    manifest without full_time) one no longer in the repository
 #    (info line), and the run is the next inc's base;
 #  - the base's checkpoint deleted with its bitmap (the reference's full does that): the
 #    next inc reads every disk in full, warned, and is a full;
@@ -195,19 +197,56 @@ else
     tb_log "release build (no VIRTBACKUP_DEBUG_STALL): the kill at the commit is skipped"
 fi
 
-tb_step "--full-every: a base whose chain's full read is gone is not used"
-# a chain's age is its full read's: with that snapshot forgotten it is unknown, so too old
+tb_step "--full-every: every snapshot records when its chain's full read was (full_time)"
+"$VIRTREPO" snapshots "$R" --json | jq -r '.[-1].id' >"$W/before_aged.id"
+m=$(manifest before_aged)
+# the chain walked back to its full read, as the manifests' parents give it
+walk=$m
+while [ "$(jq -r .level "$walk")" = inc ]; do
+    walk=$R/snapshots/$UUID/$(jq -r .parent "$walk").json
+done
+tb_assert_eq "$(jq -r .time "$walk")" "$(jq -r .full_time "$walk")" \
+    "a full's full_time is its own time"
+tb_assert_eq "$(jq -r .time "$walk")" "$(jq -r .full_time "$m")" \
+    "the newest inc's full_time is its chain's full read's time"
+
+tb_step "--full-every: the chain's full forgotten, the next inc still uses the base"
+# each snapshot is complete: a prune may remove the chain's older snapshots
 tb_qemu_io "$DOM" vda "write -P 0x99 9M 4k"
-"$VIRTREPO" forget "$R" "$(cat "$W/full.id")" >/dev/null
+"$VIRTREPO" forget "$R" "$(basename "$walk" .json)" >/dev/null
 run inc aged
-grep -q "chain started from is no longer in the repository (--full-every): reading every disk in full" \
-    "$W/aged.out" || tb_fail "no --full-every info line"
-tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest aged)")" "aged's level"
+is_inc aged before_aged
 restored aged
-[ "$(read_of aged vda)" -ge $((5 * MiB)) ] || tb_fail "aged did not read vda in full"
+
+tb_step "--full-every: a chain whose full read is older than the limit is not used"
+# the base's recorded full read moved 40 days back (the test edits the stored manifest)
+old_time=$(date -u -d '-40 days' +%Y-%m-%dT%H:%M:%S+00:00)
+jq --arg t "$old_time" '.full_time = $t' "$(manifest aged)" >"$W/m.json"
+cat "$W/m.json" >"$(manifest aged)"
+tb_qemu_io "$DOM" vda "write -P 0x9c 11M 4k"
+run inc too_old
+grep -q "is older than --full-every 30 days: reading every disk in full" "$W/too_old.out" ||
+    tb_fail "no --full-every info line"
+tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest too_old)")" "too_old's level"
+[ "$(read_of too_old vda)" -ge $((5 * MiB)) ] || tb_fail "too_old did not read vda in full"
+restored too_old
+
+tb_step "--full-every: a manifest without full_time: the chain is walked; its full read gone"
+tb_qemu_io "$DOM" vda "write -P 0x9d 12M 4k"
+run inc walked
+is_inc walked too_old
+jq 'del(.full_time)' "$(manifest walked)" >"$W/m.json"
+cat "$W/m.json" >"$(manifest walked)"
+"$VIRTREPO" forget "$R" "$(cat "$W/too_old.id")" >/dev/null
+tb_qemu_io "$DOM" vda "write -P 0x9e 13M 4k"
+run inc gone
+grep -q "chain started from is no longer in the repository (--full-every): reading every disk in full" \
+    "$W/gone.out" || tb_fail "no --full-every info line"
+tb_assert_eq "full null" "$(jq -r '"\(.level) \(.parent)"' "$(manifest gone)")" "gone's level"
+restored gone
 tb_qemu_io "$DOM" vda "write -P 0x9a 10M 4k"
 run inc after_aged --full-every 0
-is_inc after_aged aged
+is_inc after_aged gone
 
 tb_step "the checkpoint deleted with its bitmap (as the reference's full does): a full read"
 cp=$(jq -r .checkpoint.name "$(manifest after_aged)")

@@ -104,6 +104,15 @@ static void test_round_trip(void)
     CHECK_MSG(t2 != NULL, "%s", err.msg);
     CHECK(t2 && repo_manifest_parse(t2, strlen(t2), &back, &err) == 0);
     CHECK(back.source && strcmp(back.source, inc.source) == 0);
+    CHECK(back.full_time[0] == '\0' && t2 && !strstr(t2, "\"full_time\""));
+    repo_manifest_free(&back);
+    free(t2);
+    /* an inc carries its chain's full read time */
+    strcpy(inc.full_time, "2026-12-01T00:00:00+01:00");
+    t2 = repo_manifest_to_json(&inc, &err);
+    CHECK_MSG(t2 != NULL, "%s", err.msg);
+    CHECK(t2 && repo_manifest_parse(t2, strlen(t2), &back, &err) == 0);
+    CHECK(strcmp(back.full_time, inc.full_time) == 0);
     repo_manifest_free(&back);
     free(t2);
 
@@ -164,6 +173,8 @@ static void test_refusals(void)
     }
     refuse(NULL, "source", "5", "source: ");
     refuse(NULL, "source", "\"\"", "source: ");
+    refuse(NULL, "full_time", "5", "full_time: ");
+    refuse(NULL, "full_time", "\"yesterday\"", "full_time: \"yesterday\" is not an ISO 8601");
     refuse(NULL, "format", "\"virtbackup-repository\"", "format: \"virtbackup-repository\"");
     refuse(NULL, "version", "2", "version: 2, this program reads up to version 1");
     refuse(NULL, "version", "0", "version: 0");
