@@ -49,6 +49,11 @@ int repo_chunk_verify(struct repo *r, const repo_digest *d, size_t *len, struct 
         return rc;
     rc = check_stored(d, obj, obj_len, len, err);
     free(obj);
+    if (rc == 2) {
+        char key[80];
+        repo_chunk_key(d, key);
+        vb_error_prefix(err, "%s/%s", r->path, key);
+    }
     return rc;
 }
 
