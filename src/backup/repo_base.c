@@ -334,7 +334,8 @@ static int disk_base(struct backup_run *r, size_t i, struct vb_error *err)
         vb_warn("%s: chunk %zu of the base cannot be used (%s): read again", t, k, e.msg);
     }
     if (nmissing)
-        vb_info("%s: %" PRIu64 " chunks of the base are read again", t, nmissing);
+        vb_info("%s: %" PRIu64 " of the base's chunks are missing or damaged: read again", t,
+                nmissing);
     if (backup_interrupted) {
         free(missing);
         return vb_error_set(err, "interrupted");
