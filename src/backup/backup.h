@@ -90,6 +90,9 @@ struct disk_job {
     /* repository inc: the base snapshot's index of the disk, whose digests are taken for
      * the chunks no dirty range touches (NULL: the disk is read in full), and how many were */
     const struct repo_index *base;
+    /* by chunk of base: 1 when its chunk is missing or damaged in the repository (moved to
+     * bad/ by virtrepo verify), so that chunk is read again though unchanged (NULL: none) */
+    unsigned char *base_missing;
     uint64_t chunks_copied;
 };
 

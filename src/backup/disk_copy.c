@@ -685,7 +685,7 @@ static int repo_inc_extents(struct copy *c, uint64_t size, struct repo_inc_plan 
         rc = extents_query(c->nbd.conn[0], size, NULL, false, false, &alloc, err);
     if (rc == 0)
         rc = repo_inc_plan_make(&dirty, &alloc, size, repo_chunk_size(job->repo),
-                                job->base->virtual_size, plan, err);
+                                job->base->virtual_size, job->base_missing, plan, err);
     extent_list_free(&dirty);
     extent_list_free(&alloc);
     if (rc < 0)

@@ -4,8 +4,9 @@
  * that bitmap covers every change since the snapshot (libvirt has the checkpoint and accepts
  * its bitmaps when the job begins, or takes it back from the manifest's XML, validated), when
  * the full read its chain started from is younger than --full-every, and, per disk, when its
- * index and every chunk it names are sound. Anything else reads the disk (or every disk) in
- * full, saying why. */
+ * index is sound; a chunk it names that is missing or damaged is read again. Anything else
+ * reads the disk (or every disk) in full, saying why. */
+#include <inttypes.h>
 #include <jansson.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
@@ -106,8 +107,11 @@ void repo_base_free(struct backup_run *r)
         free(r->base_index);
         r->base_index = NULL;
     }
-    for (size_t i = 0; i < r->njobs; i++)
+    for (size_t i = 0; i < r->njobs; i++) {
         r->jobs[i].base = NULL;
+        free(r->jobs[i].base_missing);
+        r->jobs[i].base_missing = NULL;
+    }
     if (r->base) {
         repo_manifest_free(r->base);
         free(r->base);
@@ -307,25 +311,40 @@ static int disk_base(struct backup_run *r, size_t i, struct vb_error *err)
         repo_index_free(idx);
         return 0;
     }
-    /* a digest is copied only for a chunk that exists (virtbackup-repository(5)) */
+    /* a digest is copied only for a chunk that exists (virtbackup-repository(5)); a chunk
+     * that is missing (virtrepo verify moved it to bad/) or damaged is read again, so the
+     * run stores its content again */
+    unsigned char *missing = NULL;
+    uint64_t nmissing = 0;
     for (size_t k = 0; k < idx->n; k++) {
         if (repo_digest_is_zero(&idx->digests[k]))
             continue;
+        vb_error_clear(&e);
         int rc = repo_chunk_check(r->repo, &idx->digests[k], NULL, &e);
         if (rc == 0)
             continue;
+        if (!missing && !(missing = calloc(idx->n, 1))) {
+            repo_index_free(idx);
+            return vb_error_set(err, "out of memory");
+        }
+        missing[k] = 1;
+        nmissing++;
         if (rc == 1) {
             char hex[REPO_DIGEST_HEX + 1];
             repo_digest_hex(&idx->digests[k], hex);
             snprintf(e.msg, sizeof e.msg, "chunk %s is missing", hex);
         }
-        vb_warn("%s: chunk %zu of the base cannot be used (%s): read in full", t, k, e.msg);
-        repo_index_free(idx);
-        return 0;
+        vb_warn("%s: chunk %zu of the base cannot be used (%s): read again", t, k, e.msg);
     }
-    if (backup_interrupted)
+    if (nmissing)
+        vb_info("%s: %" PRIu64 " of the base's chunks are missing or damaged: read again", t,
+                nmissing);
+    if (backup_interrupted) {
+        free(missing);
         return vb_error_set(err, "interrupted");
+    }
     j->base = idx;
+    j->base_missing = missing;
     return 0;
 }
 

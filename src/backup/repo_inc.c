@@ -15,7 +15,8 @@ static void touch(struct repo_inc_plan *p, uint64_t first, uint64_t last)
 }
 
 int repo_inc_plan_make(const struct extent_list *dirty, const struct extent_list *alloc,
-                       uint64_t size, uint32_t cs, uint64_t base_size, struct repo_inc_plan *p,
+                       uint64_t size, uint32_t cs, uint64_t base_size,
+                       const unsigned char *base_missing, struct repo_inc_plan *p,
                        struct vb_error *err)
 {
     memset(p, 0, sizeof *p);
@@ -29,6 +30,11 @@ int repo_inc_plan_make(const struct extent_list *dirty, const struct extent_list
         if (x->length)
             touch(p, x->start / cs, (x->start + x->length - 1) / cs);
     }
+    /* a base chunk gone from the repository: read again, stored again */
+    uint64_t base_chunks = (base_size + cs - 1) / cs;
+    for (uint64_t k = 0; base_missing && k < base_chunks; k++)
+        if (base_missing[k])
+            touch(p, k, k);
     /* past the base's end the base has no digest; its short last chunk grew */
     uint64_t base_full = base_size / cs;
     if (size > base_size)

@@ -3,6 +3,7 @@
  * virtbackup-repository(5). */
 #include "repo.h"
 
+#include "bad_chunks.h"
 #include "digest_set.h"
 #include "object.h"
 #include "vector.h"
@@ -280,6 +281,12 @@ static int get_object(struct repo *r, const char *key, int kind, const repo_dige
     void *obj = NULL;
     size_t obj_len = 0;
     int rc = r->store->ops->get(r->store, key, 0, 0, &obj, &obj_len, err);
+    if (rc == 1 && kind == REPO_KIND_CHUNK && want && repo_chunk_in_bad(r, want)) {
+        char bad[80];
+        repo_bad_chunk_key(want, bad);
+        return vb_error_set(err, "missing (%s/%s): damaged, virtrepo verify moved it to %s/%s",
+                            r->path, key, r->path, bad);
+    }
     if (rc == 1)
         return vb_error_set(err, "missing (%s/%s)", r->path, key);
     if (rc < 0)

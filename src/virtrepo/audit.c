@@ -217,11 +217,23 @@ static void find_parts(const struct audit *a, const struct virtrepo_snapshot *x,
     }
 }
 
+bool audit_snapshot_damaged(const struct audit *a, size_t s)
+{
+    if (a->snap_problem[s])
+        return true;
+    for (size_t i = 0; i < a->uses[s].n; i++)
+        if (a->chunks[a->uses[s].v[i]].bad)
+            return true;
+    return false;
+}
+
 size_t audit_report(const struct audit *a, const char *what)
 {
-    size_t damaged = 0, bad_chunks = 0;
-    for (size_t i = 0; i < a->nchunks; i++)
+    size_t damaged = 0, bad_chunks = 0, examined = 0;
+    for (size_t i = 0; i < a->nchunks; i++) {
         bad_chunks += a->chunks[i].bad;
+        examined += !a->chunks[i].skip;
+    }
     for (size_t s = 0; s < a->snaps.n; s++) {
         const struct virtrepo_snapshot *x = &a->snaps.v[s];
         size_t bad = 0;
@@ -256,7 +268,7 @@ size_t audit_report(const struct audit *a, const char *what)
         free(last);
     }
     printf("%s: %zu snapshots, %zu chunks: %s (%zu damaged snapshots, %zu damaged chunks)\n", what,
-           a->snaps.n, a->nchunks, damaged ? "DAMAGED" : "ok", damaged, bad_chunks);
+           a->snaps.n, examined, damaged ? "DAMAGED" : "ok", damaged, bad_chunks);
     fflush(stdout);
     return damaged;
 }

@@ -11,7 +11,9 @@
 struct audit_chunk {
     repo_digest digest;
     uint32_t len;     /* its content's bytes, as the first index naming it says */
+    bool skip;        /* not examined (verify --part: outside the range) */
     bool bad;         /* set by the test */
+    bool damaged;     /* bad because its stored bytes fail the checks (not missing) */
     char *why;        /* what is wrong with it, malloc'ed */
     size_t last_user; /* snapshot that listed it last, + 1 (0: none yet) */
 };
@@ -38,10 +40,14 @@ struct audit {
 int audit_load(struct audit *a, struct repo *r, const char *only_id, struct vb_error *err);
 
 /* Prints the damaged snapshots and their chunks, then a summary line, on stdout. Returns the
- * number of damaged snapshots. what: "check" or "verify". */
+ * number of damaged snapshots. what: "check", "verify" or "verify: part K/N (...)"; chunks
+ * marked skip are not counted. */
 size_t audit_report(const struct audit *a, const char *what);
 
 void audit_free(struct audit *a);
+
+/* Whether snapshot s is damaged: its manifest or an index, or a chunk it uses. */
+bool audit_snapshot_damaged(const struct audit *a, size_t s);
 
 /* Marks chunk c damaged with a message (printf format). */
 void audit_chunk_bad(struct audit_chunk *c, const char *fmt, ...)

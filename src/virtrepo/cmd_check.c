@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "audit.h"
+#include "bad_chunks.h"
 #include "log.h"
 #include "options.h"
 
@@ -32,7 +33,9 @@ int cmd_check(const struct virtrepo_global *g, int argc, char **argv)
         uint32_t raw_size = 0;
         vb_error_clear(&err);
         int rc = repo_chunk_check(r, &c->digest, &raw_size, &err);
-        if (rc == 1)
+        if (rc == 1 && repo_chunk_in_bad(r, &c->digest))
+            audit_chunk_bad(c, "missing: damaged, moved to bad/ by verify");
+        else if (rc == 1)
             audit_chunk_bad(c, "missing");
         else if (rc < 0)
             audit_chunk_bad_error(c, &err);

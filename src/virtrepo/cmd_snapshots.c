@@ -1,5 +1,6 @@
 /* virtrepo snapshots REPO [--vm NAME] [--json]: the snapshots, oldest first, as a table or
- * as the JSON array virtrepo(1) describes. */
+ * as the JSON array virtrepo(1) describes, each with when verify last covered it (the scrub
+ * records of virtbackup-repository(5)). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -8,9 +9,22 @@
 
 #include "log.h"
 #include "options.h"
+#include "scrub.h"
+#include "timefmt.h"
 #include "virtrepo.h"
 
-static json_t *snapshot_json(const struct virtrepo_snapshot *s)
+/* When verify last covered snapshot id, or "never". */
+static void verified_at(const struct repo_scrub_records *recs, const char *id,
+                        char out[REPO_TIME_MAX])
+{
+    time_t t;
+    if (repo_scrub_coverage(recs, id, &t) == 0)
+        repo_time_format(t, true, out);
+    else
+        snprintf(out, REPO_TIME_MAX, "never");
+}
+
+static json_t *snapshot_json(const struct virtrepo_snapshot *s, const char *verified)
 {
     const struct repo_manifest *m = &s->m;
     json_t *disks = json_array();
@@ -31,6 +45,9 @@ static json_t *snapshot_json(const struct virtrepo_snapshot *s)
                           m->parent[0] ? json_string(m->parent) : json_null(), "disks", disks);
     if (o && m->has_checkpoint)
         json_object_set_new(o, "checkpoint", json_string(m->checkpoint.name));
+    if (o)
+        json_object_set_new(o, "verified",
+                            strcmp(verified, "never") ? json_string(verified) : json_null());
     return o;
 }
 
@@ -63,15 +80,18 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
     struct vb_error err = {0};
     struct repo *r = repo_open(argv[optind], &err);
     struct virtrepo_snapshots all = {0};
-    if (!r || virtrepo_load_snapshots(r, &all, &err) < 0) {
+    struct repo_scrub_records recs = {0};
+    if (!r || virtrepo_load_snapshots(r, &all, &err) < 0 || repo_scrub_load(r, &recs, &err) < 0) {
         vb_error_log("%s", err.msg);
+        virtrepo_snapshots_free(&all);
         repo_close(r);
         return 1;
     }
     int rc = 0;
     json_t *array = json_array();
     if (!as_json)
-        printf("%-25s  %-20s  %-5s  %-25s  %s\n", "ID", "VM", "LEVEL", "TIME", "DISKS");
+        printf("%-25s  %-20s  %-5s  %-25s  %-20s  %s\n", "ID", "VM", "LEVEL", "TIME", "VERIFIED",
+               "DISKS");
     for (size_t i = 0; i < all.n; i++) {
         const struct virtrepo_snapshot *s = &all.v[i];
         if (!s->parsed) {
@@ -81,8 +101,10 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
         }
         if (vm && strcmp(vm, s->m.vm) != 0)
             continue;
+        char verified[REPO_TIME_MAX];
+        verified_at(&recs, s->id, verified);
         if (as_json) {
-            json_array_append_new(array, snapshot_json(s));
+            json_array_append_new(array, snapshot_json(s, verified));
             continue;
         }
         char disks[256] = "";
@@ -90,8 +112,8 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
             size_t used = strlen(disks);
             snprintf(disks + used, sizeof disks - used, "%s%s", d ? "," : "", s->m.disks[d].target);
         }
-        printf("%-25s  %-20s  %-5s  %-25s  %s\n", s->id, s->m.vm, repo_level_name(s->m.level),
-               s->m.time, disks);
+        printf("%-25s  %-20s  %-5s  %-25s  %-20s  %s\n", s->id, s->m.vm,
+               repo_level_name(s->m.level), s->m.time, verified, disks);
     }
     if (as_json) {
         char *text = json_dumps(array, JSON_INDENT(2));
@@ -100,6 +122,7 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
         free(text);
     }
     json_decref(array);
+    repo_scrub_records_free(&recs);
     virtrepo_snapshots_free(&all);
     repo_close(r);
     return rc;

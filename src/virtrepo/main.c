@@ -16,7 +16,7 @@
     "       virtrepo snapshots REPO [--vm NAME] [--json]\n"                                        \
     "       virtrepo forget REPO ID...\n"                                                          \
     "       virtrepo check REPO\n"                                                                 \
-    "       virtrepo verify REPO [--snapshot ID] [-w N]\n"                                         \
+    "       virtrepo verify REPO [--snapshot ID | --part K/N] [-w N]\n"                            \
     "       virtrepo import DIR REPO [--json]\n"                                                   \
     "       virtrepo export REPO ID|latest DIR [--vm NAME] [-z[N]]\n"                              \
     "       virtrepo stats REPO [--json]\n"                                                        \
@@ -48,6 +48,8 @@ static void help(void)
            "                      no chunk data is read\n"
            "  verify REPO         read every chunk the snapshots use and check its digest\n"
            "      --snapshot ID       only this snapshot's chunks\n"
+           "      --part K/N          only chunks in the K-th of N ranges of names (N <= 256);\n"
+           "                          damaged chunks go to bad/, the run is recorded in scrub/\n"
            "      -w, --worker N      chunks read at once (default 4)\n"
            "  import DIR REPO     every point of a stream chain (a backup directory, a zip or\n"
            "                      a comma list of zips) as a snapshot; points imported\n"

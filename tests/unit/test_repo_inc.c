@@ -1,7 +1,8 @@
 /* Which chunks a repository inc reads (src/backup/repo_inc.c, virtbackup(1) REPOSITORY
  * OUTPUT): every chunk a dirty range touches (DATA or ZERO: both changed), read over its
  * allocated parts only; a grown disk's old short last chunk and everything past the old end;
- * a shrunk disk's new short last chunk. Untouched chunks are not read. */
+ * a shrunk disk's new short last chunk; a chunk whose base chunk is missing from the
+ * repository. Untouched chunks are not read. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,7 +59,7 @@ static void test_same_size(void)
                                   {3 * CS + 32 * K, 2 * CS - 32 * K, true, false},
                                   {5 * CS, 3 * CS, false, false}});
     struct repo_inc_plan p;
-    CHECK(repo_inc_plan_make(&dirty, &alloc, 8 * CS, CS, 8 * CS, &p, &err) == 0);
+    CHECK(repo_inc_plan_make(&dirty, &alloc, 8 * CS, CS, 8 * CS, NULL, &p, &err) == 0);
     check_touched("same size", &p, ".R.RR...");
     check_read("same size", &p, 2,
                (struct extent[]){{CS, CS, false, false}, {3 * CS, 32 * K, false, false}});
@@ -74,12 +75,12 @@ static void test_grown(void)
     struct extent_list dirty = list(0, NULL);
     struct extent_list alloc = list(1, (struct extent[]){{0, 5 * CS, false, false}});
     struct repo_inc_plan p;
-    CHECK(repo_inc_plan_make(&dirty, &alloc, 5 * CS, CS, 2 * CS + CS / 2, &p, &err) == 0);
+    CHECK(repo_inc_plan_make(&dirty, &alloc, 5 * CS, CS, 2 * CS + CS / 2, NULL, &p, &err) == 0);
     check_touched("grown from a short last chunk", &p, "..RRR");
     check_read("grown", &p, 1, (struct extent[]){{2 * CS, 3 * CS, false, false}});
     repo_inc_plan_free(&p);
     /* from a whole last chunk: only what is past the old end */
-    CHECK(repo_inc_plan_make(&dirty, &alloc, 5 * CS, CS, 3 * CS, &p, &err) == 0);
+    CHECK(repo_inc_plan_make(&dirty, &alloc, 5 * CS, CS, 3 * CS, NULL, &p, &err) == 0);
     check_touched("grown from a whole last chunk", &p, "...RR");
     repo_inc_plan_free(&p);
     free(dirty.v);
@@ -93,13 +94,35 @@ static void test_shrunk(void)
     struct extent_list dirty = list(0, NULL);
     struct extent_list alloc = list(1, (struct extent[]){{0, 3 * CS, false, false}});
     struct repo_inc_plan p;
-    CHECK(repo_inc_plan_make(&dirty, &alloc, 2 * CS + 4 * K, CS, 5 * CS, &p, &err) == 0);
+    CHECK(repo_inc_plan_make(&dirty, &alloc, 2 * CS + 4 * K, CS, 5 * CS, NULL, &p, &err) == 0);
     check_touched("shrunk to a short last chunk", &p, "..R");
     check_read("shrunk", &p, 1, (struct extent[]){{2 * CS, 4 * K, false, false}});
     repo_inc_plan_free(&p);
-    CHECK(repo_inc_plan_make(&dirty, &alloc, 2 * CS, CS, 5 * CS, &p, &err) == 0);
+    CHECK(repo_inc_plan_make(&dirty, &alloc, 2 * CS, CS, 5 * CS, NULL, &p, &err) == 0);
     check_touched("shrunk to a whole last chunk", &p, "..");
     CHECK(p.read.n == 0);
+    repo_inc_plan_free(&p);
+    free(dirty.v);
+    free(alloc.v);
+}
+
+/* base chunks 2 and 6 missing from the repository, nothing dirty: those two read (over what
+ * is allocated of them: 6 is a hole, so nothing of it), the rest copied */
+static void test_base_missing(void)
+{
+    struct vb_error err = {0};
+    struct extent_list dirty = list(0, NULL);
+    struct extent_list alloc =
+        list(2, (struct extent[]){{0, 4 * CS, false, false}, {4 * CS, 4 * CS, true, false}});
+    const unsigned char missing[8] = {0, 0, 1, 0, 0, 0, 1, 0};
+    struct repo_inc_plan p;
+    CHECK(repo_inc_plan_make(&dirty, &alloc, 8 * CS, CS, 8 * CS, missing, &p, &err) == 0);
+    check_touched("base chunks missing", &p, "..R...R.");
+    check_read("base chunks missing", &p, 1, (struct extent[]){{2 * CS, CS, false, false}});
+    repo_inc_plan_free(&p);
+    /* a shrunk disk: a missing base chunk past the new end is not a chunk of the disk */
+    CHECK(repo_inc_plan_make(&dirty, &alloc, 4 * CS, CS, 8 * CS, missing, &p, &err) == 0);
+    check_touched("base chunks missing, disk shrunk", &p, "..R.");
     repo_inc_plan_free(&p);
     free(dirty.v);
     free(alloc.v);
@@ -110,5 +133,6 @@ int main(void)
     test_same_size();
     test_grown();
     test_shrunk();
+    test_base_missing();
     return test_finish("test_repo_inc");
 }
