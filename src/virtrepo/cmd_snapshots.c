@@ -8,9 +8,10 @@
 
 #include "log.h"
 #include "options.h"
+#include "snapshot_protect.h"
 #include "virtrepo.h"
 
-static json_t *snapshot_json(const struct virtrepo_snapshot *s)
+static json_t *snapshot_json(const struct virtrepo_snapshot *s, bool protected)
 {
     const struct repo_manifest *m = &s->m;
     json_t *disks = json_array();
@@ -31,6 +32,8 @@ static json_t *snapshot_json(const struct virtrepo_snapshot *s)
                           m->parent[0] ? json_string(m->parent) : json_null(), "disks", disks);
     if (o && m->has_checkpoint)
         json_object_set_new(o, "checkpoint", json_string(m->checkpoint.name));
+    if (o)
+        json_object_set_new(o, "protected", json_boolean(protected));
     return o;
 }
 
@@ -71,7 +74,8 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
     int rc = 0;
     json_t *array = json_array();
     if (!as_json)
-        printf("%-25s  %-20s  %-5s  %-25s  %s\n", "ID", "VM", "LEVEL", "TIME", "DISKS");
+        printf("%-25s  %-20s  %-5s  %-25s  %-9s  %s\n", "ID", "VM", "LEVEL", "TIME", "PROTECTED",
+               "DISKS");
     for (size_t i = 0; i < all.n; i++) {
         const struct virtrepo_snapshot *s = &all.v[i];
         if (!s->parsed) {
@@ -81,8 +85,13 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
         }
         if (vm && strcmp(vm, s->m.vm) != 0)
             continue;
+        int prot = repo_snapshot_is_protected(r, s->uuid, s->id, &err);
+        if (prot < 0) {
+            vb_error_log("%s", err.msg);
+            rc = 1;
+        }
         if (as_json) {
-            json_array_append_new(array, snapshot_json(s));
+            json_array_append_new(array, snapshot_json(s, prot == 1));
             continue;
         }
         char disks[256] = "";
@@ -90,8 +99,8 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
             size_t used = strlen(disks);
             snprintf(disks + used, sizeof disks - used, "%s%s", d ? "," : "", s->m.disks[d].target);
         }
-        printf("%-25s  %-20s  %-5s  %-25s  %s\n", s->id, s->m.vm, repo_level_name(s->m.level),
-               s->m.time, disks);
+        printf("%-25s  %-20s  %-5s  %-25s  %-9s  %s\n", s->id, s->m.vm, repo_level_name(s->m.level),
+               s->m.time, prot == 1 ? "yes" : "-", disks);
     }
     if (as_json) {
         char *text = json_dumps(array, JSON_INDENT(2));
