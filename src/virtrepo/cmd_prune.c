@@ -42,6 +42,30 @@ static int parse_count(const char *arg, unsigned *out)
     return 0;
 }
 
+/* The snapshots the newest one's chain runs through back to its full read (its parents while
+ * they are incrementals, the first that is not included) are kept: virtbackup dates that
+ * chain by them for --full-every, and reads every disk in full when one is gone
+ * (virtbackup(1), REPOSITORY OUTPUT). p->v[start..] are one VM's. */
+static void keep_newest_chain(const struct virtrepo_snapshots *all, struct plan *p, size_t start)
+{
+    size_t cur = p->n;
+    for (size_t k = start; k < p->n; k++)
+        if (p->v[k].r.reasons & RETENTION_NEWEST)
+            cur = k;
+    for (size_t hops = 0; cur < p->n && hops < p->n; hops++) {
+        const struct repo_manifest *m = &all->v[p->v[cur].i].m;
+        if (m->level != REPO_LEVEL_INC || !m->parent[0])
+            break;
+        size_t parent = p->n;
+        for (size_t k = start; k < p->n; k++)
+            if (strcmp(all->v[p->v[k].i].id, m->parent) == 0)
+                parent = k;
+        if (parent < p->n)
+            p->v[parent].r.reasons |= RETENTION_CHAIN;
+        cur = parent;
+    }
+}
+
 /* Plans the snapshots of VM uuid (all.v[first..] with that uuid, in id order) into p; a VM
  * with a manifest that cannot be read is left whole (-1 after saying so). */
 static int plan_vm(struct repo *r, const struct virtrepo_snapshots *all, const char *uuid,
@@ -82,6 +106,7 @@ static int plan_vm(struct repo *r, const struct virtrepo_snapshots *all, const c
     for (size_t k = start; k < p->n; k++)
         p->v[k].r.reasons = rs[k - start].reasons;
     free(rs);
+    keep_newest_chain(all, p, start);
     return 0;
 }
 

@@ -256,6 +256,10 @@ static void newest_and_protected(void)
     CHECK_WHY(&o, 1, "");
 
     retention_apply(&(struct retention_policy){.keep[RETENTION_LAST] = 1}, o.s, 0);
+    char text[128];
+    retention_reasons_format(RETENTION_CHAIN | RETENTION_NEWEST | 1u << RETENTION_YEARLY, text,
+                             sizeof text);
+    CHECK_MSG(strcmp(text, "newest,chain,yearly") == 0, "%s", text);
     CHECK(!retention_policy_any(&(struct retention_policy){0}));
     CHECK(retention_policy_any(&(struct retention_policy){.keep[RETENTION_YEARLY] = 1}));
 }
