@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "options.h"
+#include "repo_checkpoint.h"
 #include "retention.h"
 #include "snapshot_protect.h"
 #include "timefmt.h"
@@ -42,16 +43,32 @@ static int parse_count(const char *arg, unsigned *out)
     return 0;
 }
 
-/* The snapshots the newest one's chain runs through back to its full read (its parents while
- * they are incrementals, the first that is not included) are kept: virtbackup dates that
- * chain by them for --full-every, and reads every disk in full when one is gone
- * (virtbackup(1), REPOSITORY OUTPUT). p->v[start..] are one VM's. */
-static void keep_newest_chain(const struct virtrepo_snapshots *all, struct plan *p, size_t start)
+/* The base of the VM's next incremental is its newest snapshot that records a checkpoint of
+ * this repository (virtbackup(1), REPOSITORY OUTPUT): kept ("base", when it is not the newest,
+ * which says so already: a copy or an import may be newer), and with it the snapshots its
+ * chain runs through back to its full read (its parents while they are incrementals, and the
+ * first that is not: "chain"), by which virtbackup dates the chain for --full-every, reading
+ * every disk in full when one is gone. p->v[start..] are one VM's, in id order. */
+static void keep_base_chain(const struct repo *r, const struct virtrepo_snapshots *all,
+                            struct plan *p, size_t start)
 {
-    size_t cur = p->n;
-    for (size_t k = start; k < p->n; k++)
-        if (p->v[k].r.reasons & RETENTION_NEWEST)
+    /* as virtbackup chooses it: ids sort by the second, so among the snapshots of the newest
+     * second that has one, the highest checkpoint number */
+    size_t cur = p->n, second = sizeof "YYYYmmddTHHMMSSZ" - 1;
+    long best = -1;
+    for (size_t k = p->n; k-- > start;) {
+        const char *id = all->v[p->v[k].i].id;
+        if (best >= 0 && strncmp(all->v[p->v[cur].i].id, id, second) != 0)
+            break;
+        const struct repo_manifest *m = &all->v[p->v[k].i].m;
+        long n = m->has_checkpoint ? repo_checkpoint_number(m->checkpoint.name, r->config.id) : -1;
+        if (n > best) {
+            best = n;
             cur = k;
+        }
+    }
+    if (cur < p->n && !(p->v[cur].r.reasons & RETENTION_NEWEST))
+        p->v[cur].r.reasons |= RETENTION_BASE;
     for (size_t hops = 0; cur < p->n && hops < p->n; hops++) {
         const struct repo_manifest *m = &all->v[p->v[cur].i].m;
         if (m->level != REPO_LEVEL_INC || !m->parent[0])
@@ -66,8 +83,8 @@ static void keep_newest_chain(const struct virtrepo_snapshots *all, struct plan 
     }
 }
 
-/* Plans the snapshots of VM uuid (all.v[first..] with that uuid, in id order) into p; a VM
- * with a manifest that cannot be read is left whole (-1 after saying so). */
+/* Plans the snapshots of VM uuid (in id order) into p; a VM with a manifest that cannot be
+ * read is left whole (-1 after saying so). */
 static int plan_vm(struct repo *r, const struct virtrepo_snapshots *all, const char *uuid,
                    const struct retention_policy *policy, struct plan *p, struct vb_error *err)
 {
@@ -106,7 +123,7 @@ static int plan_vm(struct repo *r, const struct virtrepo_snapshots *all, const c
     for (size_t k = start; k < p->n; k++)
         p->v[k].r.reasons = rs[k - start].reasons;
     free(rs);
-    keep_newest_chain(all, p, start);
+    keep_base_chain(r, all, p, start);
     return 0;
 }
 

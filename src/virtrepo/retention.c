@@ -113,11 +113,12 @@ void retention_reasons_format(unsigned reasons, char *out, size_t cap)
     size_t used = 0;
     if (cap)
         out[0] = '\0';
-    const char *names[RETENTION_RULES + 3];
-    unsigned bits[RETENTION_RULES + 3];
+    const char *names[RETENTION_RULES + 4];
+    unsigned bits[RETENTION_RULES + 4];
     size_t n = 0;
     names[n] = "newest", bits[n++] = RETENTION_NEWEST;
     names[n] = "protected", bits[n++] = RETENTION_PROTECTED;
+    names[n] = "base", bits[n++] = RETENTION_BASE;
     names[n] = "chain", bits[n++] = RETENTION_CHAIN;
     for (int r = 0; r < RETENTION_RULES; r++)
         names[n] = rule_names[r], bits[n++] = 1u << r;

@@ -18,11 +18,12 @@ enum retention_rule {
     RETENTION_RULES
 };
 
-/* The reasons a snapshot is kept: bit r for rule r, and these. CHAIN is the caller's to set
- * (see retention_reasons_format). */
+/* The reasons a snapshot is kept: bit r for rule r, and these. BASE and CHAIN are the
+ * caller's to set (the next incremental's base and its chain: virtrepo(1), PRUNE). */
 #define RETENTION_NEWEST    (1u << RETENTION_RULES)
 #define RETENTION_PROTECTED (1u << (RETENTION_RULES + 1))
-#define RETENTION_CHAIN     (1u << (RETENTION_RULES + 2))
+#define RETENTION_BASE      (1u << (RETENTION_RULES + 2))
+#define RETENTION_CHAIN     (1u << (RETENTION_RULES + 3))
 
 /* keep[r]: how many periods rule r keeps; 0 = the rule was not given. */
 struct retention_policy {
@@ -49,7 +50,8 @@ bool retention_policy_any(const struct retention_policy *p);
  * snapshot itself. The newest snapshot is always kept, and so is every protected one. */
 void retention_apply(const struct retention_policy *p, struct retention_snapshot *s, size_t n);
 
-/* The reasons as a comma list ("newest,last,daily"; CHAIN is "chain"), "" for none. */
+/* The reasons as a comma list ("newest,last,daily"; BASE and CHAIN are "base" and "chain"),
+ * "" for none, into out. */
 void retention_reasons_format(unsigned reasons, char *out, size_t cap);
 
 #endif

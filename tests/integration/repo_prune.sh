@@ -1,16 +1,17 @@
 #!/bin/bash
 # Retention of a repository (virtrepo(1), PRUNE and PROTECT) in TZ=Europe/Berlin: a running
-# domain backed up four times (full, inc, full, inc), and five older snapshots crafted beside them
+# domain backed up five times (full, inc, full, inc, copy), and five older snapshots crafted beside them
 # (a copy of the full's manifest under an older id and time, level copy: the store is plain
 # files, so the times are the only thing made up).
 #  - protect marks a snapshot (snapshots --json "protected"); prune without a rule is refused;
 #  - prune --dry-run --json plans exactly what --keep-last 1 --keep-monthly 4 keeps in local
-#    time (2022-01-01 00:30 is January 2022 in Berlin, December 2021 in UTC), with the newest,
-#    the full its chain starts from ("chain") and the protected snapshot kept, and changes
-#    nothing under snapshots/;
+#    time (2022-01-01 00:30 is January 2022 in Berlin, December 2021 in UTC), with the newest
+#    (the copy), the next inc's base (the inc before it: "base"), the full the base's chain
+#    starts from ("chain") and the protected snapshot kept, and changes nothing under
+#    snapshots/;
 #  - prune removes exactly the planned manifests (and says gc frees their chunks); the kept
 #    snapshots restore equal to the disks as of their runs; virtrepo check passes;
-#  - the next inc has the newest snapshot as its base (an inc: its chain is whole);
+#  - the next inc has the kept base as its parent (an inc: its chain is whole);
 #  - forget refuses the protected snapshot, --force removes it and its marker; unprotect of an
 #    unprotected snapshot says so.
 set -euo pipefail
@@ -30,7 +31,7 @@ berlin() { TZ=Europe/Berlin "$@"; }
 export TMPDIR=$W/tmp
 mkdir -p "$TMPDIR"
 
-# the plan below assumes the four backups fall in one local month: not in its last minutes
+# the plan below assumes the backups fall in one local month: not in its last minutes
 now=$(date +%s)
 next_month=$(berlin date -d "$(berlin date +%Y-%m-01) +1 month" +%s)
 if [ $((next_month - now)) -lt 600 ]; then
@@ -47,6 +48,10 @@ VDA=$(basename "${TB_IMAGES[0]}")
 # run LEVEL NAME: the disk as of now into $W/NAME.raw, then virtbackup -l LEVEL; the
 # snapshot's id into $W/NAME.id
 run() {
+    # ids and times have seconds: each run in a second of its own, so "newest" is defined
+    local t
+    t=$(date +%s)
+    while [ "$(date +%s)" = "$t" ]; do sleep 0.1; done
     tb_snapshot_image "$DOM" vda "$W/$2.raw"
     "$VIRTBACKUP" -n -d "$DOM" -l "$1" -o "$R" --json="$W/$2.json" >"$W/$2.out" 2>&1 ||
         tb_fail "virtbackup -l $1 ($2) failed: $(cat "$W/$2.out")"
@@ -76,7 +81,7 @@ craft() {
 }
 snapshot_files() { (cd "$R/snapshots" && find . -type f | sort); }
 
-tb_step "four backups of a running domain, five older snapshots crafted"
+tb_step "five backups of a running domain, five older snapshots crafted"
 tb_qemu_io "$DOM" vda "write -P 0x11 0 3M"
 run full r1
 tb_qemu_io "$DOM" vda "write -P 0x22 1M 64k"
@@ -87,12 +92,13 @@ tb_qemu_io "$DOM" vda "write -P 0x44 6M 64k"
 run inc r4
 tb_assert_eq "inc $(id r3)" "$(jq -r '"\(.level) \(.parent)"' "$R/snapshots/$UUID/$(id r4).json")" \
     "level and parent of r4"
+run copy r4c
 craft c1 "2021-03-10 10:00"
 craft c2 "2021-03-20 18:00"
 craft c3 "2021-04-02 09:00"
 craft c5 "2021-12-15 12:00"
 craft c4 "2022-01-01 00:30" # 2021-12-31 23:30 UTC
-tb_assert_eq 9 "$("$VIRTREPO" snapshots "$R" --json | jq length)" "snapshots listed"
+tb_assert_eq 10 "$("$VIRTREPO" snapshots "$R" --json | jq length)" "snapshots listed"
 
 tb_step "protect; snapshots shows it; a prune without a rule is refused"
 "$VIRTREPO" protect "$R" "$(id c1)" 2>"$W/protect.err" ||
@@ -124,14 +130,15 @@ want=$(
         expect r1 remove ""
         expect r2 remove ""
         expect r3 keep chain
-        expect r4 keep newest,last,monthly
+        expect r4 keep base
+        expect r4c keep newest,last,monthly
     } | sort
 )
 got=$(jq -r '.[] | "\(.id) \(.action) \(.reasons | join(","))"' "$W/plan.json" | sort)
 [ "$got" = "$want" ] || tb_fail "the plan differs:
 $(diff <(echo "$want") <(echo "$got"))"
 tb_assert_eq "$before" "$(snapshot_files)" "the snapshot objects after --dry-run"
-grep -q "9 snapshots of 1 VMs: 6 kept, 3 would be removed (dry run)" "$W/plan.err" ||
+grep -q "10 snapshots of 1 VMs: 7 kept, 3 would be removed (dry run)" "$W/plan.err" ||
     tb_fail "no dry-run summary: $(cat "$W/plan.err")"
 
 tb_step "prune: exactly the planned manifests removed"
@@ -139,8 +146,8 @@ berlin "$VIRTREPO" prune "$R" --vm "$DOM" "${RULES[@]}" >"$W/prune.out" 2>&1 ||
     tb_fail "prune failed: $(cat "$W/prune.out")"
 sed 's/^/    | /' "$W/prune.out" >&2
 grep -q "^remove  $(id r1) " "$W/prune.out" || tb_fail "prune did not list r1 as removed"
-grep -q "^keep    $(id r4) .*newest,last,monthly$" "$W/prune.out" || tb_fail "r4 not kept as newest"
-grep -q "6 kept, 3 removed (their chunks are freed by virtrepo gc)" "$W/prune.out" ||
+grep -q "^keep    $(id r4c) .*newest,last,monthly$" "$W/prune.out" || tb_fail "r4c not kept as newest"
+grep -q "7 kept, 3 removed (their chunks are freed by virtrepo gc)" "$W/prune.out" ||
     tb_fail "no summary"
 left=$("$VIRTREPO" snapshots "$R" --json | jq -r '.[].id' | sort)
 tb_assert_eq "$(echo "$want" | awk '$2 == "keep" {print $1}' | sort)" "$left" "the snapshots left"
@@ -153,12 +160,13 @@ again=$(berlin "$VIRTREPO" prune "$R" "${RULES[@]}" --dry-run --json 2>/dev/null
 tb_assert_eq 0 "$again" "snapshots a second prune would remove"
 
 tb_step "the kept snapshots restore equal to their disks; check passes"
+restored r4c r4c
 restored r4 r4
 restored r3 r3
 restored c3 r1
 "$VIRTREPO" check "$R" >"$W/check.out" 2>&1 || tb_fail "check failed: $(cat "$W/check.out")"
 
-tb_step "the next inc has the newest snapshot as its base"
+tb_step "the next inc has the kept base as its parent"
 tb_qemu_io "$DOM" vda "write -P 0x55 7M 64k"
 run inc r5
 tb_assert_eq "inc $(id r4)" "$(jq -r '"\(.level) \(.parent)"' "$R/snapshots/$UUID/$(id r5).json")" \

@@ -260,6 +260,8 @@ static void newest_and_protected(void)
     retention_reasons_format(RETENTION_CHAIN | RETENTION_NEWEST | 1u << RETENTION_YEARLY, text,
                              sizeof text);
     CHECK_MSG(strcmp(text, "newest,chain,yearly") == 0, "%s", text);
+    retention_reasons_format(RETENTION_BASE | RETENTION_PROTECTED, text, sizeof text);
+    CHECK_MSG(strcmp(text, "protected,base") == 0, "%s", text);
     CHECK(!retention_policy_any(&(struct retention_policy){0}));
     CHECK(retention_policy_any(&(struct retention_policy){.keep[RETENTION_YEARLY] = 1}));
 }
