@@ -1,6 +1,6 @@
 /* virtrepo snapshots REPO [--vm NAME] [--json]: the snapshots, oldest first, as a table or
- * as the JSON array virtrepo(1) describes, each with when verify last covered it (the scrub
- * records of virtbackup-repository(5)). */
+ * as the JSON array virtrepo(1) describes, each with whether it is protected and when verify
+ * last covered it (the protection markers and scrub records of virtbackup-repository(5)). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -10,6 +10,7 @@
 #include "log.h"
 #include "options.h"
 #include "scrub.h"
+#include "snapshot_protect.h"
 #include "timefmt.h"
 #include "virtrepo.h"
 
@@ -24,7 +25,8 @@ static void verified_at(const struct repo_scrub_records *recs, const char *id,
         snprintf(out, REPO_TIME_MAX, "never");
 }
 
-static json_t *snapshot_json(const struct virtrepo_snapshot *s, const char *verified)
+static json_t *snapshot_json(const struct virtrepo_snapshot *s, bool protected,
+                             const char *verified)
 {
     const struct repo_manifest *m = &s->m;
     json_t *disks = json_array();
@@ -45,9 +47,11 @@ static json_t *snapshot_json(const struct virtrepo_snapshot *s, const char *veri
                           m->parent[0] ? json_string(m->parent) : json_null(), "disks", disks);
     if (o && m->has_checkpoint)
         json_object_set_new(o, "checkpoint", json_string(m->checkpoint.name));
-    if (o)
+    if (o) {
+        json_object_set_new(o, "protected", json_boolean(protected));
         json_object_set_new(o, "verified",
                             strcmp(verified, "never") ? json_string(verified) : json_null());
+    }
     return o;
 }
 
@@ -90,8 +94,8 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
     int rc = 0;
     json_t *array = json_array();
     if (!as_json)
-        printf("%-25s  %-20s  %-5s  %-25s  %-20s  %s\n", "ID", "VM", "LEVEL", "TIME", "VERIFIED",
-               "DISKS");
+        printf("%-25s  %-20s  %-5s  %-25s  %-9s  %-20s  %s\n", "ID", "VM", "LEVEL", "TIME",
+               "PROTECTED", "VERIFIED", "DISKS");
     for (size_t i = 0; i < all.n; i++) {
         const struct virtrepo_snapshot *s = &all.v[i];
         if (!s->parsed) {
@@ -101,10 +105,15 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
         }
         if (vm && strcmp(vm, s->m.vm) != 0)
             continue;
+        int prot = repo_snapshot_is_protected(r, s->uuid, s->id, &err);
+        if (prot < 0) {
+            vb_error_log("%s", err.msg);
+            rc = 1;
+        }
         char verified[REPO_TIME_MAX];
         verified_at(&recs, s->id, verified);
         if (as_json) {
-            json_array_append_new(array, snapshot_json(s, verified));
+            json_array_append_new(array, snapshot_json(s, prot == 1, verified));
             continue;
         }
         char disks[256] = "";
@@ -112,8 +121,8 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
             size_t used = strlen(disks);
             snprintf(disks + used, sizeof disks - used, "%s%s", d ? "," : "", s->m.disks[d].target);
         }
-        printf("%-25s  %-20s  %-5s  %-25s  %-20s  %s\n", s->id, s->m.vm,
-               repo_level_name(s->m.level), s->m.time, verified, disks);
+        printf("%-25s  %-20s  %-5s  %-25s  %-9s  %-20s  %s\n", s->id, s->m.vm,
+               repo_level_name(s->m.level), s->m.time, prot == 1 ? "yes" : "-", verified, disks);
     }
     if (as_json) {
         char *text = json_dumps(array, JSON_INDENT(2));

@@ -14,7 +14,9 @@
     "usage: virtrepo [-v] [-q] COMMAND ARGS...\n"                                                  \
     "       virtrepo init PATH [--chunk-size SIZE] [--compression zstd[:LEVEL]|lz4|none]\n"        \
     "       virtrepo snapshots REPO [--vm NAME] [--json]\n"                                        \
-    "       virtrepo forget REPO ID...\n"                                                          \
+    "       virtrepo forget REPO ID... [--force]\n"                                                \
+    "       virtrepo prune REPO [--vm NAME] --keep-RULE N... [--dry-run] [--json]\n"               \
+    "       virtrepo protect|unprotect REPO ID... [--vm NAME]\n"                                   \
     "       virtrepo check REPO\n"                                                                 \
     "       virtrepo verify REPO [--snapshot ID | --part K/N] [-w N]\n"                            \
     "       virtrepo import DIR REPO [--json]\n"                                                   \
@@ -23,9 +25,10 @@
     "       virtrepo --help | --version\n"
 
 static const struct virtrepo_command commands[] = {
-    {"init", cmd_init},     {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
-    {"check", cmd_check},   {"verify", cmd_verify},       {"import", cmd_import},
-    {"export", cmd_export}, {"stats", cmd_stats},
+    {"init", cmd_init},       {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
+    {"check", cmd_check},     {"verify", cmd_verify},       {"import", cmd_import},
+    {"export", cmd_export},   {"stats", cmd_stats},         {"prune", cmd_prune},
+    {"protect", cmd_protect}, {"unprotect", cmd_unprotect},
 };
 
 static void help(void)
@@ -42,7 +45,22 @@ static void help(void)
            "  snapshots REPO      list the snapshots, oldest first\n"
            "      --vm NAME           only those of this VM\n"
            "      --json              a JSON array (id, vm, uuid, time, level, parent, disks)\n"
-           "  forget REPO ID...   remove these snapshots (their chunks stay until a prune)\n"
+           "  forget REPO ID...   remove these snapshots (their chunks stay until a gc)\n"
+           "      --force             protected ones too\n"
+           "  prune REPO          remove the snapshots no --keep-RULE keeps, per VM (at\n"
+           "                      least one rule; the newest, the next inc's base and\n"
+           "                      its chain, and protected ones are kept)\n"
+           "      --keep-last N       the N newest snapshots\n"
+           "      --keep-hourly N     the newest of each of the last N hours with one; also\n"
+           "      --keep-daily N      days, --keep-weekly (ISO weeks), --keep-monthly and\n"
+           "      --keep-yearly N     --keep-yearly (local time, TZ)\n"
+           "      --vm NAME           only this VM's snapshots\n"
+           "      --dry-run           say what would be removed, remove nothing\n"
+           "      --json              the plan as a JSON array (id, vm, uuid, time, action,\n"
+           "                          reasons)\n"
+           "  protect REPO ID...  keep these snapshots from prune and forget\n"
+           "      --vm NAME           the VM, where two have a snapshot of this id\n"
+           "  unprotect REPO ID...  let them go again\n"
            "  check REPO          structure and references: the config, every manifest, its\n"
            "                      indexes, every chunk they name present with a valid header;\n"
            "                      no chunk data is read\n"
