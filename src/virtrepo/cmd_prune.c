@@ -45,10 +45,11 @@ static int parse_count(const char *arg, unsigned *out)
 
 /* The base of the VM's next incremental is its newest snapshot that records a checkpoint of
  * this repository (virtbackup(1), REPOSITORY OUTPUT): kept ("base", when it is not the newest,
- * which says so already: a copy or an import may be newer), and with it the snapshots its
- * chain runs through back to its full read (its parents while they are incrementals, and the
- * first that is not: "chain"), by which virtbackup dates the chain for --full-every, reading
- * every disk in full when one is gone. p->v[start..] are one VM's, in id order. */
+ * which says so already: a copy or an import may be newer). A base without full_time (written
+ * by an older version) keeps the snapshots its chain runs through back to its full read too
+ * (its parents while they are incrementals, and the first that is not: "chain"): virtbackup
+ * dates such a chain for --full-every by them, reading every disk in full when one is gone.
+ * p->v[start..] are one VM's, in id order. */
 static void keep_base_chain(const struct repo *r, const struct virtrepo_snapshots *all,
                             struct plan *p, size_t start)
 {
@@ -69,6 +70,8 @@ static void keep_base_chain(const struct repo *r, const struct virtrepo_snapshot
     }
     if (cur < p->n && !(p->v[cur].r.reasons & RETENTION_NEWEST))
         p->v[cur].r.reasons |= RETENTION_BASE;
+    if (cur < p->n && all->v[p->v[cur].i].m.full_time[0])
+        return;
     for (size_t hops = 0; cur < p->n && hops < p->n; hops++) {
         const struct repo_manifest *m = &all->v[p->v[cur].i].m;
         if (m->level != REPO_LEVEL_INC || !m->parent[0])

@@ -6,12 +6,13 @@
 #  - protect marks a snapshot (snapshots --json "protected"); prune without a rule is refused;
 #  - prune --dry-run --json plans exactly what --keep-last 1 --keep-monthly 4 keeps in local
 #    time (2022-01-01 00:30 is January 2022 in Berlin, December 2021 in UTC), with the newest
-#    (the copy), the next inc's base (the inc before it: "base"), the full the base's chain
-#    starts from ("chain") and the protected snapshot kept, and changes nothing under
-#    snapshots/;
+#    (the copy), the next inc's base (the inc before it: "base") and the protected snapshot
+#    kept, not the full the base's chain starts from (the base records its time, full_time),
+#    and changes nothing under snapshots/; with the base's full_time removed (an older
+#    version's manifest) that full is kept ("chain");
 #  - prune removes exactly the planned manifests (and says gc frees their chunks); the kept
 #    snapshots restore equal to the disks as of their runs; virtrepo check passes;
-#  - the next inc has the kept base as its parent (an inc: its chain is whole);
+#  - the next inc has the kept base as its parent (an inc, its chain's full gone);
 #  - forget refuses the protected snapshot, --force removes it and its marker; unprotect of an
 #    unprotected snapshot says so.
 set -euo pipefail
@@ -129,7 +130,7 @@ want=$(
         expect c4 keep monthly
         expect r1 remove ""
         expect r2 remove ""
-        expect r3 keep chain
+        expect r3 remove ""
         expect r4 keep base
         expect r4c keep newest,last,monthly
     } | sort
@@ -138,8 +139,19 @@ got=$(jq -r '.[] | "\(.id) \(.action) \(.reasons | join(","))"' "$W/plan.json" |
 [ "$got" = "$want" ] || tb_fail "the plan differs:
 $(diff <(echo "$want") <(echo "$got"))"
 tb_assert_eq "$before" "$(snapshot_files)" "the snapshot objects after --dry-run"
-grep -q "10 snapshots of 1 VMs: 7 kept, 3 would be removed (dry run)" "$W/plan.err" ||
+grep -q "10 snapshots of 1 VMs: 6 kept, 4 would be removed (dry run)" "$W/plan.err" ||
     tb_fail "no dry-run summary: $(cat "$W/plan.err")"
+
+tb_step "a base without full_time (an older version's): its chain is kept too"
+m4=$R/snapshots/$UUID/$(id r4).json
+cp "$m4" "$W/r4.json"
+jq 'del(.full_time)' "$W/r4.json" >"$m4"
+berlin "$VIRTREPO" prune "$R" "${RULES[@]}" --dry-run --json >"$W/plan2.json" 2>/dev/null ||
+    tb_fail "prune --dry-run (no full_time) failed"
+tb_assert_eq "keep chain" "$(jq -r --arg id "$(id r3)" \
+    '.[] | select(.id == $id) | "\(.action) \(.reasons | join(","))"' "$W/plan2.json")" \
+    "r3 when the base has no full_time"
+cat "$W/r4.json" >"$m4"
 
 tb_step "prune: exactly the planned manifests removed"
 berlin "$VIRTREPO" prune "$R" --vm "$DOM" "${RULES[@]}" >"$W/prune.out" 2>&1 ||
@@ -147,7 +159,7 @@ berlin "$VIRTREPO" prune "$R" --vm "$DOM" "${RULES[@]}" >"$W/prune.out" 2>&1 ||
 sed 's/^/    | /' "$W/prune.out" >&2
 grep -q "^remove  $(id r1) " "$W/prune.out" || tb_fail "prune did not list r1 as removed"
 grep -q "^keep    $(id r4c) .*newest,last,monthly$" "$W/prune.out" || tb_fail "r4c not kept as newest"
-grep -q "7 kept, 3 removed (their chunks are freed by virtrepo gc)" "$W/prune.out" ||
+grep -q "6 kept, 4 removed (their chunks are freed by virtrepo gc)" "$W/prune.out" ||
     tb_fail "no summary"
 left=$("$VIRTREPO" snapshots "$R" --json | jq -r '.[].id' | sort)
 tb_assert_eq "$(echo "$want" | awk '$2 == "keep" {print $1}' | sort)" "$left" "the snapshots left"
@@ -162,7 +174,6 @@ tb_assert_eq 0 "$again" "snapshots a second prune would remove"
 tb_step "the kept snapshots restore equal to their disks; check passes"
 restored r4c r4c
 restored r4 r4
-restored r3 r3
 restored c3 r1
 "$VIRTREPO" check "$R" >"$W/check.out" 2>&1 || tb_fail "check failed: $(cat "$W/check.out")"
 
