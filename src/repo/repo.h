@@ -15,16 +15,22 @@
 #include "index.h"
 #include "keys.h"
 #include "manifest.h"
+#include "object.h"
 #include "objstore.h"
 #include "repo_config.h"
 
 struct repo_digest_set;
+struct repo_key;
 
 struct repo {
     struct repo_store *store;
     struct repo_config config;
     char *path;
     struct repo_digest_set *in_flight; /* chunks being put by this process right now */
+    /* an encrypted repository's key (a copy, NULL without one) and the subkeys the object
+     * coding uses: chunks (sealed, HMAC-named) and indexes (HMAC-named) */
+    struct repo_key *key;
+    struct repo_object_keys chunk_keys, index_keys;
 };
 
 /* True when path is a directory holding a "config" object whose format is
@@ -38,8 +44,21 @@ bool repo_is_repository(const char *path);
 int repo_init(const char *path, const struct repo_config *cfg, struct vb_error *err);
 
 /* Opens the repository at path: its config is read and validated (another format or a
- * version above 1 is refused, naming the file). NULL on error. */
-struct repo *repo_open(const char *path, struct vb_error *err);
+ * version above 1 is refused, naming the file). key: the key for an encrypted repository
+ * (copied; NULL: none, and ignored for an unencrypted one); a key whose fingerprint is not the
+ * repository's is refused here. Without the key an encrypted repository opens for what needs
+ * no content (listing, manifests' public parts, headers); the rest fails as
+ * repo_need_key says. NULL on error. */
+struct repo *repo_open(const char *path, const struct repo_key *key, struct vb_error *err);
+
+/* 0 when content can be read and written (unencrypted, or the key is there); else -1 with
+ * "PATH is encrypted: give --key FILE (or VIRTBACKUP_KEY_FILE)". Tools call it before they
+ * read or write anything. */
+int repo_need_key(const struct repo *r, struct vb_error *err);
+
+/* The name of a chunk whose content is data (len bytes): HMAC-SHA-256 under the chunk-id
+ * subkey in an encrypted repository, SHA-256 otherwise (virtbackup-repository(5)). */
+void repo_chunk_name(const struct repo *r, const void *data, size_t len, repo_digest *out);
 void repo_close(struct repo *r);
 
 /* The repository's chunk size (its config's). */

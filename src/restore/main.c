@@ -36,7 +36,8 @@ enum {
     OPT_THREADS,
     OPT_TRUST_CONFIG,
     OPT_VM,
-    OPT_SNAPSHOT
+    OPT_SNAPSHOT,
+    OPT_KEY
 };
 
 static const struct option long_opts[] = {
@@ -68,6 +69,7 @@ static const struct option long_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {"vm", required_argument, NULL, OPT_VM},
     {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
+    {"key", required_argument, NULL, OPT_KEY},
     VB_REMOTE_LONG_OPTIONS,
     {0},
 };
@@ -283,6 +285,9 @@ int main(int argc, char **argv)
         case OPT_SNAPSHOT:
             o.snapshot = optarg;
             break;
+        case OPT_KEY:
+            o.key_file = optarg;
+            break;
         case 'h':
             help();
             return 0;
@@ -306,6 +311,10 @@ int main(int argc, char **argv)
     /* tuning knobs and test hooks: virtrestore(1), ENVIRONMENT */
     const char *mb = getenv("VIRTRESTORE_MEMORY_MB");
     o.memory_mb = mb && atoi(mb) > 0 ? atoi(mb) : 0;
+    /* an encrypted repository's key: the passphrase leaves the environment like the password */
+    if (!o.key_file)
+        o.key_file = getenv("VIRTBACKUP_KEY_FILE");
+    o.key_passphrase = vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE");
 #ifndef NDEBUG
     o.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
 #endif

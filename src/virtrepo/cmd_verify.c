@@ -77,9 +77,11 @@ int cmd_verify(const struct virtrepo_global *g, int argc, char **argv)
 
     struct vb_error err = {0};
     struct audit a;
-    struct repo *r = repo_open(argv[optind], &err);
-    if (!r) {
+    struct repo *r = virtrepo_open(g, argv[optind], &err);
+    /* reading chunks checks their names: the key of an encrypted repository is needed */
+    if (!r || repo_need_key(r, &err) < 0) {
         vb_error_log("%s", err.msg);
+        repo_close(r);
         return 1;
     }
     if (audit_load(&a, r, only, &err) < 0) {

@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "crypto.h"
 #include "keyfile.h"
 #include "object.h"
+#include "repo.h"
 #include "testutil.h"
 
 static void put32(unsigned char *p, uint32_t v)
@@ -324,8 +326,171 @@ static void test_sealed_objects(void)
     free(obj);
 }
 
+#define UUID1 "0f9a6d1e-4c3b-4e8a-9d2f-1a2b3c4d5e6f"
+#define ID1   "20261207T180000Z-0a1b2c3d"
+
+static bool file_has(const char *path, const void *needle, size_t len)
+{
+    void *buf = NULL;
+    size_t got = 0;
+    if (test_read_file(path, &buf, &got) < 0)
+        return false;
+    bool found = memmem(buf, got, needle, len) != NULL;
+    free(buf);
+    return found;
+}
+
+/* an encrypted repository through the handle: without the key only what needs no content,
+ * a wrong key refused at open, chunks and manifests sealed, the public part readable */
+static void test_encrypted_repo(void)
+{
+    struct vb_error err = {0};
+    unsigned char master[32], other_master[32];
+    test_fill(master, sizeof master, 31);
+    test_fill(other_master, sizeof other_master, 32);
+    struct repo_key k, other;
+    CHECK(repo_key_derive(master, &k, &err) == 0);
+    CHECK(repo_key_derive(other_master, &other, &err) == 0);
+    struct repo_config cfg;
+    repo_config_default(&cfg);
+    cfg.encrypted = true;
+    memcpy(cfg.key_fingerprint, k.fingerprint, sizeof cfg.key_fingerprint);
+    const char *path = test_path("enc");
+    CHECK_MSG(repo_init(path, &cfg, &err) == 0, "%s", err.msg);
+
+    err.msg[0] = '\0';
+    CHECK(repo_open(path, &other, &err) == NULL);
+    CHECK_MSG(strstr(err.msg, "wrong key") != NULL, "%s", err.msg);
+
+    /* with the key: a chunk named by HMAC, sealed, read back */
+    struct repo *r = repo_open(path, &k, &err);
+    CHECK_MSG(r != NULL, "%s", err.msg);
+    if (!r)
+        return;
+    static unsigned char chunk[65536];
+    for (size_t i = 0; i < sizeof chunk; i++)
+        chunk[i] = (unsigned char)("secret-pattern-"[i % 15]);
+    repo_digest name, sha;
+    repo_chunk_name(r, chunk, sizeof chunk, &name);
+    repo_digest_of(chunk, sizeof chunk, &sha);
+    CHECK(!repo_digest_equal(&name, &sha));
+    bool was_new = false;
+    CHECK_MSG(repo_put_chunk(r, &name, chunk, sizeof chunk, &was_new, NULL, &err) == 0, "%s",
+              err.msg);
+    CHECK(was_new);
+    char key[80], file[300];
+    repo_chunk_key(&name, key);
+    snprintf(file, sizeof file, "%s/%s", path, key);
+    CHECK(!file_has(file, "secret-pattern-secret", 21));
+    void *raw = NULL;
+    size_t len = 0;
+    CHECK_MSG(repo_get_chunk(r, &name, &raw, &len, &err) == 0, "%s", err.msg);
+    CHECK(len == sizeof chunk && raw && memcmp(raw, chunk, len) == 0);
+    free(raw);
+    /* an index named by HMAC of its bytes */
+    struct repo_index idx = {.virtual_size = sizeof chunk, .chunk_size = sizeof chunk, .n = 1};
+    idx.digests = &name;
+    repo_digest idx_name;
+    CHECK_MSG(repo_put_index(r, &idx, &idx_name, &err) == 0, "%s", err.msg);
+    struct repo_index back = {0};
+    CHECK_MSG(repo_get_index(r, &idx_name, &back, &err) == 0, "%s", err.msg);
+    CHECK(back.n == 1 && repo_digest_equal(&back.digests[0], &name));
+    repo_index_free(&back);
+
+    /* a sealed manifest: its secrets not in the file, all of it read back with the key */
+    struct repo_manifest m = {0}, got = {0};
+    snprintf(m.id, sizeof m.id, "%s", ID1);
+    m.vm = strdup("vm1");
+    snprintf(m.uuid, sizeof m.uuid, "%s", UUID1);
+    strcpy(m.time, "2026-12-07T18:00:00+00:00");
+    m.level = REPO_LEVEL_FULL;
+    m.has_checkpoint = true;
+    m.checkpoint.name = strdup("virtnbdbackup.0");
+    m.checkpoint.creation_time = 1733594400;
+    m.checkpoint.xml = strdup("<domaincheckpoint>cp-secret</domaincheckpoint>");
+    m.domain_xml = strdup("<domain><name>vm1</name><secret>dom-secret</secret></domain>");
+    m.n_disks = 1;
+    m.disks = calloc(1, sizeof *m.disks);
+    m.disks[0].target = strdup("vda");
+    m.disks[0].virtual_size = sizeof chunk;
+    m.disks[0].chunk_size = 4 << 20;
+    m.disks[0].index = idx_name;
+    m.disks[0].format = strdup("qcow2");
+    m.disks[0].qcow_json = strdup("{\"qcow-secret\": 1}");
+    m.disks[0].bytes_read = 12345;
+    m.n_blobs = 1;
+    m.blobs = calloc(1, sizeof *m.blobs);
+    m.blobs[0].kind = REPO_BLOB_NVRAM;
+    m.blobs[0].path = strdup("/var/lib/libvirt/qemu/nvram/path-secret.fd");
+    m.blobs[0].size = 5;
+    m.blobs[0].index = idx_name;
+    CHECK_MSG(repo_put_manifest(r, &m, &err) == 0, "%s", err.msg);
+    char mkey[REPO_KEY_MAX];
+    CHECK(repo_snapshot_key(UUID1, ID1, mkey) == 0);
+    snprintf(file, sizeof file, "%s/%s", path, mkey);
+    const char *secrets[] = {"dom-secret", "cp-secret", "qcow-secret", "path-secret", "12345"};
+    for (size_t i = 0; i < 5; i++)
+        CHECK_MSG(!file_has(file, secrets[i], strlen(secrets[i])), "%s in the manifest",
+                  secrets[i]);
+    CHECK(file_has(file, UUID1, strlen(UUID1)) && file_has(file, "\"sealed\"", 8));
+    CHECK_MSG(repo_get_manifest(r, UUID1, ID1, &got, &err) == 0, "%s", err.msg);
+    CHECK(!got.sealed && got.domain_xml && strcmp(got.domain_xml, m.domain_xml) == 0);
+    CHECK(got.checkpoint.xml && strcmp(got.checkpoint.xml, m.checkpoint.xml) == 0);
+    CHECK(got.n_disks == 1 && got.disks[0].qcow_json &&
+          strcmp(got.disks[0].qcow_json, m.disks[0].qcow_json) == 0 &&
+          got.disks[0].bytes_read == 12345 && strcmp(got.disks[0].format, "qcow2") == 0);
+    CHECK(got.n_blobs == 1 && strcmp(got.blobs[0].path, m.blobs[0].path) == 0);
+    repo_manifest_free(&got);
+    repo_close(r);
+
+    /* without the key: listing and the public part; content refused with the message */
+    r = repo_open(path, NULL, &err);
+    CHECK_MSG(r != NULL, "%s", err.msg);
+    if (!r)
+        return;
+    err.msg[0] = '\0';
+    CHECK(repo_need_key(r, &err) < 0);
+    CHECK_MSG(strstr(err.msg, "is encrypted: give --key FILE (or VIRTBACKUP_KEY_FILE)"), "%s",
+              err.msg);
+    CHECK(repo_get_chunk(r, &name, &raw, &len, &err) < 0 && strstr(err.msg, "is encrypted"));
+    CHECK(repo_put_chunk(r, &name, chunk, sizeof chunk, NULL, NULL, &err) < 0);
+    CHECK(repo_put_manifest(r, &m, &err) < 0);
+    uint32_t raw_size = 0;
+    CHECK(repo_chunk_check(r, &name, &raw_size, &err) == 0 && raw_size == sizeof chunk);
+    CHECK_MSG(repo_get_index(r, &idx_name, &back, &err) == 0, "%s", err.msg);
+    repo_index_free(&back);
+    CHECK_MSG(repo_get_manifest(r, UUID1, ID1, &got, &err) == 0, "%s", err.msg);
+    CHECK(got.sealed && strcmp(got.vm, "vm1") == 0 && got.level == REPO_LEVEL_FULL &&
+          got.has_checkpoint && strcmp(got.checkpoint.name, "virtnbdbackup.0") == 0 &&
+          repo_digest_equal(&got.disks[0].index, &idx_name));
+    CHECK(got.domain_xml && !strstr(got.domain_xml, "dom-secret"));
+    repo_manifest_free(&got);
+    repo_close(r);
+
+    /* an altered public field: the mac refuses the manifest */
+    void *text = NULL;
+    size_t tlen = 0;
+    CHECK(test_read_file(file, &text, &tlen) == 0);
+    char *at = text ? memmem(text, tlen, "\"full\"", 6) : NULL;
+    CHECK(at != NULL);
+    if (at) {
+        memcpy(at, "\"copy\"", 6);
+        unlink(file);
+        CHECK(test_write_file(file, text, tlen) == 0);
+        r = repo_open(path, &k, &err);
+        err.msg[0] = '\0';
+        CHECK(r && repo_get_manifest(r, UUID1, ID1, &got, &err) < 0);
+        CHECK_MSG(strstr(err.msg, "mac does not match"), "%s", err.msg);
+        repo_manifest_free(&got);
+        repo_close(r);
+    }
+    free(text);
+    repo_manifest_free(&m);
+}
+
 int main(void)
 {
+    test_encrypted_repo();
     test_sealed_objects();
     test_hmac();
     test_hkdf();
