@@ -57,6 +57,7 @@ static void usage(FILE *f)
           "  -T, --threshold BYTES      inc/diff: skip (exit 0) if fewer bytes changed\n"
           "      --full-every DAYS      repository inc: read in full when the last full read\n"
           "                             is older (default 30, 0 never)\n"
+          "      --key FILE             an encrypted repository's key (or VIRTBACKUP_KEY_FILE)\n"
           "\n"
           "Connection:\n"
           "  -U, --uri URI              libvirt URI (default qemu:///system)\n",

@@ -116,6 +116,7 @@ static void help(void)
            "      --vm NAME             with -i REPO: the VM (name or uuid) whose snapshot\n"
            "                            to serve (needed when the repository holds several)\n"
            "      --snapshot ID|latest  with -i REPO: the snapshot (default: latest)\n"
+           "      --key FILE            an encrypted repository's key (or VIRTBACKUP_KEY_FILE)\n"
            "      --socket PATH         listen on this unix socket (default: a socket only\n"
            "                            your user can use, in a private runtime directory)\n"
            "  -l, --listen-address ADDR listen on TCP instead (default address 127.0.0.1:\n"

@@ -102,6 +102,7 @@ static void help(void)
            "      --vm NAME           repository: the VM (name or uuid); needed only when\n"
            "                          the repository holds several\n"
            "      --snapshot ID       repository: this snapshot, or 'latest' (the default)\n"
+           "      --key FILE          an encrypted repository's key (or VIRTBACKUP_KEY_FILE)\n"
            "  -s, --sequence F1,F2..  apply exactly these data files in this order (the first\n"
            "                          a full or copy); the image is OUTPUT/<disk>; no config\n"
            "  -d, --disk DISK         only this disk (target dev, e.g. vda)\n"
