@@ -11,6 +11,7 @@
 #include "backup.h"
 #include "env_knobs.h"
 #include "frame.h"
+#include "keyfile.h"
 #include "log.h"
 #include "options.h"
 #include "remote_opts.h"
@@ -323,7 +324,7 @@ int main(int argc, char **argv)
     /* an encrypted repository's key: the passphrase leaves the environment like the password */
     if (!o.key_file)
         o.key_file = getenv("VIRTBACKUP_KEY_FILE");
-    o.key_passphrase = vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE");
+    o.key_passphrase = repo_passphrase_keep(vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE"));
 #ifndef NDEBUG
     o.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "env_knobs.h"
+#include "keyfile.h"
 #include "log.h"
 #include "nbd_proto.h"
 #include "nbd_server.h"
@@ -328,7 +329,7 @@ int main(int argc, char **argv)
      * guest tools virtmap starts inherit it) */
     if (!o.key_file)
         o.key_file = getenv("VIRTBACKUP_KEY_FILE");
-    o.key_passphrase = vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE");
+    o.key_passphrase = repo_passphrase_keep(vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE"));
     if (!o.repository && (o.vm || o.snapshot))
         return usage_error("%s: %s goes with a repository input", o.input ? o.input : "-f",
                            o.vm ? "--vm" : "--snapshot");

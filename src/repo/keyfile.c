@@ -263,6 +263,22 @@ void repo_key_free(struct repo_key *k)
     free(k);
 }
 
+const char *repo_passphrase_keep(char *taken)
+{
+    static char kept[REPO_PASSPHRASE_MAX];
+    if (!taken)
+        return NULL;
+    size_t len = strlen(taken);
+    const char *out = NULL;
+    if (len < sizeof kept) {
+        memcpy(kept, taken, len + 1);
+        out = kept;
+    }
+    OPENSSL_cleanse(taken, len);
+    free(taken);
+    return out;
+}
+
 /* one line from the terminal with echo off */
 static int read_hidden(FILE *tty, const char *prompt, char *buf, size_t cap, struct vb_error *err)
 {

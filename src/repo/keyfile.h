@@ -36,6 +36,11 @@ int repo_keyfile_read(const char *path, const char *passphrase, struct repo_key 
 struct repo_key *repo_key_load(const char *file, const char *passphrase, struct vb_error *err);
 void repo_key_free(struct repo_key *k);
 
+/* Keeps the passphrase a tool's main took from its environment (malloc'ed, or NULL) for the
+ * life of the process: copied into a static buffer, the allocation wiped and freed. Returns
+ * the buffer, or NULL for NULL or a passphrase too long (REPO_PASSPHRASE_MAX). */
+const char *repo_passphrase_keep(char *taken);
+
 /* Asks for a passphrase on the controlling terminal with echo off (twice when confirm, which
  * must then match) into buf (cap bytes). 0, or -1 (no terminal, mismatch, empty). */
 int repo_passphrase_ask(const char *prompt, bool confirm, char *buf, size_t cap,

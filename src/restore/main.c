@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "env_knobs.h"
+#include "keyfile.h"
 #include "log.h"
 #include "logfile.h"
 #include "options.h"
@@ -315,7 +316,7 @@ int main(int argc, char **argv)
     /* an encrypted repository's key: the passphrase leaves the environment like the password */
     if (!o.key_file)
         o.key_file = getenv("VIRTBACKUP_KEY_FILE");
-    o.key_passphrase = vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE");
+    o.key_passphrase = repo_passphrase_keep(vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE"));
 #ifndef NDEBUG
     o.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
 #endif
