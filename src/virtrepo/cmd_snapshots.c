@@ -18,13 +18,16 @@ static json_t *snapshot_json(const struct virtrepo_snapshot *s)
         const struct repo_manifest_disk *d = &m->disks[i];
         char hex[REPO_DIGEST_HEX + 1];
         repo_digest_hex(&d->index, hex);
-        json_array_append_new(
-            disks,
-            json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:I, s:I}", "target", d->target,
-                      "virtual_size", (json_int_t)d->virtual_size, "chunk_size",
-                      (json_int_t)d->chunk_size, "index", hex, "format", d->format ? d->format : "",
-                      "bytes_read", (json_int_t)d->bytes_read, "bytes_new",
-                      (json_int_t)d->bytes_new, "bytes_stored", (json_int_t)d->bytes_stored));
+        json_t *j = json_pack(
+            "{s:s, s:I, s:I, s:s, s:s, s:I, s:I, s:I}", "target", d->target, "virtual_size",
+            (json_int_t)d->virtual_size, "chunk_size", (json_int_t)d->chunk_size, "index", hex,
+            "format", d->format ? d->format : "", "bytes_read", (json_int_t)d->bytes_read,
+            "bytes_new", (json_int_t)d->bytes_new, "bytes_stored", (json_int_t)d->bytes_stored);
+        /* an encrypted repository listed without the key: these are sealed (virtrepo(1)) */
+        static const char *const sealed[] = {"format", "bytes_read", "bytes_new", "bytes_stored"};
+        for (size_t f = 0; j && m->sealed && f < sizeof sealed / sizeof *sealed; f++)
+            json_object_set_new(j, sealed[f], json_null());
+        json_array_append_new(disks, j);
     }
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "id", m->id, "vm", m->vm, "uuid",
                           m->uuid, "time", m->time, "level", repo_level_name(m->level), "parent",

@@ -154,6 +154,12 @@ vb_backup_fails "$WANT" -d "$DOM" -l inc -o "$R"
 "$VIRTREPO" check "$R" >"$W/check.log" 2>&1 || tb_fail "check without the key: $(cat "$W/check.log")"
 grep -q "2 snapshots, .*: ok" "$W/check.log" || tb_fail "check: $(cat "$W/check.log")"
 "$VIRTREPO" snapshots "$R" | grep -qF "$ID2" || tb_fail "snapshots without the key"
+"$VIRTREPO" snapshots "$R" --json | jq -e 'all(.[].disks[]; .format == null and
+    .bytes_read == null and (.index | length) == 64)' >/dev/null ||
+    tb_fail "snapshots --json without the key: $("$VIRTREPO" snapshots "$R" --json)"
+"$VIRTREPO" snapshots "$R" --json --key "$KEY" | jq -e 'all(.[].disks[]; .format == "qcow2"
+    and .bytes_read > 0)' >/dev/null ||
+    tb_fail "snapshots --json with the key: $("$VIRTREPO" snapshots "$R" --json --key "$KEY")"
 
 tb_step "a wrong key is refused at open"
 VIRTBACKUP_KEY_PASSPHRASE=other "$VIRTREPO" key create --passphrase "$W/other.key"
