@@ -3,6 +3,7 @@
 # with a passphrase, `virtrepo init --encrypt`, -l full then -l inc of a running domain with a
 # pflash loader and an nvram of its own into it; virtrestore of both snapshots equal to the
 # source at each point, virtmap serves the latest equal, virtrepo export of it restores equal,
+# virtrepo import of a backup directory into another encrypted repository restores equal,
 # virtrepo verify passes. Without the key: virtrestore and virtmap fail before reading
 # anything with the message naming --key and VIRTBACKUP_KEY_FILE and leave no output, while
 # `virtrepo check` and `snapshots` work; a wrong key is refused at open. No file of the
@@ -132,6 +133,19 @@ vr_restore_compare "$W/export" "$W/vda2.raw" "the export of the latest"
     tb_fail "verify: $(tail -3 "$W/verify.log")"
 grep -q "ok (0 damaged snapshots, 0 damaged chunks)" "$W/verify.log" ||
     tb_fail "verify: $(cat "$W/verify.log")"
+
+tb_step "import of a backup directory into an encrypted repository restores equal; stats"
+vb_backup -d "$DOM" -l full -o "$W/dir"
+"$VIRTREPO" init "$W/imported" --chunk-size 1M --encrypt "$KEY" >/dev/null
+rc=0
+out=$("$VIRTREPO" import "$W/dir" "$W/imported" 2>&1) || rc=$?
+[ "$rc" -ne 0 ] && grep -qF "$W/imported is encrypted: give --key" <<<"$out" ||
+    tb_fail "import without the key: rc $rc, said: $out"
+"$VIRTREPO" --key "$KEY" import "$W/dir" "$W/imported" >/dev/null 2>&1 ||
+    tb_fail "virtrepo import into the encrypted repository failed"
+vr_restore_compare "$W/imported" "$W/vda2.raw" "the imported full" --key "$KEY"
+"$VIRTREPO" stats "$R" --json --key "$KEY" | jq -e '.total.snapshots == 2' >/dev/null ||
+    tb_fail "stats: $("$VIRTREPO" stats "$R" --json --key "$KEY")"
 
 tb_step "without the key: restore and virtmap fail before reading; check and snapshots work"
 unset VIRTBACKUP_KEY_FILE
