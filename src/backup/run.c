@@ -263,11 +263,7 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
          * checkpoint; inc reads the chunks changed since its base (virtbackup(1), REPOSITORY
          * OUTPUT) */
         r->start_time = time(NULL);
-        struct repo_key *key = repo_key_load(o->key_file, o->key_passphrase, err);
-        if (o->key_file && !key)
-            return -1;
-        r->repo = repo_open(o->output, key, err);
-        repo_key_free(key);
+        r->repo = repo_open_key_file(o->output, o->key_file, o->key_passphrase, err);
         if (!r->repo || repo_need_key(r->repo, err) < 0)
             return -1;
         if (take_locks(r, err) < 0)

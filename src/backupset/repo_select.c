@@ -331,11 +331,7 @@ out:
 struct repo *repo_select_open(const char *path, const struct repo_selection *sel,
                               struct repo_manifest *m, struct vb_error *err)
 {
-    struct repo_key *key = repo_key_load(sel->key_file, sel->key_passphrase, err);
-    if (sel->key_file && !key)
-        return NULL;
-    struct repo *r = repo_open(path, key, err);
-    repo_key_free(key);
+    struct repo *r = repo_open_key_file(path, sel->key_file, sel->key_passphrase, err);
     if (r && (repo_need_key(r, err) < 0 || repo_select_snapshot(r, sel, m, err) < 0)) {
         repo_close(r);
         r = NULL;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "keyfile.h"
+#include "repo.h"
 
 #define SCRYPT_N    32768
 #define SCRYPT_R    8
@@ -253,6 +254,22 @@ struct repo_key *repo_key_load(const char *file, const char *passphrase, struct 
     }
     OPENSSL_cleanse(asked, sizeof asked);
     return k;
+}
+
+struct repo *repo_open_key_file(const char *path, const char *file, const char *passphrase,
+                                struct vb_error *err)
+{
+    struct repo *r = repo_open(path, NULL, err);
+    if (!r || !r->config.encrypted || !file)
+        return r;
+    struct repo_key *k = repo_key_load(file, passphrase, err);
+    int rc = k ? repo_use_key(r, k, err) : -1;
+    repo_key_free(k);
+    if (rc < 0) {
+        repo_close(r);
+        return NULL;
+    }
+    return r;
 }
 
 void repo_key_free(struct repo_key *k)

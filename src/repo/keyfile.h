@@ -36,6 +36,14 @@ int repo_keyfile_read(const char *path, const char *passphrase, struct repo_key 
 struct repo_key *repo_key_load(const char *file, const char *passphrase, struct vb_error *err);
 void repo_key_free(struct repo_key *k);
 
+struct repo;
+
+/* Opens the repository at path (repo_open) and, when it is encrypted and file is not NULL,
+ * gives it the key of that file (repo_key_load): an unencrypted repository never reads the
+ * key file nor asks for its passphrase. NULL on error. */
+struct repo *repo_open_key_file(const char *path, const char *file, const char *passphrase,
+                                struct vb_error *err);
+
 /* Keeps the passphrase a tool's main took from its environment (malloc'ed, or NULL) for the
  * life of the process: copied into a static buffer, the allocation wiped and freed. Returns
  * the buffer, or NULL for NULL or a passphrase too long (REPO_PASSPHRASE_MAX). */

@@ -16,7 +16,7 @@
 static const unsigned char magic[4] = {'V', 'B', 'R', 'O'};
 
 static pthread_once_t keys_once = PTHREAD_ONCE_INIT;
-static pthread_key_t cctx_key, dctx_key;
+static pthread_key_t cctx_key, dctx_key, scratch_key;
 static int keys_ok;
 
 static void free_cctx(void *p)
@@ -29,10 +29,38 @@ static void free_dctx(void *p)
     ZSTD_freeDCtx(p);
 }
 
+/* a thread's buffer for opened (decrypted) payloads that are then decompressed: a chunk's
+ * worth of fresh pages per chunk would cost more than the decryption */
+struct scratch {
+    size_t cap;
+    unsigned char data[];
+};
+
 static void make_keys(void)
 {
     keys_ok = pthread_key_create(&cctx_key, free_cctx) == 0 &&
-              pthread_key_create(&dctx_key, free_dctx) == 0;
+              pthread_key_create(&dctx_key, free_dctx) == 0 &&
+              pthread_key_create(&scratch_key, free) == 0;
+}
+
+/* the thread's scratch buffer of at least len bytes, or NULL */
+static unsigned char *thread_scratch(size_t len)
+{
+    pthread_once(&keys_once, make_keys);
+    if (!keys_ok)
+        return NULL;
+    struct scratch *s = pthread_getspecific(scratch_key);
+    if (!s || s->cap < len) {
+        struct scratch *n = malloc(sizeof *n + (len ? len : 1));
+        if (!n || pthread_setspecific(scratch_key, n) != 0) {
+            free(n);
+            return NULL;
+        }
+        free(s);
+        n->cap = len;
+        s = n;
+    }
+    return s->data;
 }
 
 static ZSTD_CCtx *thread_cctx(void)
@@ -310,20 +338,14 @@ int repo_object_decode_keyed_into(int kind, const void *obj, size_t obj_len,
             return vb_error_set(err, "%s: opening needs the object's name", what);
         ssize -= REPO_GCM_TAG_SIZE;
         /* uncompressed: straight into out; else into a buffer the decompressor reads */
-        opened = h[6] == REPO_COMP_NONE ? out : malloc(ssize ? ssize : 1);
+        opened = h[6] == REPO_COMP_NONE ? out : thread_scratch(ssize);
         if (!opened)
             return vb_error_errno(err, "%s: %u bytes", what, ssize);
-        if (repo_gcm_open(keys->enc, want->b, h, 12, payload, ssize, opened, err) < 0) {
-            if (opened != out)
-                free(opened);
+        if (repo_gcm_open(keys->enc, want->b, h, 12, payload, ssize, opened, err) < 0)
             return vb_error_prefix(err, "%s", what);
-        }
         payload = opened;
     }
-    int rc = decompress(what, (enum repo_compression)h[6], payload, ssize, out, rsize, err);
-    if (opened && opened != out)
-        free(opened);
-    if (rc < 0)
+    if (decompress(what, (enum repo_compression)h[6], payload, ssize, out, rsize, err) < 0)
         return -1;
     if (want) {
         repo_digest got;

@@ -161,9 +161,9 @@ out:
 }
 
 /* the key of an encrypted repository: checked against its fingerprint, copied */
-static int take_key(struct repo *r, const struct repo_key *key, struct vb_error *err)
+int repo_use_key(struct repo *r, const struct repo_key *key, struct vb_error *err)
 {
-    if (!r->config.encrypted || !key)
+    if (!r->config.encrypted || !key || r->key)
         return 0;
     if (strcmp(key->fingerprint, r->config.key_fingerprint) != 0)
         return vb_error_set(err,
@@ -219,7 +219,7 @@ struct repo *repo_open(const char *path, const struct repo_key *key, struct vb_e
             vb_error_prefix(err, "%s/%s", path, REPO_CONFIG_KEY);
     }
     if (rc == 0)
-        rc = take_key(r, key, err);
+        rc = repo_use_key(r, key, err);
     if (rc != 0) {
         repo_close(r);
         return NULL;

@@ -51,6 +51,10 @@ int repo_init(const char *path, const struct repo_config *cfg, struct vb_error *
  * repo_need_key says. NULL on error. */
 struct repo *repo_open(const char *path, const struct repo_key *key, struct vb_error *err);
 
+/* Gives an open repository its key, as repo_open does (a wrong key refused; ignored for an
+ * unencrypted repository). 0, or -1. */
+int repo_use_key(struct repo *r, const struct repo_key *key, struct vb_error *err);
+
 /* 0 when content can be read and written (unencrypted, or the key is there); else -1 with
  * "PATH is encrypted: give --key FILE (or VIRTBACKUP_KEY_FILE)". Tools call it before they
  * read or write anything. */

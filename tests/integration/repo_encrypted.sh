@@ -191,7 +191,12 @@ out=$(VIRTBACKUP_KEY_PASSPHRASE=nope "$VIRTRESTORE" -n -i "$R" -o "$W/wrongpass"
 
 tb_step "the control: an unencrypted repository of the same settings holds all three"
 "$VIRTREPO" init "$PLAIN" --chunk-size 1M --compression none >/dev/null
-vb_backup -d "$DOM" -l full -o "$PLAIN"
+# a key file in the environment is not read for an unencrypted repository: no passphrase asked
+(
+    unset VIRTBACKUP_KEY_PASSPHRASE
+    export VIRTBACKUP_KEY_FILE=$KEY
+    vb_backup -d "$DOM" -l full -o "$PLAIN" </dev/null
+)
 f=$(found "$PLAIN" "the pattern" "$PATTERN") || tb_fail "control: no 4 KiB pattern in $PLAIN"
 tb_log "control: the pattern is in $f"
 f=$(found "$PLAIN" "the XML" "$DOMXML") || tb_fail "control: no <name>$DOM</name> in $PLAIN"
