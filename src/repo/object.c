@@ -371,7 +371,7 @@ int repo_object_decode_keyed(int kind, const void *obj, size_t obj_len,
                              const struct repo_object_keys *keys, const repo_digest *want,
                              void **raw, size_t *raw_len, struct vb_error *err)
 {
-    uint32_t rsize;
+    uint32_t rsize = 0; /* set by the header check; -O3 cannot see it */
     if (repo_object_check_header(obj, obj_len, obj_len, kind, &rsize, NULL, err) < 0)
         return -1;
     void *out = malloc(rsize ? rsize : 1);
