@@ -279,6 +279,19 @@ int repo_object_check_header(const void *hdr, size_t hdr_len, uint64_t object_si
     return 0;
 }
 
+int repo_object_check_stored(int kind, const void *obj, size_t obj_len, uint32_t *raw_size,
+                             struct vb_error *err)
+{
+    uint32_t ssize = 0;
+    if (repo_object_check_header(obj, obj_len, obj_len, kind, raw_size, &ssize, err) < 0)
+        return -1;
+    const unsigned char *h = obj;
+    if (crc32_of(h + REPO_OBJECT_HEADER_SIZE, ssize) != get_le32(h + 16))
+        return vb_error_set(err, "%s: payload checksum mismatch (stored bytes damaged)",
+                            kind_name(kind));
+    return 0;
+}
+
 /* payload (ssize bytes, compressed with c) into out: exactly rsize bytes */
 static int decompress(const char *what, enum repo_compression c, const unsigned char *payload,
                       uint32_t ssize, unsigned char *out, uint32_t rsize, struct vb_error *err)

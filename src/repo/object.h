@@ -73,6 +73,11 @@ int repo_object_decode_keyed(int kind, const void *obj, size_t obj_len,
 void repo_object_name(const struct repo_object_keys *keys, const void *data, size_t len,
                       repo_digest *out);
 
+/* The checks that need no key and no decoding (a scrub of an encrypted repository without
+ * its key): the header's, and the CRC-32 of the stored payload. *raw_size set. 0, or -1. */
+int repo_object_check_stored(int kind, const void *obj, size_t obj_len, uint32_t *raw_size,
+                             struct vb_error *err);
+
 /* "none", "zstd", "lz4" (NULL for other values). */
 const char *repo_compression_name(enum repo_compression c);
 

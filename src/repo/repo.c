@@ -388,6 +388,25 @@ int repo_chunk_check(struct repo *r, const repo_digest *d, uint32_t *raw_size, s
     return vb_error_prefix(err, "chunk %s", hex);
 }
 
+int repo_chunk_check_stored(struct repo *r, const repo_digest *d, uint32_t *raw_size,
+                            struct vb_error *err)
+{
+    char hex[REPO_DIGEST_HEX + 1], key[80];
+    repo_digest_hex(d, hex);
+    repo_chunk_key(d, key);
+    void *obj = NULL;
+    size_t len = 0;
+    int rc = r->store->ops->get(r->store, key, 0, 0, &obj, &len, err);
+    if (rc == 1)
+        rc = vb_error_set(err, "missing (%s/%s)", r->path, key);
+    else if (rc == 0 && repo_object_check_stored(REPO_KIND_CHUNK, obj, len, raw_size, err) < 0)
+        rc = vb_error_prefix(err, "%s/%s", r->path, key);
+    free(obj);
+    if (rc < 0)
+        return vb_error_prefix(err, "chunk %s", hex);
+    return 0;
+}
+
 int repo_get_chunk(struct repo *r, const repo_digest *d, void **raw, size_t *len,
                    struct vb_error *err)
 {

@@ -83,6 +83,12 @@ int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t
 int repo_chunk_check(struct repo *r, const repo_digest *d, uint32_t *raw_size,
                      struct vb_error *err);
 
+/* The stored bytes of chunk d checked without the key: present, header valid, the payload's
+ * CRC-32 (what verify does in an encrypted repository opened without its key;
+ * virtbackup-repository(5)). *raw_size: its content's bytes. 0, or -1 naming the chunk. */
+int repo_chunk_check_stored(struct repo *r, const repo_digest *d, uint32_t *raw_size,
+                            struct vb_error *err);
+
 /* The content of chunk d (malloc'ed, *len bytes), every check of the reader made, its
  * SHA-256 included; a missing or damaged chunk is an error naming it. 0, or -1. */
 int repo_get_chunk(struct repo *r, const repo_digest *d, void **raw, size_t *len,

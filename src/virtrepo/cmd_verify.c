@@ -1,6 +1,7 @@
 /* virtrepo verify REPO [--snapshot ID] [-w N]: every chunk the snapshots use read whole,
  * decoded and its SHA-256 compared with its name (the checks of virtbackup-repository(5)),
- * on N threads, with progress; then which snapshots are damaged and by which chunks. */
+ * on N threads, with progress; then which snapshots are damaged and by which chunks. An
+ * encrypted repository without its key: the stored bytes only (virtrepo(1), KEYS). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -21,6 +22,8 @@ struct verify_run {
     struct audit *a;
     atomic_size_t next;
     struct progress *progress;
+    /* an encrypted repository without its key: stored bytes only (virtrepo(1), KEYS) */
+    bool stored_only;
 };
 
 static void verify_chunk(struct verify_run *v, struct audit_chunk *c)
@@ -28,7 +31,14 @@ static void verify_chunk(struct verify_run *v, struct audit_chunk *c)
     struct vb_error err = {0};
     void *data = NULL;
     size_t len = 0;
-    if (repo_get_chunk(v->a->repo, &c->digest, &data, &len, &err) < 0)
+    uint32_t stored_len = 0;
+    if (v->stored_only) {
+        if (repo_chunk_check_stored(v->a->repo, &c->digest, &stored_len, &err) < 0)
+            audit_chunk_bad_error(c, &err);
+        else if (stored_len != c->len)
+            audit_chunk_bad(c, "holds %" PRIu32 " bytes, its index wants %" PRIu32, stored_len,
+                            c->len);
+    } else if (repo_get_chunk(v->a->repo, &c->digest, &data, &len, &err) < 0)
         audit_chunk_bad_error(c, &err);
     else if (len != c->len)
         audit_chunk_bad(c, "holds %zu bytes, its index wants %" PRIu32, len, c->len);
@@ -78,19 +88,22 @@ int cmd_verify(const struct virtrepo_global *g, int argc, char **argv)
     struct vb_error err = {0};
     struct audit a;
     struct repo *r = virtrepo_open(g, argv[optind], &err);
-    /* reading chunks checks their names: the key of an encrypted repository is needed */
-    if (!r || repo_need_key(r, &err) < 0) {
+    if (!r) {
         vb_error_log("%s", err.msg);
-        repo_close(r);
         return 1;
     }
+    bool stored_only = repo_need_key(r, &err) < 0;
+    if (stored_only)
+        vb_info("%s: checking the stored bytes only (headers and checksums; the contents and "
+                "their names need the key)",
+                err.msg);
     if (audit_load(&a, r, only, &err) < 0) {
         vb_error_log("%s", err.msg);
         audit_free(&a);
         repo_close(r);
         return 1;
     }
-    struct verify_run v = {.a = &a};
+    struct verify_run v = {.a = &a, .stored_only = stored_only};
     v.progress = progress_new("verify", a.bytes, progress_mode_for_stderr(g->quiet));
     pthread_t t[MAX_WORKERS];
     int started = 0;

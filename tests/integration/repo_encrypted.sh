@@ -168,6 +168,11 @@ vb_backup_fails "$WANT" -d "$DOM" -l inc -o "$R"
 "$VIRTREPO" check "$R" >"$W/check.log" 2>&1 || tb_fail "check without the key: $(cat "$W/check.log")"
 grep -q "2 snapshots, .*: ok" "$W/check.log" || tb_fail "check: $(cat "$W/check.log")"
 "$VIRTREPO" snapshots "$R" | grep -qF "$ID2" || tb_fail "snapshots without the key"
+"$VIRTREPO" verify "$R" >"$W/verify-nokey.log" 2>&1 ||
+    tb_fail "verify without the key: $(cat "$W/verify-nokey.log")"
+grep -q "checking the stored bytes only" "$W/verify-nokey.log" &&
+    grep -q "ok (0 damaged snapshots, 0 damaged chunks)" "$W/verify-nokey.log" ||
+    tb_fail "verify without the key: $(cat "$W/verify-nokey.log")"
 "$VIRTREPO" snapshots "$R" --json | jq -e 'all(.[].disks[]; .format == null and
     .bytes_read == null and (.index | length) == 64)' >/dev/null ||
     tb_fail "snapshots --json without the key: $("$VIRTREPO" snapshots "$R" --json)"
@@ -208,5 +213,19 @@ tb_step "the encrypted repository holds none of them"
 ! f=$(found "$R" "the pattern" "$PATTERN") || tb_fail "the 4 KiB pattern is in $f"
 ! f=$(found "$R" "the XML" "$DOMXML") || tb_fail "<name>$DOM</name> is in $f"
 ! f=$(found "$R" "the nvram" "$NVMARK") || tb_fail "the nvram marker is in $f"
+
+tb_step "a damaged chunk: verify finds it with the key and without"
+chunk=$(find "$R/chunks" -type f -size +100k | head -1)
+[ -n "$chunk" ] || tb_fail "no chunk of 100 KiB in $R"
+printf 'X' | dd of="$chunk" bs=1 seek=5000 conv=notrunc status=none
+name=$(basename "$chunk")
+for k in "" "--key $KEY"; do
+    rc=0
+    # shellcheck disable=SC2086 # $k is empty or two words
+    out=$("$VIRTREPO" verify "$R" $k 2>&1) || rc=$?
+    [ "$rc" -eq 1 ] && grep -qF "$name" <<<"$out" ||
+        tb_fail "verify ${k:-without the key} of a damaged chunk: rc $rc, said: $out"
+    tb_log "verify ${k:-without the key}: $(grep -F "$name" <<<"$out" | head -1)"
+done
 
 tb_pass "encrypted repository: backups, restores, map, export, verify; nothing readable"

@@ -457,6 +457,9 @@ static void test_encrypted_repo(void)
     CHECK(repo_put_manifest(r, &m, &err) < 0);
     uint32_t raw_size = 0;
     CHECK(repo_chunk_check(r, &name, &raw_size, &err) == 0 && raw_size == sizeof chunk);
+    raw_size = 0;
+    CHECK_MSG(repo_chunk_check_stored(r, &name, &raw_size, &err) == 0, "%s", err.msg);
+    CHECK(raw_size == sizeof chunk);
     CHECK_MSG(repo_get_index(r, &idx_name, &back, &err) == 0, "%s", err.msg);
     repo_index_free(&back);
     CHECK_MSG(repo_get_manifest(r, UUID1, ID1, &got, &err) == 0, "%s", err.msg);
@@ -466,6 +469,25 @@ static void test_encrypted_repo(void)
     CHECK(got.domain_xml && !strstr(got.domain_xml, "dom-secret"));
     repo_manifest_free(&got);
     repo_close(r);
+
+    /* a damaged chunk: found without the key by its payload checksum */
+    repo_chunk_key(&name, key);
+    snprintf(file, sizeof file, "%s/%s", path, key);
+    void *obj = NULL;
+    size_t olen = 0;
+    CHECK(test_read_file(file, &obj, &olen) == 0 && olen > 30);
+    if (obj && olen > 30) {
+        ((unsigned char *)obj)[30] ^= 1;
+        unlink(file);
+        CHECK(test_write_file(file, obj, olen) == 0);
+        r = repo_open(path, NULL, &err);
+        err.msg[0] = '\0';
+        CHECK(r && repo_chunk_check_stored(r, &name, &raw_size, &err) < 0);
+        CHECK_MSG(strstr(err.msg, "payload checksum mismatch"), "%s", err.msg);
+        repo_close(r);
+    }
+    free(obj);
+    snprintf(file, sizeof file, "%s/%s", path, mkey);
 
     /* an altered public field: the mac refuses the manifest */
     void *text = NULL;
