@@ -80,6 +80,8 @@ summarise() {
           info("ten clones: repository (4 MiB chunks, the default) holds x one VM"; metric("clones-virtbackup-repo")),
           info("ten clones: ten -z directories hold x one VM"; metric("clones-virtbackup-z")),
           info("second full of an unchanged VM: repository wall time vs -z into a new directory"; ratio(get("repo-again"; "virtbackup-repo").wall_s; get("repo-again"; "virtbackup-z").wall_s)),
+          target("full backup into an encrypted repository: time vs the unencrypted one"; ratio(get("repo"; "virtbackup-repo-enc").wall_s; get("repo"; "virtbackup-repo").wall_s); "<="; 1.1; ""),
+          target("restore from an encrypted repository: time vs the unencrypted one"; ratio(get("repo-restore"; "virtbackup-repo-enc").wall_s; get("repo-restore"; "virtbackup-repo").wall_s); "<="; 1.1; ""),
           info("second full of an unchanged VM: bytes a -z full into a new directory stored / bytes the repository added"; ratio(metric("repo-again-added-virtbackup-z"); metric("repo-again-added-virtbackup-repo"))),
           target("nightly inc into a repository, 4 MiB aligned writes: time vs the directory inc"; ratio(get("repo-inc-aligned"; "virtbackup-repo").wall_s; get("repo-inc-aligned"; "virtbackup-dir").wall_s); "<="; 1.2; ""),
           info("nightly inc into a repository of 1 MiB chunks, 4 MiB aligned writes: time vs the directory inc"; ratio(get("repo-inc-aligned"; "virtbackup-repo1m").wall_s; get("repo-inc-aligned"; "virtbackup-dir").wall_s))

@@ -322,6 +322,8 @@ case_full() {
 
 # Case: full backup into a repository (virtrepo init's defaults: 4 MiB chunks, zstd 1) vs -z
 # into a directory, same disk, same tool; a note gives the bytes each left on the output.
+# virtbackup-repo-enc: the same into an encrypted repository (virtrepo init --encrypt, a key
+# without passphrase), for the cost of encryption.
 # REPO_CASE names the case (repo, or repo-disk: outputs in REPO_OUT, on disk, and the page
 # cache dropped before every command, so the image is read from disk and what the tools
 # commit is written back -- the conditions of a backup server).
@@ -335,6 +337,10 @@ repo_one() {
         "$VIRTREPO" init "$out/repo" >/dev/null
         bl_measure "$REPO_CASE" "$tool" "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out/repo" -n || rc=$?
         ;;
+    virtbackup-repo-enc)
+        "$VIRTREPO" init "$out/repo" --encrypt "$REPO_KEY" >/dev/null
+        bl_measure "$REPO_CASE" "$tool" "$rep" "$MAIN_BYTES" "$VIRTBACKUP" -d "$DOM_REF" -l full -o "$out/repo" --key "$REPO_KEY" -n || rc=$?
+        ;;
     esac
     [ "$rc" -ne 0 ] || bl_note "stored-$REPO_CASE-$tool-$rep" "$(du -sb "$out" | cut -f1) bytes on the output"
     return 0
@@ -344,14 +350,15 @@ repo_one() {
 # fresh qcow2 through virtrestore's qemu-nbd, the same command for both.
 repo_restore_one() {
     local tool="$1" rep="$2" in="${REPO_OUT:-$BL_OUT}/$REPO_CASE.$1.$2"
-    local out="${REPO_OUT:-$BL_OUT}/$REPO_CASE-restore.$1.$2" src=""
+    local out="${REPO_OUT:-$BL_OUT}/$REPO_CASE-restore.$1.$2" src="" key=()
     case "$tool" in
     virtbackup-z) src="$in/dir" ;;
     virtbackup-repo) src="$in/repo" ;;
+    virtbackup-repo-enc) src="$in/repo" key=(--key "$REPO_KEY") ;;
     esac
     [ -e "$src" ] || return 0
     [ "$REPO_CASE" = repo ] || bl_settle
-    bl_measure "$REPO_CASE-restore" "$tool" "$rep" "$MAIN_BYTES" "$VIRTRESTORE" -n -i "$src" -o "$out" || true
+    bl_measure "$REPO_CASE-restore" "$tool" "$rep" "$MAIN_BYTES" "$VIRTRESTORE" -n -i "$src" -o "$out" "${key[@]}" || true
     rm -rf "$out"
     return 0
 }
@@ -360,13 +367,15 @@ case_repo() {
     REPO_CASE="${1:-repo}"
     bl_log "==== case $REPO_CASE: $REPS repetitions"
     [ "$REPO_CASE" != repo ] || cat "$BL_WORKDIR/ref.qcow2" >/dev/null
+    REPO_KEY=$BL_OUT/repo-bench.key
+    [ -e "$REPO_KEY" ] || "$VIRTREPO" -q key create "$REPO_KEY"
     local rep t
     for ((rep = 1; rep <= REPS; rep++)); do
-        for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo); do
+        for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo virtbackup-repo-enc); do
             repo_one "$t" "$rep"
         done
         sync
-        for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo); do
+        for t in $(bl_rotate "$rep" virtbackup-z virtbackup-repo virtbackup-repo-enc); do
             repo_restore_one "$t" "$rep"
         done
         rm -rf "${REPO_OUT:-$BL_OUT}/$REPO_CASE".*."$rep"

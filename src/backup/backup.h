@@ -54,6 +54,9 @@ struct backup_opts {
     struct vb_remote_opts remote; /* -U's host: SSH, NBD over TCP, TLS */
     bool zip;                     /* -o -: a zip archive on stdout; bookkeeping stays in "." */
     bool repository;              /* -o names a repository (virtbackup-repository(5)) */
+    /* an encrypted repository's key file (--key, VIRTBACKUP_KEY_FILE) and its passphrase
+     * (VIRTBACKUP_KEY_PASSPHRASE; NULL: asked on the terminal when needed) */
+    const char *key_file, *key_passphrase;
     /* tuning knobs from the environment (virtbackup(1), ENVIRONMENT); 0: the default */
     int connections;         /* VIRTBACKUP_CONNECTIONS: NBD connections per disk */
     size_t requests;         /* VIRTBACKUP_REQUESTS: reads in flight per disk */

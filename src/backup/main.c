@@ -11,6 +11,7 @@
 #include "backup.h"
 #include "env_knobs.h"
 #include "frame.h"
+#include "keyfile.h"
 #include "log.h"
 #include "options.h"
 #include "remote_opts.h"
@@ -57,6 +58,7 @@ static void usage(FILE *f)
           "  -T, --threshold BYTES      inc/diff: skip (exit 0) if fewer bytes changed\n"
           "      --full-every DAYS      repository inc: read in full when the last full read\n"
           "                             is older (default 30, 0 never)\n"
+          "      --key FILE             an encrypted repository's key (or VIRTBACKUP_KEY_FILE)\n"
           "\n"
           "Connection:\n"
           "  -U, --uri URI              libvirt URI (default qemu:///system)\n",
@@ -98,6 +100,7 @@ enum {
     OPT_JSON,
     OPT_FREEZE_TIMEOUT,
     OPT_FULL_EVERY,
+    OPT_KEY,
 };
 
 int main(int argc, char **argv)
@@ -122,6 +125,7 @@ int main(int argc, char **argv)
         {"freeze-mountpoint", required_argument, NULL, 'F'},
         {"freeze-timeout", required_argument, NULL, OPT_FREEZE_TIMEOUT},
         {"full-every", required_argument, NULL, OPT_FULL_EVERY},
+        {"key", required_argument, NULL, OPT_KEY},
         {"strict", no_argument, NULL, 'e'},
         {"no-sparse-detection", no_argument, NULL, OPT_NO_SPARSE},
         {"compat-zeroes", no_argument, NULL, OPT_COMPAT_ZEROES},
@@ -235,6 +239,9 @@ int main(int argc, char **argv)
                 return bad_usage("invalid freeze timeout '%s'", optarg);
             o.freeze_timeout = (int)num;
             break;
+        case OPT_KEY:
+            o.key_file = optarg;
+            break;
         case OPT_FULL_EVERY:
             if (!vb_opt_parse_number(optarg, &num) || num < 0 || num > 36500)
                 return bad_usage("invalid --full-every '%s' (days, 0 for never)", optarg);
@@ -314,6 +321,10 @@ int main(int argc, char **argv)
     o.requests = vb_env_size("VIRTBACKUP_REQUESTS", 16, 1, 1024);
     o.compress_threads = vb_env_count("VIRTBACKUP_COMPRESS_THREADS", 16);
     o.lock_dir = getenv("VIRTBACKUP_LOCK_DIR");
+    /* an encrypted repository's key: the passphrase leaves the environment like the password */
+    if (!o.key_file)
+        o.key_file = getenv("VIRTBACKUP_KEY_FILE");
+    o.key_passphrase = repo_passphrase_keep(vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE"));
 #ifndef NDEBUG
     o.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
 #endif

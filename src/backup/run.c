@@ -21,6 +21,7 @@
 #include "backup_job.h"
 #include "checkpoints.h"
 #include "fileutil.h"
+#include "keyfile.h"
 #include "log.h"
 #include "metadata.h"
 #include "progress.h"
@@ -262,7 +263,8 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
          * checkpoint; inc reads the chunks changed since its base (virtbackup(1), REPOSITORY
          * OUTPUT) */
         r->start_time = time(NULL);
-        if (!(r->repo = repo_open(o->output, err)))
+        r->repo = repo_open_key_file(o->output, o->key_file, o->key_passphrase, err);
+        if (!r->repo || repo_need_key(r->repo, err) < 0)
             return -1;
         if (take_locks(r, err) < 0)
             return -1;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keyfile.h"
 #include "log.h"
 #include "timefmt.h"
 #include "vector.h"
@@ -330,8 +331,8 @@ out:
 struct repo *repo_select_open(const char *path, const struct repo_selection *sel,
                               struct repo_manifest *m, struct vb_error *err)
 {
-    struct repo *r = repo_open(path, err);
-    if (r && repo_select_snapshot(r, sel, m, err) < 0) {
+    struct repo *r = repo_open_key_file(path, sel->key_file, sel->key_passphrase, err);
+    if (r && (repo_need_key(r, err) < 0 || repo_select_snapshot(r, sel, m, err) < 0)) {
         repo_close(r);
         r = NULL;
     }

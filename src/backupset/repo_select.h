@@ -22,10 +22,13 @@ struct repo_selection {
     const char *vm;       /* --vm NAME or UUID, or NULL */
     const char *snapshot; /* --snapshot ID or "latest", or NULL */
     const char *until;    /* --until TIME or checkpoint name, or NULL */
+    /* an encrypted repository's key file and its passphrase (keyfile.h, repo_key_load) */
+    const char *key_file, *key_passphrase;
 };
 
-/* Opens the repository at path and selects a snapshot as repo_select_snapshot does; NULL
- * on error (m to be freed all the same). */
+/* Opens the repository at path with the key sel names and selects a snapshot as
+ * repo_select_snapshot does; an encrypted repository without its key fails before anything
+ * is read (repo_need_key). NULL on error (m to be freed all the same). */
 struct repo *repo_select_open(const char *path, const struct repo_selection *sel,
                               struct repo_manifest *m, struct vb_error *err);
 

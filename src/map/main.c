@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "env_knobs.h"
+#include "keyfile.h"
 #include "log.h"
 #include "nbd_proto.h"
 #include "nbd_server.h"
@@ -51,6 +53,7 @@ enum {
     OPT_CONSOLE_LOG,
     OPT_VM,
     OPT_SNAPSHOT,
+    OPT_KEY,
 };
 
 static const struct option long_opts[] = {
@@ -60,6 +63,7 @@ static const struct option long_opts[] = {
     {"until", required_argument, NULL, OPT_UNTIL},
     {"vm", required_argument, NULL, OPT_VM},
     {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
+    {"key", required_argument, NULL, OPT_KEY},
     {"listen-address", required_argument, NULL, 'l'},
     {"listen-port", required_argument, NULL, 'p'},
     {"socket", required_argument, NULL, OPT_SOCKET},
@@ -113,6 +117,7 @@ static void help(void)
            "      --vm NAME             with -i REPO: the VM (name or uuid) whose snapshot\n"
            "                            to serve (needed when the repository holds several)\n"
            "      --snapshot ID|latest  with -i REPO: the snapshot (default: latest)\n"
+           "      --key FILE            an encrypted repository's key (or VIRTBACKUP_KEY_FILE)\n"
            "      --socket PATH         listen on this unix socket (default: a socket only\n"
            "                            your user can use, in a private runtime directory)\n"
            "  -l, --listen-address ADDR listen on TCP instead (default address 127.0.0.1:\n"
@@ -203,6 +208,9 @@ int main(int argc, char **argv)
             break;
         case OPT_SNAPSHOT:
             o.snapshot = optarg;
+            break;
+        case OPT_KEY:
+            o.key_file = optarg;
             break;
         case 'l':
             o.listen_address = optarg;
@@ -323,6 +331,11 @@ int main(int argc, char **argv)
     if (o.until && !o.input)
         return usage_error("--until needs -i DIR (with -f, list the files to serve)");
     o.repository = o.input && repo_is_repository(o.input);
+    /* an encrypted repository's key (the passphrase leaves the environment: qemu and the
+     * guest tools virtmap starts inherit it) */
+    if (!o.key_file)
+        o.key_file = getenv("VIRTBACKUP_KEY_FILE");
+    o.key_passphrase = repo_passphrase_keep(vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE"));
     if (!o.repository && (o.vm || o.snapshot))
         return usage_error("%s: %s goes with a repository input", o.input ? o.input : "-f",
                            o.vm ? "--vm" : "--snapshot");

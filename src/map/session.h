@@ -13,6 +13,9 @@ struct map_options {
     bool repository;         /* the input is a repository (repo_is_repository) */
     const char *vm;          /* --vm, with a repository */
     const char *snapshot;    /* --snapshot ID|latest, with a repository */
+    /* an encrypted repository's key file (--key, VIRTBACKUP_KEY_FILE) and its passphrase
+     * (VIRTBACKUP_KEY_PASSPHRASE; NULL: asked on the terminal when needed) */
+    const char *key_file, *key_passphrase;
     const char *until;
     const char *listen_address, *listen_port;
     bool listen_tcp; /* -l or -p given: TCP instead of the private unix socket */

@@ -25,13 +25,14 @@ static int get_stored(struct repo *r, const repo_digest *d, void **obj, size_t *
     return rc;
 }
 
-/* 0 sound (*len), 2 damaged (err) */
-static int check_stored(const repo_digest *d, const void *obj, size_t obj_len, size_t *len,
-                        struct vb_error *err)
+/* 0 sound (*len), 2 damaged (err); an encrypted repository's chunk is opened with its key */
+static int check_stored(const struct repo *r, const repo_digest *d, const void *obj, size_t obj_len,
+                        size_t *len, struct vb_error *err)
 {
     void *raw = NULL;
     size_t raw_len = 0;
-    int rc = repo_object_decode(REPO_KIND_CHUNK, obj, obj_len, d, &raw, &raw_len, err);
+    int rc = repo_object_decode_keyed(REPO_KIND_CHUNK, obj, obj_len, r->key ? &r->chunk_keys : NULL,
+                                      d, &raw, &raw_len, err);
     free(raw);
     if (rc < 0)
         return 2;
@@ -47,7 +48,7 @@ int repo_chunk_verify(struct repo *r, const repo_digest *d, size_t *len, struct 
     int rc = get_stored(r, d, &obj, &obj_len, err);
     if (rc != 0)
         return rc;
-    rc = check_stored(d, obj, obj_len, len, err);
+    rc = check_stored(r, d, obj, obj_len, len, err);
     free(obj);
     if (rc == 2) {
         char key[80];
@@ -69,7 +70,7 @@ int repo_chunk_quarantine(struct repo *r, const repo_digest *d, struct vb_error 
         return rc;
     /* checked again: a writer that found it damaged may have put it again meanwhile */
     struct vb_error why = {0};
-    if (check_stored(d, obj, obj_len, NULL, &why) == 0) {
+    if (check_stored(r, d, obj, obj_len, NULL, &why) == 0) {
         free(obj);
         return 1;
     }

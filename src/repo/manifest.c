@@ -8,6 +8,7 @@
 #include "index.h"
 #include "jsonfield.h"
 #include "manifest.h"
+#include "manifest_json.h"
 
 static const char *const level_names[] = {"full", "copy", "inc"};
 static const char *const blob_names[] = {"loader", "nvram", "kernel", "initrd"};
@@ -247,6 +248,12 @@ static int parse_object(json_t *o, struct repo_manifest *m, struct vb_error *err
     return 0;
 }
 
+int repo_manifest_parse_json(json_t *o, struct repo_manifest *m, struct vb_error *err)
+{
+    memset(m, 0, sizeof(*m));
+    return parse_object(o, m, err);
+}
+
 int repo_manifest_parse(const char *json, size_t len, struct repo_manifest *m, struct vb_error *err)
 {
     memset(m, 0, sizeof(*m));
@@ -374,4 +381,9 @@ char *repo_manifest_to_json(const struct repo_manifest *m, struct vb_error *err)
         return NULL;
     }
     return text;
+}
+
+json_t *repo_manifest_build_json(const struct repo_manifest *m, struct vb_error *err)
+{
+    return build(m, err);
 }

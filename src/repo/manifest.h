@@ -64,6 +64,10 @@ struct repo_manifest {
     struct repo_manifest_disk *disks;
     size_t n_blobs;
     struct repo_manifest_blob *blobs;
+    /* an encrypted repository's manifest read without the key: only its public part is real
+     * (domain and checkpoint XML, disk formats, qcow_json, blob paths, figures and source are
+     * placeholders; virtbackup-repository(5), ENCRYPTION) */
+    bool sealed;
 };
 
 /* Frees what the manifest points to (every pointer may be NULL) and zeroes it. */
@@ -77,6 +81,22 @@ char *repo_manifest_to_json(const struct repo_manifest *m, struct vb_error *err)
  * error). 0, or -1 naming the field. */
 int repo_manifest_parse(const char *json, size_t len, struct repo_manifest *m,
                         struct vb_error *err);
+
+struct repo_key;
+
+/* An encrypted repository's manifest (virtbackup-repository(5), ENCRYPTION): the public part,
+ * "sealed" (the secret part, AES-256-GCM under the meta-enc subkey, a random nonce) and
+ * "mac" (HMAC-SHA-256 under the meta-mac subkey of the sorted compact JSON without "mac").
+ * NULL on error. */
+char *repo_manifest_to_sealed_json(const struct repo_manifest *m, const struct repo_key *k,
+                                   struct vb_error *err);
+
+/* Parses such a manifest: with k, the mac is verified and the secret part opened (the result
+ * is the whole manifest); with k NULL, only the public part is read (m->sealed set). A
+ * manifest without "sealed" or "mac" is refused. Free m with repo_manifest_free (also after
+ * an error). 0, or -1. */
+int repo_manifest_parse_sealed(const char *json, size_t len, const struct repo_key *k,
+                               struct repo_manifest *m, struct vb_error *err);
 
 /* "full", "copy", "inc"; "loader", "nvram", "kernel", "initrd". */
 const char *repo_level_name(enum repo_level l);

@@ -41,6 +41,43 @@ int repo_object_decode(int kind, const void *obj, size_t obj_len, const repo_dig
 int repo_object_decode_into(int kind, const void *obj, size_t obj_len, const repo_digest *want,
                             void *raw, size_t cap, size_t *raw_len, struct vb_error *err);
 
+/* The keys of an encrypted repository an object's coding needs (virtbackup-repository(5),
+ * ENCRYPTION): enc seals chunk payloads (AES-256-GCM, the nonce the first 12 bytes of the
+ * chunk's name, the header's bytes 0..11 authenticated); id names contents (HMAC-SHA-256
+ * instead of SHA-256). Either may be NULL. */
+struct repo_object_keys {
+    const unsigned char *enc;
+    const unsigned char *id;
+};
+
+#define REPO_OBJECT_FLAG_ENCRYPTED 1
+
+/* As repo_object_encode; with keys->enc the payload is sealed (flags bit 0, 16 bytes of tag
+ * counted in stored_size) under the nonce taken from name. */
+int repo_object_encode_keyed(int kind, const void *raw, size_t raw_len, enum repo_compression c,
+                             int level, const struct repo_object_keys *keys,
+                             const repo_digest *name, void **obj, size_t *obj_len,
+                             struct vb_error *err);
+
+/* As repo_object_decode_into: a sealed payload is opened with keys->enc (no key: an error
+ * saying so) and want is checked as HMAC-SHA-256 under keys->id when that is set. */
+int repo_object_decode_keyed_into(int kind, const void *obj, size_t obj_len,
+                                  const struct repo_object_keys *keys, const repo_digest *want,
+                                  void *raw, size_t cap, size_t *raw_len, struct vb_error *err);
+int repo_object_decode_keyed(int kind, const void *obj, size_t obj_len,
+                             const struct repo_object_keys *keys, const repo_digest *want,
+                             void **raw, size_t *raw_len, struct vb_error *err);
+
+/* The name of content under keys (HMAC-SHA-256 with keys->id) or its SHA-256 (keys NULL or
+ * without id). */
+void repo_object_name(const struct repo_object_keys *keys, const void *data, size_t len,
+                      repo_digest *out);
+
+/* The checks that need no key and no decoding (a scrub of an encrypted repository without
+ * its key): the header's, and the CRC-32 of the stored payload. *raw_size set. 0, or -1. */
+int repo_object_check_stored(int kind, const void *obj, size_t obj_len, uint32_t *raw_size,
+                             struct vb_error *err);
+
 /* "none", "zstd", "lz4" (NULL for other values). */
 const char *repo_compression_name(enum repo_compression c);
 

@@ -4,6 +4,7 @@
 #include "repo.h"
 
 #include "bad_chunks.h"
+#include "crypto.h"
 #include "digest_set.h"
 #include "object.h"
 #include "vector.h"
@@ -160,7 +161,37 @@ out:
     return rc;
 }
 
-struct repo *repo_open(const char *path, struct vb_error *err)
+/* the key of an encrypted repository: checked against its fingerprint, copied */
+int repo_use_key(struct repo *r, const struct repo_key *key, struct vb_error *err)
+{
+    if (!r->config.encrypted || !key || r->key)
+        return 0;
+    if (strcmp(key->fingerprint, r->config.key_fingerprint) != 0)
+        return vb_error_set(err,
+                            "%s: wrong key: its fingerprint is %s, the repository's key has %s",
+                            r->path, key->fingerprint, r->config.key_fingerprint);
+    if (!(r->key = malloc(sizeof *r->key)))
+        return vb_error_errno(err, "%s", r->path);
+    memcpy(r->key, key, sizeof *key);
+    r->chunk_keys = (struct repo_object_keys){r->key->chunk_enc, r->key->chunk_id};
+    r->index_keys = (struct repo_object_keys){NULL, r->key->chunk_id};
+    return 0;
+}
+
+int repo_need_key(const struct repo *r, struct vb_error *err)
+{
+    if (r->config.encrypted && !r->key)
+        return vb_error_set(err, "%s is encrypted: give --key FILE (or VIRTBACKUP_KEY_FILE)",
+                            r->path);
+    return 0;
+}
+
+void repo_chunk_name(const struct repo *r, const void *data, size_t len, repo_digest *out)
+{
+    repo_object_name(r->key ? &r->chunk_keys : NULL, data, len, out);
+}
+
+struct repo *repo_open(const char *path, const struct repo_key *key, struct vb_error *err)
 {
     struct repo *r = calloc(1, sizeof *r);
     if (!r || !(r->path = strdup(path))) {
@@ -188,6 +219,8 @@ struct repo *repo_open(const char *path, struct vb_error *err)
         if (rc < 0)
             vb_error_prefix(err, "%s/%s", path, REPO_CONFIG_KEY);
     }
+    if (rc == 0)
+        rc = repo_use_key(r, key, err);
     if (rc != 0) {
         repo_close(r);
         return NULL;
@@ -202,6 +235,10 @@ void repo_close(struct repo *r)
     if (r->store)
         r->store->ops->close(r->store);
     repo_digest_set_free(r->in_flight);
+    if (r->key) {
+        repo_key_wipe(r->key);
+        free(r->key);
+    }
     free(r->path);
     free(r);
 }
@@ -236,8 +273,9 @@ static int check_object(struct repo *r, const char *key, int kind, uint32_t *raw
 /* Puts the content raw under key as an object of kind unless it is there intact. An intact
  * object of another content size is an error: the digest the caller named is not its
  * content's, and replacing the object would damage it. */
-static int put_object(struct repo *r, const char *key, int kind, const void *raw, size_t len,
-                      bool *was_new, uint64_t *stored, struct vb_error *err)
+static int put_object(struct repo *r, const char *key, int kind, const repo_digest *name,
+                      const void *raw, size_t len, bool *was_new, uint64_t *stored,
+                      struct vb_error *err)
 {
     if (was_new)
         *was_new = false;
@@ -259,8 +297,11 @@ static int put_object(struct repo *r, const char *key, int kind, const void *raw
     /* missing, or damaged: put (again) */
     void *obj = NULL;
     size_t obj_len = 0;
-    if (repo_object_encode(kind, raw, len, r->config.compression, r->config.compression_level, &obj,
-                           &obj_len, err) < 0)
+    const struct repo_object_keys *keys = !r->key                   ? NULL
+                                          : kind == REPO_KIND_CHUNK ? &r->chunk_keys
+                                                                    : &r->index_keys;
+    if (repo_object_encode_keyed(kind, raw, len, r->config.compression, r->config.compression_level,
+                                 keys, name, &obj, &obj_len, err) < 0)
         return -1;
     rc = r->store->ops->put(r->store, key, obj, obj_len, err);
     free(obj);
@@ -291,8 +332,15 @@ static int get_object(struct repo *r, const char *key, int kind, const repo_dige
         return vb_error_set(err, "missing (%s/%s)", r->path, key);
     if (rc < 0)
         return -1;
-    rc = buf ? repo_object_decode_into(kind, obj, obj_len, want, buf, cap, len, err)
-             : repo_object_decode(kind, obj, obj_len, want, raw, len, err);
+    const struct repo_object_keys *keys = !r->key                   ? NULL
+                                          : kind == REPO_KIND_CHUNK ? &r->chunk_keys
+                                                                    : &r->index_keys;
+    /* an encrypted repository's index read without the key (gc, check): its HMAC name
+     * cannot be verified, its content can be read */
+    if (r->config.encrypted && !r->key)
+        want = NULL;
+    rc = buf ? repo_object_decode_keyed_into(kind, obj, obj_len, keys, want, buf, cap, len, err)
+             : repo_object_decode_keyed(kind, obj, obj_len, keys, want, raw, len, err);
     free(obj);
     if (rc < 0)
         return vb_error_prefix(err, "%s/%s", r->path, key);
@@ -309,6 +357,8 @@ int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t
 {
     char hex[REPO_DIGEST_HEX + 1], key[80];
     repo_digest_hex(d, hex);
+    if (repo_need_key(r, err) < 0)
+        return -1;
     if (repo_digest_is_zero(d))
         return vb_error_set(err, "chunk %s: the all-zero mark is never stored", hex);
     if (len > r->config.chunk_size)
@@ -322,7 +372,7 @@ int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t
     bool put_new = false;
     uint64_t put_stored = 0;
     repo_chunk_key(d, key);
-    int rc = put_object(r, key, REPO_KIND_CHUNK, raw, len, &put_new, &put_stored, err);
+    int rc = put_object(r, key, REPO_KIND_CHUNK, d, raw, len, &put_new, &put_stored, err);
     if (first == 1 && r->in_flight)
         repo_digest_set_remove(r->in_flight, d);
     if (rc < 0)
@@ -345,12 +395,33 @@ int repo_chunk_check(struct repo *r, const repo_digest *d, uint32_t *raw_size, s
     return vb_error_prefix(err, "chunk %s", hex);
 }
 
+int repo_chunk_check_stored(struct repo *r, const repo_digest *d, uint32_t *raw_size,
+                            struct vb_error *err)
+{
+    char hex[REPO_DIGEST_HEX + 1], key[80];
+    repo_digest_hex(d, hex);
+    repo_chunk_key(d, key);
+    void *obj = NULL;
+    size_t len = 0;
+    int rc = r->store->ops->get(r->store, key, 0, 0, &obj, &len, err);
+    if (rc == 1)
+        rc = vb_error_set(err, "missing (%s/%s)", r->path, key);
+    else if (rc == 0 && repo_object_check_stored(REPO_KIND_CHUNK, obj, len, raw_size, err) < 0)
+        rc = vb_error_prefix(err, "%s/%s", r->path, key);
+    free(obj);
+    if (rc < 0)
+        return vb_error_prefix(err, "chunk %s", hex);
+    return 0;
+}
+
 int repo_get_chunk(struct repo *r, const repo_digest *d, void **raw, size_t *len,
                    struct vb_error *err)
 {
     char hex[REPO_DIGEST_HEX + 1], key[80];
     repo_digest_hex(d, hex);
     repo_chunk_key(d, key);
+    if (repo_need_key(r, err) < 0)
+        return -1;
     if (get_object(r, key, REPO_KIND_CHUNK, d, NULL, 0, raw, len, err) < 0)
         return vb_error_prefix(err, "chunk %s", hex);
     return 0;
@@ -362,6 +433,8 @@ int repo_get_chunk_into(struct repo *r, const repo_digest *d, void *buf, size_t 
     char hex[REPO_DIGEST_HEX + 1], key[80];
     repo_digest_hex(d, hex);
     repo_chunk_key(d, key);
+    if (repo_need_key(r, err) < 0)
+        return -1;
     if (get_object(r, key, REPO_KIND_CHUNK, d, buf, cap, NULL, len, err) < 0)
         return vb_error_prefix(err, "chunk %s", hex);
     return 0;
@@ -372,13 +445,15 @@ int repo_put_index(struct repo *r, const struct repo_index *idx, repo_digest *d,
 {
     void *raw = NULL;
     size_t len = 0;
+    if (repo_need_key(r, err) < 0)
+        return -1;
     if (repo_index_encode(idx, &raw, &len, err) < 0)
         return vb_error_prefix(err, "index");
-    repo_digest_of(raw, len, d);
+    repo_object_name(r->key ? &r->index_keys : NULL, raw, len, d);
     char hex[REPO_DIGEST_HEX + 1], key[80];
     repo_digest_hex(d, hex);
     repo_index_key(d, key);
-    int rc = put_object(r, key, REPO_KIND_INDEX, raw, len, NULL, NULL, err);
+    int rc = put_object(r, key, REPO_KIND_INDEX, d, raw, len, NULL, NULL, err);
     free(raw);
     if (rc < 0)
         return vb_error_prefix(err, "index %s", hex);
@@ -424,7 +499,10 @@ int repo_put_manifest(struct repo *r, const struct repo_manifest *m, struct vb_e
     if (repo_snapshot_key(m->uuid, m->id, key) < 0)
         return vb_error_set(err, "snapshot \"%s\" of \"%s\": not a valid id and uuid", m->id,
                             m->uuid);
-    char *text = repo_manifest_to_json(m, err);
+    if (repo_need_key(r, err) < 0)
+        return -1;
+    char *text =
+        r->key ? repo_manifest_to_sealed_json(m, r->key, err) : repo_manifest_to_json(m, err);
     if (!text)
         return vb_error_prefix(err, "snapshot %s", m->id);
     /* a manifest is never replaced */
@@ -591,6 +669,8 @@ int repo_get_manifest(struct repo *r, const char *uuid, const char *id, struct r
         return vb_error_prefix(err, "snapshot %s", id);
     if (len > MANIFEST_MAX)
         rc = vb_error_set(err, "%zu bytes, more than a manifest holds", len);
+    else if (r->config.encrypted)
+        rc = repo_manifest_parse_sealed(text, len, r->key, m, err);
     else
         rc = repo_manifest_parse(text, len, m, err);
     free(text);

@@ -15,16 +15,22 @@
 #include "index.h"
 #include "keys.h"
 #include "manifest.h"
+#include "object.h"
 #include "objstore.h"
 #include "repo_config.h"
 
 struct repo_digest_set;
+struct repo_key;
 
 struct repo {
     struct repo_store *store;
     struct repo_config config;
     char *path;
     struct repo_digest_set *in_flight; /* chunks being put by this process right now */
+    /* an encrypted repository's key (a copy, NULL without one) and the subkeys the object
+     * coding uses: chunks (sealed, HMAC-named) and indexes (HMAC-named) */
+    struct repo_key *key;
+    struct repo_object_keys chunk_keys, index_keys;
 };
 
 /* True when path is a directory holding a "config" object whose format is
@@ -38,8 +44,25 @@ bool repo_is_repository(const char *path);
 int repo_init(const char *path, const struct repo_config *cfg, struct vb_error *err);
 
 /* Opens the repository at path: its config is read and validated (another format or a
- * version above 1 is refused, naming the file). NULL on error. */
-struct repo *repo_open(const char *path, struct vb_error *err);
+ * version above 1 is refused, naming the file). key: the key for an encrypted repository
+ * (copied; NULL: none, and ignored for an unencrypted one); a key whose fingerprint is not the
+ * repository's is refused here. Without the key an encrypted repository opens for what needs
+ * no content (listing, manifests' public parts, headers); the rest fails as
+ * repo_need_key says. NULL on error. */
+struct repo *repo_open(const char *path, const struct repo_key *key, struct vb_error *err);
+
+/* Gives an open repository its key, as repo_open does (a wrong key refused; ignored for an
+ * unencrypted repository). 0, or -1. */
+int repo_use_key(struct repo *r, const struct repo_key *key, struct vb_error *err);
+
+/* 0 when content can be read and written (unencrypted, or the key is there); else -1 with
+ * "PATH is encrypted: give --key FILE (or VIRTBACKUP_KEY_FILE)". Tools call it before they
+ * read or write anything. */
+int repo_need_key(const struct repo *r, struct vb_error *err);
+
+/* The name of a chunk whose content is data (len bytes): HMAC-SHA-256 under the chunk-id
+ * subkey in an encrypted repository, SHA-256 otherwise (virtbackup-repository(5)). */
+void repo_chunk_name(const struct repo *r, const void *data, size_t len, repo_digest *out);
 void repo_close(struct repo *r);
 
 /* The repository's chunk size (its config's). */
@@ -59,6 +82,12 @@ int repo_put_chunk(struct repo *r, const repo_digest *d, const void *raw, size_t
  * bytes), 1 missing, -1 damaged or an error (err says which). */
 int repo_chunk_check(struct repo *r, const repo_digest *d, uint32_t *raw_size,
                      struct vb_error *err);
+
+/* The stored bytes of chunk d checked without the key: present, header valid, the payload's
+ * CRC-32 (what verify does in an encrypted repository opened without its key;
+ * virtbackup-repository(5)). *raw_size: its content's bytes. 0, or -1 naming the chunk. */
+int repo_chunk_check_stored(struct repo *r, const repo_digest *d, uint32_t *raw_size,
+                            struct vb_error *err);
 
 /* The content of chunk d (malloc'ed, *len bytes), every check of the reader made, its
  * SHA-256 included; a missing or damaged chunk is an error naming it. 0, or -1. */

@@ -69,6 +69,8 @@ int repo_config_validate(const struct repo_config *c, struct vb_error *err)
     default:
         return repo_jf_error(&at, "compression", err, "unknown (%d)", (int)c->compression);
     }
+    if (c->encrypted && !id_valid(c->key_fingerprint))
+        return repo_jf_error(&at, "key_fingerprint", err, "not 32 lower-case hex digits");
     time_t t = 0;
     if (repo_time_parse(c->created, &t) < 0)
         return repo_jf_error(&at, "created", err, "\"%s\" is not an ISO 8601 time with offset",
@@ -155,8 +157,18 @@ int repo_config_parse(const char *json, size_t len, struct repo_config *c, struc
     strcpy(c->created, s);
     if (repo_jf_str(&at, o, "encryption", false, false, &s, err) < 0)
         goto out;
-    if (strcmp(s, "none") != 0) {
-        repo_jf_error(&at, "encryption", err, "\"%s\", this program reads only \"none\"", s);
+    if (strcmp(s, "aes-256-gcm") == 0) {
+        c->encrypted = true;
+        if (repo_jf_str(&at, o, "key_fingerprint", false, false, &s, err) < 0)
+            goto out;
+        if (!id_valid(s)) {
+            repo_jf_error(&at, "key_fingerprint", err, "not 32 lower-case hex digits");
+            goto out;
+        }
+        memcpy(c->key_fingerprint, s, 33);
+    } else if (strcmp(s, "none") != 0) {
+        repo_jf_error(&at, "encryption", err,
+                      "\"%s\", this program reads \"none\" and \"aes-256-gcm\"", s);
         goto out;
     }
     rc = repo_config_validate(c, err);
@@ -169,11 +181,16 @@ char *repo_config_to_json(const struct repo_config *c, struct vb_error *err)
 {
     if (repo_config_validate(c, err) < 0)
         return NULL;
-    json_t *o =
-        json_pack("{s:s, s:i, s:s, s:I, s:s, s:i, s:s, s:s}", "format", REPO_CONFIG_FORMAT,
-                  "version", c->version, "id", c->id, "chunk_size", (json_int_t)c->chunk_size,
-                  "compression", repo_compression_name(c->compression), "compression_level",
-                  c->compression_level, "created", c->created, "encryption", "none");
+    json_t *o = json_pack(
+        "{s:s, s:i, s:s, s:I, s:s, s:i, s:s, s:s}", "format", REPO_CONFIG_FORMAT, "version",
+        c->version, "id", c->id, "chunk_size", (json_int_t)c->chunk_size, "compression",
+        repo_compression_name(c->compression), "compression_level", c->compression_level, "created",
+        c->created, "encryption", c->encrypted ? "aes-256-gcm" : "none");
+    if (o && c->encrypted &&
+        json_object_set_new(o, "key_fingerprint", json_string(c->key_fingerprint)) < 0) {
+        json_decref(o);
+        o = NULL;
+    }
     char *text = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
     json_decref(o);
     if (!text)

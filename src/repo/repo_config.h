@@ -1,10 +1,12 @@
 /* The repository config of virtbackup-repository(5) (the object "config", JSON, put once
  * by virtrepo init): format and version, the repository's id, chunk size, compression and
- * level, creation time, encryption ("none" in version 1). Parse (strict), emit, defaults.
- * Named apart from src/restore/config.h, which tools linking both libraries also see. */
+ * level, creation time, encryption ("none" or "aes-256-gcm" with the key's fingerprint). Parse
+ * (strict), emit, defaults. Named apart from src/restore/config.h, which tools linking both
+ * libraries also see. */
 #ifndef VB_REPO_CONFIG_H
 #define VB_REPO_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +26,10 @@ struct repo_config {
     enum repo_compression compression;
     int compression_level; /* zstd: 1..19; lz4, none: 0 */
     char created[REPO_TIME_MAX];
+    /* "encryption": "aes-256-gcm" (true) or "none"; the key's fingerprint (32 lower-case hex
+     * digits) when encrypted */
+    bool encrypted;
+    char key_fingerprint[33];
 };
 
 /* Version 1, a new random id, 4 MiB chunks, zstd level 1, created now. */

@@ -67,7 +67,7 @@ static int store_chunk(struct repo_disk_writer *w, const struct job *j, struct v
     if (zero) {
         memset(&d, 0, sizeof d);
     } else {
-        repo_digest_of(j->buf, j->len, &d);
+        repo_chunk_name(w->repo, j->buf, j->len, &d);
         if (repo_put_chunk(w->repo, &d, j->buf, j->len, &was_new, &stored, err) < 0)
             return vb_error_prefix(err, "chunk at offset %" PRIu64, j->n * w->chunk_size);
     }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "env_knobs.h"
+#include "keyfile.h"
 #include "log.h"
 #include "logfile.h"
 #include "options.h"
@@ -36,7 +37,8 @@ enum {
     OPT_THREADS,
     OPT_TRUST_CONFIG,
     OPT_VM,
-    OPT_SNAPSHOT
+    OPT_SNAPSHOT,
+    OPT_KEY
 };
 
 static const struct option long_opts[] = {
@@ -68,6 +70,7 @@ static const struct option long_opts[] = {
     {"help", no_argument, NULL, 'h'},
     {"vm", required_argument, NULL, OPT_VM},
     {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
+    {"key", required_argument, NULL, OPT_KEY},
     VB_REMOTE_LONG_OPTIONS,
     {0},
 };
@@ -100,6 +103,7 @@ static void help(void)
            "      --vm NAME           repository: the VM (name or uuid); needed only when\n"
            "                          the repository holds several\n"
            "      --snapshot ID       repository: this snapshot, or 'latest' (the default)\n"
+           "      --key FILE          an encrypted repository's key (or VIRTBACKUP_KEY_FILE)\n"
            "  -s, --sequence F1,F2..  apply exactly these data files in this order (the first\n"
            "                          a full or copy); the image is OUTPUT/<disk>; no config\n"
            "  -d, --disk DISK         only this disk (target dev, e.g. vda)\n"
@@ -283,6 +287,9 @@ int main(int argc, char **argv)
         case OPT_SNAPSHOT:
             o.snapshot = optarg;
             break;
+        case OPT_KEY:
+            o.key_file = optarg;
+            break;
         case 'h':
             help();
             return 0;
@@ -306,6 +313,10 @@ int main(int argc, char **argv)
     /* tuning knobs and test hooks: virtrestore(1), ENVIRONMENT */
     const char *mb = getenv("VIRTRESTORE_MEMORY_MB");
     o.memory_mb = mb && atoi(mb) > 0 ? atoi(mb) : 0;
+    /* an encrypted repository's key: the passphrase leaves the environment like the password */
+    if (!o.key_file)
+        o.key_file = getenv("VIRTBACKUP_KEY_FILE");
+    o.key_passphrase = repo_passphrase_keep(vb_env_take_secret("VIRTBACKUP_KEY_PASSPHRASE"));
 #ifndef NDEBUG
     o.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
 #endif

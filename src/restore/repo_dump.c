@@ -11,7 +11,11 @@ int restore_repo_dump(const struct restore_opts *o)
 {
     struct vb_error err = {0};
     struct repo_manifest m = {0};
-    struct repo_selection sel = {.vm = o->vm, .snapshot = o->snapshot, .until = o->until};
+    struct repo_selection sel = {.vm = o->vm,
+                                 .snapshot = o->snapshot,
+                                 .until = o->until,
+                                 .key_file = o->key_file,
+                                 .key_passphrase = o->key_passphrase};
     struct repo *r = repo_select_open(o->input, &sel, &m, &err);
     char *json = r ? repo_manifest_to_json(&m, &err) : NULL;
     int rc = 0;

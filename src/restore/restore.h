@@ -39,6 +39,9 @@ struct restore_opts {
     /* a repository input (virtrestore(1), REPOSITORY INPUT) */
     const char *vm;       /* --vm NAME|UUID */
     const char *snapshot; /* --snapshot ID|latest */
+    /* an encrypted repository's key file (--key, VIRTBACKUP_KEY_FILE) and its passphrase
+     * (VIRTBACKUP_KEY_PASSPHRASE; NULL: asked on the terminal when needed) */
+    const char *key_file, *key_passphrase;
 };
 
 extern volatile sig_atomic_t restore_stop;

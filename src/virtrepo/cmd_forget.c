@@ -26,7 +26,7 @@ int cmd_forget(const struct virtrepo_global *g, int argc, char **argv)
     if (argc < 3)
         return vb_opt_usage_error(g->prog, g->usage, "forget: REPO and at least one ID needed");
     struct vb_error err = {0};
-    struct repo *r = repo_open(argv[1], &err);
+    struct repo *r = virtrepo_open(g, argv[1], &err);
     struct virtrepo_snapshots all = {0};
     if (!r || virtrepo_load_snapshots(r, &all, &err) < 0) {
         vb_error_log("%s", err.msg);

@@ -464,7 +464,7 @@ static int run_import(struct import_run *ir, const char *input, const char *repo
         bset_plan_chains(ir->set, NULL, NULL, &ir->chains, &ir->nchains, err) < 0 ||
         check_points(ir, err) < 0)
         return -1;
-    if (!(ir->repo = repo_open(repo_path, err)))
+    if (!(ir->repo = virtrepo_open(ir->g, repo_path, err)) || repo_need_key(ir->repo, err) < 0)
         return -1;
     if (!(ir->disks = calloc(ir->nchains, sizeof *ir->disks)))
         return vb_error_set(err, "out of memory");

@@ -1,10 +1,13 @@
-/* virtrepo init PATH [--chunk-size SIZE] [--compression zstd[:LEVEL]|lz4|none]: puts the
- * config of a new repository (virtrepo(1), INIT). */
+/* virtrepo init PATH [--chunk-size SIZE] [--compression zstd[:LEVEL]|lz4|none]
+ * [--encrypt KEYFILE]: puts the config of a new repository (virtrepo(1), INIT); an encrypted
+ * one records only the key's fingerprint. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "index.h"
+#include "keyfile.h"
 #include "log.h"
 #include "options.h"
 #include "repo_config.h"
@@ -45,11 +48,13 @@ int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
     static const struct option opts[] = {
         {"chunk-size", required_argument, NULL, 'c'},
         {"compression", required_argument, NULL, 'z'},
+        {"encrypt", required_argument, NULL, 'e'},
         {0},
     };
     struct repo_config cfg;
     struct vb_error err = {0};
     repo_config_default(&cfg);
+    const char *key_file = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         uint64_t size;
@@ -65,6 +70,9 @@ int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
             if (repo_compression_parse(optarg, &cfg.compression, &cfg.compression_level, &err) < 0)
                 return vb_opt_usage_error(g->prog, g->usage, "bad --compression: %s", err.msg);
             break;
+        case 'e':
+            key_file = optarg;
+            break;
         default:
             return vb_opt_usage_error(g->prog, g->usage, "init: unknown option '%s'",
                                       argv[optind - 1]);
@@ -73,6 +81,16 @@ int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
     if (optind != argc - 1)
         return vb_opt_usage_error(g->prog, g->usage, "init: one PATH is needed");
     const char *path = argv[optind];
+    if (key_file) {
+        struct repo_key *k = repo_key_load(key_file, g->key_passphrase, &err);
+        if (!k) {
+            vb_error_log("%s", err.msg);
+            return 1;
+        }
+        cfg.encrypted = true;
+        memcpy(cfg.key_fingerprint, k->fingerprint, sizeof cfg.key_fingerprint);
+        repo_key_free(k);
+    }
     if (repo_init(path, &cfg, &err) < 0) {
         vb_error_log("%s", err.msg);
         return 1;
@@ -80,7 +98,9 @@ int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
     char level[16] = "";
     if (cfg.compression == REPO_COMP_ZSTD)
         snprintf(level, sizeof level, ":%d", cfg.compression_level);
-    vb_info("repository %s made: id %s, chunk size %u, compression %s%s", path, cfg.id,
-            cfg.chunk_size, repo_compression_name(cfg.compression), level);
+    vb_info("repository %s made: id %s, chunk size %u, compression %s%s%s%s", path, cfg.id,
+            cfg.chunk_size, repo_compression_name(cfg.compression), level,
+            cfg.encrypted ? ", encrypted with the key of fingerprint " : "",
+            cfg.encrypted ? cfg.key_fingerprint : "");
     return 0;
 }

@@ -49,7 +49,7 @@ static int protect_or_unprotect(const struct virtrepo_global *g, int argc, char 
         return vb_opt_usage_error(g->prog, g->usage, "%s: REPO and at least one ID needed", cmd);
     const char *repo = argv[optind];
     struct vb_error err = {0};
-    struct repo *r = repo_open(repo, &err);
+    struct repo *r = virtrepo_open(g, repo, &err);
     struct virtrepo_snapshots all = {0};
     if (!r || virtrepo_load_snapshots(r, &all, &err) < 0) {
         vb_error_log("%s", err.msg);

@@ -214,7 +214,7 @@ int cmd_prune(const struct virtrepo_global *g, int argc, char **argv)
     tzset(); /* the periods are the local time zone's (TZ) */
 
     struct vb_error err = {0};
-    struct repo *r = repo_open(argv[optind], &err);
+    struct repo *r = virtrepo_open(g, argv[optind], &err);
     struct virtrepo_snapshots all = {0};
     if (!r || virtrepo_load_snapshots(r, &all, &err) < 0) {
         vb_error_log("%s", err.msg);

@@ -34,13 +34,16 @@ static json_t *snapshot_json(const struct virtrepo_snapshot *s, bool protected,
         const struct repo_manifest_disk *d = &m->disks[i];
         char hex[REPO_DIGEST_HEX + 1];
         repo_digest_hex(&d->index, hex);
-        json_array_append_new(
-            disks,
-            json_pack("{s:s, s:I, s:I, s:s, s:s, s:I, s:I, s:I}", "target", d->target,
-                      "virtual_size", (json_int_t)d->virtual_size, "chunk_size",
-                      (json_int_t)d->chunk_size, "index", hex, "format", d->format ? d->format : "",
-                      "bytes_read", (json_int_t)d->bytes_read, "bytes_new",
-                      (json_int_t)d->bytes_new, "bytes_stored", (json_int_t)d->bytes_stored));
+        json_t *j = json_pack(
+            "{s:s, s:I, s:I, s:s, s:s, s:I, s:I, s:I}", "target", d->target, "virtual_size",
+            (json_int_t)d->virtual_size, "chunk_size", (json_int_t)d->chunk_size, "index", hex,
+            "format", d->format ? d->format : "", "bytes_read", (json_int_t)d->bytes_read,
+            "bytes_new", (json_int_t)d->bytes_new, "bytes_stored", (json_int_t)d->bytes_stored);
+        /* an encrypted repository listed without the key: these are sealed (virtrepo(1)) */
+        static const char *const sealed[] = {"format", "bytes_read", "bytes_new", "bytes_stored"};
+        for (size_t f = 0; j && m->sealed && f < sizeof sealed / sizeof *sealed; f++)
+            json_object_set_new(j, sealed[f], json_null());
+        json_array_append_new(disks, j);
     }
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "id", m->id, "vm", m->vm, "uuid",
                           m->uuid, "time", m->time, "level", repo_level_name(m->level), "parent",
@@ -82,7 +85,7 @@ int cmd_snapshots(const struct virtrepo_global *g, int argc, char **argv)
         return vb_opt_usage_error(g->prog, g->usage, "snapshots: one REPO is needed");
 
     struct vb_error err = {0};
-    struct repo *r = repo_open(argv[optind], &err);
+    struct repo *r = virtrepo_open(g, argv[optind], &err);
     struct virtrepo_snapshots all = {0};
     struct repo_scrub_records recs = {0};
     if (!r || virtrepo_load_snapshots(r, &all, &err) < 0 || repo_scrub_load(r, &recs, &err) < 0) {

@@ -203,7 +203,7 @@ int cmd_stats(const struct virtrepo_global *g, int argc, char **argv)
         return vb_opt_usage_error(g->prog, g->usage, "stats: one REPO is needed");
 
     struct vb_error err = {0};
-    struct repo *r = repo_open(argv[optind], &err);
+    struct repo *r = virtrepo_open(g, argv[optind], &err);
     struct virtrepo_snapshots all = {0};
     if (!r || virtrepo_load_snapshots(r, &all, &err) < 0) {
         vb_error_log("%s", err.msg);

@@ -3,7 +3,8 @@
  * name (the checks of virtbackup-repository(5)), on N threads, with progress; then which
  * snapshots are damaged and by which chunks. A damaged chunk is moved to bad/, a chunk
  * stored again since is reported healed, and a run over a range (a whole run: range 1 of 1)
- * records it under scrub/ (virtrepo(1), VERIFY). */
+ * records it under scrub/ (virtrepo(1), VERIFY). An encrypted repository without its key:
+ * the stored bytes only (virtrepo(1), KEYS). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -27,12 +28,24 @@ struct verify_run {
     struct audit *a;
     atomic_size_t next;
     struct progress *progress;
+    /* an encrypted repository without its key: stored bytes only (virtrepo(1), KEYS) */
+    bool stored_only;
 };
 
 static void verify_chunk(struct verify_run *v, struct audit_chunk *c)
 {
     struct vb_error err = {0};
     size_t len = 0;
+    if (v->stored_only) {
+        uint32_t stored_len = 0;
+        if (repo_chunk_check_stored(v->a->repo, &c->digest, &stored_len, &err) < 0)
+            audit_chunk_bad_error(c, &err);
+        else if (stored_len != c->len)
+            audit_chunk_bad(c, "holds %" PRIu32 " bytes, its index wants %" PRIu32, stored_len,
+                            c->len);
+        progress_add(v->progress, c->len);
+        return;
+    }
     int rc = repo_chunk_verify(v->a->repo, &c->digest, &len, &err);
     if (rc == 1 && repo_chunk_in_bad(v->a->repo, &c->digest)) {
         char bad[80];
@@ -204,7 +217,7 @@ int cmd_verify(const struct virtrepo_global *g, int argc, char **argv)
                                   "verify: --snapshot and --part exclude each other");
 
     struct audit a;
-    struct repo *r = repo_open(argv[optind], &err);
+    struct repo *r = virtrepo_open(g, argv[optind], &err);
     if (!r) {
         vb_error_log("%s", err.msg);
         return 1;
@@ -212,6 +225,11 @@ int cmd_verify(const struct virtrepo_global *g, int argc, char **argv)
     /* the record's time: before the snapshots are listed, so a snapshot committed after it
      * is not in the record */
     time_t start = time(NULL);
+    bool stored_only = repo_need_key(r, &err) < 0;
+    if (stored_only)
+        vb_info("%s: checking the stored bytes only (headers and checksums; the contents and "
+                "their names need the key)",
+                err.msg);
     if (audit_load(&a, r, only, &err) < 0) {
         vb_error_log("%s", err.msg);
         audit_free(&a);
@@ -223,7 +241,7 @@ int cmd_verify(const struct virtrepo_global *g, int argc, char **argv)
         a.chunks[i].skip = !repo_scrub_in_range(&a.chunks[i].digest, part_k, part_n);
         bytes += a.chunks[i].skip ? 0 : a.chunks[i].len;
     }
-    struct verify_run v = {.a = &a};
+    struct verify_run v = {.a = &a, .stored_only = stored_only};
     v.progress = progress_new("verify", bytes, progress_mode_for_stderr(g->quiet));
     pthread_t t[MAX_WORKERS];
     int started = 0;

@@ -11,8 +11,10 @@
 #include "virtrepo.h"
 
 #define USAGE                                                                                      \
-    "usage: virtrepo [-v] [-q] COMMAND ARGS...\n"                                                  \
+    "usage: virtrepo [-v] [-q] [--key FILE] COMMAND ARGS...\n"                                     \
     "       virtrepo init PATH [--chunk-size SIZE] [--compression zstd[:LEVEL]|lz4|none]\n"        \
+    "                          [--encrypt KEYFILE]\n"                                              \
+    "       virtrepo key create|passwd|fingerprint FILE, key export|import --paper FILE\n"         \
     "       virtrepo snapshots REPO [--vm NAME] [--json]\n"                                        \
     "       virtrepo forget REPO ID... [--force]\n"                                                \
     "       virtrepo prune REPO [--vm NAME] --keep-RULE N... [--dry-run] [--json]\n"               \
@@ -28,7 +30,7 @@ static const struct virtrepo_command commands[] = {
     {"init", cmd_init},       {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
     {"check", cmd_check},     {"verify", cmd_verify},       {"import", cmd_import},
     {"export", cmd_export},   {"stats", cmd_stats},         {"prune", cmd_prune},
-    {"protect", cmd_protect}, {"unprotect", cmd_unprotect},
+    {"protect", cmd_protect}, {"unprotect", cmd_unprotect}, {"key", cmd_key},
 };
 
 static void help(void)
@@ -42,6 +44,13 @@ static void help(void)
            "  init PATH           make a repository in PATH (a new or empty directory)\n"
            "      --chunk-size SIZE   chunk size, a power of two from 64K to 64M (4M)\n"
            "      --compression C     zstd[:LEVEL] (LEVEL 1..19, default zstd:1), lz4, none\n"
+           "      --encrypt KEYFILE   encrypt it with this key (made by key create)\n"
+           "  key create FILE     a new random key in FILE (mode 0600)\n"
+           "      --passphrase        wrapped by a passphrase (scrypt)\n"
+           "  key passwd FILE     change the key file's passphrase (--remove: drop it)\n"
+           "  key fingerprint FILE  print the key's fingerprint\n"
+           "  key export --paper FILE  print the key in a form to write down\n"
+           "  key import --paper FILE  read that form on standard input into FILE\n"
            "  snapshots REPO      list the snapshots, oldest first\n"
            "      --vm NAME           only those of this VM\n"
            "      --json              a JSON array (id, vm, uuid, time, level, parent, disks)\n"
@@ -82,6 +91,8 @@ static void help(void)
            "                      one VM uses (what forgetting it would free)\n"
            "      --json              a JSON object (vms, total)\n"
            "\n"
+           "  --key FILE          the key of an encrypted repository (or VIRTBACKUP_KEY_FILE);\n"
+           "                      also accepted after the command\n"
            "  -v, --verbose       debug messages\n"
            "  -q, --quiet         errors only (no progress)\n"
            "  -V, --version       print the version\n"
@@ -91,24 +102,54 @@ static void help(void)
            "damaged snapshots and chunks are named on standard output).\n");
 }
 
+/* --key FILE (or --key=FILE) after the command, wherever it is, is the global option: every
+ * command takes it without knowing it. Removed from argv. -1 when FILE is missing. */
+static int take_key_option(struct virtrepo_global *g, int *argc, char **argv)
+{
+    int out = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < *argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (strcmp(argv[i], "--key") == 0) {
+            if (i + 1 >= *argc)
+                return -1;
+            g->key_file = argv[++i];
+        } else if (strncmp(argv[i], "--key=", 6) == 0) {
+            g->key_file = argv[i] + 6;
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    *argc = out;
+    argv[out] = NULL;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct virtrepo_global g = {.prog = "virtrepo"};
 #ifndef NDEBUG
     g.debug_stall = getenv("VIRTBACKUP_DEBUG_STALL");
 #endif
+    g.key_file = getenv("VIRTBACKUP_KEY_FILE");
+    g.key_passphrase = getenv("VIRTBACKUP_KEY_PASSPHRASE");
+    g.new_key_passphrase = getenv("VIRTBACKUP_NEW_KEY_PASSPHRASE");
     /* global options stop at the command: the command parses the rest */
     static const struct option global_opts[] = {
-        {"verbose", no_argument, NULL, 'v'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
+        {"key", required_argument, NULL, 'k'}, {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},     {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},      {0},
     };
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+vqVh", global_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+k:vqVh", global_opts, NULL)) != -1) {
         switch (c) {
+        case 'k':
+            g.key_file = optarg;
+            break;
         case 'v':
             g.verbose = true;
             break;
@@ -136,6 +177,8 @@ int main(int argc, char **argv)
         /* the command sees its name as argv[0] */
         int cargc = argc - optind;
         char **cargv = argv + optind;
+        if (take_key_option(&g, &cargc, cargv) < 0)
+            return vb_opt_usage_error(g.prog, USAGE, "--key needs a FILE");
         optind = 0; /* a full reset of getopt for the command's own options */
         int rc = commands[i].run(&g, cargc, cargv);
         vb_log_close();

@@ -15,6 +15,10 @@ struct virtrepo_global {
     const char *usage;
     bool verbose, quiet;
     const char *debug_stall; /* debug builds: VIRTBACKUP_DEBUG_STALL (debug_stall.h) */
+    /* an encrypted repository's key file: --key or VIRTBACKUP_KEY_FILE (NULL: none) */
+    const char *key_file;
+    /* VIRTBACKUP_KEY_PASSPHRASE, VIRTBACKUP_NEW_KEY_PASSPHRASE (NULL: ask the terminal) */
+    const char *key_passphrase, *new_key_passphrase;
 };
 
 struct virtrepo_command {
@@ -33,6 +37,12 @@ int cmd_stats(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_prune(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_protect(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_unprotect(const struct virtrepo_global *g, int argc, char **argv);
+int cmd_key(const struct virtrepo_global *g, int argc, char **argv);
+
+/* Opens the repository at path with the key the global options name (none without one): an
+ * encrypted repository opens without it for what needs no content (virtrepo(1), KEYS). NULL
+ * on error. */
+struct repo *virtrepo_open(const struct virtrepo_global *g, const char *path, struct vb_error *err);
 
 /* A snapshot of the repository as the walk found it: its key's uuid and id, and its manifest
  * when that parsed (parsed false: error says why). */

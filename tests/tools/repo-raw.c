@@ -127,7 +127,7 @@ static int import(int argc, char **argv)
                2;
     const char *slow = getenv("REPO_RAW_SLOW_MS");
     long slow_ms = slow ? atol(slow) : 0;
-    struct repo *r = repo_open(argv[0], &err);
+    struct repo *r = repo_open(argv[0], NULL, &err);
     if (!r)
         return die(argv[0], &err);
     time_t now = time(NULL);
@@ -205,7 +205,7 @@ static int export(int argc, char **argv)
     struct vb_error err = {0};
     if (argc != 4)
         return fprintf(stderr, "usage: repo-raw export REPO SNAPSHOT DISK OUT.raw\n"), 2;
-    struct repo *r = repo_open(argv[0], &err);
+    struct repo *r = repo_open(argv[0], NULL, &err);
     if (!r)
         return die(argv[0], &err);
     struct repo_manifest m = {0};

@@ -74,7 +74,7 @@ static void test_chain(void)
     repo_config_default(&cfg);
     cfg.chunk_size = CS;
     CHECK_MSG(repo_init(test_path("repo"), &cfg, &err) == 0, "%s", err.msg);
-    struct repo *r = repo_open(test_path("repo"), &err);
+    struct repo *r = repo_open(test_path("repo"), NULL, &err);
     CHECK_MSG(r != NULL, "%s", err.msg);
     if (!r)
         return;

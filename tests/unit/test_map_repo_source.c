@@ -36,7 +36,7 @@ static struct repo *make_repo(struct repo_index *idx, struct vb_error *err)
     cfg.chunk_size = CS;
     if (repo_init(test_path("repo"), &cfg, err) < 0)
         return NULL;
-    struct repo *r = repo_open(test_path("repo"), err);
+    struct repo *r = repo_open(test_path("repo"), NULL, err);
     if (!r || repo_index_init(idx, SIZE, CS, err) < 0)
         return NULL;
     disk = calloc(1, SIZE);

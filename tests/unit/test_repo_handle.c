@@ -72,7 +72,7 @@ static void test_init_open(void)
     CHECK(access(test_path("r3"), F_OK) == -1);
 
     /* open reads the config back */
-    struct repo *r = repo_open(test_path("r1"), &err);
+    struct repo *r = repo_open(test_path("r1"), NULL, &err);
     CHECK_MSG(r != NULL, "%s", err.msg);
     if (r) {
         CHECK(strcmp(r->config.id, cfg.id) == 0);
@@ -82,8 +82,8 @@ static void test_init_open(void)
     }
 
     /* what open refuses, naming the file */
-    CHECK(repo_open(test_path("nothing"), &err) == NULL);
-    CHECK(repo_open(test_path("full"), &err) == NULL);
+    CHECK(repo_open(test_path("nothing"), NULL, &err) == NULL);
+    CHECK(repo_open(test_path("full"), NULL, &err) == NULL);
     CHECK_MSG(has(&err, "not a repository"), "%s", err.msg);
     CHECK(mkdir(test_path("v2"), 0700) == 0);
     const char *v2 = "{\"format\": \"virtbackup-repository\", \"version\": 2, \"id\": "
@@ -92,12 +92,12 @@ static void test_init_open(void)
                      "\"2026-12-07T18:00:00Z\", \"encryption\": \"none\"}";
     CHECK(test_write_file(test_path("v2/config"), v2, strlen(v2)) == 0);
     CHECK(repo_is_repository(test_path("v2"))); /* a repository, of a later version */
-    CHECK(repo_open(test_path("v2"), &err) == NULL);
+    CHECK(repo_open(test_path("v2"), NULL, &err) == NULL);
     CHECK_MSG(has(&err, "v2/config") && has(&err, "version"), "%s", err.msg);
     CHECK(mkdir(test_path("other"), 0700) == 0);
     CHECK(test_write_file(test_path("other/config"), "{\"format\": \"x\"}", 15) == 0);
     CHECK(!repo_is_repository(test_path("other")));
-    CHECK(repo_open(test_path("other"), &err) == NULL);
+    CHECK(repo_open(test_path("other"), NULL, &err) == NULL);
     CHECK_MSG(has(&err, "other/config"), "%s", err.msg);
 }
 
@@ -139,7 +139,7 @@ static void test_chunks(void)
     repo_config_default(&cfg);
     struct vb_error err = {0};
     CHECK(repo_init(test_path("chunks"), &cfg, &err) == 0);
-    struct repo *r = repo_open(test_path("chunks"), &err);
+    struct repo *r = repo_open(test_path("chunks"), NULL, &err);
     CHECK_MSG(r != NULL, "%s", err.msg);
     if (!r)
         return;
@@ -245,7 +245,7 @@ static void test_indexes(void)
     repo_config_default(&cfg);
     struct vb_error err = {0};
     CHECK(repo_init(test_path("indexes"), &cfg, &err) == 0);
-    struct repo *r = repo_open(test_path("indexes"), &err);
+    struct repo *r = repo_open(test_path("indexes"), NULL, &err);
     if (!r)
         return;
     struct repo_index idx, back;
@@ -373,7 +373,7 @@ static void test_init_race(void)
             waitpid(pids[i], NULL, 0);
         CHECK_MSG(winners == 1, "round %d: %d of %d inits succeeded", round, winners, INIT_RACERS);
         struct vb_error err = {0};
-        struct repo *r = repo_open(test_path(path), &err);
+        struct repo *r = repo_open(test_path(path), NULL, &err);
         CHECK_MSG(r != NULL, "%s", err.msg);
         if (r) {
             CHECK_MSG(strncmp(r->config.id, won_id, sizeof won_id - 1) == 0,
@@ -392,7 +392,7 @@ static void test_writer_limits(void)
     cfg.chunk_size = 64 << 10;
     struct vb_error err = {0};
     CHECK(repo_init(test_path("small"), &cfg, &err) == 0);
-    struct repo *r = repo_open(test_path("small"), &err);
+    struct repo *r = repo_open(test_path("small"), NULL, &err);
     if (!r)
         return;
     uint64_t max = repo_index_max_size(cfg.chunk_size);
@@ -414,7 +414,7 @@ static void test_writer_put_digest(void)
     cfg.chunk_size = 64 << 10;
     struct vb_error err = {0};
     CHECK(repo_init(test_path("inc"), &cfg, &err) == 0);
-    struct repo *r = repo_open(test_path("inc"), &err);
+    struct repo *r = repo_open(test_path("inc"), NULL, &err);
     if (!r)
         return;
     const size_t cs = cfg.chunk_size;
@@ -449,7 +449,7 @@ static void test_snapshots(void)
     repo_config_default(&cfg);
     struct vb_error err = {0};
     CHECK(repo_init(test_path("snaps"), &cfg, &err) == 0);
-    struct repo *r = repo_open(test_path("snaps"), &err);
+    struct repo *r = repo_open(test_path("snaps"), NULL, &err);
     if (!r)
         return;
     static const char *const ids[][2] = {
@@ -568,7 +568,7 @@ static void test_concurrent_puts(void)
     repo_config_default(&cfg);
     struct vb_error err = {0};
     CHECK(repo_init(test_path("race"), &cfg, &err) == 0);
-    struct repo *r = repo_open(test_path("race"), &err);
+    struct repo *r = repo_open(test_path("race"), NULL, &err);
     CHECK_MSG(r != NULL, "%s", err.msg);
     if (!r)
         return;

@@ -343,7 +343,17 @@ static void test_config(void)
     config_refused("compression_level", "0", "compression_level: 0, zstd takes 1 to 19");
     config_refused("compression_level", "20", "compression_level: 20");
     config_refused("created", "\"yesterday\"", "created: ");
-    config_refused("encryption", "\"aes-256-gcm\"", "encryption: \"aes-256-gcm\"");
+    /* encrypted: the key's fingerprint is needed; other ciphers are refused */
+    config_refused("encryption", "\"aes-256-gcm\"", "key_fingerprint: missing");
+    config_refused("encryption", "\"chacha20\"", "encryption: \"chacha20\"");
+    c.encrypted = true;
+    snprintf(c.key_fingerprint, sizeof c.key_fingerprint, "%s", "00112233445566778899aabbccddeeff");
+    text = repo_config_to_json(&c, &err);
+    CHECK(text && strstr(text, "\"encryption\": \"aes-256-gcm\"") &&
+          strstr(text, "\"key_fingerprint\": \"00112233445566778899aabbccddeeff\""));
+    CHECK(text && repo_config_parse(text, strlen(text), &back, &err) == 0 && back.encrypted &&
+          strcmp(back.key_fingerprint, c.key_fingerprint) == 0);
+    free(text);
 
     enum repo_compression comp;
     int level;

@@ -58,7 +58,7 @@ int main(void)
     repo_config_default(&cfg);
     struct vb_error err = {0};
     CHECK(repo_init(test_path("repo"), &cfg, &err) == 0);
-    struct repo *r = repo_open(test_path("repo"), &err);
+    struct repo *r = repo_open(test_path("repo"), NULL, &err);
     if (!r)
         return test_finish("test_repo_protect");
     put_manifest(r, UUID1, ID1);

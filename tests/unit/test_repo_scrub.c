@@ -138,7 +138,7 @@ static void test_bad_chunks(void)
     cfg.compression_level = 0;
     const char *dir = test_path("repo");
     CHECK_MSG(repo_init(dir, &cfg, &err) == 0, "%s", err.msg);
-    struct repo *r = repo_open(dir, &err);
+    struct repo *r = repo_open(dir, NULL, &err);
     CHECK(r != NULL);
     if (!r)
         return;
