@@ -214,8 +214,8 @@ static int check_object(struct repo *r, const char *key, int kind, uint32_t *raw
                         struct vb_error *err)
 {
     struct repo_store *s = r->store;
-    uint64_t size = 0;
-    int rc = s->ops->head(s, key, &size, err);
+    struct repo_stat st = {0};
+    int rc = s->ops->head(s, key, &st, err);
     if (rc != 0)
         return rc;
     void *hdr = NULL;
@@ -223,7 +223,7 @@ static int check_object(struct repo *r, const char *key, int kind, uint32_t *raw
     rc = s->ops->get(s, key, 0, REPO_OBJECT_HEADER_SIZE, &hdr, &got, err);
     if (rc != 0)
         return rc; /* 1: deleted meanwhile */
-    rc = repo_object_check_header(hdr, got, size, kind, raw_size, NULL, err);
+    rc = repo_object_check_header(hdr, got, st.size, kind, raw_size, NULL, err);
     free(hdr);
     if (rc < 0) {
         vb_error_prefix(err, "%s/%s", r->path, key);
@@ -445,7 +445,8 @@ struct snapshot_walk {
 };
 
 /* snapshots/<uuid>/<id>.json */
-static int collect_snapshot(void *ctx, const char *key, uint64_t size, struct vb_error *err)
+static int collect_snapshot(void *ctx, const char *key, const struct repo_stat *st,
+                            struct vb_error *err)
 {
     struct snapshot_walk *w = ctx;
     snprintf(w->last, sizeof w->last, "%s", key);
@@ -457,7 +458,7 @@ static int collect_snapshot(void *ctx, const char *key, uint64_t size, struct vb
         strcmp(id + REPO_SNAPSHOT_ID_LEN, ".json") != 0) {
         return 0; /* not a snapshot's name, so no snapshot */
     }
-    (void)size;
+    (void)st;
     struct snapshot_ref ref = {0};
     memcpy(ref.uuid, uuid, REPO_UUID_LEN);
     memcpy(ref.id, id, REPO_SNAPSHOT_ID_LEN);

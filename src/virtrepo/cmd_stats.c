@@ -72,8 +72,9 @@ struct listing {
     char prefix[16];
 };
 
-static int list_one(void *ctx, const char *key, uint64_t size, struct vb_error *err)
+static int list_one(void *ctx, const char *key, const struct repo_stat *st, struct vb_error *err)
 {
+    uint64_t size = st->size;
     struct listing *l = ctx;
     (void)err;
     snprintf(l->last, sizeof l->last, "%s", key);
