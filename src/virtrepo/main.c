@@ -13,6 +13,7 @@
 #define USAGE                                                                                      \
     "usage: virtrepo [-v] [-q] COMMAND ARGS...\n"                                                  \
     "       virtrepo init PATH [--chunk-size SIZE] [--compression zstd[:LEVEL]|lz4|none]\n"        \
+    "                         [--session-stale SECONDS] [--heartbeat SECONDS]\n"                   \
     "       virtrepo snapshots REPO [--vm NAME] [--json]\n"                                        \
     "       virtrepo forget REPO ID...\n"                                                          \
     "       virtrepo check REPO\n"                                                                 \
@@ -20,12 +21,13 @@
     "       virtrepo import DIR REPO [--json]\n"                                                   \
     "       virtrepo export REPO ID|latest DIR [--vm NAME] [-z[N]]\n"                              \
     "       virtrepo stats REPO [--json]\n"                                                        \
+    "       virtrepo gc REPO [--json] [--dry-run]\n"                                               \
     "       virtrepo --help | --version\n"
 
 static const struct virtrepo_command commands[] = {
     {"init", cmd_init},     {"snapshots", cmd_snapshots}, {"forget", cmd_forget},
     {"check", cmd_check},   {"verify", cmd_verify},       {"import", cmd_import},
-    {"export", cmd_export}, {"stats", cmd_stats},
+    {"export", cmd_export}, {"stats", cmd_stats},         {"gc", cmd_gc},
 };
 
 static void help(void)
@@ -39,6 +41,8 @@ static void help(void)
            "  init PATH           make a repository in PATH (a new or empty directory)\n"
            "      --chunk-size SIZE   chunk size, a power of two from 64K to 64M (4M)\n"
            "      --compression C     zstd[:LEVEL] (LEVEL 1..19, default zstd:1), lz4, none\n"
+           "      --session-stale S   a session not refreshed for S seconds is dead (900)\n"
+           "      --heartbeat S       sessions are refreshed every S seconds (60)\n"
            "  snapshots REPO      list the snapshots, oldest first\n"
            "      --vm NAME           only those of this VM\n"
            "      --json              a JSON array (id, vm, uuid, time, level, parent, disks)\n"
@@ -61,6 +65,11 @@ static void help(void)
            "                      deduplication and compression ratios, the chunks only\n"
            "                      one VM uses (what forgetting it would free)\n"
            "      --json              a JSON object (vms, total)\n"
+           "  gc REPO             move the chunks and indexes no snapshot uses to a trash;\n"
+           "                      empty earlier trashes once the sessions alive during\n"
+           "                      their move have ended (space freed, sessions waited for)\n"
+           "      --json              a JSON object\n"
+           "      --dry-run           say what would be moved and emptied, change nothing\n"
            "\n"
            "  -v, --verbose       debug messages\n"
            "  -q, --quiet         errors only (no progress)\n"

@@ -30,6 +30,7 @@ int cmd_verify(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_import(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_export(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_stats(const struct virtrepo_global *g, int argc, char **argv);
+int cmd_gc(const struct virtrepo_global *g, int argc, char **argv);
 
 /* A snapshot of the repository as the walk found it: its key's uuid and id, and its manifest
  * when that parsed (parsed false: error says why). */
