@@ -26,6 +26,7 @@
 #include "progress.h"
 #include "qemu_nbd.h"
 #include "repo.h"
+#include "repo_session.h"
 #include "summary.h"
 #include "util.h"
 
@@ -262,7 +263,7 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
          * checkpoint; inc reads the chunks changed since its base (virtbackup(1), REPOSITORY
          * OUTPUT) */
         r->start_time = time(NULL);
-        if (!(r->repo = repo_open(o->output, err)))
+        if (!(r->repo = repo_open_session(o->output, "backup", r->info.uuid, err)))
             return -1;
         if (take_locks(r, err) < 0)
             return -1;

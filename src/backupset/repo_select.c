@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "repo_session.h"
 #include "timefmt.h"
 #include "vector.h"
 
@@ -330,7 +331,8 @@ out:
 struct repo *repo_select_open(const char *path, const struct repo_selection *sel,
                               struct repo_manifest *m, struct vb_error *err)
 {
-    struct repo *r = repo_open(path, err);
+    struct repo *r =
+        sel->session ? repo_open_session(path, sel->session, NULL, err) : repo_open(path, err);
     if (r && repo_select_snapshot(r, sel, m, err) < 0) {
         repo_close(r);
         r = NULL;

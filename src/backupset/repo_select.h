@@ -22,6 +22,9 @@ struct repo_selection {
     const char *vm;       /* --vm NAME or UUID, or NULL */
     const char *snapshot; /* --snapshot ID or "latest", or NULL */
     const char *until;    /* --until TIME or checkpoint name, or NULL */
+    /* the kind of session (repo_session.h) begun before the manifest is read, so that gc
+     * keeps what the reader uses; NULL: none (nothing but manifests is read) */
+    const char *session;
 };
 
 /* Opens the repository at path and selects a snapshot as repo_select_snapshot does; NULL

@@ -99,7 +99,8 @@ static int plan(struct session *s, struct vb_error *err)
 {
     const struct map_options *o = s->o;
     if (o->repository) { /* the snapshot chosen as virtrestore chooses it */
-        struct repo_selection sel = {.vm = o->vm, .snapshot = o->snapshot, .until = o->until};
+        struct repo_selection sel = {
+            .vm = o->vm, .snapshot = o->snapshot, .until = o->until, .session = "map"};
         if (!(s->repo = repo_select_open(o->input, &sel, &s->manifest, err)) ||
             !(s->set = bset_open_repo_snapshot(s->repo, &s->manifest, err)))
             return -1;

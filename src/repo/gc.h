@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "session.h"
+#include "repo_session.h"
 
 struct repo;
 

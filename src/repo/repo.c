@@ -5,6 +5,7 @@
 
 #include "digest_set.h"
 #include "object.h"
+#include "repo_session.h"
 #include "vector.h"
 
 #include <dirent.h>
@@ -198,6 +199,7 @@ void repo_close(struct repo *r)
 {
     if (!r)
         return;
+    repo_session_end(r->session);
     if (r->store)
         r->store->ops->close(r->store);
     repo_digest_set_free(r->in_flight);
@@ -347,6 +349,10 @@ static int get_object(struct repo *r, const char *key, int kind, const repo_dige
         rc = find_in_trash(r, key, trashed, sizeof trashed, err);
         if (rc == 0)
             rc = r->store->ops->get(r->store, trashed, 0, 0, &obj, &obj_len, err);
+        /* a gc that empties a trash moves back what new snapshots use before it deletes
+         * anything: an object gone from the trash meanwhile is in its place again */
+        if (rc == 1)
+            rc = r->store->ops->get(r->store, key, 0, 0, &obj, &obj_len, err);
     }
     if (rc == 1)
         return vb_error_set(err, "missing (%s/%s)", r->path, key);
@@ -485,6 +491,10 @@ int repo_put_manifest(struct repo *r, const struct repo_manifest *m, struct vb_e
     if (repo_snapshot_key(m->uuid, m->id, key) < 0)
         return vb_error_set(err, "snapshot \"%s\" of \"%s\": not a valid id and uuid", m->id,
                             m->uuid);
+    /* right before the commit: a writer whose session went stale may have lost chunks to a
+     * gc meanwhile (virtbackup-repository(5)) */
+    if (r->session && repo_session_check(r->session, err) < 0)
+        return vb_error_prefix(err, "snapshot %s", m->id);
     char *text = repo_manifest_to_json(m, err);
     if (!text)
         return vb_error_prefix(err, "snapshot %s", m->id);

@@ -19,12 +19,16 @@
 #include "repo_config.h"
 
 struct repo_digest_set;
+struct repo_session;
 
 struct repo {
     struct repo_store *store;
     struct repo_config config;
     char *path;
     struct repo_digest_set *in_flight; /* chunks being put by this process right now */
+    /* the session begun on this handle (repo_session.h): ended by repo_close, checked by
+     * repo_put_manifest */
+    struct repo_session *session;
 };
 
 /* True when path is a directory holding a "config" object whose format is
@@ -40,6 +44,7 @@ int repo_init(const char *path, const struct repo_config *cfg, struct vb_error *
 /* Opens the repository at path: its config is read and validated (another format or a
  * version above 1 is refused, naming the file). NULL on error. */
 struct repo *repo_open(const char *path, struct vb_error *err);
+/* Ends the session begun on r, if any, and frees r. */
 void repo_close(struct repo *r);
 
 /* The repository's chunk size (its config's). */
@@ -83,7 +88,9 @@ int repo_get_index(struct repo *r, const repo_digest *d, struct repo_index *idx,
                    struct vb_error *err);
 
 /* Commits a snapshot: puts its manifest (snapshots/<uuid>/<id>.json) once every chunk and
- * index it names is durable (the caller's order). Refuses an id already taken. 0, or -1. */
+ * index it names is durable (the caller's order). Refuses an id already taken. With a
+ * session begun on r, refuses (nothing put) when that session went stale
+ * (repo_session_check). 0, or -1. */
 int repo_put_manifest(struct repo *r, const struct repo_manifest *m, struct vb_error *err);
 
 /* The manifest of snapshot id of the VM uuid (NULL: whichever VM has that id), parsed and

@@ -170,7 +170,8 @@ int restore_repo_run(const struct restore_opts *o, struct summary *sum)
 {
     struct vb_error err = {0};
     struct repo_manifest m = {0};
-    struct repo_selection sel = {.vm = o->vm, .snapshot = o->snapshot, .until = o->until};
+    struct repo_selection sel = {
+        .vm = o->vm, .snapshot = o->snapshot, .until = o->until, .session = "restore"};
     struct repo *r = repo_select_open(o->input, &sel, &m, &err);
     if (r && o->disk && !find_disk(&m, o->disk)) {
         char list[512] = "";

@@ -102,7 +102,8 @@ int restore_repo_verify(const struct restore_opts *o)
 {
     struct vb_error err = {0};
     struct repo_manifest m = {0};
-    struct repo_selection sel = {.vm = o->vm, .snapshot = o->snapshot, .until = o->until};
+    struct repo_selection sel = {
+        .vm = o->vm, .snapshot = o->snapshot, .until = o->until, .session = "verify"};
     struct repo *r = repo_select_open(o->input, &sel, &m, &err);
     if (!r) {
         vb_error_log("%s", err.msg);

@@ -7,6 +7,7 @@
 #include "audit.h"
 #include "log.h"
 #include "options.h"
+#include "repo_session.h"
 
 int cmd_check(const struct virtrepo_global *g, int argc, char **argv)
 {
@@ -16,7 +17,7 @@ int cmd_check(const struct virtrepo_global *g, int argc, char **argv)
         return vb_opt_usage_error(g->prog, g->usage, "check: one REPO is needed");
     struct vb_error err = {0};
     struct audit a;
-    struct repo *r = repo_open(argv[1], &err);
+    struct repo *r = repo_open_session(argv[1], "check", NULL, &err);
     if (!r) {
         vb_error_log("%s", err.msg);
         return 1;

@@ -126,7 +126,7 @@ int cmd_export(const struct virtrepo_global *g, int argc, char **argv)
 
     struct vb_error err = {0};
     struct repo_manifest m = {0};
-    struct repo_selection sel = {.vm = vm, .snapshot = snapshot};
+    struct repo_selection sel = {.vm = vm, .snapshot = snapshot, .session = "export"};
     struct repo *r = repo_select_open(path, &sel, &m, &err);
     struct export_dir x = {0};
     int rc = r ? export_dir_begin(dir, &x, &err) : -1;

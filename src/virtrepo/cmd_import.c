@@ -20,6 +20,7 @@
 #include "log.h"
 #include "options.h"
 #include "plan.h"
+#include "repo_session.h"
 #include "snapshot_writer.h"
 #include "source_tap.h"
 #include "timefmt.h"
@@ -484,7 +485,7 @@ static int run_import(struct import_run *ir, const char *input, const char *repo
         bset_plan_chains(ir->set, NULL, NULL, &ir->chains, &ir->nchains, err) < 0 ||
         check_points(ir, err) < 0)
         return -1;
-    if (!(ir->repo = repo_open(repo_path, err)))
+    if (!(ir->repo = repo_open_session(repo_path, "import", NULL, err)))
         return -1;
     if (!(ir->disks = calloc(ir->nchains, sizeof *ir->disks)))
         return vb_error_set(err, "out of memory");

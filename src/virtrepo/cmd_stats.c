@@ -13,6 +13,7 @@
 #include "log.h"
 #include "options.h"
 #include "progress.h"
+#include "repo_session.h"
 #include "stats.h"
 #include "virtrepo.h"
 
@@ -204,7 +205,7 @@ int cmd_stats(const struct virtrepo_global *g, int argc, char **argv)
         return vb_opt_usage_error(g->prog, g->usage, "stats: one REPO is needed");
 
     struct vb_error err = {0};
-    struct repo *r = repo_open(argv[optind], &err);
+    struct repo *r = repo_open_session(argv[optind], "stats", NULL, &err);
     struct virtrepo_snapshots all = {0};
     if (!r || virtrepo_load_snapshots(r, &all, &err) < 0) {
         vb_error_log("%s", err.msg);

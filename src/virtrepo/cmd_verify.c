@@ -13,6 +13,7 @@
 #include "log.h"
 #include "options.h"
 #include "progress.h"
+#include "repo_session.h"
 
 #define DEFAULT_WORKERS 4
 #define MAX_WORKERS     64
@@ -77,7 +78,7 @@ int cmd_verify(const struct virtrepo_global *g, int argc, char **argv)
 
     struct vb_error err = {0};
     struct audit a;
-    struct repo *r = repo_open(argv[optind], &err);
+    struct repo *r = repo_open_session(argv[optind], "verify", NULL, &err);
     if (!r) {
         vb_error_log("%s", err.msg);
         return 1;

@@ -2,7 +2,8 @@
  * object sessions/<id>, put before its first chunk, put again by a heartbeat thread every
  * heartbeat_seconds and deleted at its end. Garbage collection waits for the sessions that
  * were alive while it moved chunks to the trash; a session whose object was not refreshed for
- * session_stale_seconds (by the store's clock: object modification times) is dead. */
+ * session_stale_seconds (by the store's clock: object modification times) is dead. Named apart
+ * from src/map/session.h, which virtmap also sees. */
 #ifndef VB_REPO_SESSION_H
 #define VB_REPO_SESSION_H
 
@@ -24,11 +25,17 @@ bool repo_session_id_valid(const char *id);
 
 /* Puts sessions/<id> ({"kind", "host", "pid", "vm", "started"}; vm: a uuid or NULL) and
  * starts its heartbeat thread. kind: "backup", "restore", "map", "verify", "export",
- * "import", "copy", "gc", "prune". 0 (*out set), or -1. */
+ * "import", "copy", "gc", "prune". The first session begun on r is r's: repo_close ends it
+ * and repo_put_manifest checks it. 0 (*out set), or -1. */
 int repo_session_begin(struct repo *r, const char *kind, const char *vm, struct repo_session **out,
                        struct vb_error *err);
 
 const char *repo_session_id(const struct repo_session *s);
+
+/* repo_open, then repo_session_begin of kind on the handle (ended by repo_close): what a
+ * tool calls before it reads or writes chunks. NULL on error. */
+struct repo *repo_open_session(const char *path, const char *kind, const char *vm,
+                               struct vb_error *err);
 
 /* For a writer right before it commits (puts its manifest): refreshes the session once more
  * and fails when it went stale at any moment since it began (a heartbeat missed for longer

@@ -1,6 +1,6 @@
-/* Sessions (session.h): the session object, its heartbeat thread, the store's clock. The
+/* Sessions (repo_session.h): the session object, its heartbeat thread, the store's clock. The
  * protocol is in virtbackup-repository(5). */
-#include "session.h"
+#include "repo_session.h"
 
 #include "repo.h"
 
@@ -209,6 +209,8 @@ int repo_session_begin(struct repo *r, const char *kind, const char *vm, struct 
         goto fail_put;
     }
     s->thread_started = true;
+    if (!r->session)
+        r->session = s;
     *out = s;
     return 0;
 fail_put:;
@@ -221,6 +223,18 @@ fail:
     free(s->body);
     free(s);
     return -1;
+}
+
+struct repo *repo_open_session(const char *path, const char *kind, const char *vm,
+                               struct vb_error *err)
+{
+    struct repo *r = repo_open(path, err);
+    struct repo_session *s = NULL;
+    if (r && repo_session_begin(r, kind, vm, &s, err) < 0) {
+        repo_close(r);
+        return NULL;
+    }
+    return r;
 }
 
 int repo_session_check(struct repo_session *s, struct vb_error *err)
@@ -248,6 +262,8 @@ void repo_session_end(struct repo_session *s)
 {
     if (!s)
         return;
+    if (s->r->session == s)
+        s->r->session = NULL;
     if (s->thread_started) {
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
