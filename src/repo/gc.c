@@ -104,6 +104,37 @@ static void remove_stale_sessions(struct repo *r, int64_t now, const struct repo
     }
 }
 
+/* Adds to ids (*n of them) every session alive now that it lacks, own excepted; with prune,
+ * deletes the objects of stale ones. 0, or -1. */
+static int add_alive_sessions(struct repo *r, const char *own, bool prune,
+                              char (**ids)[REPO_SESSION_ID_MAX], size_t *n, struct vb_error *err)
+{
+    struct repo_session_info *s = NULL;
+    size_t n_s = 0;
+    int64_t now = 0;
+    if (repo_store_now(r, NULL, &now, err) < 0 || repo_sessions_list(r, false, &s, &n_s, err) < 0)
+        return -1;
+    void *grown = realloc(*ids, (*n + n_s + 1) * sizeof **ids);
+    if (!grown) {
+        free(s);
+        return vb_error_errno(err, "gc");
+    }
+    *ids = grown;
+    for (size_t i = 0; i < n_s; i++) {
+        if (strcmp(s[i].id, own) == 0 || now - s[i].mtime > repo_session_stale_seconds(r))
+            continue;
+        bool have = false;
+        for (size_t j = 0; j < *n && !have; j++)
+            have = strcmp((*ids)[j], s[i].id) == 0;
+        if (!have)
+            memcpy((*ids)[(*n)++], s[i].id, REPO_SESSION_ID_MAX);
+    }
+    if (prune)
+        remove_stale_sessions(r, now, s, n_s);
+    free(s);
+    return 0;
+}
+
 /* Step 1: every earlier trash not emptied yet. */
 static int empty_trashes(struct repo *r, const struct repo_gc_options *o, const char *own,
                          int64_t now, const struct repo_session_info *s, size_t n,
@@ -126,7 +157,16 @@ static int empty_trashes(struct repo *r, const struct repo_gc_options *o, const 
         }
         if (rc < 0)
             break;
-        if (strcmp(rec.state, "emptied") != 0)
+        /* a gc killed during its move (its session is dead: refuse_second_gc) recorded only
+         * the sessions alive when its move began; one begun later may have found a chunk
+         * present before it was moved: its trash waits for every session alive now too */
+        if (strcmp(rec.state, "marked") == 0) {
+            rc = add_alive_sessions(r, own, false, &rec.alive, &rec.n_alive, err);
+            snprintf(rec.state, sizeof rec.state, "moved");
+            if (rc == 0 && !o->dry_run)
+                rc = repo_gc_record_put(r, ids[i], &rec, err);
+        }
+        if (rc == 0 && strcmp(rec.state, "emptied") != 0)
             rc = repo_gc_empty_trash(r, ids[i], &rec, now, s, n, o->dry_run,
                                      &rep->trashes[rep->n_trashes++], err);
         repo_gc_record_free(&rec);
@@ -168,23 +208,12 @@ int repo_gc_run(struct repo *r, const struct repo_gc_options *o, struct repo_gc_
     if (repo_store_now(r, NULL, &rep->mark_time, err) < 0 ||
         repo_gc_mark(r, INT64_MIN, indexes, chunks, &rep->snapshots, err) < 0)
         goto out;
-    /* 3: the sessions alive when the move begins are the ones its trash waits for */
-    free(sessions);
-    sessions = NULL;
-    if (repo_store_now(r, NULL, &now, err) < 0 ||
-        repo_sessions_list(r, false, &sessions, &n_sessions, err) < 0)
+    /* 3: its trash waits for every session alive at some moment of the move: those alive
+     * when it begins, and (below) those alive when it ends, which include every session
+     * begun during the move and not ended before its end */
+    if (add_alive_sessions(r, own, !o->dry_run, &rep->alive, &rep->n_alive, err) < 0)
         goto out;
-    rep->alive = calloc(n_sessions + 1, sizeof *rep->alive);
-    if (!rep->alive) {
-        vb_error_errno(err, "gc");
-        goto out;
-    }
-    for (size_t i = 0; i < n_sessions; i++)
-        if (strcmp(sessions[i].id, own) != 0 &&
-            now - sessions[i].mtime <= repo_session_stale_seconds(r))
-            memcpy(rep->alive[rep->n_alive++], sessions[i].id, REPO_SESSION_ID_MAX);
     if (!o->dry_run) {
-        remove_stale_sessions(r, now, sessions, n_sessions);
         snprintf(rec.state, sizeof rec.state, "marked");
         rec.mark_time = rep->mark_time;
         rec.alive = rep->alive;
@@ -198,8 +227,12 @@ int repo_gc_run(struct repo *r, const struct repo_gc_options *o, struct repo_gc_
         move_unreferenced(r, o, rep->gc_id, "indexes/", indexes, &rep->moved_indexes,
                           &rep->moved_index_bytes, err) < 0)
         goto out;
+    if (add_alive_sessions(r, own, false, &rep->alive, &rep->n_alive, err) < 0)
+        goto out;
     if (!o->dry_run) {
         snprintf(rec.state, sizeof rec.state, "moved");
+        rec.alive = rep->alive;
+        rec.n_alive = rep->n_alive;
         rec.moved = rep->moved_chunks + rep->moved_indexes;
         rec.bytes = rep->moved_chunk_bytes + rep->moved_index_bytes;
         if (repo_gc_record_put(r, rep->gc_id, &rec, err) < 0)

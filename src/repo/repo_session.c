@@ -55,8 +55,8 @@ void repo_session_id_new(char id[REPO_SESSION_ID_MAX])
     char when[20];
     if (!gmtime_r(&t, &tm) || strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", &tm) != 16)
         strcpy(when, "19700101T000000Z");
-    snprintf(id, REPO_SESSION_ID_MAX, "%s-%02x%02x%02x%02x%02x%02x%02x%02x", when, r[0], r[1], r[2],
-             r[3], r[4], r[5], r[6], r[7]);
+    snprintf(id, REPO_SESSION_ID_MAX, "%.16s-%02x%02x%02x%02x%02x%02x%02x%02x", when, r[0], r[1],
+             r[2], r[3], r[4], r[5], r[6], r[7]);
 }
 
 bool repo_session_id_valid(const char *id)
