@@ -240,8 +240,6 @@ int repo_gc_run(struct repo *r, const struct repo_gc_options *o, struct repo_gc_
     }
     rc = 0;
 out:
-    rep->referenced_chunks = 0;
-    rep->referenced_indexes = 0;
     free(sessions);
     repo_digest_set_free(indexes);
     repo_digest_set_free(chunks);

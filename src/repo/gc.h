@@ -36,7 +36,7 @@ struct repo_gc_report {
     char gc_id[REPO_SESSION_ID_MAX]; /* "" for a dry run */
     bool dry_run;
     int64_t mark_time;
-    uint64_t snapshots, referenced_chunks, referenced_indexes;
+    uint64_t snapshots;
     uint64_t moved_chunks, moved_chunk_bytes, moved_indexes, moved_index_bytes;
     size_t n_alive; /* the sessions this run's trash waits for */
     char (*alive)[REPO_SESSION_ID_MAX];
