@@ -56,8 +56,13 @@ verify_all() {
         tb_fail "$1: virtrepo verify says: $(cat "$W/verify.out")"
     tb_log "$1: $(tail -1 "$W/verify.out")"
 }
-# restore_vm VM RAW WHAT: the VM's latest snapshot restored by virtrestore equals RAW
-restore_vm() { vr_restore_compare "$R" "$2" "$3" --vm "$1"; }
+# restore_vm VM RAW WHAT [ARGS...]: the VM's latest snapshot (or the one ARGS name) restored
+# by virtrestore equals RAW
+restore_vm() {
+    local vm="$1" raw="$2" what="$3"
+    shift 3
+    vr_restore_compare "$R" "$raw" "$what" --vm "$vm" "$@"
+}
 
 tb_step "two domains (shut off), a repository of 64 KiB chunks, sessions stale after 4 s"
 head -c $((3 * MiB)) /dev/urandom >"$W/rnd.raw"
@@ -158,18 +163,22 @@ fi
 
 tb_step "backups of two VMs in a loop while gc runs in a loop"
 # loop_backups DOM IMAGE N: new data (a random 64 KiB chunk), a backup, the oldest snapshot
-# but two forgotten (its chunk that the disk no longer holds is left to gc), N times
+# but two forgotten (its chunk that the disk no longer holds is left to gc), N times. Ids made
+# in one second need not sort by time: the order is kept in $W/ids-DOM, from each --json.
 loop_backups() {
     local dom="$1" img="$2" i ids
     for ((i = 1; i <= $3; i++)); do
         head -c 65536 /dev/urandom >"$W/chunk-$dom"
         qemu-io -f qcow2 -c "write -s $W/chunk-$dom $((RANDOM % 4 * 64))k 64k" "$img" >/dev/null
-        "$VIRTBACKUP" -n -d "$dom" -l copy -o "$R" >>"$W/loop-$dom.out" 2>&1 || return 1
-        echo "$i" >>"$W/loop-$dom.n"
-        mapfile -t ids < <(snapshots_of "$dom")
+        "$VIRTBACKUP" -n -d "$dom" -l copy -o "$R" --json="$W/loop-$dom.json" \
+            >>"$W/loop-$dom.out" 2>&1 || return 1
+        jq -r .snapshot "$W/loop-$dom.json" >>"$W/ids-$dom"
+        mapfile -t ids <"$W/ids-$dom"
         if [ "${#ids[@]}" -gt 2 ]; then
             "$VIRTREPO" forget "$R" "${ids[0]}" >/dev/null || return 1
+            printf '%s\n' "${ids[@]:1}" >"$W/ids-$dom"
         fi
+        echo "$i" >>"$W/loop-$dom.n"
     done
 }
 END=$((SECONDS + 30))
@@ -204,8 +213,8 @@ NB=$(snapshots_of "$DB" | wc -l)
 verify_all "after the loop" $((NA + NB))
 qemu-img convert -U -f qcow2 -O raw "$IA" "$W/a-last.raw"
 qemu-img convert -U -f qcow2 -O raw "$IB" "$W/b-last.raw"
-restore_vm "$DA" "$W/a-last.raw" "$DA's last snapshot after the loop"
-restore_vm "$DB" "$W/b-last.raw" "$DB's last snapshot after the loop"
+restore_vm "$DA" "$W/a-last.raw" "$DA's last snapshot after the loop" --snapshot "$(tail -1 "$W/ids-$DA")"
+restore_vm "$DB" "$W/b-last.raw" "$DB's last snapshot after the loop" --snapshot "$(tail -1 "$W/ids-$DB")"
 
 if strings "$VIRTREPO" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
     tb_step "gc killed with -9 in the middle of its move"
@@ -238,7 +247,7 @@ if strings "$VIRTREPO" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
     gc_json >/dev/null
     tb_assert_eq 0 "$(trashed_objects)" "objects in the trash after two gc runs"
     verify_all "after gc runs following the kill" $((NA + NB))
-    restore_vm "$DA" "$W/a-last.raw" "$DA after the killed gc"
+    restore_vm "$DA" "$W/a-last.raw" "$DA after the killed gc" --snapshot "$(tail -1 "$W/ids-$DA")"
 else
     tb_log "release build (no VIRTBACKUP_DEBUG_STALL): the kill mid-move is skipped"
 fi
