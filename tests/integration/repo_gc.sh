@@ -7,6 +7,8 @@
 #    gc moves chunks it found present and chunks it put: gc's trash waits for its session,
 #    the snapshot it commits reads from the trash, and the next gc moves them back before it
 #    empties the trash; verify and restore equal the disk;
+#  - (debug builds) a backup held at its commit and stopped until its session is stale and a
+#    gc has deleted the session object: continued, it fails without a manifest;
 #  - backups of two VMs in a loop (new data each time, the oldest snapshots forgotten) while
 #    gc runs in a loop, then every snapshot verifies and the last of each VM restores equal to
 #    its disk;
@@ -156,6 +158,32 @@ if strings "$VIRTREPO" | grep -x VIRTBACKUP_DEBUG_STALL >/dev/null; then
     tb_assert_eq 0 "$(trashed_objects)" "objects in the trash after the rescue"
     verify_all "after the rescue" 2
     restore_vm "$DA" "$W/a3.raw" "$DA after the rescue"
+
+    tb_step "a backup whose session went stale (stopped) commits nothing"
+    touch "$STALL"
+    VIRTBACKUP_DEBUG_STALL=commit=$STALL "$VIRTBACKUP" -n -d "$DA" -l copy -o "$R" \
+        >"$W/stale.out" 2>&1 &
+    PID=$!
+    tb_wait_for "$PID" test -e "$STALL.stalled" ||
+        tb_fail "the backup never reached its commit: $(cat "$W/stale.out")"
+    SESSION=$(find "$R/sessions" -type f ! -name '.*' -printf '%f\n')
+    kill -STOP "$PID"
+    # its heartbeat stopped: once the session is stale a gc deletes its object
+    session_gone() {
+        "$VIRTREPO" gc "$R" >"$W/gc-stale.out" 2>&1 || return 1
+        [ ! -e "$R/sessions/$SESSION" ]
+    }
+    tb_wait_for "" session_gone || tb_fail "gc never removed the stale session: $(cat "$W/gc-stale.out")"
+    kill -CONT "$PID"
+    rm -f "$STALL"
+    rc=0
+    wait "$PID" || rc=$?
+    rm -f "$STALL.stalled"
+    tb_assert_eq 1 "$rc" "exit status of the backup whose session went stale"
+    grep -q "session went stale: the repository may have been garbage-collected meanwhile; nothing committed" \
+        "$W/stale.out" || tb_fail "the stale backup says: $(cat "$W/stale.out")"
+    tb_assert_eq 1 "$(snapshots_of "$DA" | wc -l)" "snapshots of $DA after the stale backup"
+    verify_all "after the stale backup" 2
     cp "$W/a3.raw" "$W/a-last.raw"
 else
     tb_log "release build (no VIRTBACKUP_DEBUG_STALL): the held backup is skipped"
