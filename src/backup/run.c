@@ -27,6 +27,7 @@
 #include "progress.h"
 #include "qemu_nbd.h"
 #include "repo.h"
+#include "repo_session.h"
 #include "summary.h"
 #include "util.h"
 
@@ -264,7 +265,9 @@ static int run_steps(struct backup_run *r, struct vb_error *err)
          * OUTPUT) */
         r->start_time = time(NULL);
         r->repo = repo_open_key_file(o->output, o->key_file, o->key_passphrase, err);
-        if (!r->repo || repo_need_key(r->repo, err) < 0)
+        struct repo_session *s = NULL;
+        if (!r->repo || repo_need_key(r->repo, err) < 0 ||
+            repo_session_begin(r->repo, "backup", r->info.uuid, &s, err) < 0)
             return -1;
         if (take_locks(r, err) < 0)
             return -1;

@@ -8,6 +8,7 @@
 
 #include "keyfile.h"
 #include "log.h"
+#include "repo_session.h"
 #include "timefmt.h"
 #include "vector.h"
 
@@ -332,7 +333,10 @@ struct repo *repo_select_open(const char *path, const struct repo_selection *sel
                               struct repo_manifest *m, struct vb_error *err)
 {
     struct repo *r = repo_open_key_file(path, sel->key_file, sel->key_passphrase, err);
-    if (r && (repo_need_key(r, err) < 0 || repo_select_snapshot(r, sel, m, err) < 0)) {
+    struct repo_session *s = NULL;
+    if (r && (repo_need_key(r, err) < 0 ||
+              (sel->session && repo_session_begin(r, sel->session, NULL, &s, err) < 0) ||
+              repo_select_snapshot(r, sel, m, err) < 0)) {
         repo_close(r);
         r = NULL;
     }

@@ -24,6 +24,9 @@ struct repo_selection {
     const char *until;    /* --until TIME or checkpoint name, or NULL */
     /* an encrypted repository's key file and its passphrase (keyfile.h, repo_key_load) */
     const char *key_file, *key_passphrase;
+    /* the kind of session (repo_session.h) begun before the manifest is read, so that gc
+     * keeps what the reader uses; NULL: none (nothing but manifests is read) */
+    const char *session;
 };
 
 /* Opens the repository at path with the key sel names and selects a snapshot as

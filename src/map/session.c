@@ -103,7 +103,8 @@ static int plan(struct session *s, struct vb_error *err)
                                      .snapshot = o->snapshot,
                                      .until = o->until,
                                      .key_file = o->key_file,
-                                     .key_passphrase = o->key_passphrase};
+                                     .key_passphrase = o->key_passphrase,
+                                     .session = "map"};
         if (!(s->repo = repo_select_open(o->input, &sel, &s->manifest, err)) ||
             !(s->set = bset_open_repo_snapshot(s->repo, &s->manifest, err)))
             return -1;

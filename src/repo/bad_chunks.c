@@ -87,7 +87,7 @@ int repo_chunk_in_bad(struct repo *r, const repo_digest *d)
 {
     char bad[80];
     repo_bad_chunk_key(d, bad);
-    uint64_t size = 0;
+    struct repo_stat st;
     struct vb_error err = {0};
-    return r->store->ops->head(r->store, bad, &size, &err) == 0;
+    return r->store->ops->head(r->store, bad, &st, &err) == 0;
 }

@@ -122,3 +122,13 @@ void repo_digest_set_remove(struct repo_digest_set *s, const repo_digest *d)
     }
     pthread_mutex_unlock(&s->lock);
 }
+
+bool repo_digest_set_has(struct repo_digest_set *s, const repo_digest *d)
+{
+    pthread_mutex_lock(&s->lock);
+    bool found = false;
+    if (s->cap)
+        find(s->slot, s->state, s->cap, d, &found);
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}

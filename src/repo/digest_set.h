@@ -1,7 +1,10 @@
 /* A thread-safe set of digests: the chunks one process is putting right now, so that
- * identical chunks put by several workers or disks at the same moment count as new once. */
+ * identical chunks put by several workers or disks at the same moment count as new once; the
+ * chunks and indexes garbage collection finds referenced. */
 #ifndef VB_REPO_DIGEST_SET_H
 #define VB_REPO_DIGEST_SET_H
+
+#include <stdbool.h>
 
 #include "digest.h"
 
@@ -13,5 +16,7 @@ void repo_digest_set_free(struct repo_digest_set *s);
 int repo_digest_set_add(struct repo_digest_set *s, const repo_digest *d);
 /* Removes d (its put ended). */
 void repo_digest_set_remove(struct repo_digest_set *s, const repo_digest *d);
+/* Whether d is in the set. */
+bool repo_digest_set_has(struct repo_digest_set *s, const repo_digest *d);
 
 #endif

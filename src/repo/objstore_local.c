@@ -311,7 +311,8 @@ static int local_get(struct repo_store *s, const char *key, uint64_t off, size_t
     return 0;
 }
 
-static int local_head(struct repo_store *s, const char *key, uint64_t *size, struct vb_error *err)
+static int local_head(struct repo_store *s, const char *key, struct repo_stat *out,
+                      struct vb_error *err)
 {
     struct local_store *ls = local_of(s);
     if (check_key(key, false, err) < 0)
@@ -334,7 +335,8 @@ static int local_head(struct repo_store *s, const char *key, uint64_t *size, str
     }
     if (!S_ISREG(st.st_mode))
         return vb_error_set(err, "head %s: %s/%s: not a regular file", key, ls->dir, key);
-    *size = (uint64_t)st.st_size;
+    out->size = (uint64_t)st.st_size;
+    out->mtime = (int64_t)st.st_mtime;
     return 0;
 }
 
@@ -379,7 +381,7 @@ struct list_walk {
     size_t max, seen;
     bool *more;
     bool stop;
-    int (*fn)(void *ctx, const char *key, uint64_t size, struct vb_error *err);
+    int (*fn)(void *ctx, const char *key, const struct repo_stat *st, struct vb_error *err);
     void *ctx;
     struct vb_error *err;
     char key[LOCAL_KEY_MAX + 2]; /* the path of the directory being walked, then the entry */
@@ -502,7 +504,8 @@ static int walk_dir(struct list_walk *w, int dfd, size_t path_len)
             break;
         }
         w->seen++;
-        rc = w->fn(w->ctx, w->key, (uint64_t)st.st_size, w->err) < 0 ? -1 : 0;
+        struct repo_stat rs = {.size = (uint64_t)st.st_size, .mtime = (int64_t)st.st_mtime};
+        rc = w->fn(w->ctx, w->key, &rs, w->err) < 0 ? -1 : 0;
     }
     free_entries(&entries);
     closedir(d);
@@ -510,7 +513,8 @@ static int walk_dir(struct list_walk *w, int dfd, size_t path_len)
 }
 
 static int local_list(struct repo_store *s, const char *prefix, const char *after, size_t max,
-                      int (*fn)(void *ctx, const char *key, uint64_t size, struct vb_error *err),
+                      int (*fn)(void *ctx, const char *key, const struct repo_stat *st,
+                                struct vb_error *err),
                       void *ctx, bool *more, struct vb_error *err)
 {
     struct local_store *ls = local_of(s);
@@ -544,6 +548,76 @@ static int local_list(struct repo_store *s, const char *prefix, const char *afte
     return 0;
 }
 
+/* copy where no link can be made (another file system, a file system without links) */
+static int copy_by_reading(struct repo_store *s, const char *src, const char *dst,
+                           struct vb_error *err)
+{
+    void *data = NULL;
+    size_t len = 0;
+    int rc = local_get(s, src, 0, 0, &data, &len, err);
+    if (rc != 0)
+        return rc;
+    rc = local_put(s, dst, data, len, err);
+    free(data);
+    return rc;
+}
+
+/* A hard link of src under a temporary name in dst's directory, renamed over dst: dst
+ * appears complete or not at all, and replaces an object there (both hold the same bytes for
+ * the content-addressed keys that are copied). */
+static int local_copy(struct repo_store *s, const char *src, const char *dst, struct vb_error *err)
+{
+    struct local_store *ls = local_of(s);
+    if (check_key(src, false, err) < 0 || check_key(dst, false, err) < 0)
+        return vb_error_prefix(err, "copy");
+    const char *sleaf, *dleaf;
+    int sdfd = open_parent(ls, src, false, &sleaf, err);
+    if (sdfd == -2)
+        return 1;
+    if (sdfd < 0)
+        return vb_error_prefix(err, "copy %s", src);
+    int ddfd = open_parent(ls, dst, true, &dleaf, err);
+    if (ddfd < 0) {
+        close(sdfd);
+        return vb_error_prefix(err, "copy %s to %s", src, dst);
+    }
+    if (strlen(dleaf) + LOCAL_TMP_EXTRA > NAME_MAX) {
+        close(sdfd);
+        close(ddfd);
+        return vb_error_set(err, "copy to %s: the name is too long for a temporary file", dst);
+    }
+    char tmp[NAME_MAX + 1];
+    int rc = -1, e = 0;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        char rnd[7];
+        random_name_part(rnd);
+        snprintf(tmp, sizeof tmp, ".%s.%s.tmp", dleaf, rnd);
+        rc = linkat(sdfd, sleaf, ddfd, tmp, 0);
+        e = errno;
+        if (rc == 0 || e != EEXIST)
+            break;
+    }
+    close(sdfd);
+    if (rc < 0) {
+        close(ddfd);
+        if (e == ENOENT)
+            return 1;
+        if (e == EXDEV || e == EPERM || e == EMLINK || e == ENOTSUP)
+            return copy_by_reading(s, src, dst, err);
+        errno = e;
+        return vb_error_errno(err, "copy %s: linking %s/%s to %s/%s", src, ls->dir, src, ls->dir,
+                              dst);
+    }
+    if (renameat(ddfd, tmp, ddfd, dleaf) < 0) {
+        e = errno;
+        unlinkat(ddfd, tmp, 0);
+        close(ddfd);
+        errno = e;
+        return vb_error_errno(err, "copy %s: renaming the link to %s/%s", src, ls->dir, dst);
+    }
+    return sync_key_dir(ls, dst, ddfd, err);
+}
+
 static void local_close(struct repo_store *s)
 {
     if (!s)
@@ -562,6 +636,7 @@ static const struct repo_store_ops local_ops = {
     .head = local_head,
     .list = local_list,
     .del = local_del,
+    .copy = local_copy,
     .close = local_close,
 };
 

@@ -7,6 +7,7 @@
 #include "crypto.h"
 #include "digest_set.h"
 #include "object.h"
+#include "repo_session.h"
 #include "vector.h"
 
 #include <dirent.h>
@@ -232,6 +233,7 @@ void repo_close(struct repo *r)
 {
     if (!r)
         return;
+    repo_session_end(r->session);
     if (r->store)
         r->store->ops->close(r->store);
     repo_digest_set_free(r->in_flight);
@@ -245,15 +247,77 @@ void repo_close(struct repo *r)
 
 /* ---- chunks and indexes ---- */
 
+struct gc_walk {
+    struct repo *r;
+    const char *key;
+    char *found;
+    size_t found_size;
+    bool hit;
+    char last[REPO_KEY_MAX + 64];
+};
+
+/* gc/<gc-id>.json: is trash/<gc-id>/<key> there? */
+static int probe_trash(void *ctx, const char *gc_key, const struct repo_stat *st,
+                       struct vb_error *err)
+{
+    struct gc_walk *w = ctx;
+    (void)st;
+    snprintf(w->last, sizeof w->last, "%s", gc_key);
+    const char *id = gc_key + strlen("gc/");
+    size_t len = strlen(id);
+    if (w->hit || len <= 5 || strcmp(id + len - 5, ".json") != 0 || len - 5 > 64)
+        return 0;
+    snprintf(w->found, w->found_size, "trash/%.*s/%s", (int)(len - 5), id, w->key);
+    struct repo_stat rs;
+    int rc = w->r->store->ops->head(w->r->store, w->found, &rs, err);
+    if (rc < 0)
+        return -1;
+    w->hit = rc == 0;
+    return 0;
+}
+
+/* A reader that misses a chunk or an index looks in the trashes of garbage collection
+ * (trash/<gc-id>/<key>, one per record gc/<gc-id>.json), where a gc may have moved it while
+ * the reader's session was alive (virtbackup-repository(5)). 0 (found: its key), 1 in no
+ * trash, -1 on error. */
+static int find_in_trash(struct repo *r, const char *key, char *found, size_t found_size,
+                         struct vb_error *err)
+{
+    struct gc_walk *w = calloc(1, sizeof *w);
+    if (!w)
+        return vb_error_errno(err, "%s", key);
+    w->r = r;
+    w->key = key;
+    w->found = found;
+    w->found_size = found_size;
+    int rc = 0;
+    for (bool more = true, first = true; more && !w->hit && rc == 0; first = false) {
+        char after[sizeof w->last];
+        snprintf(after, sizeof after, "%s", w->last);
+        rc = r->store->ops->list(r->store, "gc/", first ? NULL : after, 0, probe_trash, w, &more,
+                                 err);
+    }
+    bool hit = w->hit;
+    free(w);
+    if (rc < 0)
+        return vb_error_prefix(err, "looking for %s in the trash", key);
+    return hit ? 0 : 1;
+}
+
 /* What "the object exists" means (virtbackup-repository(5)): present, its 24-byte header
  * valid and the object's size the header's. 0 so (*raw_size set), 1 missing, 2 damaged (err
  * says how), -1 on error. */
-static int check_object(struct repo *r, const char *key, int kind, uint32_t *raw_size,
+static int check_object(struct repo *r, const char *key, int kind, bool trash, uint32_t *raw_size,
                         struct vb_error *err)
 {
     struct repo_store *s = r->store;
-    uint64_t size = 0;
-    int rc = s->ops->head(s, key, &size, err);
+    struct repo_stat st = {0};
+    char trashed[REPO_KEY_MAX + 64];
+    int rc = s->ops->head(s, key, &st, err);
+    if (rc == 1 && trash && find_in_trash(r, key, trashed, sizeof trashed, err) == 0) {
+        key = trashed;
+        rc = s->ops->head(s, key, &st, err);
+    }
     if (rc != 0)
         return rc;
     void *hdr = NULL;
@@ -261,7 +325,7 @@ static int check_object(struct repo *r, const char *key, int kind, uint32_t *raw
     rc = s->ops->get(s, key, 0, REPO_OBJECT_HEADER_SIZE, &hdr, &got, err);
     if (rc != 0)
         return rc; /* 1: deleted meanwhile */
-    rc = repo_object_check_header(hdr, got, size, kind, raw_size, NULL, err);
+    rc = repo_object_check_header(hdr, got, st.size, kind, raw_size, NULL, err);
     free(hdr);
     if (rc < 0) {
         vb_error_prefix(err, "%s/%s", r->path, key);
@@ -283,7 +347,7 @@ static int put_object(struct repo *r, const char *key, int kind, const repo_dige
         *stored = 0;
     uint32_t present = 0;
     struct vb_error damage = {0};
-    int rc = check_object(r, key, kind, &present, &damage);
+    int rc = check_object(r, key, kind, false, &present, &damage);
     if (rc < 0) {
         *err = damage;
         return -1;
@@ -322,6 +386,16 @@ static int get_object(struct repo *r, const char *key, int kind, const repo_dige
     void *obj = NULL;
     size_t obj_len = 0;
     int rc = r->store->ops->get(r->store, key, 0, 0, &obj, &obj_len, err);
+    char trashed[REPO_KEY_MAX + 64];
+    if (rc == 1) {
+        rc = find_in_trash(r, key, trashed, sizeof trashed, err);
+        if (rc == 0)
+            rc = r->store->ops->get(r->store, trashed, 0, 0, &obj, &obj_len, err);
+        /* a gc that empties a trash moves back what new snapshots use before it deletes
+         * anything: an object gone from the trash meanwhile is in its place again */
+        if (rc == 1)
+            rc = r->store->ops->get(r->store, key, 0, 0, &obj, &obj_len, err);
+    }
     if (rc == 1 && kind == REPO_KIND_CHUNK && want && repo_chunk_in_bad(r, want)) {
         char bad[80];
         repo_bad_chunk_key(want, bad);
@@ -389,7 +463,7 @@ int repo_chunk_check(struct repo *r, const repo_digest *d, uint32_t *raw_size, s
     char hex[REPO_DIGEST_HEX + 1], key[80];
     repo_digest_hex(d, hex);
     repo_chunk_key(d, key);
-    int rc = check_object(r, key, REPO_KIND_CHUNK, raw_size, err);
+    int rc = check_object(r, key, REPO_KIND_CHUNK, true, raw_size, err);
     if (rc == 0 || rc == 1)
         return rc;
     return vb_error_prefix(err, "chunk %s", hex);
@@ -466,7 +540,7 @@ int repo_index_exists(struct repo *r, const repo_digest *d, struct vb_error *err
     repo_digest_hex(d, hex);
     repo_index_key(d, key);
     uint32_t raw_size;
-    int rc = check_object(r, key, REPO_KIND_INDEX, &raw_size, err);
+    int rc = check_object(r, key, REPO_KIND_INDEX, true, &raw_size, err);
     if (rc == 0 || rc == 1)
         return rc;
     return vb_error_prefix(err, "index %s", hex);
@@ -501,6 +575,10 @@ int repo_put_manifest(struct repo *r, const struct repo_manifest *m, struct vb_e
                             m->uuid);
     if (repo_need_key(r, err) < 0)
         return -1;
+    /* right before the commit: a writer whose session went stale may have lost chunks to a
+     * gc meanwhile (virtbackup-repository(5)) */
+    if (r->session && repo_session_check(r->session, err) < 0)
+        return vb_error_prefix(err, "snapshot %s", m->id);
     char *text =
         r->key ? repo_manifest_to_sealed_json(m, r->key, err) : repo_manifest_to_json(m, err);
     if (!text)
@@ -530,7 +608,8 @@ struct snapshot_walk {
 };
 
 /* snapshots/<uuid>/<id>.json */
-static int collect_snapshot(void *ctx, const char *key, uint64_t size, struct vb_error *err)
+static int collect_snapshot(void *ctx, const char *key, const struct repo_stat *st,
+                            struct vb_error *err)
 {
     struct snapshot_walk *w = ctx;
     snprintf(w->last, sizeof w->last, "%s", key);
@@ -542,7 +621,7 @@ static int collect_snapshot(void *ctx, const char *key, uint64_t size, struct vb
         strcmp(id + REPO_SNAPSHOT_ID_LEN, ".json") != 0) {
         return 0; /* not a snapshot's name, so no snapshot */
     }
-    (void)size;
+    (void)st;
     struct snapshot_ref ref = {0};
     memcpy(ref.uuid, uuid, REPO_UUID_LEN);
     memcpy(ref.id, id, REPO_SNAPSHOT_ID_LEN);

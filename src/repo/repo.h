@@ -21,6 +21,7 @@
 
 struct repo_digest_set;
 struct repo_key;
+struct repo_session;
 
 struct repo {
     struct repo_store *store;
@@ -31,6 +32,9 @@ struct repo {
      * coding uses: chunks (sealed, HMAC-named) and indexes (HMAC-named) */
     struct repo_key *key;
     struct repo_object_keys chunk_keys, index_keys;
+    /* the session begun on this handle (repo_session.h): ended by repo_close, checked by
+     * repo_put_manifest */
+    struct repo_session *session;
 };
 
 /* True when path is a directory holding a "config" object whose format is
@@ -63,6 +67,7 @@ int repo_need_key(const struct repo *r, struct vb_error *err);
 /* The name of a chunk whose content is data (len bytes): HMAC-SHA-256 under the chunk-id
  * subkey in an encrypted repository, SHA-256 otherwise (virtbackup-repository(5)). */
 void repo_chunk_name(const struct repo *r, const void *data, size_t len, repo_digest *out);
+/* Ends the session begun on r, if any, and frees r. */
 void repo_close(struct repo *r);
 
 /* The repository's chunk size (its config's). */
@@ -112,7 +117,9 @@ int repo_get_index(struct repo *r, const repo_digest *d, struct repo_index *idx,
                    struct vb_error *err);
 
 /* Commits a snapshot: puts its manifest (snapshots/<uuid>/<id>.json) once every chunk and
- * index it names is durable (the caller's order). Refuses an id already taken. 0, or -1. */
+ * index it names is durable (the caller's order). Refuses an id already taken. With a
+ * session begun on r, refuses (nothing put) when that session went stale
+ * (repo_session_check). 0, or -1. */
 int repo_put_manifest(struct repo *r, const struct repo_manifest *m, struct vb_error *err);
 
 /* The manifest of snapshot id of the VM uuid (NULL: whichever VM has that id), parsed and

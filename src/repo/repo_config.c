@@ -28,6 +28,8 @@ void repo_config_default(struct repo_config *c)
     c->chunk_size = REPO_CHUNK_SIZE_DEFAULT;
     c->compression = REPO_COMP_ZSTD;
     c->compression_level = 1;
+    c->session_stale_seconds = REPO_SESSION_STALE_DEFAULT;
+    c->heartbeat_seconds = REPO_HEARTBEAT_DEFAULT;
     unsigned char r[16];
     if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
         /* an id tells repositories apart; the clock and pid do when getrandom cannot */
@@ -75,6 +77,10 @@ int repo_config_validate(const struct repo_config *c, struct vb_error *err)
     if (repo_time_parse(c->created, &t) < 0)
         return repo_jf_error(&at, "created", err, "\"%s\" is not an ISO 8601 time with offset",
                              c->created);
+    if (c->heartbeat_seconds < 1 || c->heartbeat_seconds >= c->session_stale_seconds)
+        return repo_jf_error(&at, "heartbeat_seconds", err,
+                             "%u: from 1 to below session_stale_seconds (%u)", c->heartbeat_seconds,
+                             c->session_stale_seconds);
     return 0;
 }
 
@@ -171,6 +177,18 @@ int repo_config_parse(const char *json, size_t len, struct repo_config *c, struc
                       "\"%s\", this program reads \"none\" and \"aes-256-gcm\"", s);
         goto out;
     }
+    c->session_stale_seconds = REPO_SESSION_STALE_DEFAULT;
+    c->heartbeat_seconds = REPO_HEARTBEAT_DEFAULT;
+    if (json_object_get(o, "session_stale_seconds")) {
+        if (repo_jf_uint(&at, o, "session_stale_seconds", UINT32_MAX, &u, err) < 0)
+            goto out;
+        c->session_stale_seconds = (uint32_t)u;
+    }
+    if (json_object_get(o, "heartbeat_seconds")) {
+        if (repo_jf_uint(&at, o, "heartbeat_seconds", UINT32_MAX, &u, err) < 0)
+            goto out;
+        c->heartbeat_seconds = (uint32_t)u;
+    }
     rc = repo_config_validate(c, err);
 out:
     json_decref(o);
@@ -186,8 +204,12 @@ char *repo_config_to_json(const struct repo_config *c, struct vb_error *err)
         c->version, "id", c->id, "chunk_size", (json_int_t)c->chunk_size, "compression",
         repo_compression_name(c->compression), "compression_level", c->compression_level, "created",
         c->created, "encryption", c->encrypted ? "aes-256-gcm" : "none");
-    if (o && c->encrypted &&
-        json_object_set_new(o, "key_fingerprint", json_string(c->key_fingerprint)) < 0) {
+    if (o &&
+        ((c->encrypted &&
+          json_object_set_new(o, "key_fingerprint", json_string(c->key_fingerprint)) < 0) ||
+         json_object_set_new(o, "session_stale_seconds", json_integer(c->session_stale_seconds)) <
+             0 ||
+         json_object_set_new(o, "heartbeat_seconds", json_integer(c->heartbeat_seconds)) < 0)) {
         json_decref(o);
         o = NULL;
     }

@@ -14,10 +14,12 @@
 #include "object.h"
 #include "timefmt.h"
 
-#define REPO_CONFIG_FORMAT      "virtbackup-repository"
-#define REPO_CONFIG_VERSION     1
-#define REPO_CHUNK_SIZE_DEFAULT (4u << 20)
-#define REPO_ZSTD_LEVEL_MAX     19
+#define REPO_CONFIG_FORMAT         "virtbackup-repository"
+#define REPO_CONFIG_VERSION        1
+#define REPO_CHUNK_SIZE_DEFAULT    (4u << 20)
+#define REPO_ZSTD_LEVEL_MAX        19
+#define REPO_SESSION_STALE_DEFAULT 900
+#define REPO_HEARTBEAT_DEFAULT     60
 
 struct repo_config {
     int version;
@@ -30,6 +32,9 @@ struct repo_config {
      * digits) when encrypted */
     bool encrypted;
     char key_fingerprint[33];
+    /* sessions (virtbackup-repository(5)); absent in a config: the defaults */
+    uint32_t session_stale_seconds;
+    uint32_t heartbeat_seconds; /* 1 .. below session_stale_seconds */
 };
 
 /* Version 1, a new random id, 4 MiB chunks, zstd level 1, created now. */

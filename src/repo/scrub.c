@@ -166,8 +166,9 @@ struct scrub_walk {
     char last[1100];
 };
 
-static int load_one(void *ctx, const char *key, uint64_t size, struct vb_error *err)
+static int load_one(void *ctx, const char *key, const struct repo_stat *st, struct vb_error *err)
 {
+    uint64_t size = st->size;
     struct scrub_walk *w = ctx;
     snprintf(w->last, sizeof w->last, "%s", key);
     unsigned k, n;

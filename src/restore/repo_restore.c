@@ -174,7 +174,8 @@ int restore_repo_run(const struct restore_opts *o, struct summary *sum)
                                  .snapshot = o->snapshot,
                                  .until = o->until,
                                  .key_file = o->key_file,
-                                 .key_passphrase = o->key_passphrase};
+                                 .key_passphrase = o->key_passphrase,
+                                 .session = "restore"};
     struct repo *r = repo_select_open(o->input, &sel, &m, &err);
     if (r && o->disk && !find_disk(&m, o->disk)) {
         char list[512] = "";

@@ -106,7 +106,8 @@ int restore_repo_verify(const struct restore_opts *o)
                                  .snapshot = o->snapshot,
                                  .until = o->until,
                                  .key_file = o->key_file,
-                                 .key_passphrase = o->key_passphrase};
+                                 .key_passphrase = o->key_passphrase,
+                                 .session = "verify"};
     struct repo *r = repo_select_open(o->input, &sel, &m, &err);
     if (!r) {
         vb_error_log("%s", err.msg);

@@ -8,6 +8,7 @@
 #include "bad_chunks.h"
 #include "log.h"
 #include "options.h"
+#include "repo_session.h"
 
 int cmd_check(const struct virtrepo_global *g, int argc, char **argv)
 {
@@ -17,7 +18,7 @@ int cmd_check(const struct virtrepo_global *g, int argc, char **argv)
         return vb_opt_usage_error(g->prog, g->usage, "check: one REPO is needed");
     struct vb_error err = {0};
     struct audit a;
-    struct repo *r = virtrepo_open(g, argv[1], &err);
+    struct repo *r = virtrepo_open_session(g, argv[1], "check", &err);
     if (!r) {
         vb_error_log("%s", err.msg);
         return 1;

@@ -129,7 +129,8 @@ int cmd_export(const struct virtrepo_global *g, int argc, char **argv)
     struct repo_selection sel = {.vm = vm,
                                  .snapshot = snapshot,
                                  .key_file = g->key_file,
-                                 .key_passphrase = g->key_passphrase};
+                                 .key_passphrase = g->key_passphrase,
+                                 .session = "export"};
     struct repo *r = repo_select_open(path, &sel, &m, &err);
     struct export_dir x = {0};
     int rc = r ? export_dir_begin(dir, &x, &err) : -1;

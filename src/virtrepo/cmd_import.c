@@ -20,6 +20,7 @@
 #include "log.h"
 #include "options.h"
 #include "plan.h"
+#include "repo_session.h"
 #include "snapshot_writer.h"
 #include "source_tap.h"
 #include "timefmt.h"
@@ -464,7 +465,8 @@ static int run_import(struct import_run *ir, const char *input, const char *repo
         bset_plan_chains(ir->set, NULL, NULL, &ir->chains, &ir->nchains, err) < 0 ||
         check_points(ir, err) < 0)
         return -1;
-    if (!(ir->repo = virtrepo_open(ir->g, repo_path, err)) || repo_need_key(ir->repo, err) < 0)
+    if (!(ir->repo = virtrepo_open_session(ir->g, repo_path, "import", err)) ||
+        repo_need_key(ir->repo, err) < 0)
         return -1;
     if (!(ir->disks = calloc(ir->nchains, sizeof *ir->disks)))
         return vb_error_set(err, "out of memory");

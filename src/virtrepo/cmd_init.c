@@ -1,6 +1,6 @@
 /* virtrepo init PATH [--chunk-size SIZE] [--compression zstd[:LEVEL]|lz4|none]
- * [--encrypt KEYFILE]: puts the config of a new repository (virtrepo(1), INIT); an encrypted
- * one records only the key's fingerprint. */
+ * [--encrypt KEYFILE] [--session-stale SECONDS] [--heartbeat SECONDS]: puts the config of a
+ * new repository (virtrepo(1), INIT); an encrypted one records only the key's fingerprint. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,12 +49,15 @@ int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
         {"chunk-size", required_argument, NULL, 'c'},
         {"compression", required_argument, NULL, 'z'},
         {"encrypt", required_argument, NULL, 'e'},
+        {"session-stale", required_argument, NULL, 's'},
+        {"heartbeat", required_argument, NULL, 'b'},
         {0},
     };
     struct repo_config cfg;
     struct vb_error err = {0};
     repo_config_default(&cfg);
     const char *key_file = NULL;
+    bool heartbeat_given = false;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         uint64_t size;
@@ -73,6 +76,17 @@ int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
         case 'e':
             key_file = optarg;
             break;
+        case 's':
+        case 'b': {
+            char *end;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (optarg[0] < '0' || optarg[0] > '9' || *end || v < 1 || v > 86400 * 7)
+                return vb_opt_usage_error(g->prog, g->usage, "bad --%s '%s' (seconds, 1 to 604800)",
+                                          c == 's' ? "session-stale" : "heartbeat", optarg);
+            *(c == 's' ? &cfg.session_stale_seconds : &cfg.heartbeat_seconds) = (uint32_t)v;
+            heartbeat_given |= c == 'b';
+            break;
+        }
         default:
             return vb_opt_usage_error(g->prog, g->usage, "init: unknown option '%s'",
                                       argv[optind - 1]);
@@ -91,6 +105,13 @@ int cmd_init(const struct virtrepo_global *g, int argc, char **argv)
         memcpy(cfg.key_fingerprint, k->fingerprint, sizeof cfg.key_fingerprint);
         repo_key_free(k);
     }
+    /* a short stale interval alone brings the heartbeat down with it (virtrepo(1)) */
+    if (!heartbeat_given && cfg.heartbeat_seconds >= cfg.session_stale_seconds)
+        cfg.heartbeat_seconds = cfg.session_stale_seconds > 3 ? cfg.session_stale_seconds / 3 : 1;
+    if (cfg.heartbeat_seconds >= cfg.session_stale_seconds)
+        return vb_opt_usage_error(g->prog, g->usage,
+                                  "--heartbeat must be below --session-stale (%u)",
+                                  cfg.session_stale_seconds);
     if (repo_init(path, &cfg, &err) < 0) {
         vb_error_log("%s", err.msg);
         return 1;

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "options.h"
 #include "progress.h"
+#include "repo_session.h"
 #include "stats.h"
 #include "virtrepo.h"
 
@@ -72,8 +73,9 @@ struct listing {
     char prefix[16];
 };
 
-static int list_one(void *ctx, const char *key, uint64_t size, struct vb_error *err)
+static int list_one(void *ctx, const char *key, const struct repo_stat *st, struct vb_error *err)
 {
+    uint64_t size = st->size;
     struct listing *l = ctx;
     (void)err;
     snprintf(l->last, sizeof l->last, "%s", key);
@@ -203,7 +205,7 @@ int cmd_stats(const struct virtrepo_global *g, int argc, char **argv)
         return vb_opt_usage_error(g->prog, g->usage, "stats: one REPO is needed");
 
     struct vb_error err = {0};
-    struct repo *r = virtrepo_open(g, argv[optind], &err);
+    struct repo *r = virtrepo_open_session(g, argv[optind], "stats", &err);
     struct virtrepo_snapshots all = {0};
     if (!r || virtrepo_load_snapshots(r, &all, &err) < 0) {
         vb_error_log("%s", err.msg);

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "options.h"
 #include "progress.h"
+#include "repo_session.h"
 #include "scrub.h"
 
 #define DEFAULT_WORKERS 4
@@ -111,9 +112,9 @@ struct healed_walk {
 
 /* bad/<hh>/<name> of a chunk found sound in this run: stored again since it was moved, so
  * the copy in bad/ goes. */
-static int heal_one(void *ctx, const char *key, uint64_t size, struct vb_error *err)
+static int heal_one(void *ctx, const char *key, const struct repo_stat *st, struct vb_error *err)
 {
-    (void)size;
+    (void)st;
     (void)err;
     struct healed_walk *w = ctx;
     snprintf(w->last, sizeof w->last, "%s", key);
@@ -217,7 +218,7 @@ int cmd_verify(const struct virtrepo_global *g, int argc, char **argv)
                                   "verify: --snapshot and --part exclude each other");
 
     struct audit a;
-    struct repo *r = virtrepo_open(g, argv[optind], &err);
+    struct repo *r = virtrepo_open_session(g, argv[optind], "verify", &err);
     if (!r) {
         vb_error_log("%s", err.msg);
         return 1;

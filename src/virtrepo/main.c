@@ -13,7 +13,8 @@
 #define USAGE                                                                                      \
     "usage: virtrepo [-v] [-q] [--key FILE] COMMAND ARGS...\n"                                     \
     "       virtrepo init PATH [--chunk-size SIZE] [--compression zstd[:LEVEL]|lz4|none]\n"        \
-    "                          [--encrypt KEYFILE]\n"                                              \
+    "                          [--encrypt KEYFILE] [--session-stale SECONDS] [--heartbeat "        \
+    "SECONDS]\n"                                                                                   \
     "       virtrepo key create|passwd|fingerprint FILE, key export|import --paper FILE\n"         \
     "       virtrepo snapshots REPO [--vm NAME] [--json]\n"                                        \
     "       virtrepo forget REPO ID... [--force]\n"                                                \
@@ -24,6 +25,7 @@
     "       virtrepo import DIR REPO [--json]\n"                                                   \
     "       virtrepo export REPO ID|latest DIR [--vm NAME] [-z[N]]\n"                              \
     "       virtrepo stats REPO [--json]\n"                                                        \
+    "       virtrepo gc REPO [--json] [--dry-run]\n"                                               \
     "       virtrepo --help | --version\n"
 
 static const struct virtrepo_command commands[] = {
@@ -31,6 +33,7 @@ static const struct virtrepo_command commands[] = {
     {"check", cmd_check},     {"verify", cmd_verify},       {"import", cmd_import},
     {"export", cmd_export},   {"stats", cmd_stats},         {"prune", cmd_prune},
     {"protect", cmd_protect}, {"unprotect", cmd_unprotect}, {"key", cmd_key},
+    {"gc", cmd_gc},
 };
 
 static void help(void)
@@ -44,6 +47,8 @@ static void help(void)
            "  init PATH           make a repository in PATH (a new or empty directory)\n"
            "      --chunk-size SIZE   chunk size, a power of two from 64K to 64M (4M)\n"
            "      --compression C     zstd[:LEVEL] (LEVEL 1..19, default zstd:1), lz4, none\n"
+           "      --session-stale S   a session not refreshed for S seconds is dead (900)\n"
+           "      --heartbeat S       sessions are refreshed every S seconds (60)\n"
            "      --encrypt KEYFILE   encrypt it with this key (made by key create)\n"
            "  key create FILE     a new random key in FILE (mode 0600)\n"
            "      --passphrase        wrapped by a passphrase (scrypt)\n"
@@ -90,6 +95,11 @@ static void help(void)
            "                      deduplication and compression ratios, the chunks only\n"
            "                      one VM uses (what forgetting it would free)\n"
            "      --json              a JSON object (vms, total)\n"
+           "  gc REPO             move the chunks and indexes no snapshot uses to a trash;\n"
+           "                      empty earlier trashes once the sessions alive during\n"
+           "                      their move have ended (space freed, sessions waited for)\n"
+           "      --json              a JSON object\n"
+           "      --dry-run           say what would be moved and emptied, change nothing\n"
            "\n"
            "  --key FILE          the key of an encrypted repository (or VIRTBACKUP_KEY_FILE);\n"
            "                      also accepted after the command\n"

@@ -37,12 +37,18 @@ int cmd_stats(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_prune(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_protect(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_unprotect(const struct virtrepo_global *g, int argc, char **argv);
+int cmd_gc(const struct virtrepo_global *g, int argc, char **argv);
 int cmd_key(const struct virtrepo_global *g, int argc, char **argv);
 
 /* Opens the repository at path with the key the global options name (none without one): an
  * encrypted repository opens without it for what needs no content (virtrepo(1), KEYS). NULL
  * on error. */
 struct repo *virtrepo_open(const struct virtrepo_global *g, const char *path, struct vb_error *err);
+
+/* virtrepo_open, then a session of kind on the handle (repo_session.h; ended by repo_close):
+ * what a command calls before it reads chunks or indexes. NULL on error. */
+struct repo *virtrepo_open_session(const struct virtrepo_global *g, const char *path,
+                                   const char *kind, struct vb_error *err);
 
 /* A snapshot of the repository as the walk found it: its key's uuid and id, and its manifest
  * when that parsed (parsed false: error says why). */

@@ -73,8 +73,11 @@ static void test_basic(void)
     CHECK(s->ops->get(s, "a/b/c", 5001, 0, &data, &got, &err) == -1);
     CHECK_MSG(strstr(err.msg, "a/b/c") != NULL, "%s", err.msg);
 
-    uint64_t size = 0;
-    CHECK(s->ops->head(s, "a/b/c", &size, &err) == 0 && size == sizeof buf);
+    struct repo_stat size = {0};
+    CHECK(s->ops->head(s, "a/b/c", &size, &err) == 0 && size.size == sizeof buf);
+    /* the store's clock: the file's modification time */
+    struct stat fst;
+    CHECK(stat(test_path("basic/a/b/c"), &fst) == 0 && size.mtime == (int64_t)fst.st_mtime);
     CHECK(s->ops->head(s, "a/b/d", &size, &err) == 1);
     CHECK(s->ops->head(s, "x/y/z", &size, &err) == 1);
     CHECK(s->ops->head(s, "a/b/c/d", &size, &err) == 1); /* a file on the way */
@@ -86,7 +89,7 @@ static void test_basic(void)
 
     /* an empty object, and a put over an existing key replaces it */
     CHECK(put(s, "a/empty", "", 0) == 0);
-    CHECK(s->ops->head(s, "a/empty", &size, &err) == 0 && size == 0);
+    CHECK(s->ops->head(s, "a/empty", &size, &err) == 0 && size.size == 0);
     CHECK(put(s, "a/b/c", "short", 5) == 0);
     CHECK(object_equals(s, "a/b/c", "short", 5) == 0);
 
@@ -116,7 +119,7 @@ static void test_refused_keys(void)
     for (size_t i = 0; i <= sizeof bad / sizeof bad[0]; i++) {
         const char *key = i < sizeof bad / sizeof bad[0] ? bad[i] : long_key;
         struct vb_error err = {0};
-        uint64_t size;
+        struct repo_stat size;
         void *data = NULL;
         size_t got;
         CHECK_MSG(s->ops->put(s, key, "x", 1, &err) == -1, "put accepted \"%s\"", key);
@@ -159,7 +162,7 @@ struct collected {
     size_t calls_in_page;
 };
 
-static int collect(void *ctx, const char *key, uint64_t size, struct vb_error *err)
+static int collect(void *ctx, const char *key, const struct repo_stat *st, struct vb_error *err)
 {
     (void)err;
     struct collected *c = ctx;
@@ -169,7 +172,7 @@ static int collect(void *ctx, const char *key, uint64_t size, struct vb_error *e
         c->sizes = realloc(c->sizes, c->cap * sizeof *c->sizes);
     }
     c->keys[c->n] = strdup(key);
-    c->sizes[c->n++] = size;
+    c->sizes[c->n++] = st->size;
     c->calls_in_page++;
     return 0;
 }
@@ -325,10 +328,10 @@ static void test_list(void)
     s->ops->close(s);
 }
 
-static int fail_second(void *ctx, const char *key, uint64_t size, struct vb_error *err)
+static int fail_second(void *ctx, const char *key, const struct repo_stat *st, struct vb_error *err)
 {
     (void)key;
-    (void)size;
+    (void)st;
     int *calls = ctx;
     if (++*calls == 2)
         return vb_error_set(err, "callback refused");
@@ -387,7 +390,7 @@ static void test_put_killed_by_file_limit(void)
     /* it died with its temporary file written in part: no object, nothing listed */
     CHECK(count_tmp_files(test_path("fsize/big")) == 1);
     struct vb_error err = {0};
-    uint64_t size;
+    struct repo_stat size;
     CHECK(s->ops->head(s, "big/object", &size, &err) == 1);
     struct collected c = {0};
     list_all(s, "", 0, &c);
@@ -420,7 +423,7 @@ static void test_put_killed_by_sigkill(void)
     }
     /* killed after three objects, while a temporary file exists, i.e. during some put */
     struct vb_error err = {0};
-    uint64_t size;
+    struct repo_stat size;
     int status = 0;
     pid_t ended = 0;
     while (ended == 0) {
@@ -591,6 +594,28 @@ static void test_put_new(void)
     s->ops->close(s);
 }
 
+/* copy: the source's bytes under the new key (made with its directories), the source stays,
+ * an existing destination is replaced, a missing source is 1, nothing temporary is left */
+static void test_copy(void)
+{
+    struct repo_store *s = open_store("copy");
+    struct vb_error err = {0};
+    CHECK(put(s, "a/src", "payload", 7) == 0);
+    CHECK_MSG(s->ops->copy(s, "a/src", "t/x/y/dst", &err) == 0, "%s", err.msg);
+    CHECK(object_equals(s, "t/x/y/dst", "payload", 7) == 0);
+    CHECK(object_equals(s, "a/src", "payload", 7) == 0);
+    CHECK(put(s, "b/other", "other!", 6) == 0);
+    CHECK_MSG(s->ops->copy(s, "b/other", "t/x/y/dst", &err) == 0, "%s", err.msg);
+    CHECK(object_equals(s, "t/x/y/dst", "other!", 6) == 0);
+    CHECK(s->ops->copy(s, "a/none", "t/none", &err) == 1);
+    CHECK(s->ops->copy(s, "zz/none", "t/none", &err) == 1);
+    CHECK(s->ops->copy(s, "a/src", "../out", &err) == -1);
+    CHECK(count_tmp_files(test_path("copy/t/x/y")) == 0);
+    struct repo_stat st;
+    CHECK(s->ops->head(s, "t/none", &st, &err) == 1);
+    s->ops->close(s);
+}
+
 int main(void)
 {
     test_basic();
@@ -601,6 +626,7 @@ int main(void)
     test_put_killed_by_sigkill();
     test_concurrent_same_keys();
     test_put_new();
+    test_copy();
     test_cleanup();
     return test_finish("test_repo_store");
 }
