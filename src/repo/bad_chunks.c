@@ -19,7 +19,7 @@ static int get_stored(struct repo *r, const repo_digest *d, void **obj, size_t *
 {
     char key[80];
     repo_chunk_key(d, key);
-    int rc = r->store->ops->get(r->store, key, 0, 0, obj, len, err);
+    int rc = repo_get_stored(r, key, obj, len, err);
     if (rc < 0)
         vb_error_prefix(err, "%s/%s", r->path, key);
     return rc;

@@ -304,6 +304,22 @@ static int find_in_trash(struct repo *r, const char *key, char *found, size_t fo
     return hit ? 0 : 1;
 }
 
+int repo_get_stored(struct repo *r, const char *key, void **obj, size_t *len, struct vb_error *err)
+{
+    int rc = r->store->ops->get(r->store, key, 0, 0, obj, len, err);
+    char trashed[REPO_KEY_MAX + 64];
+    if (rc == 1) {
+        rc = find_in_trash(r, key, trashed, sizeof trashed, err);
+        if (rc == 0)
+            rc = r->store->ops->get(r->store, trashed, 0, 0, obj, len, err);
+        /* a gc that empties a trash moves back what new snapshots use before it deletes
+         * anything: an object gone from the trash meanwhile is in its place again */
+        if (rc == 1)
+            rc = r->store->ops->get(r->store, key, 0, 0, obj, len, err);
+    }
+    return rc;
+}
+
 /* What "the object exists" means (virtbackup-repository(5)): present, its 24-byte header
  * valid and the object's size the header's. 0 so (*raw_size set), 1 missing, 2 damaged (err
  * says how), -1 on error. */
@@ -385,17 +401,7 @@ static int get_object(struct repo *r, const char *key, int kind, const repo_dige
 {
     void *obj = NULL;
     size_t obj_len = 0;
-    int rc = r->store->ops->get(r->store, key, 0, 0, &obj, &obj_len, err);
-    char trashed[REPO_KEY_MAX + 64];
-    if (rc == 1) {
-        rc = find_in_trash(r, key, trashed, sizeof trashed, err);
-        if (rc == 0)
-            rc = r->store->ops->get(r->store, trashed, 0, 0, &obj, &obj_len, err);
-        /* a gc that empties a trash moves back what new snapshots use before it deletes
-         * anything: an object gone from the trash meanwhile is in its place again */
-        if (rc == 1)
-            rc = r->store->ops->get(r->store, key, 0, 0, &obj, &obj_len, err);
-    }
+    int rc = repo_get_stored(r, key, &obj, &obj_len, err);
     if (rc == 1 && kind == REPO_KIND_CHUNK && want && repo_chunk_in_bad(r, want)) {
         char bad[80];
         repo_bad_chunk_key(want, bad);
@@ -477,7 +483,7 @@ int repo_chunk_check_stored(struct repo *r, const repo_digest *d, uint32_t *raw_
     repo_chunk_key(d, key);
     void *obj = NULL;
     size_t len = 0;
-    int rc = r->store->ops->get(r->store, key, 0, 0, &obj, &len, err);
+    int rc = repo_get_stored(r, key, &obj, &len, err);
     if (rc == 1)
         rc = vb_error_set(err, "missing (%s/%s)", r->path, key);
     else if (rc == 0 && repo_object_check_stored(REPO_KIND_CHUNK, obj, len, raw_size, err) < 0)

@@ -67,6 +67,11 @@ int repo_need_key(const struct repo *r, struct vb_error *err);
 /* The name of a chunk whose content is data (len bytes): HMAC-SHA-256 under the chunk-id
  * subkey in an encrypted repository, SHA-256 otherwise (virtbackup-repository(5)). */
 void repo_chunk_name(const struct repo *r, const void *data, size_t len, repo_digest *out);
+/* The stored bytes of the object under key, unchecked, looked up in the trashes of garbage
+ * collection when it is missing (virtbackup-repository(5), GARBAGE COLLECTION): 0 (*obj
+ * malloc'ed, *len bytes), 1 missing, -1 on error. */
+int repo_get_stored(struct repo *r, const char *key, void **obj, size_t *len, struct vb_error *err);
+
 /* Ends the session begun on r, if any, and frees r. */
 void repo_close(struct repo *r);
 
