@@ -32,26 +32,7 @@ qemu-img convert -f qcow2 -O raw "$IMG" "$W/vda.raw"
 # the template with a stamp of its own, so that a copy of the template is told apart
 cp "$VARS" "$NVRAM"
 head -c 4096 /dev/urandom | dd of="$NVRAM" bs=4096 seek=100 conv=notrunc status=none
-cat >"$W/uefi.xml" <<EOF
-<domain type='$(tb_domain_type)'>
-  <name>$DOM</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64'>hvm</type>
-    <loader readonly='yes' type='pflash'>$LOADER</loader>
-    <nvram>$NVRAM</nvram>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='$IMG'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>
-EOF
+tb_uefi_domain_xml "$DOM" "$LOADER" "$NVRAM" "$IMG" >"$W/uefi.xml"
 # undefine refuses a domain with an nvram unless told what to do with it
 tb_on_exit "tb_virsh undefine --nvram $DOM"
 tb_virsh define "$W/uefi.xml" >/dev/null

@@ -57,26 +57,7 @@ MARK="vbtest-nvram-secret-$$-$RANDOM$RANDOM"
 qemu-img create -q -f qcow2 -o compat=1.1 "${TB_IMAGES[0]}" 16M
 cp "$VARS" "$NVRAM"
 printf '%s' "$MARK" | dd of="$NVRAM" bs=1 seek=409600 conv=notrunc status=none
-cat >"$W/enc.xml" <<EOF
-<domain type='$(tb_domain_type)'>
-  <name>$DOM</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64'>hvm</type>
-    <loader readonly='yes' type='pflash'>$LOADER</loader>
-    <nvram>$NVRAM</nvram>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2' discard='unmap'/>
-      <source file='${TB_IMAGES[0]}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>
-EOF
+tb_uefi_domain_xml "$DOM" "$LOADER" "$NVRAM" "${TB_IMAGES[0]}" >"$W/enc.xml"
 tb_on_exit "tb_virsh destroy $DOM; tb_virsh undefine --nvram --checkpoints-metadata $DOM"
 tb_virsh define "$W/enc.xml" >/dev/null
 tb_virsh start --paused "$DOM" >/dev/null

@@ -54,31 +54,7 @@ qemu-img create -q -f qcow2 -o compat=1.1 "${TB_IMAGES[0]}" 24M
 qemu-img create -q -f qcow2 -o compat=1.1 "${TB_IMAGES[1]}" $((9 * 1048576 + 65536))
 cp "$VARS" "$NVRAM"
 head -c 4096 /dev/urandom | dd of="$NVRAM" bs=4096 seek=100 conv=notrunc status=none
-cat >"$W/export.xml" <<EOF
-<domain type='$(tb_domain_type)'>
-  <name>$DOM</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64'>hvm</type>
-    <loader readonly='yes' type='pflash'>$LOADER</loader>
-    <nvram>$NVRAM</nvram>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2' discard='unmap'/>
-      <source file='${TB_IMAGES[0]}'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2' discard='unmap'/>
-      <source file='${TB_IMAGES[1]}'/>
-      <target dev='vdb' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>
-EOF
+tb_uefi_domain_xml "$DOM" "$LOADER" "$NVRAM" "${TB_IMAGES[0]}" "${TB_IMAGES[1]}" >"$W/export.xml"
 # undefine refuses a domain with an nvram or checkpoints unless told what to do with them
 tb_on_exit "tb_virsh destroy $DOM; tb_virsh undefine --nvram --checkpoints-metadata $DOM"
 tb_virsh define "$W/export.xml" >/dev/null

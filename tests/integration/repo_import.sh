@@ -271,26 +271,7 @@ qemu-io -f qcow2 "$UIMG" -c "write -P 0x7e 0 2M" >/dev/null
 qemu-img convert -f qcow2 -O raw "$UIMG" "$W/uefi.raw"
 cp "$VARS" "$NVRAM"
 head -c 4096 /dev/urandom | dd of="$NVRAM" bs=4096 seek=10 conv=notrunc status=none
-cat >"$W/impuefi.xml" <<EOF
-<domain type='$(tb_domain_type)'>
-  <name>$UDOM</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64'>hvm</type>
-    <loader readonly='yes' type='pflash'>$LOADER</loader>
-    <nvram>$NVRAM</nvram>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='$UIMG'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>
-EOF
+tb_uefi_domain_xml "$UDOM" "$LOADER" "$NVRAM" "$UIMG" >"$W/impuefi.xml"
 # undefine refuses a domain with an nvram unless told what to do with it
 tb_on_exit "tb_virsh undefine --nvram $UDOM"
 tb_virsh define "$W/impuefi.xml" >/dev/null

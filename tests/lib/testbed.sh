@@ -244,6 +244,27 @@ tb_domain_type() {
     fi
 }
 
+# tb_uefi_domain_xml NAME LOADER NVRAM IMAGE...: the XML of a UEFI domain (the read-only
+# OVMF LOADER, its own NVRAM), one qcow2 disk per IMAGE as vda, vdb, ...; on stdout.
+tb_uefi_domain_xml() {
+    local name=$1 loader=$2 nvram=$3 img dev=a
+    shift 3
+    printf "<domain type='%s'>\n  <name>%s</name>\n  <memory unit='MiB'>128</memory>\n" \
+        "$(tb_domain_type)" "$name"
+    printf "  <vcpu>1</vcpu>\n  <os>\n    <type arch='x86_64'>hvm</type>\n"
+    printf "    <loader readonly='yes' type='pflash'>%s</loader>\n    <nvram>%s</nvram>\n" \
+        "$loader" "$nvram"
+    printf "  </os>\n  <features><acpi/></features>\n  <devices>\n"
+    for img in "$@"; do
+        printf "    <disk type='file' device='disk'>\n"
+        printf "      <driver name='qemu' type='qcow2' discard='unmap'/>\n"
+        printf "      <source file='%s'/>\n      <target dev='vd%s' bus='virtio'/>\n" "$img" "$dev"
+        printf "    </disk>\n"
+        dev=$(echo "$dev" | tr 'a-y' 'b-z')
+    done
+    printf "  </devices>\n</domain>\n"
+}
+
 # tb_create_domain SUFFIX SIZE [SIZE...]: one qcow2 (v3) disk per SIZE (vda, vdb, ...),
 # defines vbtest-$$-SUFFIX and starts it paused. Sets TB_DOMAIN and TB_IMAGES.
 tb_create_domain() {
