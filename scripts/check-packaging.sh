@@ -201,6 +201,9 @@ tb_assert_eq "verify" "$(complete_words virtrestore -a ve)" "virtrestore -a ve<T
 tb_assert_eq "--adjust-config" "$(complete_words virtrestore --adj)" "virtrestore --adj<TAB>"
 tb_assert_eq "--allow-remote" "$(complete_words virtmap --allow)" "virtmap --allow<TAB>"
 tb_assert_eq "verify" "$(complete_words virtrepo ver)" "virtrepo ver<TAB>"
+tb_assert_eq "gc" "$(complete_words virtrepo g)" "virtrepo g<TAB>"
+tb_assert_eq "--part" "$(complete_words virtrepo verify --pa)" "virtrepo verify --pa<TAB>"
+tb_assert_eq "passwd" "$(complete_words virtrepo key pa)" "virtrepo key pa<TAB>"
 proved "bash completion of levels, options, domain names and disks (virsh) for the three tools"
 
 # ---------------------------------------------------------------------------
