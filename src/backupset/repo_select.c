@@ -333,10 +333,14 @@ struct repo *repo_select_open(const char *path, const struct repo_selection *sel
                               struct repo_manifest *m, struct vb_error *err)
 {
     struct repo *r = repo_open_key_file(path, sel->key_file, sel->key_passphrase, err);
-    struct repo_session *s = NULL;
-    if (r && (repo_need_key(r, err) < 0 ||
-              (sel->session && repo_session_begin(r, sel->session, NULL, &s, err) < 0) ||
-              repo_select_snapshot(r, sel, m, err) < 0)) {
+    int rc = r && sel->session && repo_need_key(r, err) == 0
+                 ? repo_session_begin_reader(r, path, sel->session, err)
+                 : 0;
+    if (rc == 1) {
+        vb_warn("%s", err->msg);
+        *err = (struct vb_error){0};
+    }
+    if (r && (repo_need_key(r, err) < 0 || rc < 0 || repo_select_snapshot(r, sel, m, err) < 0)) {
         repo_close(r);
         r = NULL;
     }

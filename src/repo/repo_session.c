@@ -225,6 +225,20 @@ fail:
     return -1;
 }
 
+int repo_session_begin_reader(struct repo *r, const char *path, const char *kind,
+                              struct vb_error *err)
+{
+    struct repo_session *s = NULL;
+    if (repo_session_begin(r, kind, NULL, &s, err) == 0)
+        return 0;
+    /* a repository on read-only storage (a mounted copy, a read-only share) cannot hold a
+     * session, and no garbage collection can run on it either: read it without one */
+    if (access(path, W_OK) == 0 || (errno != EROFS && errno != EACCES))
+        return -1;
+    vb_error_set(err, "%s is read-only (%s): reading it without a session", path, strerror(errno));
+    return 1;
+}
+
 struct repo *repo_open_session(const char *path, const char *kind, const char *vm,
                                struct vb_error *err)
 {

@@ -32,6 +32,13 @@ int repo_session_begin(struct repo *r, const char *kind, const char *vm, struct 
 
 const char *repo_session_id(const struct repo_session *s);
 
+/* repo_session_begin for a reader (vm NULL), except that a repository at path on read-only
+ * storage (access(2) says EROFS or EACCES) is read without a session: no garbage collection
+ * can run there either (virtbackup-repository(5), SESSIONS). 0; 1 without a session (err
+ * says so, for a warning); -1 on error. */
+int repo_session_begin_reader(struct repo *r, const char *path, const char *kind,
+                              struct vb_error *err);
+
 /* repo_open, then repo_session_begin of kind on the handle (ended by repo_close): what a
  * tool calls before it reads or writes chunks. NULL on error. */
 struct repo *repo_open_session(const char *path, const char *kind, const char *vm,
